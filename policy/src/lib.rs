@@ -7,5 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod decision;
+mod evaluation;
 
 pub use decision::{DecidedBy, Decision};
+pub use evaluation::{Evaluation, HeuristicVerdict, RuleMatch, RuleOrigin};

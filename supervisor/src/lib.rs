@@ -1,0 +1,13 @@
+//! execgate sessions: a supervised shell whose every exec is a decision.
+//!
+//! A [`SessionSpec`] says what to run and in which sandbox; an [`Approver`] answers the
+//! prompts; the session ends with a [`SessionOutcome`] listing what was decided.
+//! This crate owns the process tree of each session: it never leaves one behind.
+
+pub mod approval;
+pub mod sandbox;
+pub mod session;
+
+pub use approval::{Approval, ApprovalRequest, Approver};
+pub use sandbox::{SandboxMode, SandboxPolicy};
+pub use session::{ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio};

@@ -1,0 +1,111 @@
+//! What a session is asked to run, and how it ended.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use policy::{DecidedBy, Decision, RuleMatch};
+use serde::Serialize;
+
+use crate::approval::Approver;
+use crate::sandbox::SandboxPolicy;
+
+/// Where the session's stdin/stdout/stderr go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStdio {
+    /// The supervisor's own stdio (the CLI).
+    Inherit,
+    /// Fresh pipes: stdin at EOF, stdout and stderr handed to the caller (MCP).
+    Piped,
+}
+
+/// One session: a command (normally `bash -c SCRIPT`), where and how to run it.
+#[derive(Clone)]
+pub struct SessionSpec {
+    /// argv of the session's first program; argv\[0\] is looked up in `PATH`.
+    pub argv: Vec<String>,
+    /// Working directory; must exist.
+    pub workdir: PathBuf,
+    /// Extra environment on top of the supervisor's own.
+    pub env: Vec<(String, String)>,
+    pub sandbox: SandboxPolicy,
+    /// Wall-clock limit, not counting time spent waiting for a human.
+    pub timeout: Option<Duration>,
+    pub stdio: SessionStdio,
+    /// Who answers `prompt` decisions for this session.
+    pub approver: Arc<dyn Approver>,
+}
+
+impl std::fmt::Debug for SessionSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionSpec")
+            .field("argv", &self.argv)
+            .field("workdir", &self.workdir)
+            .field("env", &self.env)
+            .field("sandbox", &self.sandbox)
+            .field("timeout", &self.timeout)
+            .field("stdio", &self.stdio)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell's convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(sig) => 128 + sig,
+        }
+    }
+}
+
+/// Where an exec ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RanIn {
+    /// Continued inside the sandbox.
+    Sandbox,
+    /// The supervisor ran its own copy outside the sandbox.
+    Escalated,
+    /// It did not run.
+    Denied,
+}
+
+/// What happened to one exec of the tree; also one line of the audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecRecord {
+    pub pid: i32,
+    pub program: PathBuf,
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub decision: Decision,
+    /// `None` when a human changed the policy's decision.
+    pub decided_by: Option<DecidedBy>,
+    /// True when a person was asked.
+    pub asked_human: bool,
+    pub matched_rules: Vec<RuleMatch>,
+    pub ran_in: RanIn,
+    /// One line for a person: why it was denied or escalated.
+    pub reason: String,
+    /// Exit status, for escalated execs (the supervisor waited for them).
+    pub status: Option<ExitStatus>,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionOutcome {
+    pub status: ExitStatus,
+    pub timed_out: bool,
+    /// Wall-clock time, including time spent waiting for a human.
+    pub duration: Duration,
+    /// Execs that were denied or escalated (allowed sandboxed execs only go to the audit log).
+    pub notable_execs: Vec<ExecRecord>,
+}
