@@ -1,0 +1,126 @@
+//! `execgate mcp`'s command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use supervisor::{SandboxMode, SandboxPolicy};
+
+use crate::server::ServerSettings;
+
+/// Serve the `shell` tool over MCP on stdin/stdout (logs go to stderr).
+#[derive(Debug, Clone, Parser)]
+#[command(about = "Serve the `shell` MCP tool on stdin/stdout; logs go to stderr")]
+pub struct Args {
+    /// Rules file (Codex `.rules`, Starlark); repeat for several.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+
+    /// Do not load the default rules files (`~/.codex/rules/*.rules` and execgate's own).
+    #[arg(long)]
+    pub no_default_rules: bool,
+
+    /// Sandbox for allowed programs until the client sends a Codex sandbox state.
+    #[arg(long, value_name = "MODE", default_value = "workspace-write", value_parser = parse_mode)]
+    pub sandbox: SandboxMode,
+
+    /// Extra writable directory for workspace-write; repeat for several.
+    #[arg(long = "writable-root", value_name = "DIR")]
+    pub writable_roots: Vec<PathBuf>,
+
+    /// Allow outbound network (AF_INET/AF_INET6) inside the sandbox.
+    #[arg(long)]
+    pub network: bool,
+
+    /// Append one JSON line per decided exec to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+
+    /// `timeout_ms` for calls that give none.
+    #[arg(long, value_name = "MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub default_timeout_ms: u64,
+
+    /// Cap on each of stdout, stderr and the interleaved output, in bytes (head and tail kept).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_output_bytes: usize,
+}
+
+impl Args {
+    /// The sandbox given by `--sandbox`, `--writable-root` and `--network`.
+    pub fn sandbox_policy(&self) -> SandboxPolicy {
+        let mut policy = SandboxPolicy::new(self.sandbox);
+        policy.writable_roots = self.writable_roots.clone();
+        policy.network = self.network;
+        policy
+    }
+
+    /// What the server does when a call does not say otherwise.
+    pub fn settings(&self) -> ServerSettings {
+        ServerSettings {
+            sandbox: self.sandbox_policy(),
+            default_timeout: Duration::from_millis(self.default_timeout_ms),
+            max_output_bytes: self.max_output_bytes,
+        }
+    }
+}
+
+fn parse_mode(s: &str) -> Result<SandboxMode, String> {
+    s.parse()
+        .map_err(|e: <SandboxMode as std::str::FromStr>::Err| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let args = Args::try_parse_from(["mcp"]).unwrap();
+        let s = args.settings();
+        assert_eq!(s.sandbox, SandboxPolicy::new(SandboxMode::WorkspaceWrite));
+        assert_eq!(s.default_timeout, Duration::from_secs(10));
+        assert_eq!(s.max_output_bytes, 1 << 20);
+        assert!(args.rules.is_empty() && !args.no_default_rules && args.audit.is_none());
+    }
+
+    #[test]
+    fn every_flag() {
+        let args = Args::try_parse_from([
+            "mcp",
+            "--rules",
+            "/a.rules",
+            "--rules",
+            "/b.rules",
+            "--no-default-rules",
+            "--sandbox",
+            "read-only",
+            "--writable-root",
+            "/w",
+            "--network",
+            "--audit",
+            "/log",
+            "--default-timeout-ms",
+            "500",
+            "--max-output-bytes",
+            "4096",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.rules,
+            [PathBuf::from("/a.rules"), PathBuf::from("/b.rules")]
+        );
+        let s = args.settings();
+        assert_eq!(s.sandbox.mode, SandboxMode::ReadOnly);
+        assert_eq!(s.sandbox.writable_roots, [PathBuf::from("/w")]);
+        assert!(s.sandbox.network && args.no_default_rules);
+        assert_eq!(s.default_timeout, Duration::from_millis(500));
+        assert_eq!(s.max_output_bytes, 4096);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Args::try_parse_from(["mcp", "--sandbox", "yolo"]).is_err());
+        assert!(Args::try_parse_from(["mcp", "--default-timeout-ms", "0"]).is_err());
+    }
+}

@@ -1,0 +1,358 @@
+//! Asking the human behind the MCP client: a `prompt` decision becomes an elicitation.
+//!
+//! The message names the exact command and directory ("Allow agent to run `...` in
+//! `...`?") and the rule that asked; the form offers "approve once" and "approve for the
+//! rest of this session". Decline and cancel deny. A client that did not declare the
+//! elicitation capability is never sent one: the exec is denied with a reason saying so,
+//! so nothing waits for an answer that cannot come.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use policy::{DecidedBy, Evaluation};
+use rmcp::model::{
+    ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationSchema, EnumSchema,
+    PrimitiveSchemaDefinition,
+};
+use rmcp::service::ElicitationMode;
+use rmcp::{Peer, RoleServer};
+use supervisor::approval::ApprovalFuture;
+use supervisor::{Approval, ApprovalRequest, Approver};
+
+/// Form field holding the choice.
+pub const DECISION_FIELD: &str = "decision";
+/// Choice: run it this once.
+pub const APPROVE: &str = "approve";
+/// Choice: run it, and the same command again without asking, until the server exits.
+pub const APPROVE_FOR_SESSION: &str = "approve-for-session";
+
+/// Commands a human approved "for the rest of this session": the MCP connection.
+#[derive(Debug, Default)]
+pub struct Remembered {
+    commands: Mutex<HashSet<(String, Vec<String>)>>,
+}
+
+impl Remembered {
+    fn key(request: &ApprovalRequest) -> (String, Vec<String>) {
+        (
+            request.program.to_string_lossy().into_owned(),
+            request.argv.iter().skip(1).cloned().collect(),
+        )
+    }
+
+    fn contains(&self, request: &ApprovalRequest) -> bool {
+        self.lock().contains(&Self::key(request))
+    }
+
+    fn insert(&self, request: &ApprovalRequest) {
+        self.lock().insert(Self::key(request));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(String, Vec<String>)>> {
+        // A panic while holding this lock leaves a valid set: keep using it.
+        self.commands.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Answers a session's prompts by asking the MCP client.
+pub struct ElicitationApprover {
+    peer: Peer<RoleServer>,
+    remembered: Arc<Remembered>,
+}
+
+impl std::fmt::Debug for ElicitationApprover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElicitationApprover")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ElicitationApprover {
+    pub fn new(peer: Peer<RoleServer>, remembered: Arc<Remembered>) -> Self {
+        ElicitationApprover { peer, remembered }
+    }
+
+    async fn ask_client(&self, request: ApprovalRequest) -> Approval {
+        if self.remembered.contains(&request) {
+            return Approval::AllowForSession;
+        }
+        if !self
+            .peer
+            .supported_elicitation_modes()
+            .contains(&ElicitationMode::Form)
+        {
+            return Approval::Deny {
+                reason: "the policy asks a human about this command, and this MCP client does not \
+                         support elicitation (form mode), so nobody can be asked: denied"
+                    .to_owned(),
+            };
+        }
+        let params = ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message: message(&request),
+            requested_schema: form(),
+        };
+        match self.peer.create_elicitation(params).await {
+            Ok(result) => {
+                let approval = answer(&result);
+                if approval == Approval::AllowForSession {
+                    self.remembered.insert(&request);
+                }
+                approval
+            }
+            Err(error) => Approval::Deny {
+                reason: format!("asking the human failed ({error}): denied"),
+            },
+        }
+    }
+}
+
+impl Approver for ElicitationApprover {
+    fn ask(&self, request: ApprovalRequest) -> ApprovalFuture<'_> {
+        Box::pin(self.ask_client(request))
+    }
+}
+
+/// "Allow agent to run `CMD ARGS` in `CWD`?" and, below it, why it is asked.
+pub fn message(request: &ApprovalRequest) -> String {
+    let mut text = format!(
+        "Allow agent to run `{}` in `{}`?",
+        command_line(&request.program, &request.argv),
+        request.cwd.display()
+    );
+    let why = reason(&request.evaluation);
+    if !why.is_empty() {
+        text.push_str("\n\n");
+        text.push_str(&why);
+    }
+    text
+}
+
+/// The program's path and the arguments after argv\[0\], shell-quoted where needed.
+pub fn command_line(program: &Path, argv: &[String]) -> String {
+    let mut line = shell_quote(&program.to_string_lossy());
+    for arg in argv.iter().skip(1) {
+        line.push(' ');
+        line.push_str(&shell_quote(arg));
+    }
+    line
+}
+
+/// Why the policy asks: each matched rule with its place and justification, or the
+/// heuristic's reason.
+pub fn reason(evaluation: &Evaluation) -> String {
+    match evaluation.decided_by {
+        DecidedBy::Rule => evaluation
+            .matched_rules
+            .iter()
+            .map(|rule| {
+                let pattern = serde_json::to_string(&rule.matched_prefix).unwrap_or_default();
+                let mut line = format!(
+                    "Rule: prefix_rule(pattern={pattern}, decision=\"{}\")",
+                    rule.decision
+                );
+                if let Some(origin) = &rule.origin {
+                    line.push_str(&format!(" at {}:{}", origin.file.display(), origin.line));
+                }
+                if let Some(justification) = &rule.justification {
+                    line.push_str(&format!("\nJustification: {justification}"));
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        DecidedBy::Heuristics => match &evaluation.heuristic {
+            Some(h) => format!("No rule matched; execgate's heuristics ask: {}", h.reason),
+            None => "No rule matched; execgate's heuristics ask.".to_owned(),
+        },
+    }
+}
+
+/// The form: one required choice, approve once or for the session.
+pub fn form() -> ElicitationSchema {
+    let choice = EnumSchema::builder(vec![APPROVE.to_owned(), APPROVE_FOR_SESSION.to_owned()])
+        .with_default(APPROVE)
+        .and_then(|b| {
+            b.enum_titles(vec![
+                "Approve once".to_owned(),
+                "Approve for the rest of this session".to_owned(),
+            ])
+        })
+        .map(|b| {
+            b.title("Approve")
+                .description("Decline (or cancel) to deny the command.")
+                .build()
+        })
+        .unwrap_or_else(|e| unreachable!("static enum schema is valid: {e}"));
+    ElicitationSchema::builder()
+        .required_property(DECISION_FIELD, PrimitiveSchemaDefinition::Enum(choice))
+        .title("Command approval")
+        .build()
+        .unwrap_or_else(|e| unreachable!("static elicitation schema is valid: {e}"))
+}
+
+/// Turns the client's answer into an approval. Accept without a recognised choice is
+/// "approve once": the human said yes.
+pub fn answer(result: &ElicitResult) -> Approval {
+    match result.action {
+        ElicitationAction::Accept => {
+            let choice = result
+                .content
+                .as_ref()
+                .and_then(|c| c.get(DECISION_FIELD))
+                .and_then(|v| v.as_str());
+            if choice == Some(APPROVE_FOR_SESSION) {
+                Approval::AllowForSession
+            } else {
+                Approval::Allow
+            }
+        }
+        ElicitationAction::Decline => Approval::Deny {
+            reason: "the human declined to run it".to_owned(),
+        },
+        ElicitationAction::Cancel => Approval::Deny {
+            reason: "the human cancelled the approval request".to_owned(),
+        },
+        _ => Approval::Deny {
+            reason: "the client answered the approval request with an unknown action".to_owned(),
+        },
+    }
+}
+
+/// Quotes `s` for a POSIX shell when it holds anything but safe characters.
+pub fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'/' | b'=' | b':' | b',' | b'+' | b'@' | b'%'
+                )
+        });
+    if safe {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy::{Decision, HeuristicVerdict, RuleMatch, RuleOrigin};
+    use serde_json::json;
+    use std::path::PathBuf;
+
+    fn request(evaluation: Evaluation) -> ApprovalRequest {
+        ApprovalRequest {
+            program: PathBuf::from("/usr/bin/git"),
+            argv: vec!["git".into(), "init".into(), ".".into()],
+            cwd: PathBuf::from("/tmp/w"),
+            evaluation,
+        }
+    }
+
+    fn rule_eval() -> Evaluation {
+        Evaluation {
+            decision: Decision::Prompt,
+            decided_by: DecidedBy::Rule,
+            matched_rules: vec![RuleMatch {
+                matched_prefix: vec!["git".into(), "init".into()],
+                decision: Decision::Prompt,
+                justification: Some("creates a repository".into()),
+                origin: Some(RuleOrigin {
+                    file: PathBuf::from("/r/default.rules"),
+                    line: 3,
+                }),
+            }],
+            heuristic: None,
+        }
+    }
+
+    #[test]
+    fn message_names_command_cwd_rule_and_justification() {
+        let m = message(&request(rule_eval()));
+        assert_eq!(
+            m,
+            "Allow agent to run `/usr/bin/git init .` in `/tmp/w`?\n\n\
+             Rule: prefix_rule(pattern=[\"git\",\"init\"], decision=\"prompt\") at /r/default.rules:3\n\
+             Justification: creates a repository"
+        );
+    }
+
+    #[test]
+    fn message_for_heuristics() {
+        let m = message(&request(Evaluation {
+            decision: Decision::Prompt,
+            decided_by: DecidedBy::Heuristics,
+            matched_rules: vec![],
+            heuristic: Some(HeuristicVerdict {
+                decision: Decision::Prompt,
+                reason: "rm -f deletes files".into(),
+            }),
+        }));
+        assert!(m.ends_with("heuristics ask: rm -f deletes files"), "{m}");
+    }
+
+    #[test]
+    fn arguments_are_quoted() {
+        let line = command_line(
+            Path::new("/bin/echo"),
+            &[
+                "echo".into(),
+                "a b".into(),
+                "it's".into(),
+                "".into(),
+                "x=1".into(),
+            ],
+        );
+        assert_eq!(line, r#"/bin/echo 'a b' 'it'\''s' '' x=1"#);
+    }
+
+    #[test]
+    fn answers_map_to_approvals() {
+        let accept = |c| ElicitResult::new(ElicitationAction::Accept).with_content(c);
+        assert_eq!(
+            answer(&accept(json!({"decision": "approve"}))),
+            Approval::Allow
+        );
+        assert_eq!(
+            answer(&accept(json!({"decision": "approve-for-session"}))),
+            Approval::AllowForSession
+        );
+        assert_eq!(
+            answer(&ElicitResult::new(ElicitationAction::Accept)),
+            Approval::Allow
+        );
+        assert!(matches!(
+            answer(&ElicitResult::new(ElicitationAction::Decline)),
+            Approval::Deny { reason } if reason.contains("declined")
+        ));
+        assert!(matches!(
+            answer(&ElicitResult::new(ElicitationAction::Cancel)),
+            Approval::Deny { reason } if reason.contains("cancelled")
+        ));
+    }
+
+    #[test]
+    fn form_offers_both_choices() {
+        let schema = serde_json::to_value(form()).unwrap();
+        assert_eq!(schema["required"], json!(["decision"]));
+        let one_of = &schema["properties"]["decision"]["oneOf"];
+        assert_eq!(one_of[0]["const"], "approve");
+        assert_eq!(one_of[1]["const"], "approve-for-session");
+        assert_eq!(schema["properties"]["decision"]["default"], "approve");
+    }
+
+    #[test]
+    fn remembered_commands_match_program_and_arguments() {
+        let r = Remembered::default();
+        let a = request(rule_eval());
+        r.insert(&a);
+        assert!(r.contains(&a));
+        let mut b = a.clone();
+        b.argv.push("--bare".into());
+        assert!(!r.contains(&b));
+    }
+}

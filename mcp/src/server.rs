@@ -1,0 +1,286 @@
+//! The MCP server: one tool, `shell`, plus Codex's sandbox-state extension.
+//!
+//! Each `shell` call is an independent supervisor session. A call ends when its session
+//! does, when the client cancels it, or when the client disconnects; in the last two cases
+//! the session is dropped, which kills its whole process tree.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
+    CustomResult, ErrorCode, ExperimentalCapabilities, Implementation, JsonObject, ProtocolVersion,
+    ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use serde_json::{Value, json};
+use supervisor::{SandboxPolicy, SessionSpec, SessionStdio};
+use tokio_util::sync::CancellationToken;
+
+use crate::elicitation::{ElicitationApprover, Remembered};
+use crate::runner::{RunError, Sessions};
+use crate::sandbox_state::{self, SandboxState};
+use crate::shell::{self, SandboxReport, SandboxSource, ShellParams, ShellResult};
+
+/// The tool's one name.
+pub const TOOL_NAME: &str = "shell";
+
+/// Standard MCP requests this server serves; one arriving as a custom request had params
+/// that did not decode.
+const STANDARD_METHODS: &[&str] = &["initialize", "ping", "tools/list", "tools/call"];
+
+/// What the server does when a call does not say otherwise.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Sandbox until the client sends a sandbox state.
+    pub sandbox: SandboxPolicy,
+    /// `timeout_ms` when the call has none.
+    pub default_timeout: Duration,
+    /// Cap for each of stdout, stderr and the interleaved output.
+    pub max_output_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            sandbox: SandboxPolicy::default(),
+            default_timeout: Duration::from_secs(10),
+            max_output_bytes: 1 << 20,
+        }
+    }
+}
+
+struct Inner {
+    sessions: Arc<dyn Sessions>,
+    settings: ServerSettings,
+    /// The last `codex/sandbox-state/update`, if any.
+    sandbox_state: Mutex<Option<SandboxState>>,
+    remembered: Arc<Remembered>,
+    /// Cancelled when the client disconnects: every running call kills its session.
+    disconnected: CancellationToken,
+}
+
+/// The `shell` tool server.
+#[derive(Clone)]
+pub struct ShellServer {
+    tool_router: ToolRouter<ShellServer>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ShellServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShellServer")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+#[tool_router]
+impl ShellServer {
+    /// `disconnected` is cancelled by the transport when the client goes away.
+    pub fn new(
+        sessions: Arc<dyn Sessions>,
+        settings: ServerSettings,
+        disconnected: CancellationToken,
+    ) -> Self {
+        ShellServer {
+            tool_router: Self::tool_router(),
+            inner: Arc::new(Inner {
+                sessions,
+                settings,
+                sandbox_state: Mutex::new(None),
+                remembered: Arc::default(),
+                disconnected,
+            }),
+        }
+    }
+
+    #[tool(
+        name = "shell",
+        description = shell::DESCRIPTION,
+        output_schema = rmcp::handler::server::tool::schema_for_output::<ShellResult>()
+    )]
+    async fn shell(
+        &self,
+        context: RequestContext<RoleServer>,
+        Parameters(params): Parameters<ShellParams>,
+    ) -> Result<CallToolResult, McpError> {
+        let call = params.check(self.inner.settings.default_timeout)?;
+        let (sandbox, source) = self.sandbox_for(&context)?;
+        let approver =
+            ElicitationApprover::new(context.peer.clone(), self.inner.remembered.clone());
+        let spec = SessionSpec {
+            argv: call.argv,
+            workdir: call.workdir,
+            env: Vec::new(),
+            sandbox: sandbox.clone(),
+            timeout: Some(call.timeout),
+            stdio: SessionStdio::Piped,
+            approver: Arc::new(approver),
+        };
+        let run = self
+            .inner
+            .sessions
+            .run(spec, self.inner.settings.max_output_bytes);
+        // Dropping `run` drops the session, which kills its tree.
+        let finished = tokio::select! {
+            finished = run => finished,
+            _ = context.ct.cancelled() => {
+                return Err(McpError::internal_error("the call was cancelled; its processes were killed", None));
+            }
+            _ = self.inner.disconnected.cancelled() => {
+                return Err(McpError::internal_error("the client disconnected; the call's processes were killed", None));
+            }
+        };
+        match finished {
+            Ok(finished) => {
+                let report = SandboxReport::new(&sandbox, source, finished.enforcement);
+                let result = ShellResult::new(&finished.outcome, finished.captured, report);
+                let value = serde_json::to_value(&result).map_err(|e| {
+                    McpError::internal_error(format!("cannot serialize the result: {e}"), None)
+                })?;
+                Ok(CallToolResult::structured(value))
+            }
+            // The tool itself failed (not the command): the agent reads why.
+            Err(error) => Ok(tool_failure(&error)),
+        }
+    }
+}
+
+fn tool_failure(error: &RunError) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(format!(
+        "execgate could not run the command: {error}"
+    ))])
+}
+
+impl ShellServer {
+    /// The call's `_meta` sandbox state, else the last update, else the command line.
+    fn sandbox_for(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(SandboxPolicy, SandboxSource), McpError> {
+        if let Some(value) = context.meta.get(sandbox_state::META_CAPABILITY) {
+            let state = SandboxState::from_json(value).map_err(|e| {
+                McpError::invalid_params(
+                    format!("_meta[\"{}\"]: {e}", sandbox_state::META_CAPABILITY),
+                    None,
+                )
+            })?;
+            return Ok((state.policy, SandboxSource::ToolCallMeta));
+        }
+        if let Some(state) = self.lock_state().as_ref() {
+            return Ok((state.policy.clone(), SandboxSource::SandboxStateUpdate));
+        }
+        Ok((
+            self.inner.settings.sandbox.clone(),
+            SandboxSource::CommandLine,
+        ))
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, Option<SandboxState>> {
+        // The state is replaced whole, so a poisoned lock still holds a valid value.
+        self.inner
+            .sandbox_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn capabilities() -> ServerCapabilities {
+        let mut version = JsonObject::new();
+        version.insert(
+            "version".to_owned(),
+            Value::String(sandbox_state::CAPABILITY_VERSION.to_owned()),
+        );
+        let mut experimental = ExperimentalCapabilities::new();
+        experimental.insert(sandbox_state::CAPABILITY.to_owned(), version.clone());
+        experimental.insert(sandbox_state::META_CAPABILITY.to_owned(), version);
+        ServerCapabilities::builder()
+            .enable_tools()
+            .enable_experimental_with(experimental)
+            .build()
+    }
+}
+
+#[tool_handler]
+impl ServerHandler for ShellServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(Self::capabilities())
+            .with_server_info(Implementation::new("execgate", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "execgate runs shell commands for you. Every program a command starts is checked \
+                 against an exec policy: allowed ones run in a sandbox, forbidden ones fail with a \
+                 reason, and some need the user's approval, which the user gives through your \
+                 client. The `shell` result lists denied and unsandboxed programs with reasons.",
+            )
+    }
+
+    /// Up to 2025-11-25: later revisions forbid the server-to-client requests that
+    /// elicitation needs in the middle of a running command.
+    fn supported_protocol_versions(&self) -> std::borrow::Cow<'static, [ProtocolVersion]> {
+        std::borrow::Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        if request.name != TOOL_NAME {
+            return Err(McpError::invalid_params(
+                format!(
+                    "unknown tool `{}`: this server has one tool, `{TOOL_NAME}`",
+                    request.name
+                ),
+                None,
+            ));
+        }
+        // rmcp turns arguments that do not deserialize into an `isError` result; execgate
+        // answers every malformed call the same way, with `invalid_params`, so a client can
+        // tell a bad request from a command that ran (see the crate docs).
+        let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
+        if let Err(e) = serde_json::from_value::<ShellParams>(arguments) {
+            return Err(McpError::invalid_params(
+                format!("invalid `{TOOL_NAME}` arguments: {e}"),
+                None,
+            ));
+        }
+        let tcc = ToolCallContext::new(self, request, context);
+        self.tool_router.call(tcc).await
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        if STANDARD_METHODS.contains(&request.method.as_str()) {
+            // rmcp hands a standard request whose params did not decode to this fallback.
+            return Err(McpError::invalid_params(
+                crate::transport::describe_bad_params(
+                    &request.method,
+                    request.params.as_ref(),
+                    "malformed params",
+                ),
+                None,
+            ));
+        }
+        if request.method != sandbox_state::UPDATE_METHOD {
+            return Err(McpError::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("unknown method `{}`", request.method),
+                None,
+            ));
+        }
+        let params = request.params.unwrap_or(Value::Null);
+        let state = SandboxState::from_json(&params).map_err(|e| {
+            McpError::invalid_params(format!("{}: {e}", sandbox_state::UPDATE_METHOD), None)
+        })?;
+        tracing::info!(sandbox = ?state.policy, "sandbox state updated");
+        *self.lock_state() = Some(state);
+        Ok(CustomResult::new(json!({})))
+    }
+}

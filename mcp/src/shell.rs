@@ -1,0 +1,369 @@
+//! The `shell` tool's contract: its parameters (Codex's, unchanged), how they are checked,
+//! and the result it returns.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rmcp::ErrorData as McpError;
+use rmcp::schemars;
+use serde::{Deserialize, Serialize};
+use supervisor::{ExecRecord, RanIn, SandboxPolicy, SessionOutcome};
+
+use crate::capture::{Captured, StreamText};
+
+/// Linux refuses a single argv string longer than this (`MAX_ARG_STRLEN`, 32 pages,
+/// including the NUL): `bash -c COMMAND` could never start with a longer command.
+pub const MAX_COMMAND_BYTES: usize = 128 * 1024 - 1;
+
+/// What the tool tells the model. Codex's wording first, so agents written for Codex's
+/// shell tool read the same contract.
+pub const DESCRIPTION: &str = "Runs a shell command and returns its output. You MUST provide the workdir as an absolute path.\n\n\
+The command runs in bash (`bash -lc COMMAND`, or `bash -c` with login=false) under execgate: every program it starts is checked against an exec policy. \
+A program can be allowed (it runs inside a sandbox), forbidden (it fails to start and the reason is in `execs`), or need a human's approval (the user is asked; waiting does not count against timeout_ms). \
+The result has `exit_code`, `stdout`, `stderr`, `output` (both interleaved), `duration_ms`, `timed_out`, the `sandbox` the command ran in, and `execs`: every program that was denied or ran outside the sandbox, with the reason. \
+A non-zero exit is a normal result, not a tool error. Output over the cap keeps its beginning and end, with a marker where bytes were cut.";
+
+/// The `shell` tool's arguments, with Codex's names and meaning.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+pub struct ShellParams {
+    /// The bash string to execute.
+    pub command: String,
+    /// The working directory to execute the command in. Must be an absolute path.
+    pub workdir: String,
+    /// The timeout for the command in milliseconds (default 10000). Time spent waiting
+    /// for a human to approve a command does not count.
+    pub timeout_ms: Option<u64>,
+    /// Launch Bash with -lc instead of -c: defaults to true.
+    pub login: Option<bool>,
+}
+
+/// Checked arguments, ready for a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellCall {
+    pub argv: Vec<String>,
+    pub workdir: PathBuf,
+    pub timeout: Duration,
+}
+
+impl ShellParams {
+    /// Checks the arguments; every failure is `invalid_params` with a message naming the
+    /// field, what was wrong, and what is expected.
+    pub fn check(self, default_timeout: Duration) -> Result<ShellCall, McpError> {
+        if self.command.len() > MAX_COMMAND_BYTES {
+            return Err(McpError::invalid_params(
+                format!(
+                    "`command` is {} bytes; the limit is {MAX_COMMAND_BYTES} bytes (Linux's \
+                     MAX_ARG_STRLEN for the argument of bash -c): write long scripts to a file \
+                     and run the file",
+                    self.command.len()
+                ),
+                None,
+            ));
+        }
+        if self.command.contains('\0') {
+            return Err(McpError::invalid_params(
+                "`command` contains a NUL byte, which no exec argument can hold",
+                None,
+            ));
+        }
+        if self.command.trim().is_empty() {
+            return Err(McpError::invalid_params("`command` is empty", None));
+        }
+        let workdir = check_workdir(&self.workdir)?;
+        let timeout = match self.timeout_ms {
+            Some(0) => {
+                return Err(McpError::invalid_params(
+                    "`timeout_ms` must be at least 1 (omit it for the default)",
+                    None,
+                ));
+            }
+            Some(ms) => Duration::from_millis(ms),
+            None => default_timeout,
+        };
+        let flag = if self.login.unwrap_or(true) {
+            "-lc"
+        } else {
+            "-c"
+        };
+        Ok(ShellCall {
+            argv: vec!["bash".to_owned(), flag.to_owned(), self.command],
+            workdir,
+            timeout,
+        })
+    }
+}
+
+fn check_workdir(raw: &str) -> Result<PathBuf, McpError> {
+    let path = Path::new(raw);
+    if raw.is_empty() {
+        return Err(McpError::invalid_params(
+            "`workdir` is empty; it must be an absolute path to an existing directory",
+            None,
+        ));
+    }
+    if !path.is_absolute() {
+        return Err(McpError::invalid_params(
+            format!("`workdir` must be an absolute path, got `{raw}`"),
+            None,
+        ));
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(path.to_path_buf()),
+        Ok(_) => Err(McpError::invalid_params(
+            format!("`workdir` `{raw}` is not a directory"),
+            None,
+        )),
+        Err(e) => Err(McpError::invalid_params(
+            format!("`workdir` `{raw}` cannot be used: {e}"),
+            None,
+        )),
+    }
+}
+
+/// What the `shell` tool returns (`structuredContent`, and the same as JSON text).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ShellResult {
+    /// The shell's exit code; 128 + N when it was killed by signal N.
+    pub exit_code: i32,
+    /// The signal that killed the shell, if one did (e.g. 9 after a timeout).
+    pub signal: Option<i32>,
+    /// Standard output (capped: head and tail kept, the cut marked).
+    pub stdout: String,
+    /// Standard error (capped the same way).
+    pub stderr: String,
+    /// Standard output and standard error interleaved in the order they arrived.
+    pub output: String,
+    /// Wall-clock time, including any time spent waiting for a human.
+    pub duration_ms: u64,
+    /// True when the command was killed for running longer than `timeout_ms`.
+    pub timed_out: bool,
+    /// Byte counts and cuts for each stream.
+    pub streams: StreamsReport,
+    /// The sandbox allowed programs ran in.
+    pub sandbox: SandboxReport,
+    /// Programs that were denied or ran outside the sandbox, with the reason.
+    pub execs: Vec<ExecReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StreamsReport {
+    pub stdout: StreamReport,
+    pub stderr: StreamReport,
+    pub output: StreamReport,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StreamReport {
+    /// Bytes the command wrote.
+    pub total_bytes: u64,
+    /// Bytes left out of the text (0 when nothing was cut).
+    pub cut_bytes: u64,
+    /// True when bytes that are not UTF-8 were replaced by U+FFFD.
+    pub lossy: bool,
+}
+
+impl From<&StreamText> for StreamReport {
+    fn from(t: &StreamText) -> Self {
+        StreamReport {
+            total_bytes: t.total_bytes,
+            cut_bytes: t.cut_bytes,
+            lossy: t.lossy,
+        }
+    }
+}
+
+/// Where the sandbox came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxSource {
+    /// The server's command-line flags (no sandbox state received yet).
+    CommandLine,
+    /// The last `codex/sandbox-state/update` request.
+    SandboxStateUpdate,
+    /// The `codex/sandbox-state-meta` key of this call's `_meta`.
+    ToolCallMeta,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SandboxReport {
+    /// read-only, workspace-write or danger-full-access.
+    pub mode: String,
+    /// Outbound network allowed.
+    pub network: bool,
+    /// Writable directories besides the workdir (workspace-write).
+    pub writable_roots: Vec<String>,
+    pub source: SandboxSource,
+    /// What the kernel actually enforced, as the supervisor reported it.
+    pub enforcement: Option<String>,
+}
+
+impl SandboxReport {
+    pub fn new(policy: &SandboxPolicy, source: SandboxSource, enforcement: Option<String>) -> Self {
+        SandboxReport {
+            mode: policy.mode.as_str().to_owned(),
+            network: policy.network,
+            writable_roots: policy
+                .writable_roots
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            source,
+            enforcement,
+        }
+    }
+}
+
+/// One program that was denied or ran outside the sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExecReport {
+    pub program: String,
+    pub argv: Vec<String>,
+    pub cwd: String,
+    /// The policy's decision: allow, prompt or forbidden.
+    pub decision: String,
+    /// denied, escalated (ran outside the sandbox) or sandbox.
+    pub ran_in: String,
+    /// True when a human was asked.
+    pub asked_human: bool,
+    /// Why, in one line.
+    pub reason: String,
+    /// The rules that matched, as `pattern (decision) at file:line`.
+    pub rules: Vec<String>,
+    /// Exit code of an escalated program.
+    pub exit_code: Option<i32>,
+}
+
+impl From<&ExecRecord> for ExecReport {
+    fn from(r: &ExecRecord) -> Self {
+        ExecReport {
+            program: r.program.display().to_string(),
+            argv: r.argv.clone(),
+            cwd: r.cwd.display().to_string(),
+            decision: r.decision.as_str().to_owned(),
+            ran_in: match r.ran_in {
+                RanIn::Sandbox => "sandbox",
+                RanIn::Escalated => "escalated",
+                RanIn::Denied => "denied",
+            }
+            .to_owned(),
+            asked_human: r.asked_human,
+            reason: r.reason.clone(),
+            rules: r
+                .matched_rules
+                .iter()
+                .map(|m| {
+                    let pattern = serde_json::to_string(&m.matched_prefix).unwrap_or_default();
+                    match &m.origin {
+                        Some(o) => format!(
+                            "{pattern} ({}) at {}:{}",
+                            m.decision,
+                            o.file.display(),
+                            o.line
+                        ),
+                        None => format!("{pattern} ({})", m.decision),
+                    }
+                })
+                .collect(),
+            exit_code: r.status.map(|s| s.code()),
+        }
+    }
+}
+
+impl ShellResult {
+    pub fn new(outcome: &SessionOutcome, captured: Captured, sandbox: SandboxReport) -> Self {
+        let signal = match outcome.status {
+            supervisor::ExitStatus::Signaled(sig) => Some(sig),
+            supervisor::ExitStatus::Exited(_) => None,
+        };
+        ShellResult {
+            exit_code: outcome.status.code(),
+            signal,
+            streams: StreamsReport {
+                stdout: (&captured.stdout).into(),
+                stderr: (&captured.stderr).into(),
+                output: (&captured.output).into(),
+            },
+            stdout: captured.stdout.text,
+            stderr: captured.stderr.text,
+            output: captured.output.text,
+            duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+            timed_out: outcome.timed_out,
+            sandbox,
+            execs: outcome.notable_execs.iter().map(ExecReport::from).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::ErrorCode;
+
+    fn params(command: &str, workdir: &str) -> ShellParams {
+        ShellParams {
+            command: command.to_owned(),
+            workdir: workdir.to_owned(),
+            timeout_ms: None,
+            login: None,
+        }
+    }
+
+    fn err(p: ShellParams) -> McpError {
+        p.check(Duration::from_secs(10)).unwrap_err()
+    }
+
+    #[test]
+    fn defaults_are_codex_defaults() {
+        let call = params("true", "/").check(Duration::from_secs(10)).unwrap();
+        assert_eq!(call.argv, ["bash", "-lc", "true"]);
+        assert_eq!(call.timeout, Duration::from_secs(10));
+        let mut p = params("true", "/");
+        p.login = Some(false);
+        p.timeout_ms = Some(250);
+        let call = p.check(Duration::from_secs(10)).unwrap();
+        assert_eq!(call.argv, ["bash", "-c", "true"]);
+        assert_eq!(call.timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn bad_arguments_are_invalid_params_with_a_precise_message() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let file = file.path().to_str().unwrap().to_owned();
+        let cases = [
+            (
+                params("true", "relative/dir"),
+                "must be an absolute path, got `relative/dir`",
+            ),
+            (params("true", ""), "`workdir` is empty"),
+            (
+                params("true", "/no/such/dir"),
+                "`/no/such/dir` cannot be used",
+            ),
+            (params("true", &file), "is not a directory"),
+            (
+                params(&"x".repeat(10 << 20), "/"),
+                "`command` is 10485760 bytes",
+            ),
+            (params("a\0b", "/"), "NUL"),
+            (params("  ", "/"), "`command` is empty"),
+            (
+                ShellParams {
+                    timeout_ms: Some(0),
+                    ..params("true", "/")
+                },
+                "`timeout_ms` must be at least 1",
+            ),
+        ];
+        for (p, want) in cases {
+            let e = err(p);
+            assert_eq!(e.code, ErrorCode::INVALID_PARAMS);
+            assert!(e.message.contains(want), "{} !~ {want}", e.message);
+        }
+    }
+
+    #[test]
+    fn the_longest_command_bash_can_take_is_accepted() {
+        let p = params(&"x".repeat(MAX_COMMAND_BYTES), "/");
+        assert!(p.check(Duration::from_secs(1)).is_ok());
+    }
+}
