@@ -5,22 +5,16 @@
 //! (status 2, `file:line:column: what was expected` on stderr).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use policy::{LoadOptions, Policy};
+
+use crate::policy_args::PolicyArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A rules file, or a directory of `*.rules` files (repeatable). Loaded after the
-    /// default directories ($CODEX_HOME/rules, $XDG_CONFIG_HOME/execgate/rules).
-    #[arg(short = 'r', long = "rules", value_name = "PATH")]
-    rules: Vec<PathBuf>,
-
-    /// Load only the --rules paths, not the default directories.
-    #[arg(long)]
-    no_default_rules: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
 
     /// Pretty-print the JSON.
     #[arg(long)]
@@ -38,13 +32,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let options = LoadOptions::from_env(args.rules, !args.no_default_rules);
-    let policy = Policy::load(&options)?;
-    tracing::debug!(
-        rules = policy.rule_count(),
-        sources = ?policy.sources(),
-        "exec policy loaded"
-    );
+    let policy = args.policy.load()?;
 
     let Some(program) = args.command.first() else {
         anyhow::bail!("no command to check: give it after `--`");

@@ -4,6 +4,8 @@
 //! module and returns the process exit status it wants.
 
 mod check;
+mod policy_args;
+mod supervise;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,9 @@ enum Command {
     /// Evaluate one command against the exec policy and print the decision as JSON
     /// (the shape of `codex execpolicy check`).
     Check(check::Args),
+    /// Run a command (normally `bash -c '...'`) with every exec of its process tree
+    /// stopped and decided; prompts are asked on the terminal. Exits with its status.
+    Supervise(supervise::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +37,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Supervise(args) => supervise::run(args),
     };
     match result {
         Ok(code) => code,

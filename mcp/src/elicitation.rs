@@ -265,6 +265,7 @@ mod tests {
                     file: PathBuf::from("/r/default.rules"),
                     line: 3,
                 }),
+                resolved_program: None,
             }],
             heuristic: None,
         }

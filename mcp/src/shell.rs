@@ -7,7 +7,7 @@ use std::time::Duration;
 use rmcp::ErrorData as McpError;
 use rmcp::schemars;
 use serde::{Deserialize, Serialize};
-use supervisor::{ExecRecord, RanIn, SandboxPolicy, SessionOutcome};
+use supervisor::{Decider, ExecRecord, RanIn, SandboxPolicy, SessionOutcome};
 
 use crate::capture::{Captured, StreamText};
 
@@ -193,7 +193,8 @@ pub struct SandboxReport {
     /// Writable directories besides the workdir (workspace-write).
     pub writable_roots: Vec<String>,
     pub source: SandboxSource,
-    /// What the kernel actually enforced, as the supervisor reported it.
+    /// What the kernel actually enforced, as the supervisor reported it; null when the
+    /// supervisor does not report it.
     pub enforcement: Option<String>,
 }
 
@@ -223,7 +224,10 @@ pub struct ExecReport {
     pub decision: String,
     /// denied, escalated (ran outside the sandbox) or sandbox.
     pub ran_in: String,
-    /// True when a human was asked.
+    /// Who settled it: rule, heuristics, human or supervisor.
+    pub decided_by: String,
+    /// True when the approver settled it: a person answered, or the client could not ask
+    /// one (then `reason` says so).
     pub asked_human: bool,
     /// Why, in one line.
     pub reason: String,
@@ -246,7 +250,14 @@ impl From<&ExecRecord> for ExecReport {
                 RanIn::Denied => "denied",
             }
             .to_owned(),
-            asked_human: r.asked_human,
+            decided_by: match r.decided_by {
+                Decider::Rule => "rule",
+                Decider::Heuristics => "heuristics",
+                Decider::Human => "human",
+                Decider::Supervisor => "supervisor",
+            }
+            .to_owned(),
+            asked_human: r.decided_by == Decider::Human,
             reason: r.reason.clone(),
             rules: r
                 .matched_rules

@@ -103,6 +103,7 @@ impl Sessions for Double {
                                     decision: Decision::Prompt,
                                     justification: None,
                                     origin: None,
+                                    resolved_program: None,
                                 }],
                                 heuristic: None,
                             },

@@ -11,7 +11,7 @@ use crate::decision::{DecidedBy, Decision};
 use crate::rule::RuleOrigin;
 
 /// The policy's answer for one exec.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Evaluation {
     /// The strictest decision among the matched rules, or the heuristics' decision.
     pub decision: Decision,
@@ -24,7 +24,7 @@ pub struct Evaluation {
 }
 
 /// One rule that matched.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleMatch {
     /// The command tokens the rule's pattern covered (first token as written in the rule).
     pub matched_prefix: Vec<String>,

@@ -5,9 +5,21 @@
 //! This crate owns the process tree of each session: it never leaves one behind.
 
 pub mod approval;
+pub mod audit;
+mod escalate;
+mod exec_request;
+mod gate;
+mod ptrace;
+pub mod routing;
 pub mod sandbox;
 pub mod session;
+mod spawner;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
+pub use gate::{
+    Session, SessionError, Signal, Signaller, Supervisor, SupervisorError, SupervisorOptions, shown,
+};
 pub use sandbox::{SandboxMode, SandboxPolicy};
-pub use session::{ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio};
+pub use session::{
+    Decider, ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio,
+};
