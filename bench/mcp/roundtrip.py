@@ -1,8 +1,9 @@
 """Median round trip of a `shell` call running `true`, execgate next to Codex's server.
 
 Both servers are driven by the same client (the official MCP Python SDK) in the same run:
-initialize, one warm-up call, then N sequential calls; each call is timed from the client
-(send to parsed result). Prints both medians and the ratio.
+initialize, one warm-up call, then N sequential calls to each, interleaved; each call is
+timed from the client (send to parsed and validated result). Prints the medians and the
+ratio.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
@@ -24,35 +26,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sandbox_state import update_sandbox_state  # noqa: E402
 
 
-async def measure(
-    name: str, params: StdioServerParameters, sandbox: dict | None, calls: int, workdir: str
-) -> dict:
-    samples: list[float] = []
-    with open(os.devnull, "w") as devnull:
-        async with stdio_client(params, errlog=devnull) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                if sandbox is not None:
-                    await update_sandbox_state(session, sandbox, workdir)
-                warm = await session.call_tool("shell", {"command": "true", "workdir": workdir})
-                if warm.is_error:
-                    raise SystemExit(f"{name}: warm-up call failed: {warm.content}")
-                for _ in range(calls):
-                    start = time.perf_counter()
-                    result = await session.call_tool(
-                        "shell", {"command": "true", "workdir": workdir}
-                    )
-                    samples.append(time.perf_counter() - start)
-                    if result.is_error:
-                        raise SystemExit(f"{name}: call failed: {result.content}")
-    samples.sort()
-    return {
-        "server": name,
-        "calls": calls,
-        "median_ms": statistics.median(samples) * 1000,
-        "p10_ms": samples[len(samples) // 10] * 1000,
-        "p90_ms": samples[(len(samples) * 9) // 10] * 1000,
-    }
+async def open_session(
+    stack: AsyncExitStack, params: StdioServerParameters, sandbox: dict | None, workdir: str
+) -> ClientSession:
+    devnull = stack.enter_context(open(os.devnull, "w"))
+    read, write = await stack.enter_async_context(stdio_client(params, errlog=devnull))
+    session = await stack.enter_async_context(ClientSession(read, write))
+    await session.initialize()
+    if sandbox is not None:
+        await update_sandbox_state(session, sandbox, workdir)
+    return session
+
+
+async def measure_all(
+    servers: list, command: str, calls: int, workdir: str, login: bool
+) -> list[dict]:
+    """Calls the servers in turn (a, b, c, a, b, c, ...) so that load from elsewhere on the
+    machine weighs on all of them alike."""
+    call = {"command": command, "workdir": workdir, "login": login}
+    async with AsyncExitStack() as stack:
+        sessions = [await open_session(stack, p, sb, workdir) for _, p, sb in servers]
+        samples: list[list[float]] = [[] for _ in servers]
+        for i in range(calls + 1):
+            for j, session in enumerate(sessions):
+                start = time.perf_counter()
+                result = await session.call_tool("shell", call)
+                elapsed = time.perf_counter() - start
+                if result.is_error:
+                    raise SystemExit(f"{servers[j][0]}: call failed: {result.content}")
+                if i > 0:  # the first call of each is a warm-up
+                    samples[j].append(elapsed)
+    out = []
+    for (name, _, _), xs in zip(servers, samples):
+        xs.sort()
+        out.append({
+            "server": name,
+            "command": command,
+            "calls": calls,
+            "median_ms": statistics.median(xs) * 1000,
+            "p10_ms": xs[len(xs) // 10] * 1000,
+            "p90_ms": xs[(len(xs) * 9) // 10] * 1000,
+        })
+    return out
 
 
 def main() -> None:
@@ -60,6 +75,18 @@ def main() -> None:
     parser.add_argument("--execgate", required=True, help="path to the execgate binary")
     parser.add_argument("--codex", help="path to codex-shell-tool-mcp's bin/mcp-server.js")
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument(
+        "--command",
+        action="append",
+        help="command to time (repeatable); default: `true` (a bash builtin: no exec) and "
+        "`/bin/true` (one exec, which each server intercepts and decides)",
+    )
+    parser.add_argument(
+        "--login",
+        action="store_true",
+        help="bash -lc (the tools' default) instead of bash -c: adds the machine's login "
+        "profile to every call, on both sides",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line per server")
     args = parser.parse_args()
 
@@ -91,22 +118,24 @@ def main() -> None:
             )
         )
 
-    async def run() -> list[dict]:
-        return [await measure(name, p, sb, args.calls, workdir) for name, p, sb in servers]
-
-    results = anyio.run(run)
-    for r in results:
-        if args.json:
-            print(json.dumps(r))
-        else:
-            print(
-                f"{r['server']:>42}: median {r['median_ms']:7.2f} ms "
-                f"(p10 {r['p10_ms']:.2f}, p90 {r['p90_ms']:.2f}) over {r['calls']} calls"
-            )
-    if len(results) == 3:
-        ratio = results[2]["median_ms"] / results[0]["median_ms"]
-        print(f"ratio codex/execgate median: {ratio:.2f}x "
-              f"({'execgate faster' if ratio >= 1 else 'execgate slower'})")
+    commands = args.command or ["true", "/bin/true"]
+    for command in commands:
+        results = anyio.run(measure_all, servers, command, args.calls, workdir, args.login)
+        shell = f"bash {'-lc' if args.login else '-c'} {command!r}"
+        if not args.json:
+            print(f"{shell}, {args.calls} sequential calls to each server, interleaved:")
+        for r in results:
+            if args.json:
+                print(json.dumps(r))
+            else:
+                print(
+                    f"  {r['server']:>42}: median {r['median_ms']:6.2f} ms "
+                    f"(p10 {r['p10_ms']:.2f}, p90 {r['p90_ms']:.2f})"
+                )
+        if len(results) == 3 and not args.json:
+            ratio = results[2]["median_ms"] / results[0]["median_ms"]
+            verdict = "execgate faster" if ratio >= 1 else "execgate slower"
+            print(f"  ratio codex/execgate (danger-full-access) median: {ratio:.2f}x ({verdict})")
 
 
 if __name__ == "__main__":

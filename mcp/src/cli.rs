@@ -12,11 +12,12 @@ use crate::server::ServerSettings;
 #[derive(Debug, Clone, Parser)]
 #[command(about = "Serve the `shell` MCP tool on stdin/stdout; logs go to stderr")]
 pub struct Args {
-    /// Rules file (Codex `.rules`, Starlark); repeat for several.
-    #[arg(long = "rules", value_name = "PATH")]
+    /// A rules file, or a directory of `*.rules` files (repeatable). Loaded after the
+    /// default directories ($CODEX_HOME/rules, $XDG_CONFIG_HOME/execgate/rules).
+    #[arg(short = 'r', long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
 
-    /// Do not load the default rules files (`~/.codex/rules/*.rules` and execgate's own).
+    /// Load only the --rules paths, not the default directories.
     #[arg(long)]
     pub no_default_rules: bool,
 
@@ -31,6 +32,10 @@ pub struct Args {
     /// Allow outbound network (AF_INET/AF_INET6) inside the sandbox.
     #[arg(long)]
     pub network: bool,
+
+    /// Refuse to run a command unless every sandbox restriction can be enforced.
+    #[arg(long)]
+    pub require_sandbox: bool,
 
     /// Append one JSON line per decided exec to FILE.
     #[arg(long, value_name = "FILE")]
@@ -52,6 +57,7 @@ impl Args {
         let mut policy = SandboxPolicy::new(self.sandbox);
         policy.writable_roots = self.writable_roots.clone();
         policy.network = self.network;
+        policy.require_full = self.require_sandbox;
         policy
     }
 

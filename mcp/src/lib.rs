@@ -16,7 +16,11 @@ pub mod runner;
 pub mod sandbox_state;
 pub mod server;
 pub mod shell;
+pub mod supervised;
 pub mod transport;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use rmcp::ServiceExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,7 +32,7 @@ pub use server::{ServerSettings, ShellServer};
 /// Serves MCP on `reader`/`writer` until the client disconnects; every session still
 /// running then is killed. Returns when the connection is done.
 pub async fn serve<R, W>(
-    sessions: std::sync::Arc<dyn Sessions>,
+    sessions: Arc<dyn Sessions>,
     settings: ServerSettings,
     reader: R,
     writer: W,
@@ -51,9 +55,78 @@ where
     Ok(())
 }
 
+/// `execgate mcp`: loads the policy, starts the supervisor and serves MCP on
+/// stdin/stdout until the client disconnects. Blocks; builds its own tokio runtime.
+pub fn serve_stdio(args: cli::Args) -> Result<(), ServeError> {
+    let options = policy::LoadOptions::from_env(args.rules.clone(), !args.no_default_rules);
+    let policy = Arc::new(policy::Policy::load(&options)?);
+    tracing::info!(rules = policy.rule_count(), "exec policy loaded");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let result = runtime.block_on(async {
+        let supervisor = supervisor::Supervisor::new(
+            policy,
+            supervisor::SupervisorOptions {
+                audit: args.audit.clone(),
+            },
+        )?;
+        let sessions = Arc::new(supervised::SupervisedSessions::new(Arc::new(supervisor)));
+        // MCP clients connect through pipes: use them directly (non-blocking, on the
+        // reactor). tokio's stdin/stdout hand every read and write to a blocking thread,
+        // a thread hop per message; they remain for anything else (a file, a tty).
+        match stdio_pipes() {
+            Some((reader, writer)) => serve(sessions, args.settings(), reader, writer).await,
+            None => {
+                let (reader, writer) = (tokio::io::stdin(), tokio::io::stdout());
+                serve(sessions, args.settings(), reader, writer).await
+            }
+        }
+    });
+    // A stdin read may still be parked on its blocking thread if the loop ended for another
+    // reason (stdout closed): do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
+}
+
+/// Stdin and stdout as async pipe ends, when both are pipes. Works on duplicates, so the
+/// process's own fds 0 and 1 stay open; the duplicates share their file descriptions, which
+/// become non-blocking (nothing else in this process reads stdin or writes stdout).
+fn stdio_pipes() -> Option<(
+    tokio::net::unix::pipe::Receiver,
+    tokio::net::unix::pipe::Sender,
+)> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    // Check both before converting either: the conversion makes the file description
+    // non-blocking, which tokio's blocking stdin/stdout (the fallback) cannot read.
+    let is_fifo = |fd: &std::os::fd::OwnedFd| {
+        fd.try_clone()
+            .map(std::fs::File::from)
+            .and_then(|f| f.metadata())
+            .is_ok_and(|m| m.file_type().is_fifo())
+    };
+    if !is_fifo(&stdin) || !is_fifo(&stdout) {
+        return None;
+    }
+    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(stdin).ok()?;
+    let writer = tokio::net::unix::pipe::Sender::from_owned_fd(stdout).ok()?;
+    Some((reader, writer))
+}
+
 /// Why serving stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error(transparent)]
+    Policy(#[from] policy::LoadError),
+    #[error(transparent)]
+    Supervisor(#[from] supervisor::SupervisorError),
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
     #[error("MCP initialization failed: {0}")]
     Initialize(String),
     #[error("the MCP service failed: {0}")]

@@ -56,13 +56,13 @@ Elicit = Callable[[Any, types.ElicitRequestParams], Awaitable[types.ElicitResult
 class Server:
     """One `execgate mcp` process: its unique tag finds it in /proc."""
 
-    def __init__(self, tmp_path: Path, rules: Path | None, extra: list[str]):
+    def __init__(self, tmp_path: Path, rules: Path | None, extra: list[str], env: dict[str, str] | None = None):
         self.tag = f"execgate-test-{uuid.uuid4().hex}"
         self.audit = tmp_path / f"{self.tag}.audit.jsonl"
         args = ["mcp", "--no-default-rules", "--audit", str(self.audit)]
         if rules is not None:
             args += ["--rules", str(rules)]
-        self.params = StdioServerParameters(command=str(execgate_bin()), args=args + extra)
+        self.params = StdioServerParameters(command=str(execgate_bin()), args=args + extra, env=env)
         self.stderr_path = tmp_path / f"{self.tag}.stderr"
 
     def pids(self) -> list[int]:
@@ -108,8 +108,9 @@ async def connect(
     rules: Path | None = None,
     extra: list[str] | None = None,
     elicitation: Elicit | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[tuple[ClientSession, Server]]:
-    server = Server(tmp_path, rules, extra or [])
+    server = Server(tmp_path, rules, extra or [], env)
     with open(server.stderr_path, "w") as errlog:
         async with stdio_client(server.params, errlog=errlog) as (read, write):
             async with ClientSession(read, write, elicitation_callback=elicitation) as session:
@@ -118,9 +119,15 @@ async def connect(
 
 
 async def shell(session: ClientSession, command: str, workdir: Path, **extra: Any) -> dict:
-    """Calls `shell`; returns structuredContent after checking it equals the JSON text."""
+    """Calls `shell`; returns structuredContent after checking it equals the JSON text.
+
+    `login` defaults to False here: a login shell runs the machine's profile, whose own
+    execs (pyenv and the like) have nothing to do with the behaviour under test, and some
+    of them wait for locks under $HOME, which a workspace-write sandbox keeps read-only.
+    """
     import json
 
+    extra.setdefault("login", False)
     result = await session.call_tool("shell", {"command": command, "workdir": str(workdir), **extra})
     assert not result.is_error, result.content
     structured = result.structured_content

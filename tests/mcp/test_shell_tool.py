@@ -77,9 +77,17 @@ async def test_result_is_structured_and_a_nonzero_exit_is_not_an_error(tmp_path,
 
 
 async def test_workdir_and_login_shell(tmp_path, workdir):
-    async with connect(tmp_path) as (session, _):
-        r = await shell(session, "pwd; shopt -q login_shell && echo login || echo plain", workdir)
-        assert r["stdout"] == f"{workdir}\nlogin\n"
+    # A fresh $HOME: the machine's own ~/.profile (pyenv and the like) is not under test, and
+    # its execs could be denied half-way and leave state behind (pyenv's rehash lock).
+    home = tmp_path / "home"
+    home.mkdir()
+    async with connect(tmp_path, env={"HOME": str(home)}) as (session, _):
+        r = await shell(session, "pwd; shopt -q login_shell && echo login || echo plain", workdir, login=True)
+        assert r["stdout"].endswith(f"{workdir}\nlogin\n"), r
+        result = await session.call_tool(
+            "shell", {"command": "shopt -q login_shell && echo login || echo plain", "workdir": str(workdir)}
+        )
+        assert result.structured_content["stdout"].endswith("login\n"), "login must default to true"
         r = await shell(session, "shopt -q login_shell && echo login || echo plain", workdir, login=False)
         assert r["stdout"] == "plain\n"
 
@@ -269,7 +277,7 @@ def test_non_object_arguments_get_an_error_with_the_request_id(tmp_path, workdir
         assert reply["error"]["code"] == -32602
         assert "`arguments` must be an object, got a string" in reply["error"]["message"]
         send({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-              "params": {"name": "shell", "arguments": {"command": "echo ok", "workdir": str(workdir)}}})
+              "params": {"name": "shell", "arguments": {"command": "echo ok", "workdir": str(workdir), "login": False}}})
         reply = answer()
         assert reply["id"] == 3 and reply["result"]["structuredContent"]["stdout"] == "ok\n"
         proc.stdin.close()
@@ -289,7 +297,7 @@ async def test_sandbox_state_from_tool_call_meta(tmp_path, workdir):
     async with connect(tmp_path) as (session, _):
         result = await session.call_tool(
             "shell",
-            {"command": "touch in-workdir", "workdir": str(workdir)},
+            {"command": "touch in-workdir", "workdir": str(workdir), "login": False},
             meta={"codex/sandbox-state-meta": {
                 "sandboxPolicy": {"type": "read-only"}, "sandboxCwd": str(workdir)}},
         )
@@ -307,7 +315,7 @@ async def main():
     async with stdio_client(params) as (r, w):
         async with ClientSession(r, w) as s:
             await s.initialize()
-            await s.call_tool("shell", {"command": "sleep 4343.5 & sleep 4343.25", "workdir": sys.argv[3]})
+            await s.call_tool("shell", {"command": "sleep 4343.5 & sleep 4343.25", "workdir": sys.argv[3], "login": False})
 anyio.run(main)
 """
 
