@@ -199,8 +199,10 @@ where
     let mut both = HeadTail::new(cap);
     let mut stdout = stdout;
     let mut stderr = stderr;
-    let mut out_buf = vec![0u8; CHUNK];
-    let mut err_buf = vec![0u8; CHUNK];
+    // Filled through `read_buf`: never zeroed, and only the pages a read touches are
+    // faulted in, so a command that prints nothing costs no buffer work.
+    let mut out_buf = Vec::with_capacity(CHUNK);
+    let mut err_buf = Vec::with_capacity(CHUNK);
     loop {
         if stdout.is_none() && stderr.is_none() {
             break;
@@ -234,13 +236,17 @@ where
     }
 }
 
-/// Reads from `reader`, or waits forever when there is none (a closed stream).
+/// Reads into the emptied `buf` from `reader`, or waits forever when there is none (a
+/// closed stream). Cancel-safe, like `read_buf`.
 async fn read_opt<R: AsyncRead + Unpin>(
     reader: Option<&mut R>,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
     match reader {
-        Some(r) => r.read(buf).await,
+        Some(r) => {
+            buf.clear();
+            r.read_buf(buf).await
+        }
         None => std::future::pending().await,
     }
 }
