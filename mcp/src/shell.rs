@@ -121,6 +121,9 @@ fn check_workdir(raw: &str) -> Result<PathBuf, McpError> {
 }
 
 /// What the `shell` tool returns (`structuredContent`, and the same as JSON text).
+///
+/// Nested types are inlined in the output schema (no `$ref`): clients validate every
+/// result against it, and a self-contained schema is quicker to check.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ShellResult {
     /// The shell's exit code; 128 + N when it was killed by signal N.
@@ -146,6 +149,7 @@ pub struct ShellResult {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(inline)]
 pub struct StreamsReport {
     pub stdout: StreamReport,
     pub stderr: StreamReport,
@@ -153,6 +157,7 @@ pub struct StreamsReport {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(inline)]
 pub struct StreamReport {
     /// Bytes the command wrote.
     pub total_bytes: u64,
@@ -175,6 +180,7 @@ impl From<&StreamText> for StreamReport {
 /// Where the sandbox came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schemars(inline)]
 pub enum SandboxSource {
     /// The server's command-line flags (no sandbox state received yet).
     CommandLine,
@@ -185,6 +191,7 @@ pub enum SandboxSource {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(inline)]
 pub struct SandboxReport {
     /// read-only, workspace-write or danger-full-access.
     pub mode: String,
@@ -216,6 +223,7 @@ impl SandboxReport {
 
 /// One program that was denied or ran outside the sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(inline)]
 pub struct ExecReport {
     pub program: String,
     pub argv: Vec<String>,

@@ -299,6 +299,12 @@ async fn lists_exactly_one_tool_with_codex_parameters_and_an_output_schema() {
     assert_eq!(props["login"]["type"], json!(["boolean", "null"]));
     let output = &tool["outputSchema"];
     assert_eq!(output["type"], "object");
+    // Self-contained: clients validate every result against it.
+    assert!(!output.to_string().contains("$ref"), "{output}");
+    assert_eq!(
+        output["properties"]["execs"]["items"]["properties"]["ran_in"]["type"],
+        "string"
+    );
     for field in [
         "exit_code",
         "stdout",
