@@ -54,7 +54,7 @@ fn unotify_missing(f: &Features) -> Vec<String> {
     let mut missing = Vec::new();
     let mut need = |ok: bool, what: &str, feature: &crate::Feature| {
         if !ok {
-            let kernel = feature.needs().unwrap_or_default();
+            let kernel = feature.missing_on(&f.kernel).unwrap_or_default();
             missing.push(format!("{what} is missing ({kernel}; {})", feature.detail));
         }
     };
@@ -92,7 +92,10 @@ pub(crate) fn choose(f: &Features) -> BackendChoice {
         } else {
             notes.push(format!(
                 "escalation hand-back: interruptible variant (WAIT_KILLABLE_RECV {})",
-                f.seccomp.wait_killable_recv.needs().unwrap_or_default()
+                f.seccomp
+                    .wait_killable_recv
+                    .missing_on(&f.kernel)
+                    .unwrap_or_default()
             ));
         }
         Backend::Unotify
@@ -202,15 +205,15 @@ mod tests {
         let cases: [(Breaker, &str); 4] = [
             (
                 |f| f.seccomp.user_notif.available = false,
-                "seccomp user notification is missing (needs Linux 5.0",
+                "seccomp user notification is missing (blocked here: Linux has it since 5.0",
             ),
             (
                 |f| f.seccomp.continue_flag.available = false,
-                "FLAG_CONTINUE is missing (needs Linux 5.5",
+                "FLAG_CONTINUE is missing (blocked here: Linux has it since 5.5",
             ),
             (
                 |f| f.pidfd.getfd.available = false,
-                "pidfd_getfd is missing (needs Linux 5.6",
+                "pidfd_getfd is missing (blocked here: Linux has it since 5.6",
             ),
             (
                 |f| f.ptrace.permitted = false,
@@ -240,8 +243,24 @@ mod tests {
     }
 
     #[test]
+    fn an_old_kernel_names_the_kernel_to_upgrade_to() {
+        let mut f = full();
+        f.kernel = Kernel::from_uname("5.4.0-150-generic".into(), "x86_64".into());
+        f.pidfd.getfd.available = false;
+        let choice = f.backend();
+        assert_eq!(choice.chosen, Backend::Wrapper);
+        assert!(
+            choice.candidates[0].rejected_because[0]
+                .contains("pidfd_getfd is missing (needs Linux 5.6;"),
+            "{:?}",
+            choice.candidates[0].rejected_because
+        );
+    }
+
+    #[test]
     fn optional_features_do_not_change_the_backend_but_are_noted() {
         let mut f = full();
+        f.kernel = Kernel::from_uname("5.15.0-100-generic".into(), "x86_64".into());
         f.seccomp.wait_killable_recv.available = false;
         f.seccomp.addfd.available = false;
         f.landlock = Landlock::from_result(Err(std::io::Error::from_raw_os_error(libc::ENOSYS)));

@@ -88,6 +88,20 @@ impl Feature {
     pub fn needs(&self) -> Option<String> {
         (!self.available).then(|| format!("needs Linux {}.{}", self.since.major, self.since.minor))
     }
+
+    /// Like [`Feature::needs`], but a feature missing on a kernel new enough to have it
+    /// is called what it is: blocked (a seccomp filter or an LSM hides it).
+    pub fn missing_on(&self, kernel: &Kernel) -> Option<String> {
+        if self.available {
+            return None;
+        }
+        let since = format!("{}.{}", self.since.major, self.since.minor);
+        Some(if kernel.at_least(self.since) {
+            format!("blocked here: Linux has it since {since}; a seccomp filter or LSM hides it")
+        } else {
+            format!("needs Linux {since}")
+        })
+    }
 }
 
 /// Everything [`detect`] found out.

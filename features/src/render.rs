@@ -11,11 +11,11 @@ fn how(h: How) -> &'static str {
     }
 }
 
-struct Table(Vec<[String; 4]>);
+struct Table<'a>(Vec<[String; 4]>, &'a crate::Kernel);
 
-impl Table {
+impl Table<'_> {
     fn feature(&mut self, name: &str, f: &Feature) {
-        let value = match f.needs() {
+        let value = match f.missing_on(self.1) {
             None => "yes".to_owned(),
             Some(needs) => format!("no ({needs})"),
         };
@@ -60,7 +60,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 pub(crate) fn table(f: &Features) -> String {
-    let mut t = Table(Vec::new());
+    let mut t = Table(Vec::new(), &f.kernel);
     t.row("FEATURE", "VALUE", "HOW", "DETAIL");
     let version = opt(f.kernel.version);
     t.row(
