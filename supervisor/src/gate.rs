@@ -45,6 +45,12 @@ pub struct SupervisorOptions {
 pub enum SupervisorError {
     #[error(transparent)]
     Filter(#[from] FilterError),
+    #[error(
+        "this kernel or environment cannot run the seccomp supervisor: {}\n\
+         (run `execgate doctor` for details; nothing was run unsupervised)",
+        .0.join("; ")
+    )]
+    Unsupported(Vec<String>),
     #[error("cannot open the audit log {path}: {source}")]
     Audit {
         path: PathBuf,
@@ -99,8 +105,21 @@ struct Inner {
 }
 
 impl Supervisor {
-    /// Builds the filters once and opens the audit log.
+    /// Checks the kernel, builds the filters once and opens the audit log. A kernel without
+    /// what the seccomp backend needs is an error naming what is missing, never a run
+    /// without supervision.
     pub fn new(policy: Arc<Policy>, options: SupervisorOptions) -> Result<Self, SupervisorError> {
+        let features = features::detect();
+        let choice = features.backend();
+        if choice.chosen != features::Backend::Unotify {
+            let reasons = choice
+                .candidates
+                .iter()
+                .find(|c| c.backend == features::Backend::Unotify)
+                .map(|c| c.rejected_because.clone())
+                .unwrap_or_default();
+            return Err(SupervisorError::Unsupported(reasons));
+        }
         let audit = match &options.audit {
             Some(path) => Some(
                 AuditLog::open(path).map_err(|source| SupervisorError::Audit {
@@ -116,7 +135,7 @@ impl Supervisor {
                 audit,
                 filter_net_off: seccomp::filter::build(FilterOptions { network: false })?,
                 filter_net_on: seccomp::filter::build(FilterOptions { network: true })?,
-                wait_killable: kernel_at_least(5, 19),
+                wait_killable: features.seccomp.wait_killable_recv.available,
                 next_session: AtomicU64::new(1),
             }),
         })
@@ -828,17 +847,6 @@ fn find_program(
     std::env::split_paths(path_var)
         .map(|dir| workdir.join(dir).join(argv0))
         .find(|p| executable(p))
-}
-
-/// Whether the running kernel is at least `major.minor` (for features without a probe).
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
-        return false;
-    };
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
-    let maj: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let min: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (maj, min) >= (major, minor)
 }
 
 #[cfg(test)]
