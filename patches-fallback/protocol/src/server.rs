@@ -186,6 +186,22 @@ impl Escalation {
             .map(|(_, fd)| fd.as_fd())
     }
 
+    /// Resolves when the wrapper hangs up before the status was reported (it was killed,
+    /// e.g. by a terminal's SIGINT): the supervisor should then stop the escalated
+    /// program. The wrapper sends nothing after its fds, so any readiness means that.
+    pub async fn wrapper_gone(&self) {
+        let mut byte = [0u8; 1];
+        loop {
+            if self.stream.readable().await.is_err() {
+                return;
+            }
+            match self.stream.try_read(&mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                _ => return,
+            }
+        }
+    }
+
     /// Sends the final status; the wrapper exits with it (or dies of the same signal).
     pub async fn report_exit(self, status: ExitStatus) -> Result<(), ProtocolError> {
         write_frame(&self.stream, &ServerMessage::Exit { status }).await

@@ -318,3 +318,29 @@ fn raw_accept(server_end: &OwnedFd) -> OwnedFd {
     // SAFETY: the kernel just installed `fd` for this message; this test owns it alone.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_learns_when_the_wrapper_dies_during_an_escalation() {
+    let (server, shell_fd) = EscalateServer::pair().unwrap();
+    fcntl(&shell_fd, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let incoming = server.accept().await.unwrap();
+        let (_req, responder) = incoming.read_request().await.unwrap();
+        let esc = responder.escalate().await.unwrap();
+        tx.send(()).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), esc.wrapper_gone())
+            .await
+            .is_ok()
+    });
+    let mut child = tokio::process::Command::new(wrapper())
+        .args(["/bin/sleep", "sleep", "100"])
+        .env(SOCKET_ENV, shell_fd.as_raw_fd().to_string())
+        .spawn()
+        .unwrap();
+    rx.await.unwrap();
+    child.start_kill().unwrap();
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.signal(), Some(9));
+    assert!(task.await.unwrap(), "wrapper_gone did not resolve");
+}
