@@ -16,6 +16,14 @@ pub struct Connection {
     sock: OwnedFd,
 }
 
+/// The connection's own fd: a wrapper asked for its fds must not mistake it for one of
+/// the program's (with fd 0 closed, the socketpair can land on 0).
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
 impl Connection {
     /// Makes a stream socketpair and hands one end to the supervisor in a [`HELLO`]
     /// datagram on `rendezvous` (the inherited `SOCK_DGRAM` socket).

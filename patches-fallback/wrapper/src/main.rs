@@ -10,11 +10,18 @@
 //! - deny, or anything going wrong with the supervisor: the reason on stderr, exit 126.
 //!
 //! It never runs anything the supervisor did not answer `run` for.
+//!
+//! No Rust `main`: std's start-up would reopen closed fds 0-2 on `/dev/null` and set
+//! SIGPIPE to ignored, and a program exec'd in place would inherit both. The C `main`
+//! below keeps the process exactly as the shell left it.
+
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code))]
 
 mod script;
 
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -25,8 +32,12 @@ use escalate_protocol::{
 /// The exit status of a program the shell found but could not run (POSIX).
 const EX_NOEXEC: i32 = 126;
 
-fn main() {
-    std::process::exit(wrapper());
+// SAFETY: `main` is the C entry point the C runtime calls once with argc/argv; no
+// other symbol in the program is named `main` (std's is not generated under no_main).
+#[cfg(not(test))]
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    wrapper()
 }
 
 fn wrapper() -> i32 {
@@ -123,10 +134,11 @@ fn escalated(conn: &Connection, wanted: &[i32]) -> Result<ExitStatus, String> {
             wanted.len()
         ));
     }
+    let own = conn.as_fd().as_raw_fd();
     let fds: Vec<(i32, BorrowedFd<'_>)> = wanted
         .iter()
         .copied()
-        .filter(|&n| n >= 0 && fd_is_open(n))
+        .filter(|&n| n >= 0 && n != own && fd_is_open(n))
         // SAFETY: `n` is open (checked by the filter) and nothing in this process closes
         // it before the borrow ends with `send_fds`.
         .map(|n| (n, unsafe { BorrowedFd::borrow_raw(n) }))

@@ -10,7 +10,7 @@ use std::process::{Output, Stdio};
 use common::{Answer, TestServer, run_on_fds, wrapper};
 use escalate_protocol::server::EscalateServer;
 use escalate_protocol::{
-    ClientMessage, ProtocolError, SOCKET_ENV, ServerMessage, read_frame, write_frame,
+    ClientMessage, ExitStatus, ProtocolError, SOCKET_ENV, ServerMessage, read_frame, write_frame,
 };
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 use nix::sys::socket::{AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType};
@@ -343,4 +343,43 @@ async fn the_server_learns_when_the_wrapper_dies_during_an_escalation() {
     let status = child.wait().await.unwrap();
     assert_eq!(status.signal(), Some(9));
     assert!(task.await.unwrap(), "wrapper_gone did not resolve");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_fd_is_left_out_of_an_escalation() {
+    let server = TestServer::start(|_| {
+        Answer::Escalate(Box::new(|_, fds| {
+            let got: Vec<i32> = fds.iter().map(|(n, _)| *n).collect();
+            ExitStatus::Code(if got == [1, 2] { 0 } else { 1 })
+        }))
+    });
+    let script = format!("exec {} /bin/true true <&-", wrapper().display());
+    let out = tokio::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .envs(server.env())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enoexec_on_an_empty_or_binary_file_is_what_bash_does() {
+    let server = TestServer::start(|_| Answer::Run);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in [("empty", &b""[..]), ("binary", &b"\x01\x02\x00\x03\n"[..])] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let empty = dir.path().join("empty").display().to_string();
+    let out = wrap(&server.env(), &[&empty, "empty"], b"").await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let binary = dir.path().join("binary").display().to_string();
+    let out = wrap(&server.env(), &[&binary, "binary"], b"").await;
+    assert_eq!(out.status.code(), Some(126));
+    assert_eq!(
+        text(&out.stderr),
+        format!("sh: {binary}: cannot execute binary file: Exec format error\n")
+    );
 }

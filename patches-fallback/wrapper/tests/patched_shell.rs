@@ -148,6 +148,26 @@ async fn the_wrapper_is_not_wrapped_for_itself() {
     assert_eq!(paths(&server.requests()), ["/bin/echo"]);
 }
 
+/// Programs run in place get the shell's signal dispositions and fds, not the
+/// wrapper's runtime's: SIGPIPE still kills `yes`, and a closed stdout stays closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programs_run_in_place_inherit_the_shell_s_process_state() {
+    let Some(bash) = patched_shell("bash") else {
+        return;
+    };
+    let server = TestServer::start(|_| Answer::Run);
+    let dir = tempfile::tempdir().unwrap();
+    let out = shell(
+        &server,
+        &bash,
+        dir.path(),
+        "yes | head -n1; /bin/sh -c 'echo x 2>/dev/null || echo closed >&2' >&-",
+    )
+    .await;
+    assert_eq!(text(&out.stdout), "y\n");
+    assert_eq!(text(&out.stderr), "closed\n");
+}
+
 /// The documented limit of this path: only the patched shell asks. A program that
 /// execs by itself (python's subprocess here) is not seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
