@@ -9,7 +9,9 @@
 //!
 //! The supervisor creates an `AF_UNIX` `SOCK_DGRAM` socketpair ([`server::EscalateServer::pair`]),
 //! keeps one end and gives the other to the shell as an inheritable fd whose number is in
-//! [`SOCKET_ENV`] (`EXECGATE_ESCALATE_SOCKET`). Every process of the shell's tree inherits
+//! [`SOCKET_ENV`] (`EXECGATE_ESCALATE_SOCKET`), at a high number (100 and up) so that it
+//! does not take an fd scripts use (3-9) or bash hands out for `{var}>` redirections
+//! (10 up). Every process of the shell's tree inherits
 //! that same fd, so it cannot carry a conversation. Instead each wrapper run:
 //!
 //! 1. makes a fresh `SOCK_STREAM` socketpair, the *connection*;

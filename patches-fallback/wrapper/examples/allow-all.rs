@@ -9,7 +9,7 @@
 //! ```
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -55,6 +55,11 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let (server, shell_fd) = EscalateServer::pair()?;
+    // Inheritable, and high: clear of the fds scripts use (3-9) and bash hands out
+    // for `{var}>` redirections (10 up).
+    let high = fcntl(&shell_fd, FcntlArg::F_DUPFD(100))?;
+    // SAFETY: F_DUPFD just returned a new fd that nothing else in the process owns.
+    let shell_fd = unsafe { OwnedFd::from_raw_fd(high) };
     fcntl(&shell_fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
     tokio::spawn(async move {
         loop {

@@ -168,6 +168,54 @@ async fn programs_run_in_place_inherit_the_shell_s_process_state() {
     assert_eq!(text(&out.stderr), "closed\n");
 }
 
+/// What cannot be executed is not handed to the wrapper: the messages, statuses and
+/// `execfail` survival are stock bash's, byte for byte (Debian's /bin/bash is the same
+/// 5.2.15), and nothing is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_execs_are_exactly_stock_bash() {
+    let Some(bash) = patched_shell("bash") else {
+        return;
+    };
+    if !Path::new("/bin/bash").is_file() {
+        eprintln!("SKIPPED: no stock /bin/bash to compare with");
+        return;
+    }
+    let server = TestServer::start(|_| Answer::Run);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plain"), "echo not executable\n").unwrap();
+    std::fs::create_dir(dir.path().join("adir")).unwrap();
+    let script = "./missing; echo \"missing=$?\"; ./plain; echo \"plain=$?\"; \
+                  ./adir; echo \"adir=$?\"; \
+                  shopt -s execfail; exec ./missing; echo \"survived exec=$?\"";
+    // `$0` (the error prefix) is `bash` for both.
+    let patched = tokio::process::Command::new(&bash)
+        .args(["-c", script, "bash"])
+        .current_dir(dir.path())
+        .envs(server.env())
+        .output()
+        .await
+        .unwrap();
+    let stock = tokio::process::Command::new("/bin/bash")
+        .args(["-c", script, "bash"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(text(&patched.stdout), text(&stock.stdout));
+    assert_eq!(text(&patched.stderr), text(&stock.stderr));
+    assert_eq!(patched.status.code(), stock.status.code());
+    assert!(
+        text(&stock.stdout).contains("survived exec=127"),
+        "{}",
+        text(&stock.stdout)
+    );
+    assert!(
+        server.requests().is_empty(),
+        "{:?}",
+        paths(&server.requests())
+    );
+}
+
 /// The documented limit of this path: only the patched shell asks. A program that
 /// execs by itself (python's subprocess here) is not seen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

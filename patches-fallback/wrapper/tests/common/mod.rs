@@ -2,7 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -36,8 +36,7 @@ impl TestServer {
     /// Serves until dropped, answering each request with `decide`. Needs a runtime.
     pub fn start(decide: impl Fn(&EscalateRequest) -> Answer + Send + Sync + 'static) -> Self {
         let (server, shell_fd) = EscalateServer::pair().expect("rendezvous socketpair");
-        // The wrapper child must inherit it (a supervisor would dup2 it in the child).
-        fcntl(&shell_fd, FcntlArg::F_SETFD(FdFlag::empty())).expect("clear FD_CLOEXEC");
+        let shell_fd = inheritable_high(shell_fd);
         let log = Arc::new(Mutex::new(Vec::new()));
         let decide = Arc::new(decide);
         let task_log = log.clone();
@@ -84,6 +83,16 @@ impl TestServer {
     pub fn requests(&self) -> Vec<EscalateRequest> {
         self.log.lock().unwrap().clone()
     }
+}
+
+/// The rendezvous fd as a supervisor would place it in the shell: inheritable, and at
+/// a high number, clear of the fds scripts use (3-9) and bash hands out (10 up).
+pub fn inheritable_high(fd: OwnedFd) -> OwnedFd {
+    let high = fcntl(&fd, FcntlArg::F_DUPFD(100)).expect("F_DUPFD");
+    // SAFETY: F_DUPFD just returned a new fd that nothing else in the process owns.
+    let high = unsafe { OwnedFd::from_raw_fd(high) };
+    fcntl(&high, FcntlArg::F_SETFD(FdFlag::empty())).expect("clear FD_CLOEXEC");
+    high
 }
 
 pub fn wrapper() -> PathBuf {
