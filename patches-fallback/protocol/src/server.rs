@@ -64,6 +64,8 @@ impl EscalateServer {
 
     /// The next connection. [`ProtocolError::BadHello`] is one misbehaving client (keep
     /// accepting); [`ProtocolError::Recv`] is the rendezvous socket itself failing.
+    /// A datagram socket has no end-of-file: when the shell's tree is gone this waits
+    /// forever, so the session stops serving (drops the future) when the shell exits.
     pub async fn accept(&self) -> Result<Incoming, ProtocolError> {
         let mut buf = [0u8; 64];
         let mut fds = Vec::new();

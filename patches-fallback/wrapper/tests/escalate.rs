@@ -201,17 +201,13 @@ async fn a_one_megabyte_environment_goes_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_that_went_away_means_deny() {
-    let server = TestServer::start(|_| Answer::Run);
-    let env = server.env();
-    let fd = server.shell_fd.try_clone().unwrap();
-    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
-    drop(server); // the server task and its end of the socket are gone
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let (server, shell_fd) = EscalateServer::pair().unwrap();
+    let shell_fd = common::inheritable_high(shell_fd);
+    drop(server); // the supervisor's end of the rendezvous socket is gone
     let dir = tempfile::tempdir().unwrap();
     let marker = dir.path().join("marker");
     let m = marker.display().to_string();
-    let mut env = env;
-    env[0].1 = fd.as_raw_fd().to_string();
+    let env = vec![(SOCKET_ENV.to_string(), shell_fd.as_raw_fd().to_string())];
     let out = wrap(&env, &["/usr/bin/touch", "touch", &m], b"").await;
     assert_eq!(out.status.code(), Some(126));
     assert!(
@@ -382,4 +378,51 @@ async fn enoexec_on_an_empty_or_binary_file_is_what_bash_does() {
         text(&out.stderr),
         format!("sh: {binary}: cannot execute binary file: Exec format error\n")
     );
+}
+
+/// The whole tree shares one rendezvous fd; each exec still gets its own conversation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrappers_each_get_their_own_answer() {
+    let server = TestServer::start(|req| {
+        let n = req.argv[1].to_string_lossy().into_owned();
+        if n.parse::<u32>().unwrap() % 2 == 0 {
+            Answer::Run
+        } else {
+            Answer::Deny(format!("odd {n}"))
+        }
+    });
+    let env = server.env();
+    let runs = (0..32).map(|i| {
+        let env = env.clone();
+        async move {
+            let n = i.to_string();
+            let out = wrap(&env, &["/bin/echo", "echo", &n], b"").await;
+            (i, out)
+        }
+    });
+    for (i, out) in futures_join_all(runs).await {
+        if i % 2 == 0 {
+            assert_eq!(text(&out.stdout), format!("{i}\n"));
+            assert!(out.status.success());
+        } else {
+            assert_eq!(text(&out.stderr), format!("odd {i}\n"));
+            assert_eq!(out.status.code(), Some(126));
+        }
+    }
+    assert_eq!(server.requests().len(), 32);
+}
+
+/// All futures at once, on the test's runtime (no extra crate for join_all).
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
 }
