@@ -5,9 +5,11 @@
 //! This crate owns the process tree of each session: it never leaves one behind.
 
 pub mod approval;
+pub mod rlimits;
 pub mod sandbox;
 pub mod session;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
+pub use rlimits::{PreparedLimits, ResourceLimits};
 pub use sandbox::{SandboxMode, SandboxPolicy};
 pub use session::{ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio};
