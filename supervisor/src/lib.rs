@@ -5,11 +5,13 @@
 //! This crate owns the process tree of each session: it never leaves one behind.
 
 pub mod approval;
+pub mod cgroup;
 pub mod rlimits;
 pub mod sandbox;
 pub mod session;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
+pub use cgroup::{CgroupError, CgroupJoiner, SessionCgroup};
 pub use rlimits::{PreparedLimits, ResourceLimits};
 pub use sandbox::{SandboxMode, SandboxPolicy};
 pub use session::{ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio};
