@@ -9,9 +9,11 @@ pub mod cgroup;
 pub mod rlimits;
 pub mod sandbox;
 pub mod session;
+pub mod teardown;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
 pub use cgroup::{CgroupError, CgroupJoiner, SessionCgroup};
 pub use rlimits::{PreparedLimits, ResourceLimits};
 pub use sandbox::{SandboxMode, SandboxPolicy};
 pub use session::{ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio};
+pub use teardown::{SessionTree, TeardownReport};
