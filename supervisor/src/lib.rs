@@ -9,6 +9,7 @@ pub mod cgroup;
 pub mod rlimits;
 pub mod sandbox;
 pub mod session;
+pub mod stopwatch;
 pub mod teardown;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
@@ -16,4 +17,5 @@ pub use cgroup::{CgroupError, CgroupJoiner, SessionCgroup};
 pub use rlimits::{PreparedLimits, ResourceLimits};
 pub use sandbox::{SandboxMode, SandboxPolicy};
 pub use session::{ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio};
+pub use stopwatch::{PauseGuard, Stopwatch};
 pub use teardown::{SessionTree, TeardownReport};
