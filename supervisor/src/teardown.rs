@@ -4,7 +4,7 @@
 //! This module owns finding the session's processes, SIGKILLing them and reaping the
 //! orphans that were re-parented to the supervisor. It must never touch a process of
 //! another session (a supervisor runs several at once), never reap a child someone else
-//! waits for (the session leader, escalated commands: see
+//! waits for (the session leader, escalated commands: see [`ChildRegistry`] and
 //! [`SessionTree::waited_elsewhere`]), and never `waitpid(-1)`.
 //!
 //! # Which processes belong to the session
@@ -48,13 +48,15 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
 use rustix::process::{PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
+use crate::cgroup::SessionCgroup;
 
 /// The environment variable that marks a session's processes.
 pub const SESSION_MARKER_VAR: &str = "EXECGATE_SESSION";
@@ -165,6 +167,8 @@ pub struct TeardownReport {
     pub passes: u32,
     /// Members still alive at the deadline (empty on success).
     pub survivors: Vec<i32>,
+    /// The session cgroup could not be read or killed (the sweep ran anyway).
+    pub cgroup_error: Option<String>,
 }
 
 /// A running session's process tree, for the no-cgroup teardown.
@@ -247,6 +251,40 @@ impl SessionTree {
             .collect())
     }
 
+    /// The whole teardown: with a session cgroup, note its members, `cgroup.kill` it, then
+    /// sweep (for reaping, and for anything outside the cgroup); without one, sweep.
+    /// Blocking and bounded: call from `tokio::task::spawn_blocking`.
+    pub fn kill_all_in(
+        &self,
+        cgroup: Option<&SessionCgroup>,
+    ) -> Result<TeardownReport, TeardownError> {
+        let Some(cgroup) = cgroup else {
+            return self.kill_all();
+        };
+        // Remember the cgroup's processes while they live: once killed they are zombies
+        // with no environment, re-parented to the supervisor, and only (pid, start time)
+        // still says they were ours.
+        let mut cgroup_error = None;
+        match cgroup.pids() {
+            Ok(pids) => {
+                let mut seen = lock(&self.seen);
+                for pid in pids {
+                    if let Ok(info) = read_stat(pid) {
+                        seen.insert(pid, info.start_time);
+                    }
+                }
+            }
+            Err(e) => cgroup_error = Some(e),
+        }
+        let _ = self.live_members()?; // remembers the members outside the cgroup too
+        if let Err(e) = cgroup.kill() {
+            cgroup_error.get_or_insert(e);
+        }
+        let mut report = self.kill_all()?;
+        report.cgroup_error = cgroup_error.map(|e| e.to_string());
+        Ok(report)
+    }
+
     /// SIGKILL every process of the session and reap the orphans that are the
     /// supervisor's; blocking, bounded by [`SWEEP_DEADLINE`]. Call from a blocking thread
     /// (`tokio::task::spawn_blocking`).
@@ -274,13 +312,17 @@ impl SessionTree {
                 .iter()
                 .copied()
                 .filter(|p| p.is_dead() && p.ppid == me && !waited.contains(&p.pid))
+                .filter(|p| !ChildRegistry::global().contains(p.pid))
                 .collect();
 
-            for zombie in &our_zombies {
-                if let Ok(status) = waitpid(Pid::from_raw(zombie.pid), Some(WaitPidFlag::WNOHANG))
-                    && status.pid().is_some()
-                {
-                    report.reaped.push(zombie.pid);
+            {
+                // Held while reaping, so a child being spawned now cannot be taken for an
+                // orphan (see ChildRegistry::spawn).
+                let own = lock(&ChildRegistry::global().own);
+                for zombie in our_zombies.iter().filter(|z| !own.contains(&z.pid)) {
+                    if reap(zombie.pid) {
+                        report.reaped.push(zombie.pid);
+                    }
                 }
             }
             if live.is_empty() && our_zombies.is_empty() {
@@ -304,6 +346,68 @@ impl SessionTree {
             pause = (pause * 2).min(Duration::from_millis(10));
         }
     }
+}
+
+/// The supervisor's own children, which their spawner waits for (session leaders,
+/// escalated commands): every other zombie child of the (subreaper) supervisor is an
+/// adopted orphan that nobody else will reap.
+#[derive(Debug, Default)]
+pub struct ChildRegistry {
+    own: Mutex<HashSet<i32>>,
+}
+
+impl ChildRegistry {
+    /// The process-wide registry.
+    pub fn global() -> &'static ChildRegistry {
+        static REGISTRY: OnceLock<ChildRegistry> = OnceLock::new();
+        REGISTRY.get_or_init(ChildRegistry::default)
+    }
+
+    /// Spawn a child that the caller will wait for, registering it before the orphan
+    /// reaper can look: the registry stays locked from fork to registration, so the
+    /// child's exit status cannot be taken even if it exits at once.
+    pub fn spawn<T>(
+        &self,
+        spawn: impl FnOnce() -> io::Result<T>,
+        pid_of: impl FnOnce(&T) -> Option<u32>,
+    ) -> io::Result<T> {
+        let mut own = lock(&self.own);
+        let child = spawn()?;
+        if let Some(pid) = pid_of(&child).and_then(|p| i32::try_from(p).ok()) {
+            own.insert(pid);
+        }
+        Ok(child)
+    }
+
+    /// The caller has reaped `pid`: the pid may now be reused by anyone.
+    pub fn release(&self, pid: u32) {
+        if let Ok(pid) = i32::try_from(pid) {
+            lock(&self.own).remove(&pid);
+        }
+    }
+
+    pub fn contains(&self, pid: i32) -> bool {
+        lock(&self.own).contains(&pid)
+    }
+
+    /// Reap every zombie child of the supervisor that is not registered (adopted orphans
+    /// of any session). Call after each session's teardown and on `SIGCHLD`.
+    pub fn reap_orphans(&self) -> Result<Vec<i32>, TeardownError> {
+        let me = std::process::id() as i32;
+        let own = lock(&self.own);
+        let zombies: Vec<i32> = scan_proc()?
+            .into_iter()
+            .filter(|p| p.is_dead() && p.ppid == me && !own.contains(&p.pid))
+            .map(|p| p.pid)
+            .collect();
+        Ok(zombies.into_iter().filter(|&pid| reap(pid)).collect())
+    }
+}
+
+/// `waitpid(pid, WNOHANG)`: whether a zombie was reaped.
+fn reap(pid: i32) -> bool {
+    waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG))
+        .is_ok_and(|status| status.pid().is_some())
 }
 
 /// `EXECGATE_SESSION=<id>` as an environment pair.

@@ -159,3 +159,45 @@ fn only_this_sessions_processes_die() {
     b.wait().unwrap();
     assert_gone(&b_pids);
 }
+
+#[test]
+fn with_a_cgroup_the_tree_dies_and_the_orphans_zombies_are_reaped() {
+    let cg = match supervisor::SessionCgroup::create(&id("cg")) {
+        Ok(cg) => cg,
+        Err(e) => {
+            eprintln!("SKIPPED: no usable cgroup v2 (needs root or a delegated cgroup): {e}");
+            return;
+        }
+    };
+    let joiner = cg.joiner().unwrap();
+    teardown::become_subreaper().unwrap();
+    let name = id("cg");
+    let (k, v) = teardown::marker_env(&name);
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg("setsid sleep 1000 & (sleep 1000 &); sleep 0.2; exit 0")
+        .env(k, v)
+        .process_group(0);
+    // SAFETY: one write(2) on a pre-opened fd and one prctl: async-signal-safe, no allocation.
+    unsafe {
+        cmd.pre_exec(move || {
+            joiner
+                .join_in_child()
+                .and_then(|()| teardown::child_become_subreaper())
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    let mut session = Session {
+        tree: SessionTree::new(&name, child.id()).unwrap(),
+        child,
+    };
+    let pids = wait_members(&session.tree, 3);
+    session.child.wait().unwrap(); // the leader exits first: the sleeps are now ours
+    let report = session.tree.kill_all_in(Some(&cg)).unwrap();
+    assert_eq!(report.cgroup_error, None);
+    assert!(report.survivors.is_empty(), "{report:?}");
+    assert_eq!(report.reaped.len(), 2, "{report:?}");
+    assert!(cg.pids().unwrap().is_empty());
+    assert_gone(&pids);
+}
