@@ -131,10 +131,17 @@ pub fn members(
         .iter()
         .filter(|p| p.pid != me && p.pid > 1 && p.start_time >= id.leader_start)
         .collect();
+    // Once the leader is reaped its pid (and so its process group id) may be reused: the
+    // group mark holds only while no *other* process has the leader's pid.
+    let leader_pid_reused = table
+        .iter()
+        .any(|p| p.pid == id.leader && p.start_time != id.leader_start);
     let mut set: BTreeSet<i32> = candidates
         .iter()
         .filter(|p| {
-            p.pid == id.leader || p.pgid == id.leader || id.seen.get(&p.pid) == Some(&p.start_time)
+            (p.pid == id.leader && p.start_time == id.leader_start)
+                || (p.pgid == id.leader && !leader_pid_reused)
+                || id.seen.get(&p.pid) == Some(&p.start_time)
         })
         .map(|p| p.pid)
         .collect();
@@ -428,13 +435,19 @@ fn kill_checked(p: &ProcInfo) -> bool {
     let Some(pid) = rustix::process::Pid::from_raw(p.pid) else {
         return false;
     };
-    let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) else {
-        return false;
+    let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => Some(fd),
+        // Before Linux 5.3: plain kill(2) after the same check, with a window of
+        // microseconds for reuse instead of none.
+        Err(rustix::io::Errno::NOSYS) => None,
+        Err(_) => return false,
     };
     match read_stat(p.pid) {
-        Ok(now) if now.start_time == p.start_time => {
-            pidfd_send_signal(&pidfd, Signal::KILL).is_ok()
-        }
+        Ok(now) if now.start_time == p.start_time => match pidfd {
+            Some(fd) => pidfd_send_signal(&fd, Signal::KILL).is_ok(),
+            None => nix::sys::signal::kill(Pid::from_raw(p.pid), nix::sys::signal::Signal::SIGKILL)
+                .is_ok(),
+        },
         _ => false,
     }
 }
@@ -544,6 +557,18 @@ mod tests {
             !asked.contains(&306),
             "environ of older processes is not read"
         );
+    }
+
+    #[test]
+    fn a_reused_leader_pid_marks_nothing() {
+        // Our leader (pid 200, started at 50) was reaped; pid 200 now leads another group.
+        let table = [
+            p(ME, 1, ME, 'S', 10),
+            p(200, 1, 200, 'S', 90),
+            p(201, 200, 200, 'S', 91),
+            p(202, 1, 200, 'S', 92),
+        ];
+        assert!(members(&table, ME, &id(), &mut |_| false).is_empty());
     }
 
     #[test]
