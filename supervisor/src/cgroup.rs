@@ -71,6 +71,30 @@ pub enum KillMethod {
     Signal,
 }
 
+/// What `execgate doctor` says about session cgroups.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CgroupSupport {
+    /// Where session cgroups go.
+    pub parent: PathBuf,
+    /// `cgroup.kill` (Linux 5.14); else the freeze-and-signal path.
+    pub kill: bool,
+    /// `cgroup.freeze` (Linux 5.2).
+    pub freeze: bool,
+}
+
+/// Check that a session cgroup can be created here (creates and removes a probe one).
+pub fn probe() -> Result<CgroupSupport, CgroupError> {
+    let parent = own_cgroup_dir()?.join("execgate");
+    let cg = SessionCgroup::create_in(&parent, &format!("probe-{}", std::process::id()))?;
+    let support = CgroupSupport {
+        kill: cg.path().join("cgroup.kill").exists(),
+        freeze: cg.path().join("cgroup.freeze").exists(),
+        parent,
+    };
+    cg.remove()?;
+    Ok(support)
+}
+
 /// The cgroup2 directory the supervisor itself is in.
 pub fn own_cgroup_dir() -> Result<PathBuf, CgroupError> {
     let mountinfo = read("/proc/self/mountinfo")?;

@@ -15,7 +15,7 @@ pub mod teardown;
 pub use approval::{Approval, ApprovalRequest, Approver};
 pub use cgroup::{CgroupError, CgroupJoiner, SessionCgroup};
 pub use rlimits::{PreparedLimits, ResourceLimits};
-pub use sandbox::{SandboxMode, SandboxPolicy};
+pub use sandbox::{Enforcement, EnforcementLevel, PreparedLandlock, SandboxMode, SandboxPolicy};
 pub use session::{ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio};
 pub use stopwatch::{PauseGuard, Stopwatch};
 pub use teardown::{SessionTree, TeardownReport};

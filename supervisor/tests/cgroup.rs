@@ -160,3 +160,17 @@ fn the_pre_5_14_path_freezes_and_signals_until_empty() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn doctor_probe_says_what_this_machine_has() {
+    match cgroup::probe() {
+        Ok(support) => {
+            assert!(support.parent.exists());
+            assert!(
+                support.kill && support.freeze,
+                "kernel 5.14+ has both: {support:?}"
+            );
+        }
+        Err(e) => eprintln!("SKIPPED: no usable cgroup v2 here: {e}"),
+    }
+}

@@ -350,3 +350,32 @@ t src sh -c 'echo x > {w}/src/f'
     );
     assert_eq!(r["src"], "ok");
 }
+
+#[test]
+fn a_symlinked_git_keeps_its_target_read_only() {
+    require_landlock!(1);
+    let repo = tempfile::tempdir().unwrap();
+    let w = repo.path();
+    std::fs::create_dir_all(w.join("real-git/hooks")).unwrap();
+    std::os::unix::fs::symlink("real-git", w.join(".git")).unwrap();
+    std::fs::create_dir(w.join("src")).unwrap();
+    let script = format!(
+        "{TRY}t hook sh -c 'echo x > {w}/real-git/hooks/x'\nt src sh -c 'echo x > {w}/src/f'\n",
+        w = w.display()
+    );
+    let r = results(&run_sandboxed(&workspace_policy(), w, &script));
+    assert_eq!(r["hook"], "fail");
+    assert_eq!(r["src"], "ok");
+}
+
+#[test]
+fn doctor_probe_reports_this_kernel() {
+    let e = supervisor::Enforcement::probe(SandboxMode::ReadOnly, false);
+    let abi = landlock::probe_kernel_abi();
+    assert_eq!(e.landlock_abi, abi);
+    if abi >= 6 {
+        assert_eq!(e.level, EnforcementLevel::Full, "{}", e.summary());
+    } else {
+        eprintln!("note: partial on this kernel: {}", e.summary());
+    }
+}

@@ -160,6 +160,9 @@ pub enum EnforcementLevel {
 /// session result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enforcement {
+    pub mode: SandboxMode,
+    /// TCP allowed (`--network`).
+    pub network: bool,
     pub level: EnforcementLevel,
     /// The kernel's Landlock ABI, capped at [`TARGET_ABI`]; 0 when unavailable.
     pub landlock_abi: u8,
@@ -207,12 +210,19 @@ impl Enforcement {
             EnforcementLevel::Partial
         };
         Enforcement {
+            mode,
+            network,
             level,
             landlock_abi,
             missing,
             writable_roots: Vec::new(),
             read_only_inside_roots: Vec::new(),
         }
+    }
+
+    /// What this kernel would enforce for `mode` (for `execgate doctor`).
+    pub fn probe(mode: SandboxMode, network: bool) -> Enforcement {
+        Enforcement::for_abi(mode, network, probe_kernel_abi())
     }
 
     /// One line for people: `landlock: partial (ABI 3; missing tcp_bind_connect: ABI 4, Linux 6.7, ...)`.
@@ -377,7 +387,10 @@ pub fn prepare(
         for (file, access) in rules {
             created = created.add_rule(PathBeneath::new(file, access))?;
         }
-        enforcement.writable_roots = roots;
+        enforcement.writable_roots = roots
+            .into_iter()
+            .filter(|r| !protected.iter().any(|p| r.starts_with(p)))
+            .collect();
         enforcement.read_only_inside_roots = protected;
     }
 
@@ -484,6 +497,13 @@ fn protected_paths(roots: &[PathBuf], workdir: &Path) -> Vec<PathBuf> {
         let Ok(meta) = dot_git.symlink_metadata() else {
             continue;
         };
+        // A `.git` symlink: its target (a sibling, say) must stay read-only too.
+        if meta.is_symlink()
+            && let Ok(target) = dot_git.canonicalize()
+            && inside_roots(&target)
+        {
+            protected.push(target);
+        }
         if meta.is_file()
             && let Some(target) = gitdir_target(&dot_git)
             && inside_roots(&target)
