@@ -305,12 +305,13 @@ impl PreparedLandlock {
 
     /// Child side, between fork and exec: enforce the ruleset on the calling thread (the
     /// whole child is single-threaded there). Also sets `PR_SET_NO_NEW_PRIVS` (Landlock
-    /// requires it for an unprivileged caller; the lead sets it again, harmlessly).
+    /// requires it for an unprivileged caller; the spawn sets it again, harmlessly).
     ///
-    /// Async-signal-safe: performs no heap allocation. Verified by reading landlock 0.4.8
+    /// Async-signal-safe: performs no heap allocation. Read in landlock 0.4.8
     /// (`RulesetCreated::restrict_self`, `prctl::try_set_no_new_privs`): two `prctl`s, one
     /// `landlock_restrict_self`, `close` of the ruleset fd; errors are
-    /// `io::Error::last_os_error()` (an inline errno) wrapped in plain enums. Calling it
+    /// `io::Error::last_os_error()` (an inline errno) wrapped in plain enums. Checked with
+    /// a counting allocator in `tests/child_side_no_alloc.rs`. Calling it
     /// twice is a no-op the second time. Without Landlock (or for `danger-full-access`) it
     /// does nothing.
     pub fn restrict_self_in_child(&mut self) -> Result<(), Errno> {
