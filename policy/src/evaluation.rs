@@ -1,39 +1,156 @@
-//! The result of evaluating one command: the decision, who made it, and why.
+//! The answer for one command: the decision, who made it, and the evidence (every matched
+//! rule, or the heuristics' verdict), in execgate's own shape and in the shape of
+//! `codex execpolicy check`.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeStruct};
 
-use crate::{DecidedBy, Decision};
+use crate::decision::{DecidedBy, Decision};
+use crate::rule::RuleOrigin;
 
-/// Where a rule was written.
+/// The policy's answer for one exec.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuleOrigin {
-    pub file: PathBuf,
-    pub line: u32,
+pub struct Evaluation {
+    /// The strictest decision among the matched rules, or the heuristics' decision.
+    pub decision: Decision,
+    /// Whether a rule or the heuristics decided.
+    pub decided_by: DecidedBy,
+    /// Every rule that matched, in the order the rules were loaded.
+    pub matched_rules: Vec<RuleMatch>,
+    /// Set exactly when no rule matched.
+    pub heuristic: Option<HeuristicVerdict>,
 }
 
-/// One rule that matched the command.
+/// One rule that matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleMatch {
+    /// The command tokens the rule's pattern covered (first token as written in the rule).
     pub matched_prefix: Vec<String>,
+    /// The rule's decision.
     pub decision: Decision,
+    /// The rule's `justification`, if it has one.
     pub justification: Option<String>,
+    /// Where the rule was written.
     pub origin: Option<RuleOrigin>,
+    /// The absolute program path, when a basename rule matched it through the fallback.
+    pub resolved_program: Option<PathBuf>,
 }
 
-/// The heuristics' verdict, used when no rule matched.
+/// What the heuristics decided for a command no rule matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HeuristicVerdict {
+    /// allow (read-only list, or the default) or prompt (dangerous list).
     pub decision: Decision,
+    /// One line: which list, or the default, and for which command.
     pub reason: String,
 }
 
-/// The policy's answer for one command.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Evaluation {
-    pub decision: Decision,
-    pub decided_by: DecidedBy,
-    pub matched_rules: Vec<RuleMatch>,
-    pub heuristic: Option<HeuristicVerdict>,
+impl Evaluation {
+    /// The JSON of `codex execpolicy check` (`matchedRules` with `prefixRuleMatch` objects,
+    /// then the top-level `decision`, omitted when no rule matched), plus `decidedBy`, and
+    /// `heuristics` (`decision`, `reason`) when no rule matched. Each `prefixRuleMatch` also
+    /// carries the rule's `origin` (`file`, `line`).
+    pub fn to_codex_json(&self) -> serde_json::Value {
+        // The view serializes plain strings and numbers: this cannot fail.
+        serde_json::to_value(self.codex_view()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The same as [`Evaluation::to_codex_json`], as a value that serializes with the
+    /// fields in Codex's order (for printing).
+    pub fn codex_view(&self) -> CodexCheckView<'_> {
+        CodexCheckView(self)
+    }
+
+    /// One line for a human: the decision, which rule (pattern and file:line) or heuristic
+    /// made it, and the justification.
+    pub fn reason(&self) -> String {
+        if let Some(verdict) = &self.heuristic {
+            return format!("{} by heuristics: {}", self.decision, verdict.reason);
+        }
+        let Some(rule) = self
+            .matched_rules
+            .iter()
+            .find(|rule| rule.decision == self.decision)
+        else {
+            return format!(
+                "{} (no rule and no heuristic verdict recorded)",
+                self.decision
+            );
+        };
+        let prefix = shlex::try_join(rule.matched_prefix.iter().map(String::as_str))
+            .unwrap_or_else(|_| rule.matched_prefix.join(" "));
+        let mut line = format!("{} by rule `{prefix}`", self.decision);
+        if let Some(origin) = &rule.origin {
+            line.push_str(&format!(" ({origin})"));
+        }
+        if let Some(justification) = &rule.justification {
+            line.push_str(": ");
+            line.push_str(justification);
+        }
+        line
+    }
+}
+
+/// Serializes an [`Evaluation`] as `codex execpolicy check` prints it (see
+/// [`Evaluation::to_codex_json`]).
+#[derive(Debug, Clone, Copy)]
+pub struct CodexCheckView<'a>(&'a Evaluation);
+
+struct PrefixRuleMatchView<'a>(&'a RuleMatch);
+
+impl Serialize for PrefixRuleMatchView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Inner<'a>(&'a RuleMatch);
+        impl Serialize for Inner<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let m = self.0;
+                let mut s = serializer.serialize_struct("PrefixRuleMatch", 5)?;
+                s.serialize_field("matchedPrefix", &m.matched_prefix)?;
+                s.serialize_field("decision", &m.decision)?;
+                if let Some(program) = &m.resolved_program {
+                    s.serialize_field("resolvedProgram", program)?;
+                } else {
+                    s.skip_field("resolvedProgram")?;
+                }
+                if let Some(justification) = &m.justification {
+                    s.serialize_field("justification", justification)?;
+                } else {
+                    s.skip_field("justification")?;
+                }
+                if let Some(origin) = &m.origin {
+                    s.serialize_field("origin", origin)?;
+                } else {
+                    s.skip_field("origin")?;
+                }
+                s.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("prefixRuleMatch", &Inner(self.0))?;
+        map.end()
+    }
+}
+
+impl Serialize for CodexCheckView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let e = self.0;
+        let matches: Vec<PrefixRuleMatchView<'_>> =
+            e.matched_rules.iter().map(PrefixRuleMatchView).collect();
+        let mut s = serializer.serialize_struct("ExecPolicyCheck", 4)?;
+        s.serialize_field("matchedRules", &matches)?;
+        if e.matched_rules.is_empty() {
+            s.skip_field("decision")?;
+        } else {
+            s.serialize_field("decision", &e.decision)?;
+        }
+        s.serialize_field("decidedBy", &e.decided_by)?;
+        if let Some(verdict) = &e.heuristic {
+            s.serialize_field("heuristics", verdict)?;
+        } else {
+            s.skip_field("heuristics")?;
+        }
+        s.end()
+    }
 }

@@ -86,17 +86,48 @@ pub struct ExecRecord {
     pub program: PathBuf,
     pub argv: Vec<String>,
     pub cwd: PathBuf,
+    /// The policy's decision.
     pub decision: Decision,
-    /// `None` when a human changed the policy's decision.
-    pub decided_by: Option<DecidedBy>,
-    /// True when a person was asked.
-    pub asked_human: bool,
+    /// Who settled what happened.
+    pub decided_by: Decider,
     pub matched_rules: Vec<RuleMatch>,
     pub ran_in: RanIn,
-    /// One line for a person: why it was denied or escalated.
+    /// One line for a person: why it was allowed, denied or escalated.
     pub reason: String,
     /// Exit status, for escalated execs (the supervisor waited for them).
     pub status: Option<ExitStatus>,
+    /// Milliseconds since the Unix epoch when the exec was stopped.
+    pub time_ms: u64,
+    /// Parent pid, when it could still be read.
+    pub ppid: Option<i32>,
+    /// How long an escalated command ran, in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// The session this exec belongs to.
+    pub session: u64,
+}
+
+/// Who settled what happened to an exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decider {
+    /// A rule of the policy.
+    Rule,
+    /// The built-in heuristics (no rule matched).
+    Heuristics,
+    /// A person, answering a prompt.
+    Human,
+    /// The supervisor itself: the session's own program, or an exec that could not be
+    /// read or that names no existing file.
+    Supervisor,
+}
+
+impl From<DecidedBy> for Decider {
+    fn from(d: DecidedBy) -> Self {
+        match d {
+            DecidedBy::Rule => Decider::Rule,
+            DecidedBy::Heuristics => Decider::Heuristics,
+        }
+    }
 }
 
 /// How a session ended.

@@ -1,0 +1,376 @@
+//! Prefix rules and the index that finds the ones matching a command.
+//!
+//! Matching follows Codex's execpolicy: a rule's pattern must equal a prefix of the
+//! command, token by token (an alternatives element matches any one of its strings). Rules
+//! are first looked up by the command's first token exactly; only when none matches and
+//! the program is an absolute path are the rules for its basename tried, and then only if
+//! no `host_executable()` for that name excludes the path.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::decision::Decision;
+
+/// One element of a pattern: a token, or a list of alternatives for one position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PatternToken {
+    Single(String),
+    Alts(Vec<String>),
+}
+
+impl PatternToken {
+    #[cfg(test)]
+    fn matches(&self, token: &str) -> bool {
+        match self {
+            PatternToken::Single(expected) => expected == token,
+            PatternToken::Alts(alts) => alts.iter().any(|alt| alt == token),
+        }
+    }
+
+    pub(crate) fn alternatives(&self) -> &[String] {
+        match self {
+            PatternToken::Single(single) => std::slice::from_ref(single),
+            PatternToken::Alts(alts) => alts,
+        }
+    }
+}
+
+/// Where a rule was written: the `prefix_rule(...)` call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleOrigin {
+    /// The rules file.
+    pub file: PathBuf,
+    /// The line of the call, starting at 1.
+    pub line: u32,
+}
+
+impl std::fmt::Display for RuleOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// One prefix rule, after first-token alternatives were expanded: `program` is a single
+/// token (a bare name or an absolute path).
+#[derive(Debug, Clone)]
+pub(crate) struct PrefixRule {
+    pub program: String,
+    pub rest: Vec<PatternToken>,
+    pub decision: Decision,
+    pub justification: Option<String>,
+    pub origin: Option<RuleOrigin>,
+}
+
+/// A match found in the index: which rule, how many command tokens it covered, and the
+/// absolute program path when it matched through the basename fallback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IndexMatch {
+    pub rule: usize,
+    pub prefix_len: usize,
+    pub resolved_program: Option<PathBuf>,
+}
+
+/// The rules of a policy, indexed for evaluation: a map from first token to a trie over
+/// the remaining pattern tokens. Alternatives stay one edge (no cartesian expansion), so
+/// the index is as large as the rules. Looking a command up costs one hash lookup per
+/// command token plus a scan of the alternative edges met on the way, whatever the total
+/// number of rules.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RuleSet {
+    pub rules: Vec<PrefixRule>,
+    roots: HashMap<String, Node>,
+    /// `host_executable(name, paths)`: basename -> the only absolute paths that may match
+    /// basename rules. Paths are normalised lexically.
+    pub host_executables: HashMap<String, Vec<PathBuf>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Node {
+    /// Rules whose pattern ends here (indices into `RuleSet::rules`).
+    ends: Vec<usize>,
+    singles: HashMap<String, Node>,
+    alternatives: Vec<(Vec<String>, Node)>,
+}
+
+impl RuleSet {
+    pub fn new(rules: Vec<PrefixRule>, host_executables: HashMap<String, Vec<PathBuf>>) -> Self {
+        let mut set = RuleSet {
+            rules: Vec::with_capacity(rules.len()),
+            roots: HashMap::new(),
+            host_executables,
+        };
+        for rule in rules {
+            set.push(rule);
+        }
+        set
+    }
+
+    fn push(&mut self, rule: PrefixRule) {
+        let index = self.rules.len();
+        let mut node = self.roots.entry(rule.program.clone()).or_default();
+        for token in &rule.rest {
+            node = match token {
+                PatternToken::Single(single) => node.singles.entry(single.clone()).or_default(),
+                PatternToken::Alts(alts) => {
+                    let position = node.alternatives.iter().position(|(a, _)| a == alts);
+                    let position = position.unwrap_or_else(|| {
+                        node.alternatives.push((alts.clone(), Node::default()));
+                        node.alternatives.len() - 1
+                    });
+                    &mut node.alternatives[position].1
+                }
+            };
+        }
+        node.ends.push(index);
+        self.rules.push(rule);
+    }
+
+    /// All rules matching `[program, args...]`, in the order the rules were written.
+    pub fn matches(&self, program: &str, args: &[String]) -> Vec<IndexMatch> {
+        let normalized;
+        let program = if program.starts_with('/') {
+            normalized = normalize_absolute(program);
+            normalized.as_str()
+        } else {
+            program
+        };
+
+        let exact = self.matches_from_root(program, args, None);
+        if !exact.is_empty() || !program.starts_with('/') {
+            return exact;
+        }
+
+        let Some(basename) = Path::new(program).file_name().and_then(|n| n.to_str()) else {
+            return Vec::new();
+        };
+        if let Some(paths) = self.host_executables.get(basename)
+            && !paths.iter().any(|p| p.as_os_str() == program)
+        {
+            return Vec::new();
+        }
+        self.matches_from_root(basename, args, Some(PathBuf::from(program)))
+    }
+
+    fn matches_from_root(
+        &self,
+        first: &str,
+        args: &[String],
+        resolved_program: Option<PathBuf>,
+    ) -> Vec<IndexMatch> {
+        let Some(root) = self.roots.get(first) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        // Iterative walk: a pattern can be as long as a rules file makes it.
+        let mut stack: Vec<(&Node, usize)> = vec![(root, 0)];
+        while let Some((node, depth)) = stack.pop() {
+            found.extend(node.ends.iter().map(|&rule| (rule, depth)));
+            let Some(token) = args.get(depth) else {
+                continue;
+            };
+            if let Some(child) = node.singles.get(token.as_str()) {
+                stack.push((child, depth + 1));
+            }
+            for (alts, child) in &node.alternatives {
+                if alts.iter().any(|alt| alt == token) {
+                    stack.push((child, depth + 1));
+                }
+            }
+        }
+        found.sort_unstable();
+        found
+            .into_iter()
+            .map(|(rule, depth)| IndexMatch {
+                rule,
+                prefix_len: depth + 1,
+                resolved_program: resolved_program.clone(),
+            })
+            .collect()
+    }
+}
+
+impl PrefixRule {
+    /// Whether this rule alone matches `[first, args...]` exactly (no basename fallback).
+    #[cfg(test)]
+    pub fn matches_exactly(&self, first: &str, args: &[String]) -> bool {
+        first == self.program
+            && args.len() >= self.rest.len()
+            && self.rest.iter().zip(args).all(|(p, a)| p.matches(a))
+    }
+
+    /// The pattern as it would be written in Starlark, for error messages.
+    pub fn render_pattern(&self) -> String {
+        render_pattern(
+            std::iter::once(&PatternToken::Single(self.program.clone())).chain(&self.rest),
+        )
+    }
+}
+
+pub(crate) fn render_pattern<'a>(tokens: impl IntoIterator<Item = &'a PatternToken>) -> String {
+    let parts: Vec<String> = tokens
+        .into_iter()
+        .map(|token| match token {
+            PatternToken::Single(s) => format!("{s:?}"),
+            PatternToken::Alts(alts) => {
+                let alts: Vec<String> = alts.iter().map(|a| format!("{a:?}")).collect();
+                format!("[{}]", alts.join(", "))
+            }
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Lexical normalisation of an absolute path: `//`, `.` and `..` are resolved without
+/// touching the filesystem (the policy does no I/O at evaluation time).
+pub(crate) fn normalize_absolute(path: &str) -> String {
+    if !path.contains("//")
+        && !path.contains("/./")
+        && !path.contains("/..")
+        && !path.ends_with("/.")
+    {
+        return path.to_string();
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_str().unwrap_or_default()),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(program: &str, rest: &[PatternToken], decision: Decision) -> PrefixRule {
+        PrefixRule {
+            program: program.to_string(),
+            rest: rest.to_vec(),
+            decision,
+            justification: None,
+            origin: None,
+        }
+    }
+
+    fn s(token: &str) -> PatternToken {
+        PatternToken::Single(token.to_string())
+    }
+
+    fn alts(tokens: &[&str]) -> PatternToken {
+        PatternToken::Alts(tokens.iter().map(|t| t.to_string()).collect())
+    }
+
+    fn args(tokens: &[&str]) -> Vec<String> {
+        tokens.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn trie_reports_every_matching_prefix_in_rule_order() {
+        let set = RuleSet::new(
+            vec![
+                rule("git", &[s("push")], Decision::Prompt),
+                rule("git", &[], Decision::Allow),
+                rule(
+                    "git",
+                    &[alts(&["push", "fetch"]), s("--force")],
+                    Decision::Forbidden,
+                ),
+                rule("git", &[s("status")], Decision::Allow),
+            ],
+            HashMap::new(),
+        );
+        let found = set.matches("git", &args(&["push", "--force", "origin"]));
+        let got: Vec<(usize, usize)> = found.iter().map(|m| (m.rule, m.prefix_len)).collect();
+        assert_eq!(got, vec![(0, 2), (1, 1), (2, 3)]);
+        assert!(set.matches("gitk", &args(&["push"])).is_empty());
+    }
+
+    #[test]
+    fn trie_agrees_with_direct_matching() {
+        let rules = vec![
+            rule(
+                "a",
+                &[alts(&["x", "y"]), alts(&["x", "y"])],
+                Decision::Allow,
+            ),
+            rule("a", &[alts(&["y", "x"]), s("x")], Decision::Prompt),
+            rule("a", &[s("x"), alts(&["x", "z"])], Decision::Forbidden),
+            rule("a", &[], Decision::Allow),
+        ];
+        let set = RuleSet::new(rules.clone(), HashMap::new());
+        let words = ["x", "y", "z"];
+        for a in words {
+            for b in words {
+                let cmd = args(&[a, b]);
+                let want: Vec<usize> = (0..rules.len())
+                    .filter(|&i| rules[i].matches_exactly("a", &cmd))
+                    .collect();
+                let got: Vec<usize> = set.matches("a", &cmd).iter().map(|m| m.rule).collect();
+                assert_eq!(got, want, "command a {a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn absolute_rules_match_only_their_path_and_basename_rules_fall_back() {
+        let set = RuleSet::new(
+            vec![
+                rule("/usr/bin/git", &[s("push")], Decision::Forbidden),
+                rule("git", &[s("push")], Decision::Prompt),
+            ],
+            HashMap::new(),
+        );
+        // Exact path first: the basename rule is not consulted.
+        let exact = set.matches("/usr/bin/git", &args(&["push"]));
+        assert_eq!(exact.len(), 1);
+        assert_eq!(exact[0].rule, 0);
+        assert_eq!(exact[0].resolved_program, None);
+        // Another git: basename fallback, with the path recorded.
+        let other = set.matches("/opt/git/bin/git", &args(&["push"]));
+        assert_eq!(other.len(), 1);
+        assert_eq!(other[0].rule, 1);
+        assert_eq!(
+            other[0].resolved_program,
+            Some(PathBuf::from("/opt/git/bin/git"))
+        );
+        // A bare name never matches an absolute-path rule.
+        let bare = set.matches("git", &args(&["push"]));
+        assert_eq!(bare.iter().map(|m| m.rule).collect::<Vec<_>>(), vec![1]);
+    }
+
+    #[test]
+    fn host_executable_restricts_the_basename_fallback() {
+        let mut hosts = HashMap::new();
+        hosts.insert("git".to_string(), vec![PathBuf::from("/usr/bin/git")]);
+        let set = RuleSet::new(vec![rule("git", &[], Decision::Prompt)], hosts);
+        assert_eq!(set.matches("/usr/bin/git", &[]).len(), 1);
+        assert_eq!(set.matches("/usr/bin/../bin//git", &[]).len(), 1);
+        assert!(set.matches("/tmp/git", &[]).is_empty());
+        assert_eq!(set.matches("git", &[]).len(), 1);
+    }
+
+    #[test]
+    fn normalizes_without_the_filesystem() {
+        assert_eq!(normalize_absolute("/usr/bin/git"), "/usr/bin/git");
+        assert_eq!(normalize_absolute("/usr//bin/./git"), "/usr/bin/git");
+        assert_eq!(normalize_absolute("/usr/lib/../bin/git"), "/usr/bin/git");
+        assert_eq!(normalize_absolute("/../../git"), "/git");
+    }
+
+    #[test]
+    fn renders_patterns_as_starlark() {
+        let r = rule(
+            "git",
+            &[alts(&["push", "fetch"]), s("-f")],
+            Decision::Prompt,
+        );
+        assert_eq!(r.render_pattern(), r#"["git", ["push", "fetch"], "-f"]"#);
+    }
+}

@@ -1,0 +1,176 @@
+//! The user-notification listener: receive a paused exec, answer it.
+//!
+//! Raw ioctls rather than libseccomp's notify API: the exec path needs the exact errno of
+//! each step (`ENOENT` when a notification was withdrawn or its task died, `EINTR`), must
+//! not allocate per notification, and waits with `poll` so a session can stop its loop.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+/// One paused `execve`/`execveat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Notification {
+    /// Cookie for the answer and for [`Listener::id_valid`].
+    pub id: u64,
+    /// Thread id of the caller, in the supervisor's pid namespace.
+    pub pid: u32,
+    /// Syscall number (native ABI: foreign ABIs are killed by the filter).
+    pub nr: i32,
+    /// `AUDIT_ARCH_*` of the call.
+    pub arch: u32,
+    /// The six syscall arguments.
+    pub args: [u64; 6],
+}
+
+impl Notification {
+    /// True for `execveat`, false for `execve`.
+    pub fn is_execveat(&self) -> bool {
+        i64::from(self.nr) == libc::SYS_execveat
+    }
+}
+
+/// What waiting on the listener produced.
+#[derive(Debug)]
+pub enum Event {
+    Notification(Notification),
+    /// No process uses the filter any more: the session's tree is gone.
+    Hangup,
+    /// The stop descriptor became readable.
+    Stopped,
+}
+
+/// The listener fd returned by `seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)`.
+#[derive(Debug)]
+pub struct Listener {
+    fd: OwnedFd,
+}
+
+impl Listener {
+    /// Takes ownership of a listener descriptor.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        Listener { fd }
+    }
+
+    /// Waits for the next notification, the end of the tree, or `stop` becoming readable.
+    pub fn wait(&self, stop: BorrowedFd<'_>) -> io::Result<Event> {
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: stop.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+            let ret = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if ret < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if fds[1].revents != 0 {
+                return Ok(Event::Stopped);
+            }
+            if fds[0].revents & libc::POLLIN != 0 {
+                match self.recv() {
+                    Ok(n) => return Ok(Event::Notification(n)),
+                    // The caller died (or was signalled away) between poll and recv.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                return Ok(Event::Hangup);
+            }
+        }
+    }
+
+    /// `SECCOMP_IOCTL_NOTIF_RECV`; blocks until a notification is pending.
+    pub fn recv(&self) -> io::Result<Notification> {
+        // SAFETY: seccomp_notif is plain old data; the kernel requires it zeroed.
+        let mut raw: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+        // SAFETY: the fd is a seccomp listener owned by self; `raw` is a valid, writable
+        // seccomp_notif that outlives the call.
+        crate::cvt_int(unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_RECV,
+                &mut raw,
+            )
+        })?;
+        Ok(Notification {
+            id: raw.id,
+            pid: raw.pid,
+            nr: raw.data.nr,
+            arch: raw.data.arch,
+            args: raw.data.args,
+        })
+    }
+
+    /// True while the notification is still pending: its task has not died or been
+    /// interrupted. Check it after reading the task's memory and before acting on it.
+    pub fn id_valid(&self, id: u64) -> bool {
+        let mut id = id;
+        // SAFETY: the fd is a seccomp listener owned by self; `id` is a valid u64 that
+        // outlives the call.
+        let ret = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_ID_VALID,
+                &mut id,
+            )
+        };
+        ret == 0
+    }
+
+    /// Let the syscall run as if there were no filter (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`).
+    /// Only for execs that stay inside the sandbox: the path may change after our check.
+    pub fn respond_continue(&self, id: u64) -> io::Result<()> {
+        // The flag is bit 0; the field is a u32.
+        self.send(id, 0, 0, 1 << 0)
+    }
+
+    /// Fail the syscall with `errno`.
+    pub fn respond_errno(&self, id: u64, errno: i32) -> io::Result<()> {
+        self.send(id, 0, -errno, 0)
+    }
+
+    fn send(&self, id: u64, val: i64, error: i32, flags: u32) -> io::Result<()> {
+        let mut resp = libc::seccomp_notif_resp {
+            id,
+            val,
+            error,
+            flags,
+        };
+        // SAFETY: the fd is a seccomp listener owned by self; `resp` is a valid
+        // seccomp_notif_resp that outlives the call.
+        crate::cvt_int(unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                libc::SECCOMP_IOCTL_NOTIF_SEND,
+                &mut resp,
+            )
+        })?;
+        Ok(())
+    }
+}
+
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl AsRawFd for Listener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}

@@ -1,0 +1,64 @@
+//! The `execgate` binary: one subcommand per product surface.
+//!
+//! This file only parses arguments and dispatches; every subcommand lives in its own
+//! module and returns the process exit status it wants.
+
+mod check;
+mod doctor;
+mod policy_args;
+mod supervise;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "execgate",
+    version,
+    about = "A shell for AI agents in which every exec is a decision"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate one command against the exec policy and print the decision as JSON
+    /// (the shape of `codex execpolicy check`).
+    Check(check::Args),
+    /// Run a command (normally `bash -c '...'`) with every exec of its process tree
+    /// stopped and decided; prompts are asked on the terminal. Exits with its status.
+    Supervise(supervise::Args),
+    /// Show which kernel mechanisms are available here, which backend would be used, and
+    /// why not the others.
+    Doctor(doctor::Args),
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Supervise(args) => supervise::run(args),
+        Command::Doctor(args) => doctor::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("execgate: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Logs go to stderr only: stdout belongs to the command (and to MCP's JSON-RPC).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EXECGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,31 @@
+//! The exec-policy flags every subcommand shares.
+
+use std::path::PathBuf;
+
+use policy::{LoadOptions, Policy};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// A rules file, or a directory of `*.rules` files (repeatable). Loaded after the
+    /// default directories ($CODEX_HOME/rules, $XDG_CONFIG_HOME/execgate/rules).
+    #[arg(short = 'r', long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+
+    /// Load only the --rules paths, not the default directories.
+    #[arg(long)]
+    pub no_default_rules: bool,
+}
+
+impl PolicyArgs {
+    /// Loads the policy; a rules file that does not load is an error, never ignored.
+    pub fn load(&self) -> anyhow::Result<Policy> {
+        let options = LoadOptions::from_env(self.rules.clone(), !self.no_default_rules);
+        let policy = Policy::load(&options)?;
+        tracing::debug!(
+            rules = policy.rule_count(),
+            sources = ?policy.sources(),
+            "exec policy loaded"
+        );
+        Ok(policy)
+    }
+}

@@ -1,0 +1,241 @@
+//! `execgate supervise -- CMD ARGS...`: run one command under the supervisor, asking on the
+//! terminal, and exit with its status.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use supervisor::{
+    Approval, ApprovalRequest, Approver, SandboxMode, SandboxPolicy, SessionSpec, SessionStdio,
+    Signal, Supervisor, SupervisorOptions,
+};
+
+use crate::policy_args::PolicyArgs;
+
+/// Exit status for a command stopped by `--timeout`, as `timeout(1)`.
+const TIMEOUT_STATUS: u8 = 124;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    policy: PolicyArgs,
+
+    /// What to do when the policy says "prompt": ask on the terminal (/dev/tty; with no
+    /// terminal, deny and say so), or answer allow or deny without asking.
+    #[arg(long, value_enum, default_value_t = OnPrompt::Ask)]
+    on_prompt: OnPrompt,
+
+    /// Append one JSON line per exec to FILE.
+    #[arg(long, value_name = "FILE")]
+    audit: Option<PathBuf>,
+
+    /// Run the command through a login shell: `bash -lc 'CMD ARGS'`.
+    #[arg(long)]
+    login: bool,
+
+    /// Working directory of the command (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+
+    /// Sandbox for allowed execs: read-only, workspace-write, danger-full-access.
+    #[arg(long, default_value = "workspace-write", value_name = "MODE")]
+    sandbox: SandboxMode,
+
+    /// Extra writable directory for workspace-write (repeatable).
+    #[arg(long = "writable-root", value_name = "DIR")]
+    writable_roots: Vec<PathBuf>,
+
+    /// Allow network access inside the sandbox.
+    #[arg(long)]
+    network: bool,
+
+    /// Refuse to run unless the sandbox is fully enforced on this kernel.
+    #[arg(long)]
+    require_sandbox: bool,
+
+    /// Kill the whole tree after this many seconds (time spent waiting for a person
+    /// does not count); exit status 124.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
+
+    /// The command, normally `bash -c 'SCRIPT'`. Put it after `--`.
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnPrompt {
+    Ask,
+    Allow,
+    Deny,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let policy = Arc::new(args.policy.load()?);
+    let workdir = match &args.workdir {
+        Some(dir) => {
+            std::path::absolute(dir).with_context(|| format!("workdir {}", dir.display()))?
+        }
+        None => std::env::current_dir().context("the current directory")?,
+    };
+    let argv = if args.login {
+        vec![
+            "bash".into(),
+            "-lc".into(),
+            supervisor::shown(&args.command),
+        ]
+    } else {
+        args.command.clone()
+    };
+    let approver: Arc<dyn Approver> = match args.on_prompt {
+        OnPrompt::Ask => Arc::new(TerminalApprover::default()),
+        OnPrompt::Allow => Arc::new(FixedApprover(Approval::Allow)),
+        OnPrompt::Deny => Arc::new(FixedApprover(Approval::Deny {
+            reason: "prompts are answered \"deny\" (--on-prompt deny)".into(),
+        })),
+    };
+    let sandbox = SandboxPolicy {
+        writable_roots: args.writable_roots.clone(),
+        network: args.network,
+        require_full: args.require_sandbox,
+        ..SandboxPolicy::new(args.sandbox)
+    };
+    let timeout = match args.timeout {
+        Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
+        Some(secs) => anyhow::bail!("--timeout {secs}: must be a positive number of seconds"),
+        None => None,
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let supervisor = Supervisor::new(
+            policy,
+            SupervisorOptions {
+                audit: args.audit.clone(),
+            },
+        )?;
+        let session = supervisor.spawn(SessionSpec {
+            argv,
+            workdir,
+            env: Vec::new(),
+            sandbox,
+            timeout,
+            stdio: SessionStdio::Inherit,
+            approver,
+        })?;
+        let signals = session.signaller();
+        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let wait = session.wait();
+        tokio::pin!(wait);
+        // Asked to stop: the signal goes to the tree first so programs that clean up on it
+        // can; then dropping the session kills whatever is left.
+        let outcome = tokio::select! {
+            outcome = &mut wait => outcome?,
+            _ = sigint.recv() => {
+                signals.send(Signal::Interrupt);
+                return Ok(ExitCode::from(130));
+            }
+            _ = sigterm.recv() => {
+                signals.send(Signal::Terminate);
+                return Ok(ExitCode::from(143));
+            }
+        };
+        if outcome.timed_out {
+            eprintln!(
+                "execgate: timed out after {:.1}s; the command's process tree was killed",
+                timeout.unwrap_or_default().as_secs_f64()
+            );
+            return Ok(ExitCode::from(TIMEOUT_STATUS));
+        }
+        Ok(ExitCode::from(
+            u8::try_from(outcome.status.code() & 0xff).unwrap_or(255),
+        ))
+    })
+}
+
+/// Answers every prompt the same way.
+#[derive(Debug)]
+struct FixedApprover(Approval);
+
+impl Approver for FixedApprover {
+    fn ask(&self, _request: ApprovalRequest) -> supervisor::approval::ApprovalFuture<'_> {
+        let answer = self.0.clone();
+        Box::pin(async move { answer })
+    }
+}
+
+/// Asks on `/dev/tty`, one question at a time.
+#[derive(Debug, Default)]
+struct TerminalApprover {
+    one_at_a_time: tokio::sync::Mutex<()>,
+}
+
+impl Approver for TerminalApprover {
+    fn ask(&self, request: ApprovalRequest) -> supervisor::approval::ApprovalFuture<'_> {
+        Box::pin(async move {
+            let _turn = self.one_at_a_time.lock().await;
+            tokio::task::spawn_blocking(move || ask_on_tty(&request))
+                .await
+                .unwrap_or_else(|e| Approval::Deny {
+                    reason: format!("asking on the terminal failed: {e}"),
+                })
+        })
+    }
+}
+
+fn ask_on_tty(request: &ApprovalRequest) -> Approval {
+    let tty = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    {
+        Ok(tty) => tty,
+        Err(err) => {
+            return Approval::Deny {
+                reason: format!(
+                    "needs a person's approval, but there is no terminal to ask on ({err}); \
+                     use --on-prompt allow|deny"
+                ),
+            };
+        }
+    };
+    let mut out = &tty;
+    let question = format!(
+        "\nexecgate: allow `{}` in {}?\n  why asked: {}\n  [y]es / [a]lways in this session / [N]o: ",
+        supervisor::shown(&request.argv),
+        request.cwd.display(),
+        request.evaluation.reason(),
+    );
+    if out.write_all(question.as_bytes()).is_err() {
+        return Approval::Deny {
+            reason: "could not write the question to the terminal".into(),
+        };
+    }
+    let mut line = String::new();
+    if BufReader::new(&tty).read_line(&mut line).is_err() {
+        return Approval::Deny {
+            reason: "could not read an answer from the terminal".into(),
+        };
+    }
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Approval::Allow,
+        "a" | "always" => Approval::AllowForSession,
+        _ => Approval::Deny {
+            reason: "denied by the person at the terminal".into(),
+        },
+    }
+}

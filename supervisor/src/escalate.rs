@@ -1,0 +1,219 @@
+//! Escalation: run the supervisor's own copy of a checked exec outside the sandbox, on the
+//! caller's stdin/stdout/stderr, in its cwd, with its environment; then end the paused
+//! caller with exactly that status.
+//!
+//! The copy is what was checked: the path, argv and env read while the caller was paused.
+//! Nothing the caller does afterwards changes what runs, which is why escalation never uses
+//! `SECCOMP_USER_NOTIF_FLAG_CONTINUE`. One OS thread does the whole sequence, since ptrace
+//! belongs to the thread that seized.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use seccomp::listener::Listener;
+use seccomp::pidfd::PidFd;
+
+use crate::ptrace::{self, Resume, Stop};
+use crate::session::ExitStatus;
+
+/// What to run, as read from the paused caller.
+#[derive(Debug)]
+pub struct Job {
+    pub notification_id: u64,
+    pub tid: u32,
+    pub path: PathBuf,
+    pub argv: Vec<OsString>,
+    pub env: Vec<OsString>,
+    pub cwd: PathBuf,
+    /// The filter waits killably (5.19+): answer the exec, then catch the caller's stop.
+    /// Otherwise: interrupt first, which withdraws the notification.
+    pub wait_killable: bool,
+}
+
+/// How an escalation ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The copy ran; the caller was ended with this status.
+    Ran {
+        status: ExitStatus,
+        duration: Duration,
+    },
+    /// The copy could not start; the caller's exec failed with this errno, as a real
+    /// exec would have.
+    SpawnFailed { error: String },
+    /// The caller went away (killed) before or while we ran.
+    CallerGone,
+}
+
+/// Hooks the session needs: register the copy's process so teardown can kill it.
+pub trait Registry: Send + Sync {
+    fn started(&self, pidfd: Arc<PidFd>);
+    fn finished(&self, pid: u32);
+}
+
+/// Runs one escalation to its end. Blocking: call on a thread of its own.
+pub fn run(job: Job, listener: &Listener, registry: &dyn Registry) -> Outcome {
+    let caller = match crate::gate::pidfd_of(job.tid) {
+        Ok(p) => p,
+        Err(_) => return Outcome::CallerGone,
+    };
+    // Withdraw-first kernels: hold the caller in a ptrace stop for the whole run, so a
+    // signal cannot withdraw the notification and restart the exec as a second request.
+    if !job.wait_killable {
+        match stop_caller(job.tid) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Outcome::CallerGone,
+        }
+    } else if !listener.id_valid(job.notification_id) {
+        return Outcome::CallerGone;
+    }
+
+    let stdio = [0, 1, 2].map(|fd| caller.get_fd(fd).ok());
+    let started = Instant::now();
+    let spawned = spawn_copy(&job, stdio);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(err) => {
+            let errno = err.raw_os_error().unwrap_or(libc::ENOEXEC);
+            if job.wait_killable {
+                // Still paused in its exec: the answer is simply that errno.
+                let _ = listener.respond_errno(job.notification_id, errno);
+            } else {
+                finish(&job, listener, &caller, Resume::Fail(errno));
+            }
+            return Outcome::SpawnFailed {
+                error: err.to_string(),
+            };
+        }
+    };
+    let pid = child.id();
+    let copy = PidFd::open(pid).map(Arc::new);
+    if let Ok(copy) = &copy {
+        registry.started(copy.clone());
+    }
+    // Our own child, never traced: a plain waitpid on its pid is safe.
+    let waited = child.wait();
+    registry.finished(pid);
+    let duration = started.elapsed();
+    let status = match waited {
+        Ok(st) => match (st.code(), st.signal()) {
+            (Some(code), _) => ExitStatus::Exited(code),
+            (None, Some(sig)) => ExitStatus::Signaled(sig),
+            _ => ExitStatus::Exited(255),
+        },
+        Err(_) => ExitStatus::Exited(255),
+    };
+    let resume = Resume::ExitGroup(status.code() & 0xff);
+    if let ExitStatus::Signaled(sig) = status {
+        // Mirror a death by signal: queue the signal for the stopped caller, with
+        // exit_group(128+sig) behind it in case the caller ignores or handles it.
+        if finish_with_signal(&job, listener, &caller, resume, sig) {
+            return Outcome::Ran { status, duration };
+        }
+        return Outcome::CallerGone;
+    }
+    if finish(&job, listener, &caller, resume) {
+        Outcome::Ran { status, duration }
+    } else {
+        Outcome::CallerGone
+    }
+}
+
+fn spawn_copy(job: &Job, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process::Child> {
+    let mut cmd = Command::new(&job.path);
+    if let Some(arg0) = job.argv.first() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(job.argv.iter().skip(1));
+    cmd.env_clear();
+    for var in &job.env {
+        let bytes = var.as_bytes();
+        if let Some(eq) = bytes.iter().position(|&b| b == b'=') {
+            cmd.env(
+                std::ffi::OsStr::from_bytes(&bytes[..eq]),
+                std::ffi::OsStr::from_bytes(&bytes[eq + 1..]),
+            );
+        }
+    }
+    cmd.current_dir(&job.cwd);
+    let [stdin, stdout, stderr] = stdio;
+    cmd.stdin(stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
+    cmd.stdout(stdout.map(Stdio::from).unwrap_or_else(Stdio::null));
+    cmd.stderr(stderr.map(Stdio::from).unwrap_or_else(Stdio::null));
+    seccomp::child::die_with_supervisor(&mut cmd);
+    crate::spawner::spawn(cmd)
+}
+
+/// Seize and interrupt the caller, and wait until it is stopped. `Ok(false)`: it is gone.
+fn stop_caller(tid: u32) -> io::Result<bool> {
+    ptrace::seize(tid)?;
+    ptrace::interrupt(tid)?;
+    loop {
+        match ptrace::wait_stop(tid)? {
+            Stop::Interrupt => return Ok(true),
+            Stop::Gone => return Ok(false),
+            // A signal arrived first: suppress it, we are about to end the caller anyway.
+            Stop::Signal(_) => {
+                ptrace::interrupt(tid)?;
+                continue;
+            }
+        }
+    }
+}
+
+/// Brings the caller to a stop right after its exec returned, sets how it resumes, and
+/// detaches. False when the caller is gone.
+fn finish(job: &Job, listener: &Listener, caller: &PidFd, resume: Resume) -> bool {
+    finish_with(job, listener, caller, resume, None)
+}
+
+fn finish_with_signal(
+    job: &Job,
+    listener: &Listener,
+    caller: &PidFd,
+    resume: Resume,
+    sig: i32,
+) -> bool {
+    finish_with(job, listener, caller, resume, Some(sig))
+}
+
+fn finish_with(
+    job: &Job,
+    listener: &Listener,
+    caller: &PidFd,
+    resume: Resume,
+    signal: Option<i32>,
+) -> bool {
+    if job.wait_killable {
+        // The caller waits killably: interrupt (it keeps waiting), then answer with any
+        // errno. It stops before running one instruction of its own, the errno in rax.
+        if ptrace::seize(job.tid).is_err() || ptrace::interrupt(job.tid).is_err() {
+            return false;
+        }
+        if listener
+            .respond_errno(job.notification_id, libc::EPERM)
+            .is_err()
+        {
+            // Gone (ENOENT): killed while we ran.
+            let _ = ptrace::detach(job.tid);
+            return false;
+        }
+        match ptrace::wait_stop(job.tid) {
+            Ok(Stop::Interrupt) | Ok(Stop::Signal(_)) => {}
+            Ok(Stop::Gone) | Err(_) => return false,
+        }
+    }
+    let set = ptrace::set_resume(job.tid, resume);
+    if let (Ok(()), Some(sig)) = (&set, signal) {
+        let _ = caller.send_signal(sig);
+    }
+    let detached = ptrace::detach(job.tid);
+    set.is_ok() && detached.is_ok()
+}

@@ -1,0 +1,891 @@
+//! The exec gate: a [`Supervisor`] starts [`Session`]s and decides every exec of their trees.
+//!
+//! Per session, one OS thread waits on the seccomp listener and settles the fast cases
+//! itself (continue, deny): no runtime hop on the hot path. Prompts go to the session's
+//! [`Approver`] on the tokio runtime and escalations to a thread of their own, so a person
+//! taking minutes to answer never stalls the other execs of the tree.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use policy::{Decision, Evaluation, Policy};
+use seccomp::filter::{BpfProgram, FilterError, FilterOptions};
+use seccomp::listener::{Event, Listener, Notification};
+use seccomp::pidfd::{PidFd, WaitStatus};
+use tokio::task::JoinHandle;
+
+use crate::approval::{Approval, ApprovalRequest, Approver};
+use crate::audit::AuditLog;
+use crate::escalate;
+use crate::exec_request::{self, ExecRequest};
+use crate::routing::{self, Action};
+use crate::sandbox::SandboxPolicy;
+use crate::session::{
+    Decider, ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio,
+};
+
+/// Supervisor-wide settings.
+#[derive(Debug, Clone, Default)]
+pub struct SupervisorOptions {
+    /// Append one JSON line per exec to this file.
+    pub audit: Option<PathBuf>,
+}
+
+/// Why a supervisor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(
+        "this kernel or environment cannot run the seccomp supervisor: {}\n\
+         (run `execgate doctor` for details; nothing was run unsupervised)",
+        .0.join("; ")
+    )]
+    Unsupported(Vec<String>),
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why a session could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no command to run")]
+    EmptyCommand,
+    #[error("workdir {path}: {reason}")]
+    Workdir { path: PathBuf, reason: String },
+    #[error("{0}: command not found in PATH")]
+    NotFound(String),
+    #[error("starting {program} under the supervisor: {source}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the supervisor needs a tokio runtime")]
+    NoRuntime,
+    #[error("waiting for the session: {0}")]
+    Wait(#[source] io::Error),
+}
+
+/// Starts sessions; shared by all of them (cheap to clone).
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("rules", &self.inner.policy.rule_count())
+            .field("wait_killable", &self.inner.wait_killable)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    policy: Arc<Policy>,
+    audit: Option<AuditLog>,
+    filter_net_off: BpfProgram,
+    filter_net_on: BpfProgram,
+    wait_killable: bool,
+    next_session: AtomicU64,
+}
+
+impl Supervisor {
+    /// Checks the kernel, builds the filters once and opens the audit log. A kernel without
+    /// what the seccomp backend needs is an error naming what is missing, never a run
+    /// without supervision.
+    pub fn new(policy: Arc<Policy>, options: SupervisorOptions) -> Result<Self, SupervisorError> {
+        let features = features::detect();
+        let choice = features.backend();
+        if choice.chosen != features::Backend::Unotify {
+            let reasons = choice
+                .candidates
+                .iter()
+                .find(|c| c.backend == features::Backend::Unotify)
+                .map(|c| c.rejected_because.clone())
+                .unwrap_or_default();
+            return Err(SupervisorError::Unsupported(reasons));
+        }
+        let audit = match &options.audit {
+            Some(path) => Some(
+                AuditLog::open(path).map_err(|source| SupervisorError::Audit {
+                    path: path.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        Ok(Supervisor {
+            inner: Arc::new(Inner {
+                policy,
+                audit,
+                filter_net_off: seccomp::filter::build(FilterOptions { network: false })?,
+                filter_net_on: seccomp::filter::build(FilterOptions { network: true })?,
+                wait_killable: features.seccomp.wait_killable_recv.available,
+                next_session: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// The policy every session is decided by.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// Starts a session. Returns once its first program has exec'd under the filter.
+    /// Must be called within a tokio runtime.
+    pub fn spawn(&self, spec: SessionSpec) -> Result<Session, SessionError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SessionError::NoRuntime)?;
+        let argv0 = spec.argv.first().ok_or(SessionError::EmptyCommand)?;
+        check_workdir(&spec.workdir)?;
+        let path_var = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| OsString::from(v))
+            .or_else(|| std::env::var_os("PATH"));
+        let program = find_program(argv0, path_var.as_deref(), &spec.workdir)
+            .ok_or_else(|| SessionError::NotFound(argv0.clone()))?;
+
+        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        let spawn_err = |source| SessionError::Spawn {
+            program: program.clone(),
+            source,
+        };
+        let (channel_parent, channel_child) = UnixStream::pair().map_err(spawn_err)?;
+        let (stop_tx, stop_rx) = UnixStream::pair().map_err(spawn_err)?;
+
+        let mut cmd = Command::new(&program);
+        cmd.arg0(argv0)
+            .args(&spec.argv[1..])
+            .current_dir(&spec.workdir)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)));
+        match spec.stdio {
+            SessionStdio::Inherit => {}
+            SessionStdio::Piped => {
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+            }
+        }
+        let filter = if spec.sandbox.network {
+            self.inner.filter_net_on.clone()
+        } else {
+            self.inner.filter_net_off.clone()
+        };
+        seccomp::child::confine(
+            &mut cmd,
+            seccomp::child::Confinement {
+                filter,
+                wait_killable: self.inner.wait_killable,
+                listener_channel: OwnedFd::from(channel_child),
+                supervisor_pid: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
+                new_process_group: true,
+                hooks: Vec::new(),
+            },
+        );
+
+        let shared = Arc::new(Shared {
+            id,
+            inner: self.inner.clone(),
+            approver: spec.approver.clone(),
+            sandbox: spec.sandbox.clone(),
+            runtime,
+            listener: OnceLock::new(),
+            first_exec_seen: AtomicBool::new(false),
+            root_pid: AtomicU32::new(0),
+            notable: Mutex::new(Vec::new()),
+            approved: Mutex::new(HashSet::new()),
+            escalated: Mutex::new(Vec::new()),
+            prompts: Mutex::new(Vec::new()),
+            prompt_time: Mutex::new(PromptClock::default()),
+        });
+        let serving = shared.clone();
+        let notify_thread = std::thread::Builder::new()
+            .name(format!("execgate-session-{id}"))
+            .spawn(move || serve(&serving, channel_parent, stop_rx))
+            .map_err(spawn_err)?;
+
+        let started = Instant::now();
+        let mut child = match crate::spawner::spawn(cmd) {
+            Ok(child) => child,
+            Err(err) => {
+                drop(stop_tx);
+                let _ = notify_thread.join();
+                return Err(spawn_err(err));
+            }
+        };
+        let pid = child.id();
+        shared.root_pid.store(pid, Ordering::Release);
+        let root = PidFd::open(pid).map_err(spawn_err)?;
+        Ok(Session {
+            stdout: child.stdout.take().map(OwnedFd::from),
+            stderr: child.stderr.take().map(OwnedFd::from),
+            shared,
+            root: Some(root),
+            root_pid: pid,
+            started,
+            timeout: spec.timeout,
+            stop: Some(stop_tx),
+            notify_thread: Some(notify_thread),
+        })
+    }
+}
+
+/// A running session. Dropping it kills the whole tree.
+pub struct Session {
+    /// The session's stdout, with [`SessionStdio::Piped`].
+    pub stdout: Option<OwnedFd>,
+    /// The session's stderr, with [`SessionStdio::Piped`].
+    pub stderr: Option<OwnedFd>,
+    shared: Arc<Shared>,
+    root: Option<PidFd>,
+    root_pid: u32,
+    started: Instant,
+    timeout: Option<Duration>,
+    stop: Option<UnixStream>,
+    notify_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.shared.id)
+            .field("pid", &self.root_pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The session's id (also in its audit lines).
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// Pid of the session's first program.
+    pub fn pid(&self) -> u32 {
+        self.root_pid
+    }
+
+    /// A handle that signals the session's process group, usable while [`Session::wait`]
+    /// runs.
+    pub fn signaller(&self) -> Signaller {
+        Signaller {
+            pgid: self.root_pid,
+        }
+    }
+
+    /// Waits for the session's program to end (or the timeout, which kills the tree),
+    /// then tears down whatever is left of the tree.
+    pub async fn wait(mut self) -> Result<SessionOutcome, SessionError> {
+        let root = self.root.take().ok_or(SessionError::Wait(io::Error::other(
+            "session already waited for",
+        )))?;
+        // A blocking poll on the pidfd: exits only, so a ptrace stop of the root (an
+        // escalation in progress) is never consumed here.
+        let mut exited = tokio::task::spawn_blocking(move || root.wait_exit());
+        let mut timed_out = false;
+        let status = loop {
+            tokio::select! {
+                reaped = &mut exited => {
+                    break match reaped {
+                        Ok(Ok(Some(st))) => convert(st),
+                        // Reaped by an escalation thread that was tracing it when it died.
+                        Ok(Ok(None)) => ExitStatus::Signaled(libc::SIGKILL),
+                        Ok(Err(e)) => return Err(SessionError::Wait(e)),
+                        Err(e) => return Err(SessionError::Wait(io::Error::other(e))),
+                    };
+                }
+                () = self.shared.expired(self.started, self.timeout), if !timed_out => {
+                    timed_out = true;
+                    self.kill();
+                }
+            }
+        };
+        self.teardown();
+        if let Some(thread) = self.notify_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        let notable = std::mem::take(&mut *lock(&self.shared.notable));
+        Ok(SessionOutcome {
+            status,
+            timed_out,
+            duration: self.started.elapsed(),
+            notable_execs: notable,
+        })
+    }
+
+    /// Kills the whole tree now: the session's process group and every escalated copy.
+    pub fn kill(&self) {
+        let _ = seccomp::pidfd::kill_process_group(self.root_pid, libc::SIGKILL);
+        for copy in lock(&self.shared.escalated).iter() {
+            let _ = copy.send_signal(libc::SIGKILL);
+        }
+    }
+
+    fn teardown(&mut self) {
+        self.kill();
+        for task in lock(&self.shared.prompts).drain(..) {
+            task.abort();
+        }
+        // Closing the stop channel ends the notification thread; with the listener closed
+        // any survivor's exec fails (ENOSYS): fail closed.
+        self.stop.take();
+    }
+}
+
+/// The signals a caller may pass on to a session's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+    Hangup,
+    Quit,
+    User1,
+    User2,
+}
+
+impl Signal {
+    fn number(self) -> i32 {
+        match self {
+            Signal::Interrupt => libc::SIGINT,
+            Signal::Terminate => libc::SIGTERM,
+            Signal::Hangup => libc::SIGHUP,
+            Signal::Quit => libc::SIGQUIT,
+            Signal::User1 => libc::SIGUSR1,
+            Signal::User2 => libc::SIGUSR2,
+        }
+    }
+}
+
+/// Sends signals to a session's process group.
+#[derive(Debug, Clone, Copy)]
+pub struct Signaller {
+    pgid: u32,
+}
+
+impl Signaller {
+    pub fn send(&self, signal: Signal) {
+        let _ = seccomp::pidfd::kill_process_group(self.pgid, signal.number());
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+fn convert(st: WaitStatus) -> ExitStatus {
+    match st {
+        WaitStatus::Exited(code) => ExitStatus::Exited(code),
+        WaitStatus::Signaled(sig) => ExitStatus::Signaled(sig),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Time spent waiting for people, so the timeout counts only the rest. Overlapping prompts
+/// count once.
+#[derive(Debug, Default)]
+struct PromptClock {
+    open: u32,
+    since: Option<Instant>,
+    total: Duration,
+}
+
+impl PromptClock {
+    fn paused(&self) -> Duration {
+        self.total + self.since.map(|s| s.elapsed()).unwrap_or_default()
+    }
+}
+
+/// State shared by a session's notification thread, prompt tasks and escalation threads.
+struct Shared {
+    id: u64,
+    inner: Arc<Inner>,
+    approver: Arc<dyn Approver>,
+    sandbox: SandboxPolicy,
+    runtime: tokio::runtime::Handle,
+    listener: OnceLock<Arc<Listener>>,
+    first_exec_seen: AtomicBool,
+    root_pid: AtomicU32,
+    notable: Mutex<Vec<ExecRecord>>,
+    approved: Mutex<HashSet<Vec<String>>>,
+    escalated: Mutex<Vec<Arc<PidFd>>>,
+    prompts: Mutex<Vec<JoinHandle<()>>>,
+    prompt_time: Mutex<PromptClock>,
+}
+
+impl Shared {
+    /// Completes when the session's running time (wall time minus time spent waiting for
+    /// people) reaches `timeout`; never without one.
+    async fn expired(&self, started: Instant, timeout: Option<Duration>) {
+        let Some(timeout) = timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            let (open, paused) = {
+                let clock = lock(&self.prompt_time);
+                (clock.open, clock.paused())
+            };
+            let running = started.elapsed().saturating_sub(paused);
+            if open == 0 && running >= timeout {
+                return;
+            }
+            // Re-check often enough to resume promptly after a prompt closes.
+            let left = timeout.saturating_sub(running);
+            let nap = if open > 0 {
+                Duration::from_millis(50)
+            } else {
+                left.min(Duration::from_millis(250))
+            };
+            tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
+        }
+    }
+
+    fn pause_clock(&self) {
+        let mut clock = lock(&self.prompt_time);
+        if clock.open == 0 {
+            clock.since = Some(Instant::now());
+        }
+        clock.open += 1;
+    }
+
+    fn resume_clock(&self) {
+        let mut clock = lock(&self.prompt_time);
+        clock.open = clock.open.saturating_sub(1);
+        if clock.open == 0
+            && let Some(since) = clock.since.take()
+        {
+            clock.total += since.elapsed();
+        }
+    }
+
+    fn handle(self: &Arc<Self>, listener: &Arc<Listener>, n: Notification) {
+        let req = match ExecRequest::read(&n) {
+            Ok(req) => req,
+            Err(err) => {
+                tracing::debug!(pid = n.pid, "unreadable exec: {err}");
+                let _ = listener.respond_errno(n.id, err.errno());
+                return;
+            }
+        };
+        // What we read is only meaningful if the caller is still the one paused.
+        if !listener.id_valid(n.id) {
+            return;
+        }
+        if !self.first_exec_seen.swap(true, Ordering::AcqRel) {
+            // The session's own program, started by us: it runs in the sandbox undecided;
+            // everything it execs is decided.
+            let _ = listener.respond_continue(n.id);
+            self.record(
+                &req,
+                None,
+                Decider::Supervisor,
+                RanIn::Sandbox,
+                "the session's own program".into(),
+            );
+            return;
+        }
+        if !req.by_fd {
+            // A path that names nothing fails as the kernel would, without a decision:
+            // execvp's PATH walk must not ask a person once per directory.
+            if let Err(err) = std::fs::metadata(&req.path) {
+                let errno = err.raw_os_error().unwrap_or(libc::ENOENT);
+                let _ = listener.respond_errno(n.id, errno);
+                return;
+            }
+        }
+        let argv = req.argv_lossy();
+        let program = req.path.to_string_lossy().into_owned();
+        let eval = self.inner.policy.evaluate(&program, &argv);
+        let action = routing::route(&eval, self.sandbox.mode);
+        let decider = Decider::from(eval.decided_by);
+        match action {
+            Action::Ask => {
+                let key = approval_key(&program, &argv);
+                if lock(&self.approved).contains(&key) {
+                    let action =
+                        routing::after_approval(&eval, &Approval::Allow, self.sandbox.mode);
+                    self.act(listener, n, req, eval, action, Decider::Human);
+                } else {
+                    self.ask(listener, n, req, eval, key);
+                }
+            }
+            action => self.act(listener, n, req, eval, action, decider),
+        }
+    }
+
+    fn ask(
+        self: &Arc<Self>,
+        listener: &Arc<Listener>,
+        n: Notification,
+        req: ExecRequest,
+        eval: Evaluation,
+        key: Vec<String>,
+    ) {
+        let this = self.clone();
+        let listener = listener.clone();
+        let request = ApprovalRequest {
+            program: req.path.clone(),
+            argv: req.argv_lossy(),
+            cwd: exec_request::cwd_of(req.tid),
+            evaluation: eval.clone(),
+        };
+        self.pause_clock();
+        let task = self.runtime.spawn(async move {
+            let answer = this.approver.ask(request).await;
+            this.resume_clock();
+            if answer == Approval::AllowForSession {
+                lock(&this.approved).insert(key);
+            }
+            if !listener.id_valid(n.id) {
+                return;
+            }
+            let action = routing::after_approval(&eval, &answer, this.sandbox.mode);
+            this.act(&listener, n, req, eval, action, Decider::Human);
+        });
+        let mut prompts = lock(&self.prompts);
+        prompts.retain(|t| !t.is_finished());
+        prompts.push(task);
+    }
+
+    fn act(
+        self: &Arc<Self>,
+        listener: &Arc<Listener>,
+        n: Notification,
+        req: ExecRequest,
+        eval: Evaluation,
+        action: Action,
+        decider: Decider,
+    ) {
+        match action {
+            Action::Continue => {
+                let _ = listener.respond_continue(n.id);
+                let reason = match decider {
+                    Decider::Human => "approved by a person; runs in the sandbox".into(),
+                    _ => eval.reason(),
+                };
+                self.record(&req, Some(&eval), decider, RanIn::Sandbox, reason);
+            }
+            Action::Deny { reason } => {
+                tell_caller(req.tid, &req.argv_lossy(), &reason);
+                let _ = listener.respond_errno(n.id, libc::EACCES);
+                self.record(&req, Some(&eval), decider, RanIn::Denied, reason);
+            }
+            Action::Escalate => self.escalate(listener, n, req, eval, decider),
+            // `route` never yields Ask after approval.
+            Action::Ask => {
+                let _ = listener.respond_errno(n.id, libc::EACCES);
+            }
+        }
+    }
+
+    fn escalate(
+        self: &Arc<Self>,
+        listener: &Arc<Listener>,
+        n: Notification,
+        req: ExecRequest,
+        eval: Evaluation,
+        decider: Decider,
+    ) {
+        let env = match req.read_env() {
+            Ok(env) => env,
+            Err(err) => {
+                let _ = listener.respond_errno(n.id, err.errno());
+                return;
+            }
+        };
+        let job = escalate::Job {
+            notification_id: n.id,
+            tid: req.tid,
+            path: req.path.clone(),
+            argv: req.argv.clone(),
+            env,
+            cwd: exec_request::cwd_of(req.tid),
+            wait_killable: self.inner.wait_killable,
+        };
+        let this = self.clone();
+        let thread_listener = listener.clone();
+        let spawned = std::thread::Builder::new()
+            .name("execgate-escalate".into())
+            .spawn(move || {
+                let time_ms = now_ms();
+                let ppid = exec_request::ppid_of(req.tid);
+                let outcome = escalate::run(job, &thread_listener, this.as_ref());
+                let (status, duration, reason) = match outcome {
+                    escalate::Outcome::Ran { status, duration } => {
+                        (Some(status), Some(duration), eval.reason())
+                    }
+                    escalate::Outcome::SpawnFailed { error, .. } => (
+                        None,
+                        None,
+                        format!("escalated copy failed to start: {error}"),
+                    ),
+                    escalate::Outcome::CallerGone => {
+                        (None, None, "the caller went away during escalation".into())
+                    }
+                };
+                let mut record =
+                    this.make_record(&req, Some(&eval), decider, RanIn::Escalated, reason);
+                record.time_ms = time_ms;
+                record.ppid = record.ppid.or(ppid);
+                record.status = status;
+                record.duration_ms =
+                    duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                this.store(record);
+            });
+        if spawned.is_err() {
+            let _ = listener.respond_errno(n.id, libc::EAGAIN);
+        }
+    }
+
+    fn make_record(
+        &self,
+        req: &ExecRequest,
+        eval: Option<&Evaluation>,
+        decider: Decider,
+        ran_in: RanIn,
+        reason: String,
+    ) -> ExecRecord {
+        ExecRecord {
+            pid: i32::try_from(req.tid).unwrap_or(-1),
+            program: req.path.clone(),
+            argv: req.argv_lossy(),
+            cwd: exec_request::cwd_of(req.tid),
+            decision: eval.map(|e| e.decision).unwrap_or(Decision::Allow),
+            decided_by: decider,
+            matched_rules: eval.map(|e| e.matched_rules.clone()).unwrap_or_default(),
+            ran_in,
+            reason,
+            status: None,
+            time_ms: now_ms(),
+            ppid: exec_request::ppid_of(req.tid),
+            duration_ms: None,
+            session: self.id,
+        }
+    }
+
+    fn record(
+        &self,
+        req: &ExecRequest,
+        eval: Option<&Evaluation>,
+        decider: Decider,
+        ran_in: RanIn,
+        reason: String,
+    ) {
+        // Sandboxed execs are the hot path: build a record only if someone reads it.
+        if ran_in == RanIn::Sandbox && self.inner.audit.is_none() {
+            return;
+        }
+        let record = self.make_record(req, eval, decider, ran_in, reason);
+        self.store(record);
+    }
+
+    fn store(&self, record: ExecRecord) {
+        if let Some(audit) = &self.inner.audit {
+            audit.write(&record);
+        }
+        if record.ran_in != RanIn::Sandbox {
+            lock(&self.notable).push(record);
+        }
+    }
+}
+
+impl escalate::Registry for Shared {
+    fn started(&self, pidfd: Arc<PidFd>) {
+        lock(&self.escalated).push(pidfd);
+    }
+
+    fn finished(&self, _pid: u32) {}
+}
+
+fn approval_key(program: &str, argv: &[String]) -> Vec<String> {
+    let mut key = Vec::with_capacity(argv.len() + 1);
+    key.push(program.to_owned());
+    key.extend(argv.iter().skip(1).cloned());
+    key
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The notification thread: receive the listener from the child, then serve until the
+/// tree is gone or the session stops.
+fn serve(shared: &Arc<Shared>, channel: UnixStream, stop: UnixStream) {
+    let listener = match seccomp::child::recv_fd(channel.as_raw_fd()) {
+        Ok(Some(fd)) => Arc::new(Listener::from_fd(fd)),
+        // The child failed before installing its filter; spawn reports why.
+        Ok(None) => return,
+        Err(err) => {
+            tracing::error!("receiving the seccomp listener: {err}");
+            return;
+        }
+    };
+    drop(channel);
+    let _ = shared.listener.set(listener.clone());
+    loop {
+        match listener.wait(stop.as_fd()) {
+            Ok(Event::Notification(n)) => shared.handle(&listener, n),
+            Ok(Event::Hangup) | Ok(Event::Stopped) => return,
+            Err(err) => {
+                tracing::error!("seccomp listener: {err}");
+                return;
+            }
+        }
+    }
+}
+
+/// A pidfd for the process a thread belongs to (pidfd_open wants a thread-group leader).
+pub(crate) fn pidfd_of(tid: u32) -> io::Result<PidFd> {
+    match PidFd::open(tid) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
+            let tgid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| io::Error::other("no Tgid in /proc status"))?;
+            PidFd::open(tgid)
+        }
+        other => other,
+    }
+}
+
+/// Writes one line on the caller's stderr saying why its exec was refused. Bounded: a
+/// stderr nobody reads must not stall the notification thread.
+fn tell_caller(tid: u32, argv: &[String], reason: &str) {
+    let Ok(pidfd) = pidfd_of(tid) else { return };
+    let Ok(fd) = pidfd.get_fd(2) else { return };
+    let mut line = format!("execgate: denied `{}`: {reason}", shown(argv));
+    // One write of at most PIPE_BUF bytes into a writable pipe never blocks.
+    if line.len() > 4000 {
+        let mut cut = 4000;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push_str("...");
+    }
+    line.push('\n');
+    if seccomp::pidfd::wait_writable(fd.as_fd(), 100) {
+        let _ = std::fs::File::from(fd).write_all(line.as_bytes());
+    }
+}
+
+/// argv as a person would type it (for messages only).
+pub fn shown(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn check_workdir(path: &Path) -> Result<(), SessionError> {
+    let err = |reason: String| SessionError::Workdir {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_absolute() {
+        return Err(err("must be an absolute path".into()));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(err("not a directory".into())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(err("does not exist".into())),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// `argv0` as exec'd: with a slash, relative to the workdir; else searched in `PATH`.
+fn find_program(
+    argv0: &str,
+    path_var: Option<&std::ffi::OsStr>,
+    workdir: &Path,
+) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if argv0.contains('/') {
+        let p = workdir.join(argv0);
+        return executable(&p).then_some(p);
+    }
+    let path_var = path_var.unwrap_or_else(|| std::ffi::OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    std::env::split_paths(path_var)
+        .map(|dir| workdir.join(dir).join(argv0))
+        .find(|p| executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_quotes_what_a_shell_would_split() {
+        let argv = vec!["rm".into(), "-rf".into(), "a b".into(), "it's".into()];
+        assert_eq!(shown(&argv), "rm -rf 'a b' 'it'\\''s'");
+    }
+
+    #[test]
+    fn finds_programs_in_path_and_rejects_missing() {
+        let found = find_program(
+            "sh",
+            Some(std::ffi::OsStr::new("/nonexistent:/bin")),
+            Path::new("/"),
+        );
+        assert_eq!(found, Some(PathBuf::from("/bin/sh")));
+        assert_eq!(
+            find_program("no-such-program-xyz", None, Path::new("/")),
+            None
+        );
+    }
+
+    #[test]
+    fn workdir_errors_say_what_is_wrong() {
+        let e = check_workdir(Path::new("relative"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absolute"), "{e}");
+        let e = check_workdir(Path::new("/no/such/dir"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        let e = check_workdir(Path::new("/etc/passwd"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a directory"), "{e}");
+    }
+}

@@ -1,0 +1,42 @@
+//! One long-lived thread that forks every process the supervisor starts.
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, not the process.
+//! Forking from a pool thread that the runtime later retires would SIGKILL a live session,
+//! so every fork happens here, on a thread that lives as long as the process.
+
+use std::io;
+use std::process::{Child, Command};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+fn queue() -> &'static mpsc::Sender<Job> {
+    static QUEUE: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("execgate-spawner".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("the spawner thread starts at first use");
+        tx
+    })
+}
+
+/// Spawns `cmd` on the spawner thread and returns the child once it has exec'd (or failed).
+pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        // The receiver only goes away if the caller's thread died; nothing to report then.
+        let _ = tx.send(cmd.spawn());
+    });
+    queue()
+        .send(job)
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    rx.recv()
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?
+}

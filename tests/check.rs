@@ -1,0 +1,257 @@
+//! `execgate check` end to end: the real binary, real rules files from
+//! `tests/fixtures/rules/`, asserting the exact output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rules")
+        .join(name)
+}
+
+/// Runs `execgate check ARGS...` with an empty home, so no default rules leak in from
+/// the machine running the tests.
+fn check(args: &[&str]) -> Output {
+    let home = tempfile::tempdir().expect("temp home");
+    Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .arg("check")
+        .args(args)
+        .env("HOME", home.path())
+        .env_remove("CODEX_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("EXECGATE_LOG")
+        .output()
+        .expect("run execgate")
+}
+
+fn stdout_json(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "exit {:?}, stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn prompt_rule_prints_codex_shape() {
+    let rules = fixture("git-remote.rules");
+    let out = check(&[
+        "--rules",
+        rules.to_str().unwrap(),
+        "--",
+        "git",
+        "push",
+        "origin",
+        "main",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "{{\"matchedRules\":[{{\"prefixRuleMatch\":{{\"matchedPrefix\":[\"git\",\"push\"],\"decision\":\"prompt\",\"origin\":{{\"file\":\"{}\",\"line\":3}}}}}}],\"decision\":\"prompt\",\"decidedBy\":\"rule\"}}\n",
+            rules.display()
+        )
+    );
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "");
+}
+
+#[test]
+fn forbidden_rule_exits_zero_with_justification() {
+    let rules = fixture("git-reset.rules");
+    let out = check(&[
+        "-r",
+        rules.to_str().unwrap(),
+        "--",
+        "git",
+        "reset",
+        "--hard",
+        "HEAD~1",
+    ]);
+    assert_eq!(
+        stdout_json(&out),
+        json!({
+            "matchedRules": [{"prefixRuleMatch": {
+                "matchedPrefix": ["git", "reset", "--hard"],
+                "decision": "forbidden",
+                "justification": "destructive operation: use `git stash` to set changes aside instead",
+                "origin": {"file": rules, "line": 3},
+            }}],
+            "decision": "forbidden",
+            "decidedBy": "rule",
+        })
+    );
+}
+
+#[test]
+fn no_rule_shows_the_heuristics_verdict_and_no_top_level_decision() {
+    let rules = fixture("git-remote.rules");
+    let out = check(&["-r", rules.to_str().unwrap(), "--", "rm", "-rf", "build"]);
+    assert_eq!(
+        stdout_json(&out),
+        json!({
+            "matchedRules": [],
+            "decidedBy": "heuristics",
+            "heuristics": {
+                "decision": "prompt",
+                "reason": "`rm -rf build` deletes without asking for confirmation",
+            },
+        })
+    );
+
+    let out = check(&["--", "ls", "-la"]);
+    assert_eq!(
+        stdout_json(&out)["heuristics"],
+        json!({"decision": "allow", "reason": "`ls -la` only reads (heuristics' read-only list)"})
+    );
+
+    let out = check(&["--", "bash", "-lc", "cargo build && git push --force"]);
+    assert_eq!(
+        stdout_json(&out)["heuristics"],
+        json!({"decision": "prompt", "reason": "bash -c: `git push --force` rewrites or deletes history on the remote"})
+    );
+}
+
+#[test]
+fn pretty_prints_indented_json() {
+    let rules = fixture("python.rules");
+    let out = check(&[
+        "--pretty",
+        "-r",
+        rules.to_str().unwrap(),
+        "--",
+        "python3",
+        "-m",
+        "pytest",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.starts_with("{\n  \"matchedRules\": [\n    {\n      \"prefixRuleMatch\": {\n"),
+        "{text}"
+    );
+    assert_eq!(stdout_json(&out)["decision"], "allow");
+}
+
+#[test]
+fn directory_and_several_rules_paths() {
+    let dir = fixture("dir");
+    let reset = fixture("git-reset.rules");
+    let out = check(&[
+        "-r",
+        dir.to_str().unwrap(),
+        "-r",
+        reset.to_str().unwrap(),
+        "--",
+        "/usr/bin/git",
+        "commit",
+        "-m",
+        "wip",
+    ]);
+    assert_eq!(
+        stdout_json(&out),
+        json!({
+            "matchedRules": [{"prefixRuleMatch": {
+                "matchedPrefix": ["git", "commit"],
+                "decision": "prompt",
+                "resolvedProgram": "/usr/bin/git",
+                "justification": "commits are reviewed by the release team",
+                "origin": {"file": dir.join("20-host.rules"), "line": 9},
+            }}],
+            "decision": "prompt",
+            "decidedBy": "rule",
+        })
+    );
+}
+
+#[test]
+fn default_rules_come_from_codex_home_unless_disabled() {
+    let codex_home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(codex_home.path().join("rules")).unwrap();
+    std::fs::copy(
+        fixture("git-reset.rules"),
+        codex_home.path().join("rules/default.rules"),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let home = tempfile::tempdir().unwrap();
+        Command::new(env!("CARGO_BIN_EXE_execgate"))
+            .arg("check")
+            .args(extra)
+            .args(["--", "git", "reset", "--hard"])
+            .env("HOME", home.path())
+            .env("CODEX_HOME", codex_home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .unwrap()
+    };
+    assert_eq!(stdout_json(&run(&[]))["decision"], "forbidden");
+    let without = stdout_json(&run(&["--no-default-rules"]));
+    assert_eq!(without["decidedBy"], "heuristics");
+    assert_eq!(without["heuristics"]["decision"], "prompt");
+}
+
+#[test]
+fn syntax_error_fails_with_file_line_column() {
+    let rules = fixture("syntax-error.rules");
+    let out = check(&["-r", rules.to_str().unwrap(), "--", "ls"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.stdout, b"");
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "execgate: {}:4:5: Parse error: unexpected identifier 'justification' here, expected \",\" or \")\" (or one of 44 other tokens)\n",
+            rules.display()
+        )
+    );
+}
+
+#[test]
+fn failing_match_example_fails_with_the_example() {
+    let rules = fixture("bad-match.rules");
+    let out = check(&["-r", rules.to_str().unwrap(), "--", "npm", "install"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "execgate: {}:7:1: `match` example `npm ci` does not match the rule's pattern [\"npm\", [\"install\", \"i\"]]\n",
+            rules.display()
+        )
+    );
+}
+
+#[test]
+fn missing_rules_path_fails() {
+    let out = check(&["-r", "/nonexistent/execgate.rules", "--", "ls"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "execgate: /nonexistent/execgate.rules: no such rules file or directory\n"
+    );
+}
+
+#[test]
+fn command_is_required() {
+    let out = check(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("<COMMAND>..."), "{}", stderr(&out));
+}
+
+#[test]
+fn options_after_the_program_belong_to_the_command() {
+    // `--pretty` after `--` is an argument of the checked command, not of check.
+    let out = check(&["--", "grep", "--pretty", "x"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(text.matches('\n').count(), 1, "not pretty-printed: {text}");
+    assert_eq!(
+        stdout_json(&out)["heuristics"]["reason"],
+        "`grep --pretty x` only reads (heuristics' read-only list)"
+    );
+}
