@@ -131,6 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             workdir,
             env: Vec::new(),
             sandbox,
+            limits: supervisor::ResourceLimits::default(),
             timeout,
             stdio: SessionStdio::Inherit,
             approver,

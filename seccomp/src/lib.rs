@@ -10,6 +10,7 @@ pub mod child;
 pub mod filter;
 pub mod listener;
 pub mod memory;
+pub mod mount_ns;
 pub mod pidfd;
 
 use std::io;

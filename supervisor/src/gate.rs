@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use policy::{Decision, Evaluation, Policy};
 use seccomp::filter::{BpfProgram, FilterError, FilterOptions};
@@ -25,13 +25,18 @@ use tokio::task::JoinHandle;
 
 use crate::approval::{Approval, ApprovalRequest, Approver};
 use crate::audit::AuditLog;
+use crate::cgroup::SessionCgroup;
 use crate::escalate;
 use crate::exec_request::{self, ExecRequest};
+use crate::rlimits::RlimitError;
 use crate::routing::{self, Action};
 use crate::sandbox::SandboxPolicy;
+use crate::sandbox::{Enforcement, LandlockError};
 use crate::session::{
     Decider, ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio,
 };
+use crate::stopwatch::{PauseGuard, Stopwatch};
+use crate::teardown::{self, ChildRegistry, SessionTree};
 
 /// Supervisor-wide settings.
 #[derive(Debug, Clone, Default)]
@@ -76,6 +81,10 @@ pub enum SessionError {
     },
     #[error("the supervisor needs a tokio runtime")]
     NoRuntime,
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] LandlockError),
+    #[error("resource limits: {0}")]
+    Limits(#[from] RlimitError),
     #[error("waiting for the session: {0}")]
     Wait(#[source] io::Error),
 }
@@ -101,6 +110,7 @@ struct Inner {
     filter_net_off: BpfProgram,
     filter_net_on: BpfProgram,
     wait_killable: bool,
+    git_protection: crate::sandbox::landlock::Protection,
     next_session: AtomicU64,
 }
 
@@ -120,6 +130,11 @@ impl Supervisor {
                 .unwrap_or_default();
             return Err(SupervisorError::Unsupported(reasons));
         }
+        // Orphans of every session are re-parented to us, not to init, so teardown finds
+        // and reaps them.
+        if let Err(err) = teardown::become_subreaper() {
+            tracing::warn!("cannot become a child subreaper: {err}");
+        }
         let audit = match &options.audit {
             Some(path) => Some(
                 AuditLog::open(path).map_err(|source| SupervisorError::Audit {
@@ -136,6 +151,11 @@ impl Supervisor {
                 filter_net_off: seccomp::filter::build(FilterOptions { network: false })?,
                 filter_net_on: seccomp::filter::build(FilterOptions { network: true })?,
                 wait_killable: features.seccomp.wait_killable_recv.available,
+                git_protection: if seccomp::mount_ns::have_cap_sys_admin() {
+                    crate::sandbox::landlock::Protection::MountNamespace
+                } else {
+                    crate::sandbox::landlock::Protection::LandlockSiblings
+                },
                 next_session: AtomicU64::new(1),
             }),
         })
@@ -166,6 +186,50 @@ impl Supervisor {
             program: program.clone(),
             source,
         };
+        // Everything the child applies is prepared here, before the fork.
+        let tmpdir = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "TMPDIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from));
+        let mut landlock = crate::sandbox::landlock::prepare(
+            &spec.sandbox,
+            &spec.workdir,
+            tmpdir.as_deref(),
+            self.inner.git_protection,
+        )?;
+        let binds =
+            seccomp::mount_ns::ReadOnlyBinds::new(landlock.read_only_binds()).map_err(spawn_err)?;
+        let enforcement = landlock.enforcement().clone();
+        let limits = spec.limits.prepare()?;
+        let session_name = format!("{}-{id}", std::process::id());
+        let cgroup = match SessionCgroup::create(&session_name) {
+            Ok(cg) => Some(cg),
+            Err(err) => {
+                tracing::debug!("no session cgroup, teardown sweeps /proc instead: {err}");
+                None
+            }
+        };
+        let joiner = cgroup.as_ref().and_then(|cg| cg.joiner().ok());
+        let mut hooks: Vec<seccomp::child::ChildHook> = Vec::with_capacity(4);
+        if let Some(joiner) = joiner {
+            hooks.push(Box::new(move || {
+                joiner.join_in_child().map_err(errno_to_io)
+            }));
+        }
+        hooks.push(Box::new(move || {
+            limits.apply_in_child().map_err(errno_to_io)
+        }));
+        hooks.push(Box::new(|| {
+            teardown::child_become_subreaper().map_err(errno_to_io)
+        }));
+        // Mount changes first: Landlock forbids them once the child is restricted.
+        hooks.push(Box::new(move || binds.apply_in_child()));
+        hooks.push(Box::new(move || {
+            landlock.restrict_self_in_child().map_err(errno_to_io)
+        }));
+        let (marker_key, marker_value) = teardown::marker_env(&session_name);
         let (channel_parent, channel_child) = UnixStream::pair().map_err(spawn_err)?;
         let (stop_tx, stop_rx) = UnixStream::pair().map_err(spawn_err)?;
 
@@ -173,7 +237,8 @@ impl Supervisor {
         cmd.arg0(argv0)
             .args(&spec.argv[1..])
             .current_dir(&spec.workdir)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)));
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env(&marker_key, &marker_value);
         match spec.stdio {
             SessionStdio::Inherit => {}
             SessionStdio::Piped => {
@@ -195,7 +260,7 @@ impl Supervisor {
                 listener_channel: OwnedFd::from(channel_child),
                 supervisor_pid: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
                 new_process_group: true,
-                hooks: Vec::new(),
+                hooks,
             },
         );
 
@@ -212,7 +277,10 @@ impl Supervisor {
             approved: Mutex::new(HashSet::new()),
             escalated: Mutex::new(Vec::new()),
             prompts: Mutex::new(Vec::new()),
-            prompt_time: Mutex::new(PromptClock::default()),
+            stopwatch: Stopwatch::start(spec.timeout),
+            tree: OnceLock::new(),
+            cgroup,
+            marker: (marker_key, marker_value),
         });
         let serving = shared.clone();
         let notify_thread = std::thread::Builder::new()
@@ -221,7 +289,9 @@ impl Supervisor {
             .map_err(spawn_err)?;
 
         let started = Instant::now();
-        let mut child = match crate::spawner::spawn(cmd) {
+        let spawned =
+            ChildRegistry::global().spawn(|| crate::spawner::spawn(cmd), |c| Some(c.id()));
+        let mut child = match spawned {
             Ok(child) => child,
             Err(err) => {
                 drop(stop_tx);
@@ -231,15 +301,21 @@ impl Supervisor {
         };
         let pid = child.id();
         shared.root_pid.store(pid, Ordering::Release);
+        match SessionTree::new(&session_name, pid) {
+            Ok(tree) => {
+                let _ = shared.tree.set(tree);
+            }
+            Err(err) => tracing::warn!("tracking the session's tree: {err}"),
+        }
         let root = PidFd::open(pid).map_err(spawn_err)?;
         Ok(Session {
+            enforcement,
             stdout: child.stdout.take().map(OwnedFd::from),
             stderr: child.stderr.take().map(OwnedFd::from),
             shared,
             root: Some(root),
             root_pid: pid,
             started,
-            timeout: spec.timeout,
             stop: Some(stop_tx),
             notify_thread: Some(notify_thread),
         })
@@ -253,10 +329,10 @@ pub struct Session {
     /// The session's stderr, with [`SessionStdio::Piped`].
     pub stderr: Option<OwnedFd>,
     shared: Arc<Shared>,
+    enforcement: Enforcement,
     root: Option<PidFd>,
     root_pid: u32,
     started: Instant,
-    timeout: Option<Duration>,
     stop: Option<UnixStream>,
     notify_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -274,6 +350,11 @@ impl Session {
     /// The session's id (also in its audit lines).
     pub fn id(&self) -> u64 {
         self.shared.id
+    }
+
+    /// What the sandbox enforces for this session.
+    pub fn enforcement(&self) -> &Enforcement {
+        &self.enforcement
     }
 
     /// Pid of the session's first program.
@@ -310,41 +391,57 @@ impl Session {
                         Err(e) => return Err(SessionError::Wait(io::Error::other(e))),
                     };
                 }
-                () = self.shared.expired(self.started, self.timeout), if !timed_out => {
+                () = self.shared.stopwatch.expired(), if !timed_out => {
                     timed_out = true;
                     self.kill();
                 }
             }
         };
-        self.teardown();
-        if let Some(thread) = self.notify_thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        ChildRegistry::global().release(self.root_pid);
+        let sweep = self.teardown();
+        let _ = tokio::task::spawn_blocking(sweep).await;
         let notable = std::mem::take(&mut *lock(&self.shared.notable));
         Ok(SessionOutcome {
             status,
             timed_out,
             duration: self.started.elapsed(),
             notable_execs: notable,
+            sandbox: self.enforcement.clone(),
         })
     }
 
-    /// Kills the whole tree now: the session's process group and every escalated copy.
+    /// Kills the whole tree now: the session's cgroup (or process group) and every
+    /// escalated copy. [`Session::wait`] then sweeps up what escaped both.
     pub fn kill(&self) {
-        let _ = seccomp::pidfd::kill_process_group(self.root_pid, libc::SIGKILL);
-        for copy in lock(&self.shared.escalated).iter() {
-            let _ = copy.send_signal(libc::SIGKILL);
-        }
+        self.shared.kill_fast();
     }
 
-    fn teardown(&mut self) {
-        self.kill();
+    /// Stops serving and returns the blocking sweep that kills and reaps everything left.
+    fn teardown(&mut self) -> impl FnOnce() + Send + 'static {
+        self.shared.kill_fast();
         for task in lock(&self.shared.prompts).drain(..) {
             task.abort();
         }
         // Closing the stop channel ends the notification thread; with the listener closed
         // any survivor's exec fails (ENOSYS): fail closed.
         self.stop.take();
+        let thread = self.notify_thread.take();
+        let shared = self.shared.clone();
+        move || {
+            if let Some(tree) = shared.tree.get() {
+                match tree.kill_all_in(shared.cgroup.as_ref()) {
+                    Ok(report) => tracing::debug!(?report, "session torn down"),
+                    Err(err) => tracing::warn!("tearing down the session: {err}"),
+                }
+            }
+            if let Some(cgroup) = &shared.cgroup {
+                let _ = cgroup.kill();
+            }
+            let _ = ChildRegistry::global().reap_orphans();
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
     }
 }
 
@@ -386,7 +483,14 @@ impl Signaller {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.teardown();
+        if self.stop.is_some() {
+            // Never waited for (the caller went away): sweep on a thread of its own, since
+            // drop may run on the async runtime.
+            let sweep = self.teardown();
+            let _ = std::thread::Builder::new()
+                .name("execgate-teardown".into())
+                .spawn(sweep);
+        }
     }
 }
 
@@ -399,21 +503,6 @@ fn convert(st: WaitStatus) -> ExitStatus {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Time spent waiting for people, so the timeout counts only the rest. Overlapping prompts
-/// count once.
-#[derive(Debug, Default)]
-struct PromptClock {
-    open: u32,
-    since: Option<Instant>,
-    total: Duration,
-}
-
-impl PromptClock {
-    fn paused(&self) -> Duration {
-        self.total + self.since.map(|s| s.elapsed()).unwrap_or_default()
-    }
 }
 
 /// State shared by a session's notification thread, prompt tasks and escalation threads.
@@ -430,51 +519,30 @@ struct Shared {
     approved: Mutex<HashSet<Vec<String>>>,
     escalated: Mutex<Vec<Arc<PidFd>>>,
     prompts: Mutex<Vec<JoinHandle<()>>>,
-    prompt_time: Mutex<PromptClock>,
+    /// The session's timeout clock, paused while a person is being asked.
+    stopwatch: Stopwatch,
+    /// Membership of the tree for the teardown sweep (set once the root runs).
+    tree: OnceLock<SessionTree>,
+    /// The session's cgroup, where cgroup v2 is usable.
+    cgroup: Option<SessionCgroup>,
+    /// `EXECGATE_SESSION=...`, given to escalated copies too.
+    marker: (String, String),
 }
 
 impl Shared {
-    /// Completes when the session's running time (wall time minus time spent waiting for
-    /// people) reaches `timeout`; never without one.
-    async fn expired(&self, started: Instant, timeout: Option<Duration>) {
-        let Some(timeout) = timeout else {
-            return std::future::pending().await;
-        };
-        loop {
-            let (open, paused) = {
-                let clock = lock(&self.prompt_time);
-                (clock.open, clock.paused())
-            };
-            let running = started.elapsed().saturating_sub(paused);
-            if open == 0 && running >= timeout {
-                return;
+    /// The fast part of a kill: cgroup.kill (or the process group) and escalated copies.
+    fn kill_fast(&self) {
+        match &self.cgroup {
+            Some(cgroup) => {
+                let _ = cgroup.kill();
             }
-            // Re-check often enough to resume promptly after a prompt closes.
-            let left = timeout.saturating_sub(running);
-            let nap = if open > 0 {
-                Duration::from_millis(50)
-            } else {
-                left.min(Duration::from_millis(250))
-            };
-            tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
+            None => {
+                let root = self.root_pid.load(Ordering::Acquire);
+                let _ = seccomp::pidfd::kill_process_group(root, libc::SIGKILL);
+            }
         }
-    }
-
-    fn pause_clock(&self) {
-        let mut clock = lock(&self.prompt_time);
-        if clock.open == 0 {
-            clock.since = Some(Instant::now());
-        }
-        clock.open += 1;
-    }
-
-    fn resume_clock(&self) {
-        let mut clock = lock(&self.prompt_time);
-        clock.open = clock.open.saturating_sub(1);
-        if clock.open == 0
-            && let Some(since) = clock.since.take()
-        {
-            clock.total += since.elapsed();
+        for copy in lock(&self.escalated).iter() {
+            let _ = copy.send_signal(libc::SIGKILL);
         }
     }
 
@@ -490,6 +558,12 @@ impl Shared {
         // What we read is only meaningful if the caller is still the one paused.
         if !listener.id_valid(n.id) {
             return;
+        }
+        if self.cgroup.is_none()
+            && let Some(tree) = self.tree.get()
+        {
+            // Without a cgroup, teardown finds members by what it saw exec.
+            tree.record_exec(n.pid);
         }
         if !self.first_exec_seen.swap(true, Ordering::AcqRel) {
             // The session's own program, started by us: it runs in the sandbox undecided;
@@ -549,10 +623,10 @@ impl Shared {
             cwd: exec_request::cwd_of(req.tid),
             evaluation: eval.clone(),
         };
-        self.pause_clock();
+        let paused: PauseGuard = self.stopwatch.pause();
         let task = self.runtime.spawn(async move {
             let answer = this.approver.ask(request).await;
-            this.resume_clock();
+            drop(paused);
             if answer == Approval::AllowForSession {
                 lock(&this.approved).insert(key);
             }
@@ -621,6 +695,8 @@ impl Shared {
             env,
             cwd: exec_request::cwd_of(req.tid),
             wait_killable: self.inner.wait_killable,
+            marker: self.marker.clone(),
+            cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
         };
         let this = self.clone();
         let thread_listener = listener.clone();
@@ -710,11 +786,21 @@ impl Shared {
 }
 
 impl escalate::Registry for Shared {
-    fn started(&self, pidfd: Arc<PidFd>) {
+    fn started(&self, pid: u32, pidfd: Arc<PidFd>) {
+        if let Some(tree) = self.tree.get() {
+            tree.waited_elsewhere(pid);
+        }
         lock(&self.escalated).push(pidfd);
     }
 
-    fn finished(&self, _pid: u32) {}
+    fn finished(&self, pid: u32) {
+        let pid = i32::try_from(pid).unwrap_or(-1);
+        lock(&self.escalated).retain(|copy| copy.pid() != Some(pid));
+    }
+}
+
+fn errno_to_io(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
 }
 
 fn approval_key(program: &str, argv: &[String]) -> Vec<String> {

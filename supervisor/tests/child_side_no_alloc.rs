@@ -56,6 +56,7 @@ fn restrict_self_in_child_does_not_allocate() {
             &SandboxPolicy::new(SandboxMode::WorkspaceWrite),
             work.path(),
             None,
+            landlock::Protection::LandlockSiblings,
         )
         .unwrap();
         assert!(

@@ -25,7 +25,13 @@ fn two_hundred_prepared_sandboxes_leave_no_fd_behind() {
 
     let before = open_fds();
     for i in 0..200 {
-        let mut prepared = landlock::prepare(&policy, repo.path(), None).unwrap();
+        let mut prepared = landlock::prepare(
+            &policy,
+            repo.path(),
+            None,
+            landlock::Protection::LandlockSiblings,
+        )
+        .unwrap();
         let cgroup = cgroups_usable
             .then(|| SessionCgroup::create(&format!("fdleak-{}-{i}", std::process::id())).unwrap());
         let joiner = cgroup.as_ref().map(|cg| cg.joiner().unwrap());

@@ -25,7 +25,13 @@ macro_rules! require_landlock {
 
 /// Run `script` under bash in a child that enforces the policy's ruleset; returns stdout.
 fn run_sandboxed(policy: &SandboxPolicy, workdir: &Path, script: &str) -> String {
-    let mut prepared = landlock::prepare(policy, workdir, None).expect("prepare");
+    let mut prepared = landlock::prepare(
+        policy,
+        workdir,
+        None,
+        landlock::Protection::LandlockSiblings,
+    )
+    .expect("prepare");
     let mut cmd = Command::new("bash");
     cmd.arg("-c").arg(script).current_dir(workdir);
     cmd.stderr(Stdio::inherit());
@@ -123,7 +129,13 @@ fn write_outside_fails_with_eacces() {
     let outside = tempfile::tempdir().unwrap();
     // python-free errno check: bash's own redirection error names the errno text.
     let script = format!("echo x > {}/x", outside.path().display());
-    let mut prepared = landlock::prepare(&workspace_policy(), work.path(), None).unwrap();
+    let mut prepared = landlock::prepare(
+        &workspace_policy(),
+        work.path(),
+        None,
+        landlock::Protection::LandlockSiblings,
+    )
+    .unwrap();
     let mut cmd = Command::new("bash");
     cmd.arg("-c").arg(&script);
     // SAFETY: restrict_self_in_child makes no heap allocation, only async-signal-safe calls.
@@ -163,7 +175,13 @@ fn gitdir_file_target_stays_read_only() {
     std::fs::write(p.join("wt/.git"), "gitdir: ../main/.git/worktrees/wt\n").unwrap();
     let mut policy = workspace_policy();
     policy.writable_roots.push(p.join("main"));
-    let prepared = landlock::prepare(&policy, &p.join("wt"), None).unwrap();
+    let prepared = landlock::prepare(
+        &policy,
+        &p.join("wt"),
+        None,
+        landlock::Protection::LandlockSiblings,
+    )
+    .unwrap();
     let ro = &prepared.enforcement().read_only_inside_roots;
     assert!(ro.contains(&gitdir), "{ro:?}");
     assert!(ro.contains(&p.join("wt/.git")), "{ro:?}");
@@ -249,7 +267,13 @@ fn danger_full_access_restricts_nothing() {
     let outside = tempfile::tempdir().unwrap();
     let mut policy = SandboxPolicy::new(SandboxMode::DangerFullAccess);
     policy.require_full = true;
-    let prepared = landlock::prepare(&policy, work.path(), None).unwrap();
+    let prepared = landlock::prepare(
+        &policy,
+        work.path(),
+        None,
+        landlock::Protection::LandlockSiblings,
+    )
+    .unwrap();
     assert_eq!(prepared.enforcement().level, EnforcementLevel::NotRequested);
     let script = format!(
         "{TRY}t outside sh -c 'echo x > {}/x'\n",
@@ -314,7 +338,13 @@ fn enforcement_on_this_kernel_is_reported_full() {
     let work = tempfile::tempdir().unwrap();
     let mut policy = workspace_policy();
     policy.require_full = true;
-    let prepared = landlock::prepare(&policy, work.path(), None).unwrap();
+    let prepared = landlock::prepare(
+        &policy,
+        work.path(),
+        None,
+        landlock::Protection::LandlockSiblings,
+    )
+    .unwrap();
     let e = prepared.enforcement();
     assert_eq!(e.level, EnforcementLevel::Full, "{}", e.summary());
     assert_eq!(e.landlock_abi, 6);

@@ -295,12 +295,19 @@ fn missing_list(missing: &[MissingFeature]) -> String {
 pub struct PreparedLandlock {
     ruleset: Option<RulesetCreated>,
     enforcement: Enforcement,
+    read_only_binds: Vec<PathBuf>,
 }
 
 impl PreparedLandlock {
     /// What will be enforced.
     pub fn enforcement(&self) -> &Enforcement {
         &self.enforcement
+    }
+
+    /// With [`Protection::MountNamespace`]: the paths the child must bind read-only (in a
+    /// private mount namespace) before it restricts itself.
+    pub fn read_only_binds(&self) -> &[PathBuf] {
+        &self.read_only_binds
     }
 
     /// Child side, between fork and exec: enforce the ruleset on the calling thread (the
@@ -331,12 +338,24 @@ impl PreparedLandlock {
     }
 }
 
+/// How `.git` inside a writable root is kept read-only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    /// Landlock alone: grant the siblings of `.git`, never the directory holding it (nothing
+    /// can be created directly in a repo root). For a supervisor without `CAP_SYS_ADMIN`.
+    LandlockSiblings,
+    /// The child binds each protected path read-only in a private mount namespace
+    /// ([`PreparedLandlock::read_only_binds`]), and Landlock grants the roots whole.
+    MountNamespace,
+}
+
 /// Build the session's ruleset in the parent, before fork. `tmpdir` is the child's
 /// `$TMPDIR`, if set.
 pub fn prepare(
     policy: &SandboxPolicy,
     workdir: &Path,
     tmpdir: Option<&Path>,
+    protection: Protection,
 ) -> Result<PreparedLandlock, LandlockError> {
     let abi = probe_kernel_abi();
     let mut enforcement = Enforcement::for_abi(policy.mode, policy.network, abi);
@@ -345,6 +364,7 @@ pub fn prepare(
         return Ok(PreparedLandlock {
             ruleset: None,
             enforcement,
+            read_only_binds: Vec::new(),
         });
     }
 
@@ -378,12 +398,20 @@ pub fn prepare(
         }
     }
 
+    let mut read_only_binds = Vec::new();
     if policy.mode == SandboxMode::WorkspaceWrite {
         let roots = writable_roots(policy, &workdir, tmpdir)?;
         let protected = protected_paths(&roots, &workdir);
+        let landlock_protected: &[PathBuf] = match protection {
+            Protection::LandlockSiblings => &protected,
+            Protection::MountNamespace => {
+                read_only_binds = protected.clone();
+                &[]
+            }
+        };
         let mut rules = Vec::new();
         for root in &roots {
-            grant_writable(root, root, &protected, &mut rules)?;
+            grant_writable(root, root, landlock_protected, &mut rules)?;
         }
         for (file, access) in rules {
             created = created.add_rule(PathBeneath::new(file, access))?;
@@ -398,6 +426,7 @@ pub fn prepare(
     Ok(PreparedLandlock {
         ruleset: Some(created),
         enforcement,
+        read_only_binds,
     })
 }
 
