@@ -475,14 +475,15 @@ impl Shared {
         if !self.first_exec_seen.swap(true, Ordering::AcqRel) {
             // The session's own program, started by us: it runs in the sandbox undecided;
             // everything it execs is decided.
-            let _ = listener.respond_continue(n.id);
-            self.record(
+            let record = self.record_paused(
                 &req,
                 None,
                 Decider::Supervisor,
                 RanIn::Sandbox,
                 "the session's own program".into(),
             );
+            let _ = listener.respond_continue(n.id);
+            self.store_some(record);
             return;
         }
         if !req.by_fd {
@@ -559,17 +560,19 @@ impl Shared {
     ) {
         match action {
             Action::Continue => {
-                let _ = listener.respond_continue(n.id);
                 let reason = match decider {
                     Decider::Human => "approved by a person; runs in the sandbox".into(),
                     _ => eval.reason(),
                 };
-                self.record(&req, Some(&eval), decider, RanIn::Sandbox, reason);
+                let record = self.record_paused(&req, Some(&eval), decider, RanIn::Sandbox, reason);
+                let _ = listener.respond_continue(n.id);
+                self.store_some(record);
             }
             Action::Deny { reason } => {
                 tell_caller(req.tid, &req.argv_lossy(), &reason);
+                let record = self.record_paused(&req, Some(&eval), decider, RanIn::Denied, reason);
                 let _ = listener.respond_errno(n.id, libc::EACCES);
-                self.record(&req, Some(&eval), decider, RanIn::Denied, reason);
+                self.store_some(record);
             }
             Action::Escalate => self.escalate(listener, n, req, eval, decider),
             // `route` never yields Ask after approval.
@@ -594,13 +597,14 @@ impl Shared {
                 return;
             }
         };
+        let cwd = exec_request::cwd_of(req.tid);
         let job = escalate::Job {
             notification_id: n.id,
             tid: req.tid,
             path: req.path.clone(),
             argv: req.argv.clone(),
             env,
-            cwd: exec_request::cwd_of(req.tid),
+            cwd: cwd.clone(),
             wait_killable: self.inner.wait_killable,
         };
         let this = self.clone();
@@ -627,7 +631,9 @@ impl Shared {
                 let mut record =
                     this.make_record(&req, Some(&eval), decider, RanIn::Escalated, reason);
                 record.time_ms = time_ms;
+                // Read while the caller was paused: by now it has exited.
                 record.ppid = record.ppid.or(ppid);
+                record.cwd = cwd;
                 record.status = status;
                 record.duration_ms =
                     duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -664,20 +670,27 @@ impl Shared {
         }
     }
 
-    fn record(
+    /// The record of an exec, built while its caller is still paused: once answered, the
+    /// caller may exit at once and its cwd and parent can no longer be read. `None` for a
+    /// sandboxed exec nobody reads about (the hot path).
+    fn record_paused(
         &self,
         req: &ExecRequest,
         eval: Option<&Evaluation>,
         decider: Decider,
         ran_in: RanIn,
         reason: String,
-    ) {
-        // Sandboxed execs are the hot path: build a record only if someone reads it.
+    ) -> Option<ExecRecord> {
         if ran_in == RanIn::Sandbox && self.inner.audit.is_none() {
-            return;
+            return None;
         }
-        let record = self.make_record(req, eval, decider, ran_in, reason);
-        self.store(record);
+        Some(self.make_record(req, eval, decider, ran_in, reason))
+    }
+
+    fn store_some(&self, record: Option<ExecRecord>) {
+        if let Some(record) = record {
+            self.store(record);
+        }
     }
 
     fn store(&self, record: ExecRecord) {
