@@ -33,6 +33,9 @@ use crate::session::{
     Decider, ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio,
 };
 
+/// How long a finished session waits for its escalation threads to record their execs.
+const ESCALATION_RECORD_WAIT: Duration = Duration::from_secs(5);
+
 /// Supervisor-wide settings.
 #[derive(Debug, Clone, Default)]
 pub struct SupervisorOptions {
@@ -193,6 +196,7 @@ impl Supervisor {
             approved: Mutex::new(HashSet::new()),
             escalated: Mutex::new(Vec::new()),
             prompts: Mutex::new(Vec::new()),
+            escalations: Mutex::new(Vec::new()),
             prompt_time: Mutex::new(PromptClock::default()),
         });
         let serving = shared.clone();
@@ -301,6 +305,15 @@ impl Session {
         if let Some(thread) = self.notify_thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        // The caller of the last escalation may have ended the session before the thread
+        // recorded it. Bounded: a copy started during teardown is not waited for forever.
+        let escalations = std::mem::take(&mut *lock(&self.shared.escalations));
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in escalations {
+                let _ = thread.join();
+            }
+        });
+        let _ = tokio::time::timeout(ESCALATION_RECORD_WAIT, joined).await;
         let notable = std::mem::take(&mut *lock(&self.shared.notable));
         Ok(SessionOutcome {
             status,
@@ -411,6 +424,9 @@ struct Shared {
     approved: Mutex<HashSet<Vec<String>>>,
     escalated: Mutex<Vec<Arc<PidFd>>>,
     prompts: Mutex<Vec<JoinHandle<()>>>,
+    /// Escalation threads: each writes its exec's record after releasing the caller, so
+    /// the session waits for them before it reports (or the process exits).
+    escalations: Mutex<Vec<std::thread::JoinHandle<()>>>,
     prompt_time: Mutex<PromptClock>,
 }
 
@@ -639,8 +655,15 @@ impl Shared {
                     duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 this.store(record);
             });
-        if spawned.is_err() {
-            let _ = listener.respond_errno(n.id, libc::EAGAIN);
+        match spawned {
+            Ok(thread) => {
+                let mut threads = lock(&self.escalations);
+                threads.retain(|t| !t.is_finished());
+                threads.push(thread);
+            }
+            Err(_) => {
+                let _ = listener.respond_errno(n.id, libc::EAGAIN);
+            }
         }
     }
 
