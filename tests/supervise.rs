@@ -458,6 +458,31 @@ fn escalated_command_runs_in_the_callers_cwd_and_environment() {
     );
 }
 
+#[test]
+fn an_escalated_copy_does_not_outlive_its_killed_caller() {
+    skip_unless!(escalation_unavailable());
+    let s = Scratch::new();
+    for fifo in ["ready", "tick"] {
+        let made = Command::new("mkfifo").arg(s.path(fifo)).status().unwrap();
+        assert!(made.success());
+    }
+    // The copy tells its pid through a fifo; the caller is then SIGKILLed (as `timeout -s
+    // KILL` or a kill of the process group would). The copy must end with it, not run on
+    // unsandboxed. Polled from bash with a builtin sleep (read -t on a fifo), bounded.
+    let out = s.supervise(&["escalate.rules"]).run(
+        r#"exec 9<>tick
+           sh -c 'echo $$ > ready; exec /bin/sleep 600' & caller=$!
+           read copy < ready
+           kill -KILL $caller; wait $caller; echo "caller $?"
+           for ((i = 0; i < 600; i++)); do
+               [[ -e /proc/$copy ]] || break
+               read -t 0.05 -u 9
+           done
+           [[ -e /proc/$copy ]] && echo "copy $copy still running" || echo "copy gone""#,
+    );
+    assert_eq!(out.stdout, "caller 137\ncopy gone\n", "{out:#?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // descriptors
 // ---------------------------------------------------------------------------------------
