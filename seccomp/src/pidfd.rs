@@ -128,6 +128,34 @@ pub fn kill_process_group(pgid: u32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Blocks until one of `pidfds` is readable (its process has exited) and returns its index.
+/// Reaps nothing: usable for processes that are not our children.
+pub fn first_exited(pidfds: &[&PidFd]) -> io::Result<usize> {
+    let mut fds: Vec<libc::pollfd> = pidfds
+        .iter()
+        .map(|p| libc::pollfd {
+            fd: p.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let count = libc::nfds_t::try_from(fds.len()).map_err(io::Error::other)?;
+    loop {
+        // SAFETY: `fds` is a valid array of `count` pollfd for the duration of the call.
+        let ret = unsafe { libc::poll(fds.as_mut_ptr(), count, -1) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if let Some(i) = fds.iter().position(|f| f.revents != 0) {
+            return Ok(i);
+        }
+    }
+}
+
 /// Waits up to `timeout_ms` for `fd` to be writable.
 pub fn wait_writable(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
     let mut pfd = libc::pollfd {
@@ -185,5 +213,29 @@ mod tests {
         assert_eq!(&buf, b"ping");
         pidfd.send_signal(libc::SIGKILL).unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn first_exited_names_the_process_that_ended_without_reaping_it() {
+        let spawn = || {
+            std::process::Command::new("sleep")
+                .arg("5")
+                .spawn()
+                .unwrap()
+        };
+        let (mut running, mut ending) = (spawn(), spawn());
+        let (a, b) = (
+            PidFd::open(running.id()).unwrap(),
+            PidFd::open(ending.id()).unwrap(),
+        );
+        b.send_signal(libc::SIGKILL).unwrap();
+        assert_eq!(first_exited(&[&a, &b]).unwrap(), 1);
+        // Not reaped by first_exited: the parent still collects the status.
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&ending.wait().unwrap()),
+            Some(libc::SIGKILL)
+        );
+        a.send_signal(libc::SIGKILL).unwrap();
+        running.wait().unwrap();
     }
 }

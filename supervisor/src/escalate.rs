@@ -104,6 +104,15 @@ pub fn run(mut job: Job, listener: &Listener, registry: &dyn Registry) -> Outcom
     if let Ok(copy) = &copy {
         registry.started(pid, copy.clone());
     }
+    // The copy stands in for the caller's exec: if the caller is killed while it runs
+    // (`timeout`, a signal to its process group), the copy must not run on, outside the
+    // sandbox, after its caller is gone. Which signal killed the caller is not ours to
+    // read, so the copy gets SIGKILL.
+    if let Ok(copy) = &copy
+        && seccomp::pidfd::first_exited(&[copy.as_ref(), &caller]).ok() == Some(1)
+    {
+        let _ = copy.send_signal(libc::SIGKILL);
+    }
     // Our own child, never traced: a plain waitpid on its pid is safe.
     let waited = child.wait();
     crate::teardown::ChildRegistry::global().release(pid);

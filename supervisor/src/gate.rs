@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use policy::{Decision, Evaluation, Policy};
 use seccomp::filter::{BpfProgram, FilterError, FilterOptions};
@@ -37,6 +37,9 @@ use crate::session::{
 };
 use crate::stopwatch::{PauseGuard, Stopwatch};
 use crate::teardown::{self, ChildRegistry, SessionTree};
+
+/// How long a finished session waits for its escalation threads to record their execs.
+const ESCALATION_RECORD_WAIT: Duration = Duration::from_secs(5);
 
 /// Supervisor-wide settings.
 #[derive(Debug, Clone, Default)]
@@ -281,6 +284,7 @@ impl Supervisor {
             tree: OnceLock::new(),
             cgroup,
             marker: (marker_key, marker_value),
+            escalations: Mutex::new(Vec::new()),
         });
         let serving = shared.clone();
         let notify_thread = std::thread::Builder::new()
@@ -400,6 +404,15 @@ impl Session {
         ChildRegistry::global().release(self.root_pid);
         let sweep = self.teardown();
         let _ = tokio::task::spawn_blocking(sweep).await;
+        // The caller of the last escalation may have ended the session before the thread
+        // recorded it. Bounded: a copy started during teardown is not waited for forever.
+        let escalations = std::mem::take(&mut *lock(&self.shared.escalations));
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in escalations {
+                let _ = thread.join();
+            }
+        });
+        let _ = tokio::time::timeout(ESCALATION_RECORD_WAIT, joined).await;
         let notable = std::mem::take(&mut *lock(&self.shared.notable));
         Ok(SessionOutcome {
             status,
@@ -527,6 +540,9 @@ struct Shared {
     cgroup: Option<SessionCgroup>,
     /// `EXECGATE_SESSION=...`, given to escalated copies too.
     marker: (String, String),
+    /// Escalation threads: each writes its exec's record after releasing the caller, so
+    /// the session waits for them before it reports (or the process exits).
+    escalations: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -568,14 +584,15 @@ impl Shared {
         if !self.first_exec_seen.swap(true, Ordering::AcqRel) {
             // The session's own program, started by us: it runs in the sandbox undecided;
             // everything it execs is decided.
-            let _ = listener.respond_continue(n.id);
-            self.record(
+            let record = self.record_paused(
                 &req,
                 None,
                 Decider::Supervisor,
                 RanIn::Sandbox,
                 "the session's own program".into(),
             );
+            let _ = listener.respond_continue(n.id);
+            self.store_some(record);
             return;
         }
         if !req.by_fd {
@@ -652,17 +669,19 @@ impl Shared {
     ) {
         match action {
             Action::Continue => {
-                let _ = listener.respond_continue(n.id);
                 let reason = match decider {
                     Decider::Human => "approved by a person; runs in the sandbox".into(),
                     _ => eval.reason(),
                 };
-                self.record(&req, Some(&eval), decider, RanIn::Sandbox, reason);
+                let record = self.record_paused(&req, Some(&eval), decider, RanIn::Sandbox, reason);
+                let _ = listener.respond_continue(n.id);
+                self.store_some(record);
             }
             Action::Deny { reason } => {
                 tell_caller(req.tid, &req.argv_lossy(), &reason);
+                let record = self.record_paused(&req, Some(&eval), decider, RanIn::Denied, reason);
                 let _ = listener.respond_errno(n.id, libc::EACCES);
-                self.record(&req, Some(&eval), decider, RanIn::Denied, reason);
+                self.store_some(record);
             }
             Action::Escalate => self.escalate(listener, n, req, eval, decider),
             // `route` never yields Ask after approval.
@@ -687,13 +706,14 @@ impl Shared {
                 return;
             }
         };
+        let cwd = exec_request::cwd_of(req.tid);
         let job = escalate::Job {
             notification_id: n.id,
             tid: req.tid,
             path: req.path.clone(),
             argv: req.argv.clone(),
             env,
-            cwd: exec_request::cwd_of(req.tid),
+            cwd: cwd.clone(),
             wait_killable: self.inner.wait_killable,
             marker: self.marker.clone(),
             cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
@@ -722,14 +742,23 @@ impl Shared {
                 let mut record =
                     this.make_record(&req, Some(&eval), decider, RanIn::Escalated, reason);
                 record.time_ms = time_ms;
+                // Read while the caller was paused: by now it has exited.
                 record.ppid = record.ppid.or(ppid);
+                record.cwd = cwd;
                 record.status = status;
                 record.duration_ms =
                     duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 this.store(record);
             });
-        if spawned.is_err() {
-            let _ = listener.respond_errno(n.id, libc::EAGAIN);
+        match spawned {
+            Ok(thread) => {
+                let mut threads = lock(&self.escalations);
+                threads.retain(|t| !t.is_finished());
+                threads.push(thread);
+            }
+            Err(_) => {
+                let _ = listener.respond_errno(n.id, libc::EAGAIN);
+            }
         }
     }
 
@@ -759,20 +788,27 @@ impl Shared {
         }
     }
 
-    fn record(
+    /// The record of an exec, built while its caller is still paused: once answered, the
+    /// caller may exit at once and its cwd and parent can no longer be read. `None` for a
+    /// sandboxed exec nobody reads about (the hot path).
+    fn record_paused(
         &self,
         req: &ExecRequest,
         eval: Option<&Evaluation>,
         decider: Decider,
         ran_in: RanIn,
         reason: String,
-    ) {
-        // Sandboxed execs are the hot path: build a record only if someone reads it.
+    ) -> Option<ExecRecord> {
         if ran_in == RanIn::Sandbox && self.inner.audit.is_none() {
-            return;
+            return None;
         }
-        let record = self.make_record(req, eval, decider, ran_in, reason);
-        self.store(record);
+        Some(self.make_record(req, eval, decider, ran_in, reason))
+    }
+
+    fn store_some(&self, record: Option<ExecRecord>) {
+        if let Some(record) = record {
+            self.store(record);
+        }
     }
 
     fn store(&self, record: ExecRecord) {
