@@ -14,8 +14,9 @@
 # execgate-probe, and /bin/execgate when the workspace builds one. Runs as root, in the
 # root cgroup, loopback up, no other network. km.conf (written by the host) sets:
 #   KM_LABEL KM_KVERSION        the kernel under test
-#   KM_DOCTOR                   the doctor command (execgate-probe --json until
-#                               `execgate doctor --json` exists)
+#   KM_DOCTOR                   the doctor command, or "auto" (default): `execgate
+#                               doctor --json` when the binary has it, else
+#                               `execgate-probe --json`
 #   KM_EXECGATE                 path of the execgate binary (may be absent)
 #   KM_LANDLOCK_ABI             the Landlock ABI this kernel must have, or "none"
 #
@@ -59,14 +60,21 @@ need_flag() {
 
 # doctor: the feature report, compared on the host (expect.py) with what this kernel
 # version must report.
+# KM_DOCTOR=auto: `execgate doctor --json` once the binary has it, else execgate-probe.
 scenario_doctor() {
-    local out
-    if ! out=$($KM_DOCTOR 2>/tmp/doctor.err); then
-        fail "'$KM_DOCTOR' failed: $(show "$(cat /tmp/doctor.err)")"
+    local out doctor=$KM_DOCTOR
+    if [ "$doctor" = auto ]; then
+        doctor="/bin/execgate-probe --json"
+        if [ -x "${KM_EXECGATE:-}" ] && "$KM_EXECGATE" doctor --help >/dev/null 2>&1; then
+            doctor="$KM_EXECGATE doctor --json"
+        fi
+    fi
+    if ! out=$($doctor 2>/tmp/doctor.err); then
+        fail "'$doctor' failed: $(show "$(cat /tmp/doctor.err)")"
         return
     fi
     emit_json "$out"
-    host_checks "ran '$KM_DOCTOR'"
+    host_checks "ran '$doctor'"
 }
 
 # allow: commands the heuristics allow run (inside the sandbox) with their output and
