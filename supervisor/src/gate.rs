@@ -115,6 +115,19 @@ struct Inner {
     wait_killable: bool,
     git_protection: crate::sandbox::landlock::Protection,
     next_session: AtomicU64,
+    /// `<own cgroup>/execgate/supervisor-<pid>`: every session's cgroup is beneath it.
+    cgroup_parent: Option<PathBuf>,
+    /// The write end of the watchdog's pipe; closing it (our death) kills `cgroup_parent`.
+    _watchdog: Option<OwnedFd>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Sessions removed their own directories; the parent goes when empty.
+        if let Some(dir) = &self.cgroup_parent {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 impl Supervisor {
@@ -147,8 +160,11 @@ impl Supervisor {
             ),
             None => None,
         };
+        let (cgroup_parent, watchdog) = arm_watchdog();
         Ok(Supervisor {
             inner: Arc::new(Inner {
+                cgroup_parent,
+                _watchdog: watchdog,
                 policy,
                 audit,
                 filter_net_off: seccomp::filter::build(FilterOptions { network: false })?,
@@ -207,7 +223,13 @@ impl Supervisor {
         let enforcement = landlock.enforcement().clone();
         let limits = spec.limits.prepare()?;
         let session_name = format!("{}-{id}", std::process::id());
-        let cgroup = match SessionCgroup::create(&session_name) {
+        let cgroup = match self
+            .inner
+            .cgroup_parent
+            .as_deref()
+            .map(|parent| SessionCgroup::create_in(parent, &session_name))
+            .unwrap_or_else(|| SessionCgroup::create(&session_name))
+        {
             Ok(cg) => Some(cg),
             Err(err) => {
                 tracing::debug!("no session cgroup, teardown sweeps /proc instead: {err}");
@@ -832,6 +854,62 @@ impl escalate::Registry for Shared {
     fn finished(&self, pid: u32) {
         let pid = i32::try_from(pid).unwrap_or(-1);
         lock(&self.escalated).retain(|copy| copy.pid() != Some(pid));
+    }
+}
+
+/// Creates this supervisor's cgroup and forks the watchdog that kills it if we die, so no
+/// process of any session outlives the supervisor. Without cgroup v2 (or `cgroup.kill`,
+/// 5.14) there is no watchdog: PDEATHSIG and the closed listener are what remains.
+fn arm_watchdog() -> (Option<PathBuf>, Option<OwnedFd>) {
+    let Ok(own) = crate::cgroup::own_cgroup_dir() else {
+        return (None, None);
+    };
+    let base = own.join("execgate");
+    remove_stale_supervisor_cgroups(&base);
+    let dir = base.join(format!("supervisor-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return (None, None);
+    }
+    let watchdog = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))
+        .map(OwnedFd::from)
+        .and_then(|kill| seccomp::watchdog::spawn(&kill));
+    match watchdog {
+        Ok(pipe) => (Some(dir), Some(pipe)),
+        Err(err) => {
+            tracing::debug!("no fail-closed watchdog: {err}");
+            (Some(dir), None)
+        }
+    }
+}
+
+/// Directories of supervisors that died: empty their (empty) session cgroups and remove
+/// them. A cgroup that still holds processes cannot be removed and is left alone.
+fn remove_stale_supervisor_cgroups(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("supervisor-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(sessions) = std::fs::read_dir(entry.path()) {
+            for session in sessions.flatten() {
+                if session.path().is_dir() {
+                    let _ = std::fs::remove_dir(session.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(entry.path());
     }
 }
 
