@@ -484,8 +484,6 @@ fn an_escalated_copy_does_not_outlive_its_killed_caller() {
 }
 
 #[test]
-#[ignore = "known gap: on a terminal the session runs in a background process group \
-            (new_process_group), so a read from the terminal stops it with SIGTTIN"]
 fn the_session_can_read_its_terminal() {
     skip_unless!(supervisor_unavailable());
     skip_unless!(

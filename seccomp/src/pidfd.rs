@@ -156,6 +156,17 @@ pub fn first_exited(pidfds: &[&PidFd]) -> io::Result<usize> {
     }
 }
 
+/// `kill(pid, sig)` for a process the caller knows is not yet reaped (its own child).
+pub fn kill_unreaped_child(pid: u32, sig: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if pid <= 1 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: kill(2) takes integers; an unreaped child's pid cannot have been reused.
+    crate::cvt_int(unsafe { libc::kill(pid, sig) })?;
+    Ok(())
+}
+
 /// Waits up to `timeout_ms` for `fd` to be writable.
 pub fn wait_writable(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
     let mut pfd = libc::pollfd {

@@ -264,8 +264,9 @@ impl Supervisor {
             .current_dir(&spec.workdir)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env(&marker_key, &marker_value);
+        let own_group = spec.stdio != SessionStdio::InheritForeground;
         match spec.stdio {
-            SessionStdio::Inherit => {}
+            SessionStdio::Inherit | SessionStdio::InheritForeground => {}
             SessionStdio::Piped => {
                 cmd.stdin(Stdio::null())
                     .stdout(Stdio::piped())
@@ -284,7 +285,7 @@ impl Supervisor {
                 wait_killable: self.inner.wait_killable,
                 listener_channel: OwnedFd::from(channel_child),
                 supervisor_pid: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
-                new_process_group: true,
+                new_process_group: own_group,
                 hooks,
             },
         );
@@ -307,6 +308,7 @@ impl Supervisor {
             cgroup,
             marker: (marker_key, marker_value),
             escalations: Mutex::new(Vec::new()),
+            own_group,
         });
         let serving = shared.clone();
         let notify_thread = std::thread::Builder::new()
@@ -392,7 +394,7 @@ impl Session {
     /// runs.
     pub fn signaller(&self) -> Signaller {
         Signaller {
-            pgid: self.root_pid,
+            shared: self.shared.clone(),
         }
     }
 
@@ -505,14 +507,22 @@ impl Signal {
 }
 
 /// Sends signals to a session's process group.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Signaller {
-    pgid: u32,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Signaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signaller")
+            .field("session", &self.shared.id)
+            .finish()
+    }
 }
 
 impl Signaller {
     pub fn send(&self, signal: Signal) {
-        let _ = seccomp::pidfd::kill_process_group(self.pgid, signal.number());
+        self.shared.signal(signal.number());
     }
 }
 
@@ -565,6 +575,8 @@ struct Shared {
     /// Escalation threads: each writes its exec's record after releasing the caller, so
     /// the session waits for them before it reports (or the process exits).
     escalations: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The session has a process group of its own (pgid == the root's pid).
+    own_group: bool,
 }
 
 impl Shared {
@@ -574,14 +586,25 @@ impl Shared {
             Some(cgroup) => {
                 let _ = cgroup.kill();
             }
-            None => {
-                let root = self.root_pid.load(Ordering::Acquire);
-                let _ = seccomp::pidfd::kill_process_group(root, libc::SIGKILL);
-            }
+            None => self.signal(libc::SIGKILL),
         }
         for copy in lock(&self.escalated).iter() {
             let _ = copy.send_signal(libc::SIGKILL);
         }
+    }
+
+    /// Signals the session's process group, or only its root when it shares the
+    /// supervisor's group (the rest is the teardown sweep's).
+    fn signal(&self, sig: i32) {
+        let root = self.root_pid.load(Ordering::Acquire);
+        if root == 0 {
+            return;
+        }
+        let _ = if self.own_group {
+            seccomp::pidfd::kill_process_group(root, sig)
+        } else {
+            seccomp::pidfd::kill_unreaped_child(root, sig)
+        };
     }
 
     fn handle(self: &Arc<Self>, listener: &Arc<Listener>, n: Notification) {

@@ -14,8 +14,13 @@ use crate::sandbox::{Enforcement, SandboxPolicy};
 /// Where the session's stdin/stdout/stderr go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStdio {
-    /// The supervisor's own stdio (the CLI).
+    /// The supervisor's own stdio, the session in a process group of its own (the CLI
+    /// without a terminal).
     Inherit,
+    /// The supervisor's own stdio, the session staying in the terminal's foreground
+    /// process group so it can read the terminal (the CLI on a terminal). Ctrl-C reaches
+    /// the session's programs directly.
+    InheritForeground,
     /// Fresh pipes: stdin at EOF, stdout and stderr handed to the caller (MCP).
     Piped,
 }
