@@ -4,6 +4,7 @@
 //! module and returns the process exit status it wants.
 
 mod check;
+mod doctor;
 mod policy_args;
 mod supervise;
 
@@ -30,6 +31,9 @@ enum Command {
     /// Run a command (normally `bash -c '...'`) with every exec of its process tree
     /// stopped and decided; prompts are asked on the terminal. Exits with its status.
     Supervise(supervise::Args),
+    /// Show which kernel mechanisms are available here, which backend would be used, and
+    /// why not the others.
+    Doctor(doctor::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Supervise(args) => supervise::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(code) => code,

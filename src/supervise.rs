@@ -1,7 +1,7 @@
 //! `execgate supervise -- CMD ARGS...`: run one command under the supervisor, asking on the
 //! terminal, and exit with its status.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -114,6 +114,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
+    // On a terminal the session stays in its foreground group, so it can read the terminal
+    // and Ctrl-C reaches it directly, as with any program run from a shell.
+    let on_terminal = std::io::stdin().is_terminal();
+    let stdio = if on_terminal {
+        SessionStdio::InheritForeground
+    } else {
+        SessionStdio::Inherit
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -131,8 +139,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             workdir,
             env: Vec::new(),
             sandbox,
+            limits: supervisor::ResourceLimits::default(),
             timeout,
-            stdio: SessionStdio::Inherit,
+            stdio,
             approver,
         })?;
         let signals = session.signaller();
@@ -143,15 +152,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tokio::pin!(wait);
         // Asked to stop: the signal goes to the tree first so programs that clean up on it
         // can; then dropping the session kills whatever is left.
-        let outcome = tokio::select! {
-            outcome = &mut wait => outcome?,
-            _ = sigint.recv() => {
-                signals.send(Signal::Interrupt);
-                return Ok(ExitCode::from(130));
-            }
-            _ = sigterm.recv() => {
-                signals.send(Signal::Terminate);
-                return Ok(ExitCode::from(143));
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut wait => break outcome?,
+                _ = sigint.recv() => {
+                    // On a terminal the session got the same Ctrl-C; it decides.
+                    if on_terminal {
+                        continue;
+                    }
+                    signals.send(Signal::Interrupt);
+                    return Ok(ExitCode::from(130));
+                }
+                _ = sigterm.recv() => {
+                    signals.send(Signal::Terminate);
+                    return Ok(ExitCode::from(143));
+                }
             }
         };
         if outcome.timed_out {

@@ -14,10 +14,9 @@ use crate::capture::Captured;
 /// A session that ran to its end (exit, signal or timeout).
 #[derive(Debug, Clone)]
 pub struct Finished {
+    /// How it ended, with what the sandbox enforced.
     pub outcome: SessionOutcome,
     pub captured: Captured,
-    /// What the sandbox actually enforced, in one line, when the backend knows.
-    pub enforcement: Option<String>,
 }
 
 /// The tool itself could not run the command (not a non-zero exit).

@@ -18,13 +18,13 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde_json::{Value, json};
-use supervisor::{SandboxPolicy, SessionSpec, SessionStdio};
+use supervisor::{ResourceLimits, SandboxPolicy, SessionSpec, SessionStdio};
 use tokio_util::sync::CancellationToken;
 
 use crate::elicitation::{ElicitationApprover, Remembered};
 use crate::runner::{RunError, Sessions};
 use crate::sandbox_state::{self, SandboxState};
-use crate::shell::{self, SandboxReport, SandboxSource, ShellParams, ShellResult};
+use crate::shell::{self, SandboxSource, ShellParams, ShellResult};
 
 /// The tool's one name.
 pub const TOOL_NAME: &str = "shell";
@@ -118,6 +118,7 @@ impl ShellServer {
             workdir: call.workdir,
             env: Vec::new(),
             sandbox: sandbox.clone(),
+            limits: ResourceLimits::default(),
             timeout: Some(call.timeout),
             stdio: SessionStdio::Piped,
             approver: Arc::new(approver),
@@ -138,8 +139,8 @@ impl ShellServer {
         };
         match finished {
             Ok(finished) => {
-                let report = SandboxReport::new(&sandbox, source, finished.enforcement);
-                let result = ShellResult::new(&finished.outcome, finished.captured, report);
+                let result =
+                    ShellResult::new(&finished.outcome, finished.captured, &sandbox, source);
                 let value = serde_json::to_value(&result).map_err(|e| {
                     McpError::internal_error(format!("cannot serialize the result: {e}"), None)
                 })?;

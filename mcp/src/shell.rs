@@ -7,7 +7,7 @@ use std::time::Duration;
 use rmcp::ErrorData as McpError;
 use rmcp::schemars;
 use serde::{Deserialize, Serialize};
-use supervisor::{Decider, ExecRecord, RanIn, SandboxPolicy, SessionOutcome};
+use supervisor::{Decider, Enforcement, ExecRecord, RanIn, SandboxPolicy, SessionOutcome};
 
 use crate::capture::{Captured, StreamText};
 
@@ -197,26 +197,50 @@ pub struct SandboxReport {
     pub mode: String,
     /// Outbound network allowed.
     pub network: bool,
-    /// Writable directories besides the workdir (workspace-write).
-    pub writable_roots: Vec<String>,
     pub source: SandboxSource,
-    /// What the kernel actually enforced, as the supervisor reported it; null when the
-    /// supervisor does not report it.
-    pub enforcement: Option<String>,
+    /// What the kernel enforced, in one line, e.g. `landlock: full (ABI 6)`.
+    pub enforcement: String,
+    /// full, partial, none or not_requested (danger-full-access).
+    pub level: String,
+    /// The kernel's Landlock ABI (0: no Landlock).
+    pub landlock_abi: u8,
+    /// Requested restrictions this kernel cannot enforce, with the kernel that can.
+    pub missing: Vec<String>,
+    /// Directories writable inside the sandbox, as granted (canonical paths).
+    pub writable_roots: Vec<String>,
+    /// Paths kept read-only inside those (`.git`).
+    pub read_only_inside_roots: Vec<String>,
 }
 
 impl SandboxReport {
-    pub fn new(policy: &SandboxPolicy, source: SandboxSource, enforcement: Option<String>) -> Self {
+    pub fn new(policy: &SandboxPolicy, source: SandboxSource, enforced: &Enforcement) -> Self {
+        let paths = |v: &[std::path::PathBuf]| v.iter().map(|p| p.display().to_string()).collect();
         SandboxReport {
             mode: policy.mode.as_str().to_owned(),
             network: policy.network,
-            writable_roots: policy
-                .writable_roots
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
             source,
-            enforcement,
+            enforcement: enforced.summary(),
+            level: serde_json::to_value(enforced.level)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            landlock_abi: enforced.landlock_abi,
+            missing: enforced
+                .missing
+                .iter()
+                .map(|m| {
+                    let name = serde_json::to_value(m.feature)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    format!(
+                        "{name} (Landlock ABI {}, Linux {})",
+                        m.landlock_abi, m.first_kernel
+                    )
+                })
+                .collect(),
+            writable_roots: paths(&enforced.writable_roots),
+            read_only_inside_roots: paths(&enforced.read_only_inside_roots),
         }
     }
 }
@@ -289,7 +313,13 @@ impl From<&ExecRecord> for ExecReport {
 }
 
 impl ShellResult {
-    pub fn new(outcome: &SessionOutcome, captured: Captured, sandbox: SandboxReport) -> Self {
+    pub fn new(
+        outcome: &SessionOutcome,
+        captured: Captured,
+        policy: &SandboxPolicy,
+        source: SandboxSource,
+    ) -> Self {
+        let sandbox = SandboxReport::new(policy, source, &outcome.sandbox);
         let signal = match outcome.status {
             supervisor::ExitStatus::Signaled(sig) => Some(sig),
             supervisor::ExitStatus::Exited(_) => None,

@@ -66,11 +66,7 @@ impl Sessions for SupervisedSessions {
                 }
             }
             .map_err(|e| RunError::Session(format!("the output reader failed: {e}")))?;
-            Ok(Finished {
-                outcome,
-                captured,
-                enforcement: None,
-            })
+            Ok(Finished { outcome, captured })
         })
     }
 }

@@ -13,7 +13,8 @@ use mcp::{ServerSettings, serve};
 use policy::{DecidedBy, Decision, Evaluation, RuleMatch};
 use serde_json::{Value, json};
 use supervisor::{
-    Approval, ApprovalRequest, ExitStatus, SandboxMode, SandboxPolicy, SessionOutcome, SessionSpec,
+    Approval, ApprovalRequest, Enforcement, ExitStatus, SandboxMode, SandboxPolicy, SessionOutcome,
+    SessionSpec,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
 
@@ -60,13 +61,13 @@ fn finished(code: i32, out: &str) -> Finished {
             timed_out: false,
             duration: Duration::from_millis(12),
             notable_execs: Vec::new(),
+            sandbox: Enforcement::for_abi(SandboxMode::WorkspaceWrite, false, 6),
         },
         captured: Captured {
             stdout: text(out),
             stderr: text("err"),
             output: text(&format!("{out}err")),
         },
-        enforcement: Some("landlock: full".to_owned()),
     }
 }
 
@@ -342,7 +343,11 @@ async fn a_call_returns_structured_content_and_the_same_json_as_text() {
     assert_eq!(structured["timed_out"], false);
     assert_eq!(structured["sandbox"]["mode"], "workspace-write");
     assert_eq!(structured["sandbox"]["source"], "command-line");
-    assert_eq!(structured["sandbox"]["enforcement"], "landlock: full");
+    assert_eq!(
+        structured["sandbox"]["enforcement"],
+        "landlock: full (ABI 6)"
+    );
+    assert_eq!(structured["sandbox"]["level"], "full");
     let text: Value = serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
     assert_eq!(&text, structured);
 
@@ -451,11 +456,14 @@ async fn sandbox_state_update_then_meta_override() {
     assert_eq!(sandbox["mode"], "workspace-write", "{msg}");
     assert_eq!(sandbox["source"], "tool-call-meta");
     assert_eq!(sandbox["network"], true);
-    assert_eq!(sandbox["writable_roots"], json!(["/w", "/repo"]));
 
     let specs = double.specs.lock().unwrap().clone();
     assert_eq!(specs[0].sandbox, SandboxPolicy::new(SandboxMode::ReadOnly));
     assert_eq!(specs[1].sandbox.mode, SandboxMode::WorkspaceWrite);
+    assert_eq!(
+        specs[1].sandbox.writable_roots,
+        [PathBuf::from("/w"), PathBuf::from("/repo")]
+    );
 }
 
 #[tokio::test]

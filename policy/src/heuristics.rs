@@ -214,6 +214,11 @@ pub const WRAPPERS: &[(&str, &[&str], usize)] = &[
     ("nohup", &[], 0),
     ("nice", &["-n"], 0),
     ("timeout", &["-s", "-k"], 1),
+    (
+        "xargs",
+        &["-I", "-n", "-P", "-d", "-L", "-s", "-a", "-E"],
+        0,
+    ),
 ];
 
 /// Shells whose `-c SCRIPT` is judged command by command when the script is plain.
@@ -617,6 +622,7 @@ mod tests {
             "sudo -u root -- rm -f x",
             "env FOO=1 rm -f x",
             "timeout 5 rm -f x",
+            "xargs -n 1 rm -f",
             "git reset --hard",
             "git -C repo reset --hard HEAD~1",
             "git push --force origin main",

@@ -73,10 +73,10 @@ pub(crate) struct IndexMatch {
 }
 
 /// The rules of a policy, indexed for evaluation: a map from first token to a trie over
-/// the remaining pattern tokens. Alternatives stay one edge (no cartesian expansion), so
-/// the index is as large as the rules. Looking a command up costs one hash lookup per
-/// command token plus a scan of the alternative edges met on the way, whatever the total
-/// number of rules.
+/// the remaining pattern tokens. An alternatives element stays one edge (no cartesian
+/// expansion, so the index is as large as the rules) and each of its strings points at
+/// that edge. Looking a command up costs a few hash lookups per command token, whatever
+/// the number of rules.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RuleSet {
     pub rules: Vec<PrefixRule>,
@@ -92,6 +92,9 @@ struct Node {
     ends: Vec<usize>,
     singles: HashMap<String, Node>,
     alternatives: Vec<(Vec<String>, Node)>,
+    /// Each string of each alternatives edge -> the edges (indices into `alternatives`)
+    /// that accept it.
+    alternative_index: HashMap<String, Vec<usize>>,
 }
 
 impl RuleSet {
@@ -116,8 +119,15 @@ impl RuleSet {
                 PatternToken::Alts(alts) => {
                     let position = node.alternatives.iter().position(|(a, _)| a == alts);
                     let position = position.unwrap_or_else(|| {
+                        let position = node.alternatives.len();
                         node.alternatives.push((alts.clone(), Node::default()));
-                        node.alternatives.len() - 1
+                        for alt in alts {
+                            let edges = node.alternative_index.entry(alt.clone()).or_default();
+                            if !edges.contains(&position) {
+                                edges.push(position);
+                            }
+                        }
+                        position
                     });
                     &mut node.alternatives[position].1
                 }
@@ -173,10 +183,13 @@ impl RuleSet {
             if let Some(child) = node.singles.get(token.as_str()) {
                 stack.push((child, depth + 1));
             }
-            for (alts, child) in &node.alternatives {
-                if alts.iter().any(|alt| alt == token) {
-                    stack.push((child, depth + 1));
-                }
+            for &edge in node
+                .alternative_index
+                .get(token.as_str())
+                .into_iter()
+                .flatten()
+            {
+                stack.push((&node.alternatives[edge].1, depth + 1));
             }
         }
         found.sort_unstable();
@@ -303,6 +316,7 @@ mod tests {
             rule("a", &[alts(&["y", "x"]), s("x")], Decision::Prompt),
             rule("a", &[s("x"), alts(&["x", "z"])], Decision::Forbidden),
             rule("a", &[], Decision::Allow),
+            rule("a", &[alts(&["z", "z"])], Decision::Allow),
         ];
         let set = RuleSet::new(rules.clone(), HashMap::new());
         let words = ["x", "y", "z"];

@@ -88,7 +88,8 @@ pub fn confine(cmd: &mut Command, mut c: Confinement) {
 
 /// For processes the supervisor starts outside the sandbox (escalated copies): they die
 /// with the supervisor too, so nothing of a session outlives it.
-pub fn die_with_supervisor(cmd: &mut Command) {
+/// `hooks` run after that, bound by the same rules as [`Confinement::hooks`].
+pub fn die_with_supervisor(cmd: &mut Command, mut hooks: Vec<ChildHook>) {
     // SAFETY: getpid is async-signal-safe; called here, before fork, in the supervisor.
     let supervisor_pid = unsafe { libc::getpid() };
     let max_fd = open_file_limit();
@@ -100,10 +101,13 @@ pub fn die_with_supervisor(cmd: &mut Command) {
         if unsafe { libc::getppid() } != supervisor_pid {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
+        for hook in &mut hooks {
+            hook()?;
+        }
         Ok(())
     };
-    // SAFETY: the closure only calls prctl and getppid, both async-signal-safe, and
-    // allocates nothing.
+    // SAFETY: the closure only calls close_range/fcntl, prctl, getppid and hooks bound
+    // by the async-signal-safe contract; it allocates nothing.
     unsafe { cmd.pre_exec(closure) };
 }
 

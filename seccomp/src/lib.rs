@@ -10,7 +10,9 @@ pub mod child;
 pub mod filter;
 pub mod listener;
 pub mod memory;
+pub mod mount_ns;
 pub mod pidfd;
+pub mod watchdog;
 
 use std::io;
 

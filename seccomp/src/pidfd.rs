@@ -20,6 +20,20 @@ impl PidFd {
         Ok(PidFd { fd })
     }
 
+    /// The pid this pidfd refers to (from `/proc/self/fdinfo`); `None` once it has been
+    /// reaped.
+    pub fn pid(&self) -> Option<i32> {
+        let info =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.fd.as_raw_fd())).ok()?;
+        let pid: i32 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("Pid:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        (pid > 0).then_some(pid)
+    }
+
     /// `pidfd_getfd`: a copy (CLOEXEC) of the process's descriptor `target`.
     pub fn get_fd(&self, target: RawFd) -> io::Result<OwnedFd> {
         // SAFETY: pidfd_getfd takes three integers and returns a new fd or -1.
@@ -114,6 +128,45 @@ pub fn kill_process_group(pgid: u32, sig: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// Blocks until one of `pidfds` is readable (its process has exited) and returns its index.
+/// Reaps nothing: usable for processes that are not our children.
+pub fn first_exited(pidfds: &[&PidFd]) -> io::Result<usize> {
+    let mut fds: Vec<libc::pollfd> = pidfds
+        .iter()
+        .map(|p| libc::pollfd {
+            fd: p.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let count = libc::nfds_t::try_from(fds.len()).map_err(io::Error::other)?;
+    loop {
+        // SAFETY: `fds` is a valid array of `count` pollfd for the duration of the call.
+        let ret = unsafe { libc::poll(fds.as_mut_ptr(), count, -1) };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if let Some(i) = fds.iter().position(|f| f.revents != 0) {
+            return Ok(i);
+        }
+    }
+}
+
+/// `kill(pid, sig)` for a process the caller knows is not yet reaped (its own child).
+pub fn kill_unreaped_child(pid: u32, sig: i32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if pid <= 1 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: kill(2) takes integers; an unreaped child's pid cannot have been reused.
+    crate::cvt_int(unsafe { libc::kill(pid, sig) })?;
+    Ok(())
+}
+
 /// Waits up to `timeout_ms` for `fd` to be writable.
 pub fn wait_writable(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
     let mut pfd = libc::pollfd {
@@ -171,5 +224,29 @@ mod tests {
         assert_eq!(&buf, b"ping");
         pidfd.send_signal(libc::SIGKILL).unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn first_exited_names_the_process_that_ended_without_reaping_it() {
+        let spawn = || {
+            std::process::Command::new("sleep")
+                .arg("5")
+                .spawn()
+                .unwrap()
+        };
+        let (mut running, mut ending) = (spawn(), spawn());
+        let (a, b) = (
+            PidFd::open(running.id()).unwrap(),
+            PidFd::open(ending.id()).unwrap(),
+        );
+        b.send_signal(libc::SIGKILL).unwrap();
+        assert_eq!(first_exited(&[&a, &b]).unwrap(), 1);
+        // Not reaped by first_exited: the parent still collects the status.
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&ending.wait().unwrap()),
+            Some(libc::SIGKILL)
+        );
+        a.send_signal(libc::SIGKILL).unwrap();
+        running.wait().unwrap();
     }
 }

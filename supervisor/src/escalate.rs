@@ -35,6 +35,10 @@ pub struct Job {
     /// The filter waits killably (5.19+): answer the exec, then catch the caller's stop.
     /// Otherwise: interrupt first, which withdraws the notification.
     pub wait_killable: bool,
+    /// The session's marker variable, so teardown recognises the copy and its children.
+    pub marker: (String, String),
+    /// Joins the session's cgroup before exec, so a timeout kills the copy's tree too.
+    pub cgroup: Option<crate::cgroup::CgroupJoiner>,
 }
 
 /// How an escalation ended.
@@ -54,12 +58,12 @@ pub enum Outcome {
 
 /// Hooks the session needs: register the copy's process so teardown can kill it.
 pub trait Registry: Send + Sync {
-    fn started(&self, pidfd: Arc<PidFd>);
+    fn started(&self, pid: u32, pidfd: Arc<PidFd>);
     fn finished(&self, pid: u32);
 }
 
 /// Runs one escalation to its end. Blocking: call on a thread of its own.
-pub fn run(job: Job, listener: &Listener, registry: &dyn Registry) -> Outcome {
+pub fn run(mut job: Job, listener: &Listener, registry: &dyn Registry) -> Outcome {
     let caller = match crate::gate::pidfd_of(job.tid) {
         Ok(p) => p,
         Err(_) => return Outcome::CallerGone,
@@ -77,7 +81,9 @@ pub fn run(job: Job, listener: &Listener, registry: &dyn Registry) -> Outcome {
 
     let stdio = [0, 1, 2].map(|fd| caller.get_fd(fd).ok());
     let started = Instant::now();
-    let spawned = spawn_copy(&job, stdio);
+    let cgroup = job.cgroup.take();
+    let spawned = crate::teardown::ChildRegistry::global()
+        .spawn(|| spawn_copy(&job, stdio, cgroup), |c| Some(c.id()));
     let mut child = match spawned {
         Ok(child) => child,
         Err(err) => {
@@ -96,10 +102,20 @@ pub fn run(job: Job, listener: &Listener, registry: &dyn Registry) -> Outcome {
     let pid = child.id();
     let copy = PidFd::open(pid).map(Arc::new);
     if let Ok(copy) = &copy {
-        registry.started(copy.clone());
+        registry.started(pid, copy.clone());
+    }
+    // The copy stands in for the caller's exec: if the caller is killed while it runs
+    // (`timeout`, a signal to its process group), the copy must not run on, outside the
+    // sandbox, after its caller is gone. Which signal killed the caller is not ours to
+    // read, so the copy gets SIGKILL.
+    if let Ok(copy) = &copy
+        && seccomp::pidfd::first_exited(&[copy.as_ref(), &caller]).ok() == Some(1)
+    {
+        let _ = copy.send_signal(libc::SIGKILL);
     }
     // Our own child, never traced: a plain waitpid on its pid is safe.
     let waited = child.wait();
+    crate::teardown::ChildRegistry::global().release(pid);
     registry.finished(pid);
     let duration = started.elapsed();
     let status = match waited {
@@ -126,7 +142,11 @@ pub fn run(job: Job, listener: &Listener, registry: &dyn Registry) -> Outcome {
     }
 }
 
-fn spawn_copy(job: &Job, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process::Child> {
+fn spawn_copy(
+    job: &Job,
+    stdio: [Option<OwnedFd>; 3],
+    cgroup: Option<crate::cgroup::CgroupJoiner>,
+) -> io::Result<std::process::Child> {
     let mut cmd = Command::new(&job.path);
     if let Some(arg0) = job.argv.first() {
         cmd.arg0(arg0);
@@ -142,12 +162,21 @@ fn spawn_copy(job: &Job, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process
             );
         }
     }
+    cmd.env(&job.marker.0, &job.marker.1);
     cmd.current_dir(&job.cwd);
     let [stdin, stdout, stderr] = stdio;
     cmd.stdin(stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
     cmd.stdout(stdout.map(Stdio::from).unwrap_or_else(Stdio::null));
     cmd.stderr(stderr.map(Stdio::from).unwrap_or_else(Stdio::null));
-    seccomp::child::die_with_supervisor(&mut cmd);
+    let mut hooks: Vec<seccomp::child::ChildHook> = Vec::new();
+    if let Some(joiner) = cgroup {
+        hooks.push(Box::new(move || {
+            joiner
+                .join_in_child()
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))
+        }));
+    }
+    seccomp::child::die_with_supervisor(&mut cmd, hooks);
     crate::spawner::spawn(cmd)
 }
 

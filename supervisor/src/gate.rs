@@ -25,13 +25,21 @@ use tokio::task::JoinHandle;
 
 use crate::approval::{Approval, ApprovalRequest, Approver};
 use crate::audit::AuditLog;
+use crate::cgroup::SessionCgroup;
 use crate::escalate;
 use crate::exec_request::{self, ExecRequest};
+use crate::rlimits::RlimitError;
 use crate::routing::{self, Action};
 use crate::sandbox::SandboxPolicy;
+use crate::sandbox::{Enforcement, LandlockError};
 use crate::session::{
     Decider, ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio,
 };
+use crate::stopwatch::{PauseGuard, Stopwatch};
+use crate::teardown::{self, ChildRegistry, SessionTree};
+
+/// How long a finished session waits for its escalation threads to record their execs.
+const ESCALATION_RECORD_WAIT: Duration = Duration::from_secs(5);
 
 /// Supervisor-wide settings.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +53,12 @@ pub struct SupervisorOptions {
 pub enum SupervisorError {
     #[error(transparent)]
     Filter(#[from] FilterError),
+    #[error(
+        "this kernel or environment cannot run the seccomp supervisor: {}\n\
+         (run `execgate doctor` for details; nothing was run unsupervised)",
+        .0.join("; ")
+    )]
+    Unsupported(Vec<String>),
     #[error("cannot open the audit log {path}: {source}")]
     Audit {
         path: PathBuf,
@@ -70,6 +84,10 @@ pub enum SessionError {
     },
     #[error("the supervisor needs a tokio runtime")]
     NoRuntime,
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] LandlockError),
+    #[error("resource limits: {0}")]
+    Limits(#[from] RlimitError),
     #[error("waiting for the session: {0}")]
     Wait(#[source] io::Error),
 }
@@ -95,12 +113,44 @@ struct Inner {
     filter_net_off: BpfProgram,
     filter_net_on: BpfProgram,
     wait_killable: bool,
+    git_protection: crate::sandbox::landlock::Protection,
     next_session: AtomicU64,
+    /// `<own cgroup>/execgate/supervisor-<pid>`: every session's cgroup is beneath it.
+    cgroup_parent: Option<PathBuf>,
+    /// The write end of the watchdog's pipe; closing it (our death) kills `cgroup_parent`.
+    _watchdog: Option<OwnedFd>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Sessions removed their own directories; the parent goes when empty.
+        if let Some(dir) = &self.cgroup_parent {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 impl Supervisor {
-    /// Builds the filters once and opens the audit log.
+    /// Checks the kernel, builds the filters once and opens the audit log. A kernel without
+    /// what the seccomp backend needs is an error naming what is missing, never a run
+    /// without supervision.
     pub fn new(policy: Arc<Policy>, options: SupervisorOptions) -> Result<Self, SupervisorError> {
+        let features = features::detect();
+        let choice = features.backend();
+        if choice.chosen != features::Backend::Unotify {
+            let reasons = choice
+                .candidates
+                .iter()
+                .find(|c| c.backend == features::Backend::Unotify)
+                .map(|c| c.rejected_because.clone())
+                .unwrap_or_default();
+            return Err(SupervisorError::Unsupported(reasons));
+        }
+        // Orphans of every session are re-parented to us, not to init, so teardown finds
+        // and reaps them.
+        if let Err(err) = teardown::become_subreaper() {
+            tracing::warn!("cannot become a child subreaper: {err}");
+        }
         let audit = match &options.audit {
             Some(path) => Some(
                 AuditLog::open(path).map_err(|source| SupervisorError::Audit {
@@ -110,13 +160,21 @@ impl Supervisor {
             ),
             None => None,
         };
+        let (cgroup_parent, watchdog) = arm_watchdog();
         Ok(Supervisor {
             inner: Arc::new(Inner {
+                cgroup_parent,
+                _watchdog: watchdog,
                 policy,
                 audit,
                 filter_net_off: seccomp::filter::build(FilterOptions { network: false })?,
                 filter_net_on: seccomp::filter::build(FilterOptions { network: true })?,
-                wait_killable: kernel_at_least(5, 19),
+                wait_killable: features.seccomp.wait_killable_recv.available,
+                git_protection: if seccomp::mount_ns::have_cap_sys_admin() {
+                    crate::sandbox::landlock::Protection::MountNamespace
+                } else {
+                    crate::sandbox::landlock::Protection::LandlockSiblings
+                },
                 next_session: AtomicU64::new(1),
             }),
         })
@@ -147,6 +205,56 @@ impl Supervisor {
             program: program.clone(),
             source,
         };
+        // Everything the child applies is prepared here, before the fork.
+        let tmpdir = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "TMPDIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from));
+        let mut landlock = crate::sandbox::landlock::prepare(
+            &spec.sandbox,
+            &spec.workdir,
+            tmpdir.as_deref(),
+            self.inner.git_protection,
+        )?;
+        let binds =
+            seccomp::mount_ns::ReadOnlyBinds::new(landlock.read_only_binds()).map_err(spawn_err)?;
+        let enforcement = landlock.enforcement().clone();
+        let limits = spec.limits.prepare()?;
+        let session_name = format!("{}-{id}", std::process::id());
+        let cgroup = match self
+            .inner
+            .cgroup_parent
+            .as_deref()
+            .map(|parent| SessionCgroup::create_in(parent, &session_name))
+            .unwrap_or_else(|| SessionCgroup::create(&session_name))
+        {
+            Ok(cg) => Some(cg),
+            Err(err) => {
+                tracing::debug!("no session cgroup, teardown sweeps /proc instead: {err}");
+                None
+            }
+        };
+        let joiner = cgroup.as_ref().and_then(|cg| cg.joiner().ok());
+        let mut hooks: Vec<seccomp::child::ChildHook> = Vec::with_capacity(4);
+        if let Some(joiner) = joiner {
+            hooks.push(Box::new(move || {
+                joiner.join_in_child().map_err(errno_to_io)
+            }));
+        }
+        hooks.push(Box::new(move || {
+            limits.apply_in_child().map_err(errno_to_io)
+        }));
+        hooks.push(Box::new(|| {
+            teardown::child_become_subreaper().map_err(errno_to_io)
+        }));
+        // Mount changes first: Landlock forbids them once the child is restricted.
+        hooks.push(Box::new(move || binds.apply_in_child()));
+        hooks.push(Box::new(move || {
+            landlock.restrict_self_in_child().map_err(errno_to_io)
+        }));
+        let (marker_key, marker_value) = teardown::marker_env(&session_name);
         let (channel_parent, channel_child) = UnixStream::pair().map_err(spawn_err)?;
         let (stop_tx, stop_rx) = UnixStream::pair().map_err(spawn_err)?;
 
@@ -154,9 +262,11 @@ impl Supervisor {
         cmd.arg0(argv0)
             .args(&spec.argv[1..])
             .current_dir(&spec.workdir)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)));
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env(&marker_key, &marker_value);
+        let own_group = spec.stdio != SessionStdio::InheritForeground;
         match spec.stdio {
-            SessionStdio::Inherit => {}
+            SessionStdio::Inherit | SessionStdio::InheritForeground => {}
             SessionStdio::Piped => {
                 cmd.stdin(Stdio::null())
                     .stdout(Stdio::piped())
@@ -175,8 +285,8 @@ impl Supervisor {
                 wait_killable: self.inner.wait_killable,
                 listener_channel: OwnedFd::from(channel_child),
                 supervisor_pid: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
-                new_process_group: true,
-                hooks: Vec::new(),
+                new_process_group: own_group,
+                hooks,
             },
         );
 
@@ -193,7 +303,12 @@ impl Supervisor {
             approved: Mutex::new(HashSet::new()),
             escalated: Mutex::new(Vec::new()),
             prompts: Mutex::new(Vec::new()),
-            prompt_time: Mutex::new(PromptClock::default()),
+            stopwatch: Stopwatch::start(spec.timeout),
+            tree: OnceLock::new(),
+            cgroup,
+            marker: (marker_key, marker_value),
+            escalations: Mutex::new(Vec::new()),
+            own_group,
         });
         let serving = shared.clone();
         let notify_thread = std::thread::Builder::new()
@@ -202,7 +317,9 @@ impl Supervisor {
             .map_err(spawn_err)?;
 
         let started = Instant::now();
-        let mut child = match crate::spawner::spawn(cmd) {
+        let spawned =
+            ChildRegistry::global().spawn(|| crate::spawner::spawn(cmd), |c| Some(c.id()));
+        let mut child = match spawned {
             Ok(child) => child,
             Err(err) => {
                 drop(stop_tx);
@@ -212,15 +329,21 @@ impl Supervisor {
         };
         let pid = child.id();
         shared.root_pid.store(pid, Ordering::Release);
+        match SessionTree::new(&session_name, pid) {
+            Ok(tree) => {
+                let _ = shared.tree.set(tree);
+            }
+            Err(err) => tracing::warn!("tracking the session's tree: {err}"),
+        }
         let root = PidFd::open(pid).map_err(spawn_err)?;
         Ok(Session {
+            enforcement,
             stdout: child.stdout.take().map(OwnedFd::from),
             stderr: child.stderr.take().map(OwnedFd::from),
             shared,
             root: Some(root),
             root_pid: pid,
             started,
-            timeout: spec.timeout,
             stop: Some(stop_tx),
             notify_thread: Some(notify_thread),
         })
@@ -234,10 +357,10 @@ pub struct Session {
     /// The session's stderr, with [`SessionStdio::Piped`].
     pub stderr: Option<OwnedFd>,
     shared: Arc<Shared>,
+    enforcement: Enforcement,
     root: Option<PidFd>,
     root_pid: u32,
     started: Instant,
-    timeout: Option<Duration>,
     stop: Option<UnixStream>,
     notify_thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -257,6 +380,11 @@ impl Session {
         self.shared.id
     }
 
+    /// What the sandbox enforces for this session.
+    pub fn enforcement(&self) -> &Enforcement {
+        &self.enforcement
+    }
+
     /// Pid of the session's first program.
     pub fn pid(&self) -> u32 {
         self.root_pid
@@ -266,7 +394,7 @@ impl Session {
     /// runs.
     pub fn signaller(&self) -> Signaller {
         Signaller {
-            pgid: self.root_pid,
+            shared: self.shared.clone(),
         }
     }
 
@@ -291,41 +419,66 @@ impl Session {
                         Err(e) => return Err(SessionError::Wait(io::Error::other(e))),
                     };
                 }
-                () = self.shared.expired(self.started, self.timeout), if !timed_out => {
+                () = self.shared.stopwatch.expired(), if !timed_out => {
                     timed_out = true;
                     self.kill();
                 }
             }
         };
-        self.teardown();
-        if let Some(thread) = self.notify_thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        ChildRegistry::global().release(self.root_pid);
+        let sweep = self.teardown();
+        let _ = tokio::task::spawn_blocking(sweep).await;
+        // The caller of the last escalation may have ended the session before the thread
+        // recorded it. Bounded: a copy started during teardown is not waited for forever.
+        let escalations = std::mem::take(&mut *lock(&self.shared.escalations));
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in escalations {
+                let _ = thread.join();
+            }
+        });
+        let _ = tokio::time::timeout(ESCALATION_RECORD_WAIT, joined).await;
         let notable = std::mem::take(&mut *lock(&self.shared.notable));
         Ok(SessionOutcome {
             status,
             timed_out,
             duration: self.started.elapsed(),
             notable_execs: notable,
+            sandbox: self.enforcement.clone(),
         })
     }
 
-    /// Kills the whole tree now: the session's process group and every escalated copy.
+    /// Kills the whole tree now: the session's cgroup (or process group) and every
+    /// escalated copy. [`Session::wait`] then sweeps up what escaped both.
     pub fn kill(&self) {
-        let _ = seccomp::pidfd::kill_process_group(self.root_pid, libc::SIGKILL);
-        for copy in lock(&self.shared.escalated).iter() {
-            let _ = copy.send_signal(libc::SIGKILL);
-        }
+        self.shared.kill_fast();
     }
 
-    fn teardown(&mut self) {
-        self.kill();
+    /// Stops serving and returns the blocking sweep that kills and reaps everything left.
+    fn teardown(&mut self) -> impl FnOnce() + Send + 'static {
+        self.shared.kill_fast();
         for task in lock(&self.shared.prompts).drain(..) {
             task.abort();
         }
         // Closing the stop channel ends the notification thread; with the listener closed
         // any survivor's exec fails (ENOSYS): fail closed.
         self.stop.take();
+        let thread = self.notify_thread.take();
+        let shared = self.shared.clone();
+        move || {
+            if let Some(tree) = shared.tree.get() {
+                match tree.kill_all_in(shared.cgroup.as_ref()) {
+                    Ok(report) => tracing::debug!(?report, "session torn down"),
+                    Err(err) => tracing::warn!("tearing down the session: {err}"),
+                }
+            }
+            if let Some(cgroup) = &shared.cgroup {
+                let _ = cgroup.kill();
+            }
+            let _ = ChildRegistry::global().reap_orphans();
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
     }
 }
 
@@ -354,20 +507,35 @@ impl Signal {
 }
 
 /// Sends signals to a session's process group.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Signaller {
-    pgid: u32,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Signaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signaller")
+            .field("session", &self.shared.id)
+            .finish()
+    }
 }
 
 impl Signaller {
     pub fn send(&self, signal: Signal) {
-        let _ = seccomp::pidfd::kill_process_group(self.pgid, signal.number());
+        self.shared.signal(signal.number());
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.teardown();
+        if self.stop.is_some() {
+            // Never waited for (the caller went away): sweep on a thread of its own, since
+            // drop may run on the async runtime.
+            let sweep = self.teardown();
+            let _ = std::thread::Builder::new()
+                .name("execgate-teardown".into())
+                .spawn(sweep);
+        }
     }
 }
 
@@ -380,21 +548,6 @@ fn convert(st: WaitStatus) -> ExitStatus {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Time spent waiting for people, so the timeout counts only the rest. Overlapping prompts
-/// count once.
-#[derive(Debug, Default)]
-struct PromptClock {
-    open: u32,
-    since: Option<Instant>,
-    total: Duration,
-}
-
-impl PromptClock {
-    fn paused(&self) -> Duration {
-        self.total + self.since.map(|s| s.elapsed()).unwrap_or_default()
-    }
 }
 
 /// State shared by a session's notification thread, prompt tasks and escalation threads.
@@ -411,52 +564,47 @@ struct Shared {
     approved: Mutex<HashSet<Vec<String>>>,
     escalated: Mutex<Vec<Arc<PidFd>>>,
     prompts: Mutex<Vec<JoinHandle<()>>>,
-    prompt_time: Mutex<PromptClock>,
+    /// The session's timeout clock, paused while a person is being asked.
+    stopwatch: Stopwatch,
+    /// Membership of the tree for the teardown sweep (set once the root runs).
+    tree: OnceLock<SessionTree>,
+    /// The session's cgroup, where cgroup v2 is usable.
+    cgroup: Option<SessionCgroup>,
+    /// `EXECGATE_SESSION=...`, given to escalated copies too.
+    marker: (String, String),
+    /// Escalation threads: each writes its exec's record after releasing the caller, so
+    /// the session waits for them before it reports (or the process exits).
+    escalations: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The session has a process group of its own (pgid == the root's pid).
+    own_group: bool,
 }
 
 impl Shared {
-    /// Completes when the session's running time (wall time minus time spent waiting for
-    /// people) reaches `timeout`; never without one.
-    async fn expired(&self, started: Instant, timeout: Option<Duration>) {
-        let Some(timeout) = timeout else {
-            return std::future::pending().await;
-        };
-        loop {
-            let (open, paused) = {
-                let clock = lock(&self.prompt_time);
-                (clock.open, clock.paused())
-            };
-            let running = started.elapsed().saturating_sub(paused);
-            if open == 0 && running >= timeout {
-                return;
+    /// The fast part of a kill: cgroup.kill (or the process group) and escalated copies.
+    fn kill_fast(&self) {
+        match &self.cgroup {
+            Some(cgroup) => {
+                let _ = cgroup.kill();
             }
-            // Re-check often enough to resume promptly after a prompt closes.
-            let left = timeout.saturating_sub(running);
-            let nap = if open > 0 {
-                Duration::from_millis(50)
-            } else {
-                left.min(Duration::from_millis(250))
-            };
-            tokio::time::sleep(nap.max(Duration::from_millis(1))).await;
+            None => self.signal(libc::SIGKILL),
+        }
+        for copy in lock(&self.escalated).iter() {
+            let _ = copy.send_signal(libc::SIGKILL);
         }
     }
 
-    fn pause_clock(&self) {
-        let mut clock = lock(&self.prompt_time);
-        if clock.open == 0 {
-            clock.since = Some(Instant::now());
+    /// Signals the session's process group, or only its root when it shares the
+    /// supervisor's group (the rest is the teardown sweep's).
+    fn signal(&self, sig: i32) {
+        let root = self.root_pid.load(Ordering::Acquire);
+        if root == 0 {
+            return;
         }
-        clock.open += 1;
-    }
-
-    fn resume_clock(&self) {
-        let mut clock = lock(&self.prompt_time);
-        clock.open = clock.open.saturating_sub(1);
-        if clock.open == 0
-            && let Some(since) = clock.since.take()
-        {
-            clock.total += since.elapsed();
-        }
+        let _ = if self.own_group {
+            seccomp::pidfd::kill_process_group(root, sig)
+        } else {
+            seccomp::pidfd::kill_unreaped_child(root, sig)
+        };
     }
 
     fn handle(self: &Arc<Self>, listener: &Arc<Listener>, n: Notification) {
@@ -472,17 +620,24 @@ impl Shared {
         if !listener.id_valid(n.id) {
             return;
         }
+        if self.cgroup.is_none()
+            && let Some(tree) = self.tree.get()
+        {
+            // Without a cgroup, teardown finds members by what it saw exec.
+            tree.record_exec(n.pid);
+        }
         if !self.first_exec_seen.swap(true, Ordering::AcqRel) {
             // The session's own program, started by us: it runs in the sandbox undecided;
             // everything it execs is decided.
-            let _ = listener.respond_continue(n.id);
-            self.record(
+            let record = self.record_paused(
                 &req,
                 None,
                 Decider::Supervisor,
                 RanIn::Sandbox,
                 "the session's own program".into(),
             );
+            let _ = listener.respond_continue(n.id);
+            self.store_some(record);
             return;
         }
         if !req.by_fd {
@@ -530,10 +685,10 @@ impl Shared {
             cwd: exec_request::cwd_of(req.tid),
             evaluation: eval.clone(),
         };
-        self.pause_clock();
+        let paused: PauseGuard = self.stopwatch.pause();
         let task = self.runtime.spawn(async move {
             let answer = this.approver.ask(request).await;
-            this.resume_clock();
+            drop(paused);
             if answer == Approval::AllowForSession {
                 lock(&this.approved).insert(key);
             }
@@ -559,17 +714,19 @@ impl Shared {
     ) {
         match action {
             Action::Continue => {
-                let _ = listener.respond_continue(n.id);
                 let reason = match decider {
                     Decider::Human => "approved by a person; runs in the sandbox".into(),
                     _ => eval.reason(),
                 };
-                self.record(&req, Some(&eval), decider, RanIn::Sandbox, reason);
+                let record = self.record_paused(&req, Some(&eval), decider, RanIn::Sandbox, reason);
+                let _ = listener.respond_continue(n.id);
+                self.store_some(record);
             }
             Action::Deny { reason } => {
                 tell_caller(req.tid, &req.argv_lossy(), &reason);
+                let record = self.record_paused(&req, Some(&eval), decider, RanIn::Denied, reason);
                 let _ = listener.respond_errno(n.id, libc::EACCES);
-                self.record(&req, Some(&eval), decider, RanIn::Denied, reason);
+                self.store_some(record);
             }
             Action::Escalate => self.escalate(listener, n, req, eval, decider),
             // `route` never yields Ask after approval.
@@ -594,14 +751,17 @@ impl Shared {
                 return;
             }
         };
+        let cwd = exec_request::cwd_of(req.tid);
         let job = escalate::Job {
             notification_id: n.id,
             tid: req.tid,
             path: req.path.clone(),
             argv: req.argv.clone(),
             env,
-            cwd: exec_request::cwd_of(req.tid),
+            cwd: cwd.clone(),
             wait_killable: self.inner.wait_killable,
+            marker: self.marker.clone(),
+            cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
         };
         let this = self.clone();
         let thread_listener = listener.clone();
@@ -627,14 +787,23 @@ impl Shared {
                 let mut record =
                     this.make_record(&req, Some(&eval), decider, RanIn::Escalated, reason);
                 record.time_ms = time_ms;
+                // Read while the caller was paused: by now it has exited.
                 record.ppid = record.ppid.or(ppid);
+                record.cwd = cwd;
                 record.status = status;
                 record.duration_ms =
                     duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
                 this.store(record);
             });
-        if spawned.is_err() {
-            let _ = listener.respond_errno(n.id, libc::EAGAIN);
+        match spawned {
+            Ok(thread) => {
+                let mut threads = lock(&self.escalations);
+                threads.retain(|t| !t.is_finished());
+                threads.push(thread);
+            }
+            Err(_) => {
+                let _ = listener.respond_errno(n.id, libc::EAGAIN);
+            }
         }
     }
 
@@ -664,20 +833,27 @@ impl Shared {
         }
     }
 
-    fn record(
+    /// The record of an exec, built while its caller is still paused: once answered, the
+    /// caller may exit at once and its cwd and parent can no longer be read. `None` for a
+    /// sandboxed exec nobody reads about (the hot path).
+    fn record_paused(
         &self,
         req: &ExecRequest,
         eval: Option<&Evaluation>,
         decider: Decider,
         ran_in: RanIn,
         reason: String,
-    ) {
-        // Sandboxed execs are the hot path: build a record only if someone reads it.
+    ) -> Option<ExecRecord> {
         if ran_in == RanIn::Sandbox && self.inner.audit.is_none() {
-            return;
+            return None;
         }
-        let record = self.make_record(req, eval, decider, ran_in, reason);
-        self.store(record);
+        Some(self.make_record(req, eval, decider, ran_in, reason))
+    }
+
+    fn store_some(&self, record: Option<ExecRecord>) {
+        if let Some(record) = record {
+            self.store(record);
+        }
     }
 
     fn store(&self, record: ExecRecord) {
@@ -691,11 +867,77 @@ impl Shared {
 }
 
 impl escalate::Registry for Shared {
-    fn started(&self, pidfd: Arc<PidFd>) {
+    fn started(&self, pid: u32, pidfd: Arc<PidFd>) {
+        if let Some(tree) = self.tree.get() {
+            tree.waited_elsewhere(pid);
+        }
         lock(&self.escalated).push(pidfd);
     }
 
-    fn finished(&self, _pid: u32) {}
+    fn finished(&self, pid: u32) {
+        let pid = i32::try_from(pid).unwrap_or(-1);
+        lock(&self.escalated).retain(|copy| copy.pid() != Some(pid));
+    }
+}
+
+/// Creates this supervisor's cgroup and forks the watchdog that kills it if we die, so no
+/// process of any session outlives the supervisor. Without cgroup v2 (or `cgroup.kill`,
+/// 5.14) there is no watchdog: PDEATHSIG and the closed listener are what remains.
+fn arm_watchdog() -> (Option<PathBuf>, Option<OwnedFd>) {
+    let Ok(own) = crate::cgroup::own_cgroup_dir() else {
+        return (None, None);
+    };
+    let base = own.join("execgate");
+    remove_stale_supervisor_cgroups(&base);
+    let dir = base.join(format!("supervisor-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return (None, None);
+    }
+    let watchdog = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))
+        .map(OwnedFd::from)
+        .and_then(|kill| seccomp::watchdog::spawn(&kill));
+    match watchdog {
+        Ok(pipe) => (Some(dir), Some(pipe)),
+        Err(err) => {
+            tracing::debug!("no fail-closed watchdog: {err}");
+            (Some(dir), None)
+        }
+    }
+}
+
+/// Directories of supervisors that died: empty their (empty) session cgroups and remove
+/// them. A cgroup that still holds processes cannot be removed and is left alone.
+fn remove_stale_supervisor_cgroups(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("supervisor-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(sessions) = std::fs::read_dir(entry.path()) {
+            for session in sessions.flatten() {
+                if session.path().is_dir() {
+                    let _ = std::fs::remove_dir(session.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(entry.path());
+    }
+}
+
+fn errno_to_io(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
 }
 
 fn approval_key(program: &str, argv: &[String]) -> Vec<String> {
@@ -828,17 +1070,6 @@ fn find_program(
     std::env::split_paths(path_var)
         .map(|dir| workdir.join(dir).join(argv0))
         .find(|p| executable(p))
-}
-
-/// Whether the running kernel is at least `major.minor` (for features without a probe).
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
-        return false;
-    };
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
-    let maj: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let min: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (maj, min) >= (major, minor)
 }
 
 #[cfg(test)]

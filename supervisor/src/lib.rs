@@ -6,20 +6,28 @@
 
 pub mod approval;
 pub mod audit;
+pub mod cgroup;
 mod escalate;
 mod exec_request;
 mod gate;
 mod ptrace;
+pub mod rlimits;
 pub mod routing;
 pub mod sandbox;
 pub mod session;
 mod spawner;
+pub mod stopwatch;
+pub mod teardown;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
+pub use cgroup::{CgroupError, CgroupJoiner, SessionCgroup};
 pub use gate::{
     Session, SessionError, Signal, Signaller, Supervisor, SupervisorError, SupervisorOptions, shown,
 };
-pub use sandbox::{SandboxMode, SandboxPolicy};
+pub use rlimits::{PreparedLimits, ResourceLimits};
+pub use sandbox::{Enforcement, EnforcementLevel, PreparedLandlock, SandboxMode, SandboxPolicy};
 pub use session::{
     Decider, ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio,
 };
+pub use stopwatch::{PauseGuard, Stopwatch};
+pub use teardown::{SessionTree, TeardownReport};

@@ -8,13 +8,19 @@ use policy::{DecidedBy, Decision, RuleMatch};
 use serde::Serialize;
 
 use crate::approval::Approver;
-use crate::sandbox::SandboxPolicy;
+use crate::rlimits::ResourceLimits;
+use crate::sandbox::{Enforcement, SandboxPolicy};
 
 /// Where the session's stdin/stdout/stderr go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionStdio {
-    /// The supervisor's own stdio (the CLI).
+    /// The supervisor's own stdio, the session in a process group of its own (the CLI
+    /// without a terminal).
     Inherit,
+    /// The supervisor's own stdio, the session staying in the terminal's foreground
+    /// process group so it can read the terminal (the CLI on a terminal). Ctrl-C reaches
+    /// the session's programs directly.
+    InheritForeground,
     /// Fresh pipes: stdin at EOF, stdout and stderr handed to the caller (MCP).
     Piped,
 }
@@ -29,6 +35,8 @@ pub struct SessionSpec {
     /// Extra environment on top of the supervisor's own.
     pub env: Vec<(String, String)>,
     pub sandbox: SandboxPolicy,
+    /// Per-process resource limits inside the session.
+    pub limits: ResourceLimits,
     /// Wall-clock limit, not counting time spent waiting for a human.
     pub timeout: Option<Duration>,
     pub stdio: SessionStdio,
@@ -43,6 +51,7 @@ impl std::fmt::Debug for SessionSpec {
             .field("workdir", &self.workdir)
             .field("env", &self.env)
             .field("sandbox", &self.sandbox)
+            .field("limits", &self.limits)
             .field("timeout", &self.timeout)
             .field("stdio", &self.stdio)
             .finish_non_exhaustive()
@@ -139,4 +148,6 @@ pub struct SessionOutcome {
     pub duration: Duration,
     /// Execs that were denied or escalated (allowed sandboxed execs only go to the audit log).
     pub notable_execs: Vec<ExecRecord>,
+    /// What the sandbox enforced.
+    pub sandbox: Enforcement,
 }

@@ -1,0 +1,291 @@
+//! Which supervisor backend the detected features allow, and why not the others.
+//!
+//! - `unotify` (preferred): a stock bash under a seccomp user-notification listener.
+//!   Needs user notification (stop each exec), `FLAG_CONTINUE` (let an allowed exec
+//!   proceed), `pidfd_getfd` (hand the child's stdin/stdout/stderr to an escalated
+//!   command) and ptrace of our descendants (end the paused child with the escalated
+//!   status).
+//! - `wrapper`: a patched bash/zsh calls an exec wrapper for every exec. Needs no kernel
+//!   feature, but only sees the patched shell's own execs, so it is the fallback.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Features;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Unotify,
+    Wrapper,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Unotify => "unotify",
+            Backend::Wrapper => "wrapper",
+        })
+    }
+}
+
+/// One backend that was considered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub backend: Backend,
+    /// Whether this backend can run here.
+    pub usable: bool,
+    /// Why it was not chosen (empty for the chosen one).
+    pub rejected_because: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendChoice {
+    pub chosen: Backend,
+    /// Every backend, in order of preference.
+    pub candidates: Vec<Candidate>,
+    /// Consequences of the features for the chosen backend (not reasons to reject it).
+    pub notes: Vec<String>,
+}
+
+/// What unotify lacks here, as messages naming the feature and the kernel that has it.
+fn unotify_missing(f: &Features) -> Vec<String> {
+    let mut missing = Vec::new();
+    let mut need = |ok: bool, what: &str, feature: &crate::Feature| {
+        if !ok {
+            let kernel = feature.missing_on(&f.kernel).unwrap_or_default();
+            missing.push(format!("{what} is missing ({kernel}; {})", feature.detail));
+        }
+    };
+    need(
+        f.seccomp.user_notif.available,
+        "seccomp user notification",
+        &f.seccomp.user_notif,
+    );
+    need(
+        f.seccomp.continue_flag.available,
+        "SECCOMP_USER_NOTIF_FLAG_CONTINUE",
+        &f.seccomp.continue_flag,
+    );
+    need(f.pidfd.getfd.available, "pidfd_getfd", &f.pidfd.getfd);
+    if !f.ptrace.permitted {
+        missing.push(format!(
+            "ptrace of our own children is not permitted (yama ptrace_scope {}, CAP_SYS_PTRACE {}; {})",
+            f.ptrace
+                .yama_ptrace_scope
+                .map_or("absent".to_owned(), |s| s.to_string()),
+            if f.ptrace.cap_sys_ptrace { "yes" } else { "no" },
+            f.ptrace.detail
+        ));
+    }
+    missing
+}
+
+pub(crate) fn choose(f: &Features) -> BackendChoice {
+    let missing = unotify_missing(f);
+    let unotify_ok = missing.is_empty();
+    let mut notes = Vec::new();
+    let chosen = if unotify_ok {
+        if f.seccomp.wait_killable_recv.available {
+            notes.push("escalation hand-back: WAIT_KILLABLE_RECV variant (signals cannot withdraw a pending exec)".to_owned());
+        } else {
+            notes.push(format!(
+                "escalation hand-back: interruptible variant (WAIT_KILLABLE_RECV {})",
+                f.seccomp
+                    .wait_killable_recv
+                    .missing_on(&f.kernel)
+                    .unwrap_or_default()
+            ));
+        }
+        Backend::Unotify
+    } else {
+        Backend::Wrapper
+    };
+    if !f.landlock.available() {
+        notes.push(format!(
+            "no Landlock: the sandbox cannot restrict the filesystem ({})",
+            f.landlock.detail
+        ));
+    }
+    if !f.cgroup.kill.available || !f.cgroup.writable {
+        notes.push("timeouts kill the process group plus a subreaper sweep (no writable cgroup with cgroup.kill)".to_owned());
+    }
+    let wrapper_reasons = if unotify_ok {
+        vec!["unotify is available; the wrapper needs a patched shell and sees only that shell's own execs".to_owned()]
+    } else {
+        Vec::new()
+    };
+    BackendChoice {
+        chosen,
+        candidates: vec![
+            Candidate {
+                backend: Backend::Unotify,
+                usable: unotify_ok,
+                rejected_because: missing,
+            },
+            Candidate {
+                backend: Backend::Wrapper,
+                usable: true,
+                rejected_because: wrapper_reasons,
+            },
+        ],
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::*;
+
+    fn feature(available: bool, since: (u32, u32)) -> Feature {
+        Feature::probed(available, KernelVersion::new(since.0, since.1, 0), "test")
+    }
+
+    /// A hand-made 6.1-like machine with everything unotify needs.
+    fn full() -> Features {
+        Features {
+            kernel: Kernel::from_uname("6.1.0-50-cloud-amd64".into(), "x86_64".into()),
+            seccomp: Seccomp {
+                user_notif: feature(true, (5, 0)),
+                notif_sizes: None,
+                continue_flag: feature(true, (5, 5)),
+                addfd: feature(true, (5, 9)),
+                wait_killable_recv: feature(true, (5, 19)),
+            },
+            pidfd: Pidfd {
+                open: feature(true, (5, 3)),
+                getfd: feature(true, (5, 6)),
+                send_signal: feature(true, (5, 1)),
+            },
+            landlock: Landlock::from_result(Ok(2)),
+            ptrace: Ptrace {
+                permitted: true,
+                yama_ptrace_scope: Some(1),
+                cap_sys_ptrace: false,
+                how: How::Probe,
+                detail: "test".into(),
+            },
+            user_namespaces: UserNamespaces {
+                available: true,
+                unprivileged_userns_clone: None,
+                max_user_namespaces: Some(1000),
+                how: How::Probe,
+                detail: "test".into(),
+            },
+            cgroup: Cgroup {
+                v2_mount: Some("/sys/fs/cgroup".into()),
+                own: Some("/sys/fs/cgroup/".into()),
+                writable: true,
+                kill: feature(true, (5, 14)),
+            },
+            process: Process {
+                container: None,
+                seccomp_mode: Some(0),
+                seccomp_filters: Some(0),
+                no_new_privs: Some(false),
+                euid: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn everything_present_chooses_unotify() {
+        let choice = full().backend();
+        assert_eq!(choice.chosen, Backend::Unotify);
+        assert!(choice.candidates[0].usable && choice.candidates[0].rejected_because.is_empty());
+        assert!(choice.candidates[1].rejected_because[0].contains("patched shell"));
+        assert!(choice.notes[0].contains("WAIT_KILLABLE_RECV variant"));
+    }
+
+    #[test]
+    fn each_unotify_requirement_is_required_and_named() {
+        type Breaker = fn(&mut Features);
+        let cases: [(Breaker, &str); 4] = [
+            (
+                |f| f.seccomp.user_notif.available = false,
+                "seccomp user notification is missing (blocked here: Linux has it since 5.0",
+            ),
+            (
+                |f| f.seccomp.continue_flag.available = false,
+                "FLAG_CONTINUE is missing (blocked here: Linux has it since 5.5",
+            ),
+            (
+                |f| f.pidfd.getfd.available = false,
+                "pidfd_getfd is missing (blocked here: Linux has it since 5.6",
+            ),
+            (
+                |f| f.ptrace.permitted = false,
+                "ptrace of our own children is not permitted (yama ptrace_scope 1",
+            ),
+        ];
+        for (breaker, reason) in cases {
+            let mut f = full();
+            breaker(&mut f);
+            let choice = f.backend();
+            assert_eq!(choice.chosen, Backend::Wrapper, "{reason}");
+            let rejected = &choice.candidates[0];
+            assert!(!rejected.usable);
+            assert_eq!(
+                rejected.rejected_because.len(),
+                1,
+                "{:?}",
+                rejected.rejected_because
+            );
+            assert!(
+                rejected.rejected_because[0].contains(reason),
+                "{:?}",
+                rejected.rejected_because
+            );
+            assert!(choice.candidates[1].rejected_because.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_old_kernel_names_the_kernel_to_upgrade_to() {
+        let mut f = full();
+        f.kernel = Kernel::from_uname("5.4.0-150-generic".into(), "x86_64".into());
+        f.pidfd.getfd.available = false;
+        let choice = f.backend();
+        assert_eq!(choice.chosen, Backend::Wrapper);
+        assert!(
+            choice.candidates[0].rejected_because[0]
+                .contains("pidfd_getfd is missing (needs Linux 5.6;"),
+            "{:?}",
+            choice.candidates[0].rejected_because
+        );
+    }
+
+    #[test]
+    fn optional_features_do_not_change_the_backend_but_are_noted() {
+        let mut f = full();
+        f.kernel = Kernel::from_uname("5.15.0-100-generic".into(), "x86_64".into());
+        f.seccomp.wait_killable_recv.available = false;
+        f.seccomp.addfd.available = false;
+        f.landlock = Landlock::from_result(Err(std::io::Error::from_raw_os_error(libc::ENOSYS)));
+        f.cgroup.kill.available = false;
+        let choice = f.backend();
+        assert_eq!(choice.chosen, Backend::Unotify);
+        let notes = choice.notes.join("\n");
+        assert!(
+            notes.contains("interruptible variant (WAIT_KILLABLE_RECV needs Linux 5.19)"),
+            "{notes}"
+        );
+        assert!(notes.contains("no Landlock"), "{notes}");
+        assert!(notes.contains("subreaper"), "{notes}");
+    }
+
+    #[test]
+    fn json_round_trips_and_carries_the_backend() {
+        let f = full();
+        let json = f.doctor_json();
+        assert_eq!(json["backend"]["chosen"], "unotify");
+        assert_eq!(json["landlock"]["abi"], 2);
+        assert_eq!(json["kernel"]["version"], "6.1.0");
+        assert_eq!(json["pidfd"]["getfd"]["since"], "5.6.0");
+        assert_eq!(json["seccomp"]["user_notif"]["how"], "probe");
+        let back: Features = serde_json::from_value(json).unwrap();
+        assert_eq!(back, f);
+    }
+}

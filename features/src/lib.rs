@@ -1,0 +1,195 @@
+//! Kernel feature detection for execgate: what the running kernel and this process offer
+//! (seccomp user notification and its flags, pidfds, Landlock, ptrace permission, user
+//! namespaces, cgroup v2), how each answer was found (a probe, or the kernel version when
+//! no probe could answer), and which supervisor backend follows from it.
+//!
+//! [`detect`] never changes the calling process: anything irreversible (installing a
+//! seccomp filter, NO_NEW_PRIVS, unsharing) happens in a forked child that exits. It is
+//! meant for start-up and `execgate doctor`, not for a hot path: it forks three times.
+//!
+//! `unsafe` here is limited to raw syscalls, each in a small function with its invariant.
+
+mod backend;
+mod cgroup;
+mod child;
+pub mod kernel;
+pub mod landlock;
+mod pidfd;
+mod process;
+pub mod procfs;
+mod ptrace;
+mod render;
+mod seccomp;
+mod userns;
+
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+pub use backend::{Backend, BackendChoice, Candidate};
+pub use cgroup::Cgroup;
+pub use kernel::{Kernel, KernelVersion};
+pub use landlock::{Landlock, LandlockStatus};
+pub use pidfd::Pidfd;
+pub use process::Process;
+pub use ptrace::Ptrace;
+pub use seccomp::{NotifSizes, Seccomp};
+pub use userns::UserNamespaces;
+
+/// How a value was determined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    /// By trying it on this kernel, in this process's situation.
+    Probe,
+    /// From the kernel version, because no probe could answer (the detail says why).
+    KernelVersion,
+}
+
+/// One kernel feature: whether it is there, how that was found out, and which kernel
+/// introduced it (what to upgrade to when it is missing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feature {
+    pub available: bool,
+    pub how: How,
+    /// What was tried and what came back, e.g. `pidfd_getfd(-1, 0, 0): EBADF`.
+    pub detail: String,
+    /// The first mainline kernel with the feature.
+    pub since: KernelVersion,
+}
+
+impl Feature {
+    pub fn probed(available: bool, since: KernelVersion, detail: impl Into<String>) -> Self {
+        Self {
+            available,
+            how: How::Probe,
+            detail: detail.into(),
+            since,
+        }
+    }
+
+    /// Decides by the kernel version, keeping the reason no probe could decide.
+    pub fn by_version(kernel: &Kernel, since: KernelVersion, why: &str) -> Self {
+        let available = kernel.at_least(since);
+        let cmp = match kernel.version {
+            Some(_) if available => ">=",
+            Some(_) => "<",
+            None => "unparsable, assumed <",
+        };
+        Self {
+            available,
+            how: How::KernelVersion,
+            detail: format!("{why}; by version: {} {cmp} {since}", kernel.release),
+            since,
+        }
+    }
+
+    /// `needs Linux X.Y` when missing, for messages that name the kernel to upgrade to.
+    pub fn needs(&self) -> Option<String> {
+        (!self.available).then(|| format!("needs Linux {}.{}", self.since.major, self.since.minor))
+    }
+
+    /// Like [`Feature::needs`], but a feature missing on a kernel new enough to have it
+    /// is called what it is: blocked (a seccomp filter or an LSM hides it).
+    pub fn missing_on(&self, kernel: &Kernel) -> Option<String> {
+        if self.available {
+            return None;
+        }
+        let since = format!("{}.{}", self.since.major, self.since.minor);
+        Some(if kernel.at_least(self.since) {
+            format!("blocked here: Linux has it since {since}; a seccomp filter or LSM hides it")
+        } else {
+            format!("needs Linux {since}")
+        })
+    }
+}
+
+/// Everything [`detect`] found out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Features {
+    pub kernel: Kernel,
+    pub seccomp: Seccomp,
+    pub pidfd: Pidfd,
+    pub landlock: Landlock,
+    pub ptrace: Ptrace,
+    pub user_namespaces: UserNamespaces,
+    pub cgroup: Cgroup,
+    pub process: Process,
+}
+
+/// Probes the running kernel and this process. Never fails: what cannot be found out is
+/// reported as missing, with the reason in its `detail`.
+pub fn detect() -> Features {
+    let kernel = kernel::uname().unwrap_or_else(|e| Kernel {
+        release: format!("unknown (uname: {e})"),
+        version: None,
+        machine: String::new(),
+    });
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map(|t| procfs::parse_status(&t))
+        .unwrap_or_default();
+    Features {
+        seccomp: seccomp::detect(&kernel),
+        pidfd: pidfd::detect(),
+        landlock: landlock::detect(),
+        ptrace: ptrace::detect(status.cap_eff),
+        user_namespaces: userns::detect(),
+        cgroup: cgroup::detect(&kernel),
+        process: process::detect(&status),
+        kernel,
+    }
+}
+
+impl Features {
+    /// Which backend to use and why not the others (see [`backend`]).
+    pub fn backend(&self) -> BackendChoice {
+        backend::choose(self)
+    }
+
+    /// The JSON `execgate doctor --json` prints: the features, plus `"backend"`.
+    pub fn doctor_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let (Some(map), Ok(backend)) =
+            (value.as_object_mut(), serde_json::to_value(self.backend()))
+        {
+            map.insert("backend".into(), backend);
+        }
+        value
+    }
+
+    /// A human-readable table, one feature per line, and the backend choice.
+    pub fn render_table(&self) -> String {
+        render::table(self)
+    }
+}
+
+/// `EBADF`-style name of an io::Error's errno, or its text when it has none.
+pub(crate) fn errno_name(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => errno_name_raw(code),
+        None => err.to_string(),
+    }
+}
+
+pub(crate) fn errno_name_raw(code: i32) -> String {
+    let name = match code {
+        0 => "success",
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EBADF => "EBADF",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EINVAL => "EINVAL",
+        libc::ENOTTY => "ENOTTY",
+        libc::ENOSPC => "ENOSPC",
+        libc::ENOSYS => "ENOSYS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EUSERS => "EUSERS",
+        _ => return format!("errno {code}"),
+    };
+    name.to_owned()
+}

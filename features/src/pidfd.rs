@@ -1,0 +1,114 @@
+//! pidfds: `pidfd_send_signal` (5.1), `pidfd_open` (5.3), `pidfd_getfd` (5.6).
+//!
+//! The supervisor duplicates a paused child's stdin/stdout/stderr with `pidfd_getfd` and
+//! signals it with `pidfd_send_signal`. Each is probed with arguments the kernel rejects
+//! after it has recognised the syscall: `ENOSYS` means the kernel (or a seccomp filter
+//! above us) does not have it; any other errno means it is there.
+
+use std::io;
+
+use crate::{Feature, KernelVersion};
+
+pub const SEND_SIGNAL_SINCE: KernelVersion = KernelVersion::new(5, 1, 0);
+pub const OPEN_SINCE: KernelVersion = KernelVersion::new(5, 3, 0);
+pub const GETFD_SINCE: KernelVersion = KernelVersion::new(5, 6, 0);
+
+/// What detection found out about pidfds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pidfd {
+    pub open: Feature,
+    pub getfd: Feature,
+    pub send_signal: Feature,
+}
+
+/// `pidfd_open(getpid(), 0)`; the fd is closed again.
+fn pidfd_open_self() -> io::Result<()> {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    // SAFETY: integer arguments only.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(io::Error::other)?;
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    unsafe { libc::close(fd) };
+    Ok(())
+}
+
+/// `pidfd_getfd(-1, 0, 0)`: a valid kernel fails with `EBADF`.
+fn pidfd_getfd_bad_fd() -> io::Error {
+    // SAFETY: integer arguments only; fd -1 cannot refer to anything.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, -1, 0, 0) };
+    if r >= 0 {
+        // Not expected; do not leak whatever it is.
+        if let Ok(fd) = i32::try_from(r) {
+            // SAFETY: the kernel just returned this fd to us.
+            unsafe { libc::close(fd) };
+        }
+        return io::Error::other("pidfd_getfd(-1) unexpectedly succeeded");
+    }
+    io::Error::last_os_error()
+}
+
+/// `pidfd_send_signal(-1, 0, NULL, 0)`: a valid kernel fails with `EBADF`.
+fn pidfd_send_signal_bad_fd() -> io::Error {
+    // SAFETY: integer and null pointer arguments; signal 0 would only test, and fd -1
+    // cannot refer to a process.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            -1,
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r == 0 {
+        return io::Error::other("pidfd_send_signal(-1) unexpectedly succeeded");
+    }
+    io::Error::last_os_error()
+}
+
+/// A probe that fails with anything but ENOSYS found the syscall.
+fn from_bad_args(call: &str, err: &io::Error, since: KernelVersion) -> Feature {
+    Feature::probed(
+        err.raw_os_error() != Some(libc::ENOSYS) && err.raw_os_error().is_some(),
+        since,
+        format!("{call}: {}", crate::errno_name(err)),
+    )
+}
+
+pub(crate) fn detect() -> Pidfd {
+    let open = match pidfd_open_self() {
+        Ok(()) => Feature::probed(true, OPEN_SINCE, "pidfd_open(self) returned a pidfd"),
+        Err(e) => Feature::probed(
+            false,
+            OPEN_SINCE,
+            format!("pidfd_open(self): {}", crate::errno_name(&e)),
+        ),
+    };
+    Pidfd {
+        open,
+        getfd: from_bad_args("pidfd_getfd(-1, 0, 0)", &pidfd_getfd_bad_fd(), GETFD_SINCE),
+        send_signal: from_bad_args(
+            "pidfd_send_signal(-1, 0, NULL, 0)",
+            &pidfd_send_signal_bad_fd(),
+            SEND_SIGNAL_SINCE,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enosys_means_missing_and_ebadf_means_present() {
+        let enosys = io::Error::from_raw_os_error(libc::ENOSYS);
+        let ebadf = io::Error::from_raw_os_error(libc::EBADF);
+        assert!(!from_bad_args("x", &enosys, GETFD_SINCE).available);
+        assert!(from_bad_args("x", &ebadf, GETFD_SINCE).available);
+        assert!(!from_bad_args("x", &io::Error::other("odd"), GETFD_SINCE).available);
+    }
+}

@@ -1,0 +1,169 @@
+//! The human-readable `execgate doctor` table.
+
+use std::fmt::Write;
+
+use crate::{Feature, Features, How};
+
+fn how(h: How) -> &'static str {
+    match h {
+        How::Probe => "probe",
+        How::KernelVersion => "version",
+    }
+}
+
+struct Table<'a>(Vec<[String; 4]>, &'a crate::Kernel);
+
+impl Table<'_> {
+    fn feature(&mut self, name: &str, f: &Feature) {
+        let value = match f.missing_on(self.1) {
+            None => "yes".to_owned(),
+            Some(needs) => format!("no ({needs})"),
+        };
+        self.row(name, value, how(f.how), &f.detail);
+    }
+
+    fn row(&mut self, name: &str, value: impl Into<String>, how: &str, detail: &str) {
+        self.0.push([
+            name.to_owned(),
+            value.into(),
+            how.to_owned(),
+            detail.to_owned(),
+        ]);
+    }
+
+    fn render(&self, out: &mut String) {
+        let mut widths = [0usize; 3];
+        for row in &self.0 {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for row in &self.0 {
+            let line = format!(
+                "{:w0$}  {:w1$}  {:w2$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2]
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+pub(crate) fn table(f: &Features) -> String {
+    let mut t = Table(Vec::new(), &f.kernel);
+    t.row("FEATURE", "VALUE", "HOW", "DETAIL");
+    let version = opt(f.kernel.version);
+    t.row(
+        "kernel",
+        f.kernel.release.clone(),
+        "uname",
+        &format!("version {version}, {}", f.kernel.machine),
+    );
+    t.feature("seccomp user notification", &f.seccomp.user_notif);
+    t.feature("  FLAG_CONTINUE", &f.seccomp.continue_flag);
+    t.feature("  NOTIF_ADDFD", &f.seccomp.addfd);
+    t.feature("  WAIT_KILLABLE_RECV", &f.seccomp.wait_killable_recv);
+    t.feature("pidfd_open", &f.pidfd.open);
+    t.feature("pidfd_getfd", &f.pidfd.getfd);
+    t.feature("pidfd_send_signal", &f.pidfd.send_signal);
+    let landlock = match f.landlock.abi {
+        Some(abi) => {
+            let next = crate::landlock::ABI_SINCE.get(abi as usize);
+            match next {
+                Some(v) => format!(
+                    "ABI {abi} (ABI {} needs Linux {}.{})",
+                    abi + 1,
+                    v.major,
+                    v.minor
+                ),
+                None => format!("ABI {abi}"),
+            }
+        }
+        None => format!("none ({:?})", f.landlock.status).to_lowercase(),
+    };
+    t.row(
+        "landlock",
+        landlock,
+        how(f.landlock.how),
+        &f.landlock.detail,
+    );
+    let ptrace = if f.ptrace.permitted { "yes" } else { "no" };
+    let ptrace_detail = format!(
+        "{}; yama ptrace_scope {}, CAP_SYS_PTRACE {}",
+        f.ptrace.detail,
+        opt(f.ptrace.yama_ptrace_scope),
+        if f.ptrace.cap_sys_ptrace { "yes" } else { "no" }
+    );
+    t.row("ptrace children", ptrace, how(f.ptrace.how), &ptrace_detail);
+    let userns = &f.user_namespaces;
+    let userns_detail = format!(
+        "{}; unprivileged_userns_clone {}, max_user_namespaces {}",
+        userns.detail,
+        opt(userns.unprivileged_userns_clone),
+        opt(userns.max_user_namespaces)
+    );
+    t.row(
+        "user namespaces",
+        if userns.available { "yes" } else { "no" },
+        how(userns.how),
+        &userns_detail,
+    );
+    let cg = &f.cgroup;
+    let mount = cg.v2_mount.as_ref().map(|p| p.display().to_string());
+    let own = cg.own.as_ref().map(|p| p.display().to_string());
+    t.row(
+        "cgroup v2",
+        if mount.is_some() { "yes" } else { "no" },
+        "probe",
+        &format!(
+            "mounted at {}, own cgroup {}, writable {}",
+            opt(mount),
+            opt(own),
+            cg.writable
+        ),
+    );
+    t.feature("  cgroup.kill", &cg.kill);
+    let p = &f.process;
+    t.row("container", opt(p.container.clone()), "probe", "");
+    t.row(
+        "seccomp on us",
+        match p.seccomp_mode {
+            Some(0) => "none".to_owned(),
+            Some(1) => "strict".to_owned(),
+            Some(2) => format!("filter ({} filters)", opt(p.seccomp_filters)),
+            other => opt(other),
+        },
+        "probe",
+        "/proc/self/status Seccomp:",
+    );
+    t.row(
+        "no_new_privs",
+        opt(p.no_new_privs),
+        "probe",
+        "/proc/self/status NoNewPrivs:",
+    );
+
+    let mut out = String::new();
+    t.render(&mut out);
+    let choice = f.backend();
+    let _ = writeln!(out, "\nbackend: {}", choice.chosen);
+    for c in &choice.candidates {
+        for reason in &c.rejected_because {
+            let _ = writeln!(out, "  not {}: {reason}", c.backend);
+        }
+    }
+    for note in &choice.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    out
+}

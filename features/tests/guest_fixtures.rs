@@ -1,0 +1,56 @@
+//! `execgate-probe --json` as captured in the kernel-matrix guests (real Debian kernels
+//! 5.10, 6.1, 6.12 and 7.2 under QEMU; see tests/kernel-matrix). Kernel-free checks that
+//! the JSON schema still reads back, and that the backend choice and its notes follow
+//! from what those kernels really reported. Refresh the fixtures by copying
+//! `.cache/kernel-matrix/logs/<kernel>/doctor.json` after a matrix run.
+
+use features::{Backend, Features, LandlockStatus};
+
+fn load(label: &str) -> (Features, serde_json::Value) {
+    let path = format!(
+        "{}/tests/fixtures/doctor-{label}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let features: Features = serde_json::from_value(value.clone()).unwrap();
+    (features, value)
+}
+
+#[test]
+fn every_guest_report_reads_back_and_recomputes_the_same_backend() {
+    for label in ["5.10", "6.1", "6.12", "7.x"] {
+        let (f, value) = load(label);
+        let recomputed = serde_json::to_value(f.backend()).unwrap();
+        assert_eq!(recomputed, value["backend"], "{label}");
+        assert_eq!(f.backend().chosen, Backend::Unotify, "{label}");
+        // The table renders every report without panicking and names the backend.
+        assert!(f.render_table().contains("backend: unotify"), "{label}");
+    }
+}
+
+#[test]
+fn debian_5_10_lacks_landlock_killable_recv_and_cgroup_kill() {
+    let (f, _) = load("5.10");
+    assert_eq!(f.kernel.release, "5.10.0-32-cloud-amd64");
+    assert_eq!(f.landlock.abi, None);
+    assert_eq!(f.landlock.status, LandlockStatus::NotInKernel);
+    assert!(!f.seccomp.wait_killable_recv.available);
+    assert!(!f.cgroup.kill.available);
+    assert!(f.seccomp.addfd.available && f.pidfd.getfd.available);
+    let notes = f.backend().notes.join("\n");
+    assert!(notes.contains("interruptible variant"), "{notes}");
+    assert!(notes.contains("no Landlock"), "{notes}");
+    assert!(notes.contains("subreaper"), "{notes}");
+    let table = f.render_table();
+    assert!(table.contains("no (needs Linux 5.19)"), "{table}");
+    assert!(table.contains("no (needs Linux 5.14)"), "{table}");
+}
+
+#[test]
+fn landlock_abi_per_kernel() {
+    let abi = |label| load(label).0.landlock.abi;
+    assert_eq!(abi("6.1"), Some(2));
+    assert_eq!(abi("6.12"), Some(6));
+    assert!(abi("7.x").is_some_and(|a| a > 6));
+}
