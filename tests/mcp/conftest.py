@@ -66,7 +66,13 @@ class Server:
         self.stderr_path = tmp_path / f"{self.tag}.stderr"
 
     def pids(self) -> list[int]:
+        """The server and any helper process it started (e.g. the supervisor's watchdog)."""
         return pids_with(str(self.audit))
+
+    def pid(self) -> int:
+        """The server itself: the one started by this test process."""
+        [pid] = [p for p in self.pids() if parent_of(p) == os.getpid()]
+        return pid
 
 
 def pids_with(needle: str) -> list[int]:
@@ -83,6 +89,14 @@ def pids_with(needle: str) -> list[int]:
         if needle in cmdline and state != "Z" and int(entry.name) != os.getpid():
             found.append(int(entry.name))
     return found
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:

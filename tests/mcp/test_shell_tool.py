@@ -178,7 +178,7 @@ async def test_timeout_kills_the_tree(tmp_path, workdir):
 async def test_output_flood_is_capped_and_memory_bounded(tmp_path, workdir):
     total = 200 * 1024 * 1024
     async with connect(tmp_path) as (session, server):
-        [pid] = server.pids()
+        pid = server.pid()
         start = time.monotonic()
         r = await shell(session, f"yes | head -c {total}", workdir, timeout_ms=120_000)
         elapsed = time.monotonic() - start
