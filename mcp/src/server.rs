@@ -11,11 +11,11 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
-    CustomResult, ErrorCode, ExperimentalCapabilities, Implementation, JsonObject, ProtocolVersion,
-    ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomNotification,
+    CustomRequest, CustomResult, ErrorCode, ExperimentalCapabilities, Implementation, JsonObject,
+    ProtocolVersion, ServerCapabilities, ServerConfig,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde_json::{Value, json};
 use supervisor::{ResourceLimits, SandboxPolicy, SessionSpec, SessionStdio};
@@ -283,5 +283,28 @@ impl ServerHandler for ShellServer {
         tracing::info!(sandbox = ?state.policy, "sandbox state updated");
         *self.lock_state() = Some(state);
         Ok(CustomResult::new(json!({})))
+    }
+
+    /// Some Codex builds send the update as a notification: apply it the same way. There
+    /// is nobody to answer, so a malformed one is logged and ignored.
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _context: NotificationContext<RoleServer>,
+    ) {
+        if notification.method != sandbox_state::UPDATE_METHOD {
+            tracing::debug!(method = %notification.method, "ignoring an unknown notification");
+            return;
+        }
+        match SandboxState::from_json(&notification.params.unwrap_or(Value::Null)) {
+            Ok(state) => {
+                tracing::info!(sandbox = ?state.policy, "sandbox state updated (notification)");
+                *self.lock_state() = Some(state);
+            }
+            Err(e) => tracing::warn!(
+                "ignoring a {} notification: {e}",
+                sandbox_state::UPDATE_METHOD
+            ),
+        }
     }
 }

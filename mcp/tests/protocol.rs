@@ -467,6 +467,29 @@ async fn sandbox_state_update_then_meta_override() {
 }
 
 #[tokio::test]
+async fn sandbox_state_update_as_a_notification_applies_too() {
+    let double = Double::new(Behaviour::Exit3);
+    let mut c = Client::start(double.clone(), false).await;
+    c.send(
+        json!({"jsonrpc": "2.0", "method": "codex/sandbox-state/update",
+        "params": {"sandboxPolicy": {"type": "danger-full-access"}}}),
+    )
+    .await;
+    // A malformed one is ignored (nobody to answer) and changes nothing.
+    c.send(
+        json!({"jsonrpc": "2.0", "method": "codex/sandbox-state/update",
+        "params": {"sandboxCwd": "/only/a/cwd"}}),
+    )
+    .await;
+    let msg = c
+        .call(1, json!({"command": "true", "workdir": workdir()}))
+        .await;
+    let sandbox = &msg["result"]["structuredContent"]["sandbox"];
+    assert_eq!(sandbox["mode"], "danger-full-access", "{msg}");
+    assert_eq!(sandbox["source"], "sandbox-state-update");
+}
+
+#[tokio::test]
 async fn malformed_sandbox_state_is_invalid_params() {
     let mut c = Client::start(Double::new(Behaviour::Exit3), false).await;
     let msg = c
