@@ -34,6 +34,9 @@ enum Command {
     /// Show which kernel mechanisms are available here, which backend would be used, and
     /// why not the others.
     Doctor(doctor::Args),
+    /// Serve the `shell` MCP tool on stdin/stdout (logs on stderr): every exec of every
+    /// call is decided, prompts become elicitations.
+    Mcp(mcp::cli::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,9 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Supervise(args) => supervise::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Mcp(args) => mcp::serve_stdio(args)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,
