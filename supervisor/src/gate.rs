@@ -465,6 +465,17 @@ impl Session {
         let thread = self.notify_thread.take();
         let shared = self.shared.clone();
         move || {
+            // Fast path: the cgroup held the whole tree (the root and every escalated copy
+            // joined it before exec) and is now empty, so no sweep of /proc is needed.
+            if let Some(cgroup) = &shared.cgroup
+                && cgroup.kill().is_ok()
+            {
+                ChildRegistry::global().reap_own_zombies();
+                if let Some(thread) = thread {
+                    let _ = thread.join();
+                }
+                return;
+            }
             if let Some(tree) = shared.tree.get() {
                 match tree.kill_all_in(shared.cgroup.as_ref()) {
                     Ok(report) => tracing::debug!(?report, "session torn down"),

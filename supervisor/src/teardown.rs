@@ -397,6 +397,32 @@ impl ChildRegistry {
         lock(&self.own).contains(&pid)
     }
 
+    /// Like [`ChildRegistry::reap_orphans`], but looks only at the supervisor's own
+    /// children (`/proc/self/task/*/children`) instead of scanning all of `/proc`: the
+    /// cheap path once a session's cgroup is known to be empty.
+    pub fn reap_own_zombies(&self) -> Vec<i32> {
+        let own = lock(&self.own);
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Vec::new();
+        };
+        let mut reaped = Vec::new();
+        for task in tasks.flatten() {
+            let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            for pid in children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok())
+            {
+                let zombie = read_stat(pid).is_ok_and(|p| p.is_dead());
+                if zombie && !own.contains(&pid) && reap(pid) {
+                    reaped.push(pid);
+                }
+            }
+        }
+        reaped
+    }
+
     /// Reap every zombie child of the supervisor that is not registered (adopted orphans
     /// of any session). Call after each session's teardown and on `SIGCHLD`.
     pub fn reap_orphans(&self) -> Result<Vec<i32>, TeardownError> {
