@@ -573,7 +573,8 @@ struct Shared {
     root_pid: AtomicU32,
     notable: Mutex<Vec<ExecRecord>>,
     approved: Mutex<HashSet<Vec<String>>>,
-    escalated: Mutex<Vec<Arc<PidFd>>>,
+    /// Escalated copies still running, by pid, so teardown can kill them.
+    escalated: Mutex<Vec<(u32, Arc<PidFd>)>>,
     prompts: Mutex<Vec<JoinHandle<()>>>,
     /// The session's timeout clock, paused while a person is being asked.
     stopwatch: Stopwatch,
@@ -599,7 +600,7 @@ impl Shared {
             }
             None => self.signal(libc::SIGKILL),
         }
-        for copy in lock(&self.escalated).iter() {
+        for (_, copy) in lock(&self.escalated).iter() {
             let _ = copy.send_signal(libc::SIGKILL);
         }
     }
@@ -882,12 +883,11 @@ impl escalate::Registry for Shared {
         if let Some(tree) = self.tree.get() {
             tree.waited_elsewhere(pid);
         }
-        lock(&self.escalated).push(pidfd);
+        lock(&self.escalated).push((pid, pidfd));
     }
 
     fn finished(&self, pid: u32) {
-        let pid = i32::try_from(pid).unwrap_or(-1);
-        lock(&self.escalated).retain(|copy| copy.pid() != Some(pid));
+        lock(&self.escalated).retain(|(copy, _)| *copy != pid);
     }
 }
 
