@@ -5,6 +5,7 @@
 
 mod check;
 mod doctor;
+mod init;
 mod policy_args;
 mod supervise;
 
@@ -34,6 +35,10 @@ enum Command {
     /// Show which kernel mechanisms are available here, which backend would be used, and
     /// why not the others.
     Doctor(doctor::Args),
+    /// `supervise` as a container's PID 1 (`ENTRYPOINT ["execgate", "init", "--"]`): also
+    /// reaps orphaned zombies, forwards SIGTERM/INT/HUP/QUIT/USR1/USR2 to the tree and
+    /// waits for it, then exits with the command's status.
+    Init(supervise::Args),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Supervise(args) => supervise::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::Init(args) => init::run(args),
     };
     match result {
         Ok(code) => code,
