@@ -1,0 +1,42 @@
+# execgate in a container: `execgate init` is PID 1 and supervises the CMD.
+#
+#   docker build -t execgate .                      # builds from source (needs a Rust 1.88+ image)
+#   docker run --rm -i --security-opt seccomp=unconfined execgate          # bash, supervised
+#   docker run --rm --security-opt seccomp=unconfined execgate bash -c 'make test'
+#
+# Build args:
+#   BASE_IMAGE     the runtime base (default debian:bookworm-slim); tests/container/run
+#                  passes a locally debootstrapped bookworm, since no registry is reachable
+#                  there.
+#   RUST_IMAGE     the builder (default rust:1-slim-bookworm). Debian bookworm's own rustc
+#                  (1.63) is too old for this workspace (edition 2024, rust-version 1.88).
+#   EXECGATE_FROM  `source` (default): build in RUST_IMAGE. `prebuilt`: take `execgate` from
+#                  the root of the build context instead, a release binary built on a
+#                  glibc <= 2.36 host (bookworm); tests/container/run does this, building
+#                  with the host's cargo and staging a context of Dockerfile + binary.
+# See tests/container/README.md for the flags each engine needs, and why.
+
+ARG BASE_IMAGE=debian:bookworm-slim
+ARG RUST_IMAGE=rust:1-slim-bookworm
+ARG EXECGATE_FROM=source
+
+FROM ${RUST_IMAGE} AS build-source
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin execgate \
+ && install -D -m 0755 target/release/execgate /out/execgate
+
+FROM scratch AS build-prebuilt
+COPY execgate /out/execgate
+
+FROM build-${EXECGATE_FROM} AS build
+
+FROM ${BASE_IMAGE}
+# bash is the shell execgate supervises; slim and minbase images have it already. No
+# shared library beyond glibc is needed: seccomp and Landlock are raw syscalls.
+COPY --from=build /out/execgate /usr/local/bin/execgate
+WORKDIR /workspace
+# PID 1: reaps orphans, forwards SIGTERM & co. to the tree, exits with the CMD's status.
+ENTRYPOINT ["execgate", "init", "--"]
+# A shell reading stdin (`docker run -i`), every exec decided.
+CMD ["bash"]
