@@ -189,9 +189,8 @@ fn reaps_orphans_it_adopts_while_the_command_runs() {
     // background sleep it orphans is re-parented to execgate, the subreaper.
     let init = Init::start(
         r#"
-        sh -c 'sleep 0.3 & echo $! > orphan.pid'
+        sh -c 'sleep 1 & echo $! > orphan.pid'
         echo "$(cat orphan.pid)"
-        sleep 0.1
         echo "$(cut -d' ' -f4 /proc/$(cat orphan.pid)/stat)"
         while :; do sleep 0.05; done
         "#,
@@ -203,7 +202,7 @@ fn reaps_orphans_it_adopts_while_the_command_runs() {
         init.child.id(),
         "the orphan was adopted by execgate"
     );
-    // The orphan exits after 0.3 s; execgate reaps it on SIGCHLD, long before the
+    // The orphan exits after 1 s; execgate reaps it on SIGCHLD, long before the
     // command ends.
     let deadline = Instant::now() + Duration::from_secs(20);
     while let Some((state, _)) = state_and_parent(orphan) {
