@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 use supervisor::teardown::ChildRegistry;
 use supervisor::{Session, SessionOutcome, Signal, Signaller};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 
 use crate::supervise::{self, Mode};
 
@@ -32,19 +32,48 @@ pub fn run(args: supervise::Args) -> anyhow::Result<ExitCode> {
     supervise::run_as(args, Mode::Init)
 }
 
+/// The signals PID 1 handles, installed before the command starts.
+pub(crate) struct Signals {
+    int: SignalStream,
+    term: SignalStream,
+    hup: SignalStream,
+    quit: SignalStream,
+    usr1: SignalStream,
+    usr2: SignalStream,
+    chld: SignalStream,
+}
+
+impl Signals {
+    /// Needs the tokio runtime.
+    pub(crate) fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+            chld: signal(SignalKind::child())?,
+        })
+    }
+}
+
 /// Waits for the session as PID 1: forwards signals, reaps orphans, never exits early.
 pub(crate) async fn wait_as_init(
     session: Session,
     signals: &Signaller,
     on_terminal: bool,
+    incoming: Signals,
 ) -> anyhow::Result<SessionOutcome> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut sigquit = signal(SignalKind::quit())?;
-    let mut sigusr1 = signal(SignalKind::user_defined1())?;
-    let mut sigusr2 = signal(SignalKind::user_defined2())?;
-    let mut sigchld = signal(SignalKind::child())?;
+    let Signals {
+        int: mut sigint,
+        term: mut sigterm,
+        hup: mut sighup,
+        quit: mut sigquit,
+        usr1: mut sigusr1,
+        usr2: mut sigusr2,
+        chld: mut sigchld,
+    } = incoming;
     let wait = session.wait();
     tokio::pin!(wait);
     loop {

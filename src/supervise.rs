@@ -144,6 +144,12 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        // Before the command starts: a SIGTERM that arrives once it runs must not find
+        // PID 1 without a handler (ignored) or any other execgate with the default one.
+        let init_signals = match mode {
+            Mode::Init => Some(crate::init::Signals::install()?),
+            Mode::Supervise => None,
+        };
         let supervisor = Supervisor::new(
             policy,
             SupervisorOptions {
@@ -166,7 +172,10 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
                 Ok(outcome) => outcome,
                 Err(code) => return Ok(code),
             },
-            Mode::Init => crate::init::wait_as_init(session, &signals, on_terminal).await?,
+            Mode::Init => {
+                let incoming = init_signals.expect("installed for Mode::Init");
+                crate::init::wait_as_init(session, &signals, on_terminal, incoming).await?
+            }
         };
         if outcome.timed_out {
             eprintln!(
