@@ -5,6 +5,7 @@
 
 mod check;
 mod doctor;
+mod init;
 mod policy_args;
 mod supervise;
 
@@ -37,6 +38,10 @@ enum Command {
     /// Serve the `shell` MCP tool on stdin/stdout (logs on stderr): every exec of every
     /// call is decided, prompts become elicitations.
     Mcp(mcp::cli::Args),
+    /// `supervise` as a container's PID 1 (`ENTRYPOINT ["execgate", "init", "--"]`): also
+    /// reaps orphaned zombies, forwards SIGTERM/INT/HUP/QUIT/USR1/USR2 to the tree and
+    /// waits for it, then exits with the command's status.
+    Init(supervise::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Command::Mcp(args) => mcp::serve_stdio(args)
             .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
+        Command::Init(args) => init::run(args),
     };
     match result {
         Ok(code) => code,

@@ -78,7 +78,23 @@ enum OnPrompt {
     Deny,
 }
 
+/// How the session's end and the signals we receive are handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `supervise`: SIGINT/SIGTERM are passed on and execgate exits at once (130/143);
+    /// dropping the session kills what is left.
+    Supervise,
+    /// `init`: the duties of PID 1 (see `crate::init`): every forwardable signal is passed
+    /// on and execgate keeps waiting for the command, whose status it exits with;
+    /// orphans re-parented to execgate are reaped on SIGCHLD.
+    Init,
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    run_as(args, Mode::Supervise)
+}
+
+pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
     let policy = Arc::new(args.policy.load()?);
     let workdir = match &args.workdir {
         Some(dir) => {
@@ -128,6 +144,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        // Before the command starts: a SIGTERM that arrives once it runs must not find
+        // PID 1 without a handler (ignored) or any other execgate with the default one.
+        let init_signals = match mode {
+            Mode::Init => Some(crate::init::Signals::install()?),
+            Mode::Supervise => None,
+        };
         let supervisor = Supervisor::new(
             policy,
             SupervisorOptions {
@@ -145,28 +167,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             approver,
         })?;
         let signals = session.signaller();
-        let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        let mut sigterm =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let wait = session.wait();
-        tokio::pin!(wait);
-        // Asked to stop: the signal goes to the tree first so programs that clean up on it
-        // can; then dropping the session kills whatever is left.
-        let outcome = loop {
-            tokio::select! {
-                outcome = &mut wait => break outcome?,
-                _ = sigint.recv() => {
-                    // On a terminal the session got the same Ctrl-C; it decides.
-                    if on_terminal {
-                        continue;
-                    }
-                    signals.send(Signal::Interrupt);
-                    return Ok(ExitCode::from(130));
-                }
-                _ = sigterm.recv() => {
-                    signals.send(Signal::Terminate);
-                    return Ok(ExitCode::from(143));
-                }
+        let outcome = match mode {
+            Mode::Supervise => match supervise_signals(session, &signals, on_terminal).await? {
+                Ok(outcome) => outcome,
+                Err(code) => return Ok(code),
+            },
+            Mode::Init => {
+                let incoming = init_signals.expect("installed for Mode::Init");
+                crate::init::wait_as_init(session, &signals, on_terminal, incoming).await?
             }
         };
         if outcome.timed_out {
@@ -180,6 +188,39 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             u8::try_from(outcome.status.code() & 0xff).unwrap_or(255),
         ))
     })
+}
+
+/// Waits for the session; SIGINT/SIGTERM go to the tree and end execgate at once
+/// (`Err(status)`), after which dropping the session kills whatever is left.
+async fn supervise_signals(
+    session: supervisor::Session,
+    signals: &supervisor::Signaller,
+    on_terminal: bool,
+) -> anyhow::Result<Result<supervisor::SessionOutcome, ExitCode>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let wait = session.wait();
+    tokio::pin!(wait);
+    // Asked to stop: the signal goes to the tree first so programs that clean up on it
+    // can; then dropping the session kills whatever is left.
+    loop {
+        tokio::select! {
+            outcome = &mut wait => return Ok(Ok(outcome?)),
+            _ = sigint.recv() => {
+                // On a terminal the session got the same Ctrl-C; it decides.
+                if on_terminal {
+                    continue;
+                }
+                signals.send(Signal::Interrupt);
+                return Ok(Err(ExitCode::from(130)));
+            }
+            _ = sigterm.recv() => {
+                signals.send(Signal::Terminate);
+                return Ok(Err(ExitCode::from(143)));
+            }
+        }
+    }
 }
 
 /// Answers every prompt the same way.

@@ -52,35 +52,62 @@ pub struct BackendChoice {
 /// What unotify lacks here, as messages naming the feature and the kernel that has it.
 fn unotify_missing(f: &Features) -> Vec<String> {
     let mut missing = Vec::new();
-    let mut need = |ok: bool, what: &str, feature: &crate::Feature| {
+    let in_container = f.process.container.is_some();
+    let mut need = |ok: bool, what: &str, feature: &crate::Feature, fix: &str| {
         if !ok {
             let kernel = feature.missing_on(&f.kernel).unwrap_or_default();
-            missing.push(format!("{what} is missing ({kernel}; {})", feature.detail));
+            let mut reason = format!("{what} is missing ({kernel}; {})", feature.detail);
+            // On a kernel that has it, inside a container: the engine's profile hides it.
+            if in_container && f.kernel.at_least(feature.since) {
+                reason.push_str("; in this container: ");
+                reason.push_str(fix);
+            }
+            missing.push(reason);
         }
     };
     need(
         f.seccomp.user_notif.available,
         "seccomp user notification",
         &f.seccomp.user_notif,
+        NOTIF_FIX,
     );
     need(
         f.seccomp.continue_flag.available,
         "SECCOMP_USER_NOTIF_FLAG_CONTINUE",
         &f.seccomp.continue_flag,
+        NOTIF_FIX,
     );
-    need(f.pidfd.getfd.available, "pidfd_getfd", &f.pidfd.getfd);
+    need(
+        f.pidfd.getfd.available,
+        "pidfd_getfd",
+        &f.pidfd.getfd,
+        "the engine's seccomp profile allows pidfd_getfd only with CAP_SYS_PTRACE \
+         (Docker's default does): add `--cap-add SYS_PTRACE`",
+    );
     if !f.ptrace.permitted {
-        missing.push(format!(
+        let mut reason = format!(
             "ptrace of our own children is not permitted (yama ptrace_scope {}, CAP_SYS_PTRACE {}; {})",
             f.ptrace
                 .yama_ptrace_scope
                 .map_or("absent".to_owned(), |s| s.to_string()),
             if f.ptrace.cap_sys_ptrace { "yes" } else { "no" },
             f.ptrace.detail
-        ));
+        );
+        if in_container {
+            reason.push_str(
+                "; in this container: add `--cap-add SYS_PTRACE` (the engine's seccomp \
+                 profile or the yama scope needs the capability)",
+            );
+        }
+        missing.push(reason);
     }
     missing
 }
+
+/// What to add when a container's seccomp profile blocks user notification.
+const NOTIF_FIX: &str = "the engine's seccomp profile blocks seccomp user notification: \
+    run with `--security-opt seccomp=unconfined`, or a profile that allows seccomp(2) with \
+    SECCOMP_FILTER_FLAG_NEW_LISTENER and the SECCOMP_IOCTL_NOTIF_* ioctls";
 
 pub(crate) fn choose(f: &Features) -> BackendChoice {
     let missing = unotify_missing(f);
@@ -240,6 +267,38 @@ mod tests {
             );
             assert!(choice.candidates[1].rejected_because.is_empty());
         }
+    }
+
+    #[test]
+    fn blocked_in_a_container_says_what_to_add() {
+        let mut f = full();
+        f.process.container = Some("docker (/.dockerenv)".into());
+        f.pidfd.getfd.available = false;
+        let reasons = &f.backend().candidates[0].rejected_because;
+        assert!(
+            reasons[0].contains("pidfd_getfd is missing (blocked here")
+                && reasons[0].ends_with("add `--cap-add SYS_PTRACE`"),
+            "{reasons:?}"
+        );
+
+        let mut f = full();
+        f.process.container = Some("podman (/run/.containerenv)".into());
+        f.seccomp.user_notif.available = false;
+        let reasons = &f.backend().candidates[0].rejected_because;
+        assert!(
+            reasons[0].contains("--security-opt seccomp=unconfined"),
+            "{reasons:?}"
+        );
+
+        // Outside a container, or on a kernel too old to have it, no container advice.
+        let mut f = full();
+        f.pidfd.getfd.available = false;
+        assert!(!f.backend().candidates[0].rejected_because[0].contains("container"));
+        let mut f = full();
+        f.process.container = Some("docker (/.dockerenv)".into());
+        f.kernel = Kernel::from_uname("5.4.0".into(), "x86_64".into());
+        f.pidfd.getfd.available = false;
+        assert!(!f.backend().candidates[0].rejected_because[0].contains("in this container"));
     }
 
     #[test]

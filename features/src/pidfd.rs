@@ -70,10 +70,13 @@ fn pidfd_send_signal_bad_fd() -> io::Error {
     io::Error::last_os_error()
 }
 
-/// A probe that fails with anything but ENOSYS found the syscall.
+/// With pidfd -1 the kernel checks the fd first, so its answer is `EBADF`. Anything
+/// else came from elsewhere: `ENOSYS` from an old kernel (or a filter), `EPERM` from a
+/// container's seccomp profile (Docker's default answers `EPERM` for `pidfd_getfd`
+/// without `CAP_SYS_PTRACE`).
 fn from_bad_args(call: &str, err: &io::Error, since: KernelVersion) -> Feature {
     Feature::probed(
-        err.raw_os_error() != Some(libc::ENOSYS) && err.raw_os_error().is_some(),
+        err.raw_os_error() == Some(libc::EBADF),
         since,
         format!("{call}: {}", crate::errno_name(err)),
     )
@@ -104,11 +107,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn enosys_means_missing_and_ebadf_means_present() {
+    fn enosys_or_eperm_means_missing_and_ebadf_means_present() {
         let enosys = io::Error::from_raw_os_error(libc::ENOSYS);
         let ebadf = io::Error::from_raw_os_error(libc::EBADF);
         assert!(!from_bad_args("x", &enosys, GETFD_SINCE).available);
         assert!(from_bad_args("x", &ebadf, GETFD_SINCE).available);
         assert!(!from_bad_args("x", &io::Error::other("odd"), GETFD_SINCE).available);
+        let eperm = io::Error::from_raw_os_error(libc::EPERM);
+        assert!(!from_bad_args("x", &eperm, GETFD_SINCE).available);
     }
 }

@@ -1,0 +1,239 @@
+//! End to end: `execgate init`, the container entrypoint, outside a container.
+//!
+//! Runs the real binary as a child of the test and checks the PID-1 duties a user relies
+//! on: the exact exit status, signals passed on to the tree (and execgate waiting for the
+//! tree's answer), orphans adopted by execgate reaped while the command still runs, and
+//! nothing of the tree left after exit. `tests/container/run` checks the same inside a
+//! real container engine, where execgate is PID 1.
+
+#![cfg(target_os = "linux")]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const EXECGATE: &str = env!("CARGO_BIN_EXE_execgate");
+
+/// Generous: the test machines are small and shared. Reaching it means a hang.
+const LIMIT: Duration = Duration::from_secs(120);
+
+macro_rules! skip_unless {
+    ($why_not:expr) => {
+        if let Some(why) = $why_not {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+
+/// Why the supervisor (and its escalation, used to make orphans execgate adopts) cannot
+/// run here, if it cannot.
+fn escalation_unavailable() -> Option<String> {
+    let actions = fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
+    if !actions.split_whitespace().any(|a| a == "user_notif") {
+        return Some("this kernel has no seccomp user notification (Linux 5.0+)".into());
+    }
+    if !cfg!(target_arch = "x86_64") {
+        return Some("the escalation hand-back is implemented for x86_64 only".into());
+    }
+    let uid_root = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false);
+    let scope = fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").unwrap_or_default();
+    if scope.trim().parse::<u32>().unwrap_or(0) > 1 && !uid_root {
+        return Some("kernel.yama.ptrace_scope forbids the ptrace hand-back without root".into());
+    }
+    None
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rules/supervise")
+        .join(name)
+}
+
+/// `execgate init --no-default-rules --rules escalate.rules --on-prompt deny -- bash -c
+/// SCRIPT`, stdout piped line by line.
+struct Init {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Init {
+    fn start(script: &str) -> Init {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = Command::new(EXECGATE)
+            .args(["init", "--no-default-rules", "--rules"])
+            .arg(fixture("escalate.rules"))
+            .args(["--on-prompt", "deny", "--", "bash", "-c", script])
+            .current_dir(tmp.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Init {
+            child,
+            lines,
+            _tmp: tmp,
+        }
+    }
+
+    /// The next line of the command's stdout (panics after `LIMIT`).
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(LIMIT)
+            .expect("the command printed nothing more")
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Exit code of execgate, and the rest of stdout.
+    fn finish(mut self) -> (i32, Vec<String>) {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > LIMIT {
+                let _ = self.child.kill();
+                panic!("execgate init did not exit within {LIMIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let rest = self.lines.iter().collect();
+        (status.code().expect("execgate itself exits"), rest)
+    }
+}
+
+/// State and parent of a process, from `/proc/PID/stat`; `None` once it is gone (reaped).
+fn state_and_parent(pid: u32) -> Option<(char, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let mut fields = after_comm.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+#[test]
+fn exits_with_the_commands_exact_status() {
+    skip_unless!(escalation_unavailable());
+    let init = Init::start("echo started; exit 7");
+    assert_eq!(init.line(), "started");
+    assert_eq!(init.finish().0, 7);
+
+    // Killed by a signal: 128 + N, as a shell reports it.
+    let init = Init::start("echo started; kill -USR2 $$; sleep 5");
+    assert_eq!(init.line(), "started");
+    assert_eq!(init.finish().0, 128 + 12);
+}
+
+#[test]
+fn forwards_signals_to_the_tree_and_waits_for_its_answer() {
+    skip_unless!(escalation_unavailable());
+    let init = Init::start(
+        r#"
+        for s in HUP USR1 USR2 INT QUIT; do trap "echo got $s" $s; done
+        trap 'echo got TERM, cleaning up; exit 42' TERM
+        echo ready
+        while :; do sleep 0.05; done
+        "#,
+    );
+    assert_eq!(init.line(), "ready");
+    for (signal, answer) in [
+        ("HUP", "got HUP"),
+        ("USR1", "got USR1"),
+        ("USR2", "got USR2"),
+        ("INT", "got INT"),
+        ("QUIT", "got QUIT"),
+    ] {
+        init.signal(signal);
+        assert_eq!(init.line(), answer, "after SIG{signal}");
+    }
+    // SIGTERM does not end execgate at once (as `supervise` does): the command cleans up
+    // and its status is execgate's.
+    init.signal("TERM");
+    let (status, rest) = init.finish();
+    assert_eq!(rest, ["got TERM, cleaning up"]);
+    assert_eq!(status, 42);
+}
+
+#[test]
+fn reaps_orphans_it_adopts_while_the_command_runs() {
+    skip_unless!(escalation_unavailable());
+    // `sh` escalates (escalate.rules): execgate runs it as its own child, so the
+    // background sleep it orphans is re-parented to execgate, the subreaper.
+    let init = Init::start(
+        r#"
+        sh -c 'sleep 1 & echo $! > orphan.pid'
+        echo "$(cat orphan.pid)"
+        echo "$(cut -d' ' -f4 /proc/$(cat orphan.pid)/stat)"
+        while :; do sleep 0.05; done
+        "#,
+    );
+    let orphan: u32 = init.line().parse().unwrap();
+    let adopter: u32 = init.line().parse().unwrap();
+    assert_eq!(
+        adopter,
+        init.child.id(),
+        "the orphan was adopted by execgate"
+    );
+    // The orphan exits after 1 s; execgate reaps it on SIGCHLD, long before the
+    // command ends.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Some((state, _)) = state_and_parent(orphan) {
+        assert!(
+            Instant::now() < deadline,
+            "orphan {orphan} still there ({state}) 20 s after it exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    init.signal("TERM");
+    let (status, _) = init.finish();
+    assert_eq!(status, 128 + 15);
+}
+
+#[test]
+fn leaves_nothing_of_the_tree_behind() {
+    skip_unless!(escalation_unavailable());
+    // A daemon that left the process group and the session: the teardown still ends it.
+    let init = Init::start("setsid sleep 300 & echo $!; exit 3");
+    let daemon: u32 = init.line().parse().unwrap();
+    let (status, _) = init.finish();
+    assert_eq!(status, 3);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some((state, _)) = state_and_parent(daemon) {
+        if state == 'Z' {
+            break; // dead; re-parented outside our reach and not yet reaped by its adopter
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon {daemon} outlived execgate ({state})"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
