@@ -1,0 +1,145 @@
+//! Whole sessions through the library, in-process: what a long-running supervisor (the MCP
+//! server) must keep true across many of them.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use supervisor::{
+    Approval, ApprovalRequest, Approver, ExitStatus, ResourceLimits, SandboxMode, SandboxPolicy,
+    SessionSpec, SessionStdio, Supervisor, SupervisorOptions,
+};
+
+struct Deny;
+
+impl Approver for Deny {
+    fn ask(&self, _request: ApprovalRequest) -> supervisor::approval::ApprovalFuture<'_> {
+        Box::pin(async {
+            Approval::Deny {
+                reason: "test".into(),
+            }
+        })
+    }
+}
+
+fn supervisor_or_skip() -> Option<Supervisor> {
+    match Supervisor::new(
+        Arc::new(policy::Policy::empty()),
+        SupervisorOptions::default(),
+    ) {
+        Ok(s) => Some(s),
+        Err(err) => {
+            eprintln!("SKIPPED: the supervisor cannot run here: {err}");
+            None
+        }
+    }
+}
+
+fn spec(workdir: &Path, script: &str, timeout: Option<Duration>) -> SessionSpec {
+    SessionSpec {
+        argv: vec!["bash".into(), "-c".into(), script.into()],
+        workdir: workdir.to_path_buf(),
+        env: Vec::new(),
+        sandbox: SandboxPolicy::new(SandboxMode::WorkspaceWrite),
+        limits: ResourceLimits::default(),
+        timeout,
+        stdio: SessionStdio::Piped,
+        approver: Arc::new(Deny),
+    }
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Live (non-zombie) children of this process, over all its threads.
+fn children() -> Vec<String> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let kids = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(kids.split_whitespace().map(str::to_owned));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_sessions_leave_no_fd_and_no_process_behind() {
+    let Some(sup) = supervisor_or_skip() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    // Warm up: the spawner thread, the runtime's blocking pool, the watchdog's pipe.
+    let warm = sup.spawn(spec(work.path(), "true", None)).unwrap();
+    warm.wait().await.unwrap();
+    let fds_before = open_fds();
+    let children_before = children();
+
+    for i in 0..200 {
+        // Each session leaves something behind for teardown: a detached, TERM-ignoring
+        // sleeper, and every fourth one times out.
+        let script = if i % 4 == 0 {
+            "(trap '' TERM; setsid sleep 100 &); sleep 100"
+        } else {
+            "(setsid sleep 100 &); /bin/true"
+        };
+        let timeout = (i % 4 == 0).then_some(Duration::from_millis(200));
+        let session = sup.spawn(spec(work.path(), script, timeout)).unwrap();
+        let outcome = session.wait().await.unwrap();
+        if i % 4 == 0 {
+            assert!(outcome.timed_out, "session {i}: {outcome:?}");
+        } else {
+            assert_eq!(outcome.status, ExitStatus::Exited(0), "session {i}");
+        }
+    }
+
+    assert_eq!(open_fds(), fds_before, "fds leaked over 200 sessions");
+    assert_eq!(
+        children(),
+        children_before,
+        "processes left over 200 sessions"
+    );
+    let sleepers = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .map(|env| {
+                    env.split(|&b| b == 0).any(|var| {
+                        var.starts_with(
+                            format!("EXECGATE_SESSION={}-", std::process::id()).as_bytes(),
+                        )
+                    })
+                })
+                .unwrap_or(false)
+        })
+        .count();
+    assert_eq!(
+        sleepers, 0,
+        "processes of this supervisor's sessions still alive"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_inside_can_signal_or_trace_the_supervisor() {
+    let Some(sup) = supervisor_or_skip() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let me = std::process::id();
+    // kill from bash (a builtin: no exec), and ptrace attach via python if present.
+    let script = format!(
+        "kill -0 {me} 2>/dev/null && echo signal-ok || echo signal-denied; \
+         kill -TERM {me} 2>/dev/null; \
+         if command -v python3 >/dev/null; then python3 -c 'import ctypes,sys; \
+         r=ctypes.CDLL(None).ptrace(16, {me}, 0, 0); print(\"ptrace-ok\" if r == 0 else \"ptrace-denied\")'; \
+         else echo ptrace-denied; fi"
+    );
+    let session = sup.spawn(spec(work.path(), &script, None)).unwrap();
+    let mut stdout = std::fs::File::from(session.stdout.as_ref().unwrap().try_clone().unwrap());
+    let outcome = session.wait().await.unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    assert_eq!(outcome.status, ExitStatus::Exited(0), "{out}");
+    assert!(out.contains("signal-denied"), "{out}");
+    assert!(out.contains("ptrace-denied"), "{out}");
+}
