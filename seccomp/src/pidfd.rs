@@ -20,20 +20,6 @@ impl PidFd {
         Ok(PidFd { fd })
     }
 
-    /// The pid this pidfd refers to (from `/proc/self/fdinfo`); `None` once it has been
-    /// reaped.
-    pub fn pid(&self) -> Option<i32> {
-        let info =
-            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", self.fd.as_raw_fd())).ok()?;
-        let pid: i32 = info
-            .lines()
-            .find_map(|l| l.strip_prefix("Pid:"))?
-            .trim()
-            .parse()
-            .ok()?;
-        (pid > 0).then_some(pid)
-    }
-
     /// `pidfd_getfd`: a copy (CLOEXEC) of the process's descriptor `target`.
     pub fn get_fd(&self, target: RawFd) -> io::Result<OwnedFd> {
         // SAFETY: pidfd_getfd takes three integers and returns a new fd or -1.

@@ -296,7 +296,6 @@ impl Supervisor {
             approver: spec.approver.clone(),
             sandbox: spec.sandbox.clone(),
             runtime,
-            listener: OnceLock::new(),
             first_exec_seen: AtomicBool::new(false),
             root_pid: AtomicU32::new(0),
             notable: Mutex::new(Vec::new()),
@@ -568,7 +567,6 @@ struct Shared {
     approver: Arc<dyn Approver>,
     sandbox: SandboxPolicy,
     runtime: tokio::runtime::Handle,
-    listener: OnceLock<Arc<Listener>>,
     first_exec_seen: AtomicBool,
     root_pid: AtomicU32,
     notable: Mutex<Vec<ExecRecord>>,
@@ -641,13 +639,10 @@ impl Shared {
         if !self.first_exec_seen.swap(true, Ordering::AcqRel) {
             // The session's own program, started by us: it runs in the sandbox undecided;
             // everything it execs is decided.
-            let record = self.record_paused(
-                &req,
-                None,
-                Decider::Supervisor,
-                RanIn::Sandbox,
-                "the session's own program".into(),
-            );
+            let record =
+                self.record_paused(&req, None, Decider::Supervisor, RanIn::Sandbox, || {
+                    "the session's own program".into()
+                });
             let _ = listener.respond_continue(n.id);
             self.store_some(record);
             return;
@@ -726,7 +721,8 @@ impl Shared {
     ) {
         match action {
             Action::Continue => {
-                let reason = match decider {
+                // Formatted only if an audit line will carry it.
+                let reason = || match decider {
                     Decider::Human => "approved by a person; runs in the sandbox".into(),
                     _ => eval.reason(),
                 };
@@ -736,7 +732,8 @@ impl Shared {
             }
             Action::Deny { reason } => {
                 tell_caller(req.tid, &req.argv_lossy(), &reason);
-                let record = self.record_paused(&req, Some(&eval), decider, RanIn::Denied, reason);
+                let record =
+                    self.record_paused(&req, Some(&eval), decider, RanIn::Denied, || reason);
                 let _ = listener.respond_errno(n.id, libc::EACCES);
                 self.store_some(record);
             }
@@ -854,12 +851,12 @@ impl Shared {
         eval: Option<&Evaluation>,
         decider: Decider,
         ran_in: RanIn,
-        reason: String,
+        reason: impl FnOnce() -> String,
     ) -> Option<ExecRecord> {
         if ran_in == RanIn::Sandbox && self.inner.audit.is_none() {
             return None;
         }
-        Some(self.make_record(req, eval, decider, ran_in, reason))
+        Some(self.make_record(req, eval, decider, ran_in, reason()))
     }
 
     fn store_some(&self, record: Option<ExecRecord>) {
@@ -978,7 +975,6 @@ fn serve(shared: &Arc<Shared>, channel: UnixStream, stop: UnixStream) {
         }
     };
     drop(channel);
-    let _ = shared.listener.set(listener.clone());
     loop {
         match listener.wait(stop.as_fd()) {
             Ok(Event::Notification(n)) => shared.handle(&listener, n),
