@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use supervisor::{
-    Approval, ApprovalRequest, Approver, SandboxMode, SandboxPolicy, SessionSpec, SessionStdio,
-    Signal, Supervisor, SupervisorOptions,
+    Approval, ApprovalRequest, Approver, SandboxMode, SandboxPolicy, SessionError, SessionSpec,
+    SessionStdio, Signal, Supervisor, SupervisorOptions,
 };
 
 use crate::policy_args::PolicyArgs;
+
+/// Exit status when the command is not found, as `timeout(1)`.
+const NOT_FOUND_STATUS: u8 = 127;
 
 /// Exit status for a command stopped by `--timeout`, as `timeout(1)`.
 const TIMEOUT_STATUS: u8 = 124;
@@ -165,7 +168,16 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             timeout,
             stdio,
             approver,
-        })?;
+        });
+        let session = match session {
+            Ok(session) => session,
+            // As timeout(1), env and nice: 127 when the command is not found.
+            Err(err @ SessionError::NotFound(_)) => {
+                eprintln!("execgate: {err}");
+                return Ok(ExitCode::from(NOT_FOUND_STATUS));
+            }
+            Err(err) => return Err(err.into()),
+        };
         let signals = session.signaller();
         let outcome = match mode {
             Mode::Supervise => match supervise_signals(session, &signals, on_terminal).await? {

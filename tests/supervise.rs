@@ -705,6 +705,26 @@ fn prompt_answered_allow_runs_escalated() {
 }
 
 #[test]
+fn a_command_not_found_exits_127_and_says_so() {
+    skip_unless!(supervisor_unavailable());
+    let out = Command::new(EXECGATE)
+        .args([
+            "supervise",
+            "--no-default-rules",
+            "--",
+            "no-such-program-execgate",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-such-program-execgate: command not found in PATH"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn prompt_without_a_terminal_is_denied_and_says_so() {
     skip_unless!(supervisor_unavailable());
     skip_unless!(
