@@ -180,6 +180,7 @@ mod tests {
                 continue_flag: feature(true, (5, 5)),
                 addfd: feature(true, (5, 9)),
                 wait_killable_recv: feature(true, (5, 19)),
+                sync_wake_up: feature(false, (6, 6)),
             },
             pidfd: Pidfd {
                 open: feature(true, (5, 3)),

@@ -73,6 +73,7 @@ pub(crate) fn table(f: &Features) -> String {
     t.feature("  FLAG_CONTINUE", &f.seccomp.continue_flag);
     t.feature("  NOTIF_ADDFD", &f.seccomp.addfd);
     t.feature("  WAIT_KILLABLE_RECV", &f.seccomp.wait_killable_recv);
+    t.feature("  FD_SYNC_WAKE_UP", &f.seccomp.sync_wake_up);
     t.feature("pidfd_open", &f.pidfd.open);
     t.feature("pidfd_getfd", &f.pidfd.getfd);
     t.feature("pidfd_send_signal", &f.pidfd.send_signal);

@@ -1,6 +1,7 @@
 //! Seccomp user notification and its extensions: `SECCOMP_RET_USER_NOTIF` (5.0),
 //! `SECCOMP_USER_NOTIF_FLAG_CONTINUE` (5.5), `SECCOMP_IOCTL_NOTIF_ADDFD` (5.9) and
-//! `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (5.19).
+//! `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (5.19) and `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`
+//! (6.6: caller and supervisor hand one CPU to each other instead of waking another).
 //!
 //! The action is asked for with `SECCOMP_GET_ACTION_AVAIL`, which has no side effect.
 //! The rest needs a listener fd, and creating one installs a filter for good, so that
@@ -8,7 +9,8 @@
 //! allow-everything filter with `NEW_LISTENER | WAIT_KILLABLE_RECV` (EINVAL before 5.19:
 //! then again without the new flag), and sends two requests for a notification id that
 //! does not exist. The kernel validates the request before it looks the id up, so a
-//! kernel that knows the flag or ioctl answers `ENOENT` and an older one `EINVAL`.
+//! kernel that knows the flag or ioctl answers `ENOENT` and an older one `EINVAL`. Setting the
+//! listener's sync wake-up flag has no effect beyond that listener.
 
 use std::io;
 
@@ -19,6 +21,12 @@ pub const USER_NOTIF_SINCE: KernelVersion = KernelVersion::new(5, 0, 0);
 pub const CONTINUE_SINCE: KernelVersion = KernelVersion::new(5, 5, 0);
 pub const ADDFD_SINCE: KernelVersion = KernelVersion::new(5, 9, 0);
 pub const WAIT_KILLABLE_RECV_SINCE: KernelVersion = KernelVersion::new(5, 19, 0);
+pub const SYNC_WAKE_UP_SINCE: KernelVersion = KernelVersion::new(6, 6, 0);
+
+/// `SECCOMP_IOCTL_NOTIF_SET_FLAGS`: `SECCOMP_IOW(4, __u64)` (not in the libc crate).
+const NOTIF_SET_FLAGS: libc::Ioctl = 0x4008_2104;
+/// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`.
+const SYNC_WAKE_UP: libc::c_ulong = 1;
 
 /// The sizes `SECCOMP_GET_NOTIF_SIZES` reports (5.0+): what the kernel's notification,
 /// response and data structures measure, for forward compatibility of the listener.
@@ -80,6 +88,7 @@ const KILLABLE: usize = 1;
 const LISTENER: usize = 2;
 const CONTINUE: usize = 3;
 const ADDFD: usize = 4;
+const SYNC: usize = 5;
 
 /// `SECCOMP_USER_NOTIF_FLAG_CONTINUE` as the u32 the response struct holds (libc types
 /// the constant as u64; its value is 1).
@@ -90,7 +99,7 @@ const _: () = assert!(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE == CONTINUE_FLAG as
 const BOGUS_ID: u64 = u64::MAX;
 
 /// Runs in the forked child: raw syscalls only (see [`crate::child`]).
-fn listener_probe(report: &mut [i32; 5]) {
+fn listener_probe(report: &mut [i32; 6]) {
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integer arguments only; this is the
     // throwaway child, so the irreversible bit affects nobody else.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -140,6 +149,12 @@ fn listener_probe(report: &mut [i32; 5]) {
         libc::SECCOMP_IOCTL_NOTIF_ADDFD,
         (&addfd as *const libc::seccomp_notif_addfd).cast(),
     );
+    // SAFETY: the flags argument is passed by value; `fd` is the listener made above.
+    report[SYNC] = if unsafe { libc::ioctl(fd, NOTIF_SET_FLAGS, SYNC_WAKE_UP) } == 0 {
+        0
+    } else {
+        child::errno()
+    };
 }
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`: the listener fd, or -1 with errno.
@@ -180,6 +195,13 @@ pub struct Seccomp {
     pub addfd: Feature,
     /// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`.
     pub wait_killable_recv: Feature,
+    /// `SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP`: faster round trips, nothing else depends on it.
+    #[serde(default = "sync_wake_up_unknown")]
+    pub sync_wake_up: Feature,
+}
+
+fn sync_wake_up_unknown() -> Feature {
+    Feature::probed(false, SYNC_WAKE_UP_SINCE, "not reported")
 }
 
 pub(crate) fn detect(kernel: &crate::Kernel) -> Seccomp {
@@ -207,6 +229,7 @@ pub(crate) fn detect(kernel: &crate::Kernel) -> Seccomp {
             continue_flag: Feature::probed(false, CONTINUE_SINCE, why),
             addfd: Feature::probed(false, ADDFD_SINCE, why),
             wait_killable_recv: Feature::probed(false, WAIT_KILLABLE_RECV_SINCE, why),
+            sync_wake_up: Feature::probed(false, SYNC_WAKE_UP_SINCE, why),
         };
     }
     match child::run(listener_probe) {
@@ -220,6 +243,17 @@ pub(crate) fn detect(kernel: &crate::Kernel) -> Seccomp {
                 "NOTIF_SEND(FLAG_CONTINUE, unknown id)",
             ),
             addfd: ioctl_feature(report[ADDFD], ADDFD_SINCE, "NOTIF_ADDFD(unknown id)"),
+            sync_wake_up: Feature::probed(
+                report[SYNC] == 0,
+                SYNC_WAKE_UP_SINCE,
+                match report[SYNC] {
+                    0 => "NOTIF_SET_FLAGS(FD_SYNC_WAKE_UP) = 0".to_owned(),
+                    e => format!(
+                        "NOTIF_SET_FLAGS(FD_SYNC_WAKE_UP): {}",
+                        crate::errno_name_raw(e)
+                    ),
+                },
+            ),
         },
         // The probe could not get a listener (a filter above us may forbid seccomp(2)):
         // the kernel version is all there is to go on.
@@ -259,6 +293,7 @@ fn by_version(
         continue_flag: Feature::by_version(kernel, CONTINUE_SINCE, &why),
         addfd: Feature::by_version(kernel, ADDFD_SINCE, &why),
         wait_killable_recv: Feature::by_version(kernel, WAIT_KILLABLE_RECV_SINCE, &why),
+        sync_wake_up: Feature::by_version(kernel, SYNC_WAKE_UP_SINCE, &why),
     }
 }
 

@@ -113,6 +113,11 @@ impl RemoteMemory {
 
     /// Reads a NULL-terminated array of string pointers (argv or envp). A NULL array is
     /// empty, as the kernel treats it. `budget` is decremented by the bytes read.
+    ///
+    /// The strings of each page of pointers are read in one `process_vm_readv` (a window
+    /// per string, never past its page), so an exec costs the same few syscalls whatever
+    /// its argc; a string longer than its window, or one whose window could not be read,
+    /// is finished (or failed, with the exact address) by [`RemoteMemory::read_cstring`].
     pub fn read_string_array(
         &self,
         addr: u64,
@@ -123,33 +128,125 @@ impl RemoteMemory {
             return Ok(strings);
         }
         let mut ptrs = [0u8; PAGE];
+        let mut batch = Batch::default();
         let mut at = addr;
-        'outer: loop {
+        loop {
             let to_page_end = PAGE - page_offset(at);
             let got = self.read(at, &mut ptrs[..to_page_end])?;
             let whole = got - got % 8;
             if whole == 0 {
                 return Err(ReadError::Fault(at));
             }
+            let mut end = false;
+            batch.ptrs.clear();
             for p in ptrs[..whole].chunks_exact(8) {
                 let ptr = u64::from_ne_bytes(p.try_into().unwrap_or([0; 8]));
                 if ptr == 0 {
-                    break 'outer;
+                    end = true;
+                    break;
                 }
-                if strings.len() >= MAX_COUNT {
+                if strings.len() + batch.ptrs.len() >= MAX_COUNT {
                     return Err(ReadError::TooLong { limit: MAX_COUNT });
                 }
-                let s = self.read_cstring(ptr, MAX_STRING.min(*budget))?;
+                batch.ptrs.push(ptr);
+            }
+            self.read_batch(&mut batch, budget, &mut strings)?;
+            if end {
+                return Ok(strings);
+            }
+            at = at.checked_add(whole as u64).ok_or(ReadError::Fault(at))?;
+        }
+    }
+
+    /// Reads the strings at `batch.ptrs` (in order) into `out`.
+    fn read_batch(
+        &self,
+        batch: &mut Batch,
+        budget: &mut usize,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<(), ReadError> {
+        // At most IOV_MAX iovecs per call.
+        for chunk in 0..batch.ptrs.len().div_ceil(IOV_MAX) {
+            let from = chunk * IOV_MAX;
+            let to = (from + IOV_MAX).min(batch.ptrs.len());
+            batch.windows.clear();
+            let mut total = 0;
+            for &ptr in &batch.ptrs[from..to] {
+                let len = (PAGE - page_offset(ptr)).min(WINDOW);
+                batch.windows.push((ptr, total, len));
+                total += len;
+            }
+            batch.buf.clear();
+            batch.buf.resize(total, 0);
+            let got = self.read_windows(&batch.windows, &mut batch.buf);
+            for &(ptr, offset, len) in &batch.windows {
+                let max = MAX_STRING.min(*budget);
+                let s = if offset + len <= got {
+                    let window = &batch.buf[offset..offset + len];
+                    match window.iter().position(|&b| b == 0) {
+                        Some(nul) if nul <= max => window[..nul].to_vec(),
+                        Some(_) => return Err(ReadError::TooLong { limit: max }),
+                        // Longer than its window: read the rest from where it stopped.
+                        None => {
+                            let rest = self.read_cstring(
+                                ptr + len as u64,
+                                max.checked_sub(len)
+                                    .ok_or(ReadError::TooLong { limit: max })?,
+                            )?;
+                            let mut s = window.to_vec();
+                            s.extend_from_slice(&rest);
+                            s
+                        }
+                    }
+                } else {
+                    // Its window was not read (unmapped, or after one that was not): the
+                    // one-string path reports the exact fault.
+                    self.read_cstring(ptr, max)?
+                };
                 *budget = budget.saturating_sub(s.len() + 1);
                 if *budget == 0 {
                     return Err(ReadError::TooLong { limit: MAX_TOTAL });
                 }
-                strings.push(s);
+                out.push(s);
             }
-            at = at.checked_add(whole as u64).ok_or(ReadError::Fault(at))?;
         }
-        Ok(strings)
+        Ok(())
     }
+
+    /// One `process_vm_readv` of `windows` (remote address, offset in `buf`, length) into
+    /// `buf`: how many bytes were read, in order (0 on any error: the caller falls back).
+    fn read_windows(&self, windows: &[(u64, usize, usize)], buf: &mut [u8]) -> usize {
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let remote: Vec<libc::iovec> = windows
+            .iter()
+            .map(|&(addr, _, len)| libc::iovec {
+                iov_base: addr as *mut libc::c_void,
+                iov_len: len,
+            })
+            .collect();
+        let count = libc::c_ulong::try_from(remote.len()).unwrap_or(0);
+        // SAFETY: `local` describes `buf`, writable for its whole length, which is the sum
+        // of the remote lengths; `remote` (at most IOV_MAX entries) is only dereferenced by
+        // the kernel in the other process, which stops at the first fault.
+        let ret = unsafe { libc::process_vm_readv(self.pid, &local, 1, remote.as_ptr(), count, 0) };
+        usize::try_from(ret).unwrap_or(0)
+    }
+}
+
+/// How much of a string is read speculatively in a batch: most arguments are shorter.
+const WINDOW: usize = 256;
+/// `IOV_MAX` on Linux.
+const IOV_MAX: usize = 1024;
+
+/// Scratch space of [`RemoteMemory::read_string_array`].
+#[derive(Default)]
+struct Batch {
+    ptrs: Vec<u64>,
+    windows: Vec<(u64, usize, usize)>,
+    buf: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -172,6 +269,62 @@ mod tests {
             .unwrap();
         assert_eq!(got, vec![b"hello".to_vec(), Vec::new()]);
         assert_eq!(budget, MAX_TOTAL - 7);
+    }
+
+    #[test]
+    fn batched_strings_of_every_length_read_exactly() {
+        // Short ones, one longer than a batch window, one crossing pages, and more strings
+        // than one process_vm_readv takes.
+        let mut owned: Vec<CString> = (0..1500)
+            .map(|i| CString::new(format!("arg-{i}")).unwrap())
+            .collect();
+        owned[3] = CString::new(vec![b'y'; WINDOW * 3 + 7]).unwrap();
+        owned[700] = CString::new(vec![b'z'; 2 * PAGE + 1]).unwrap();
+        owned[1499] = CString::new("").unwrap();
+        let mut ptrs: Vec<*const libc::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        let mut budget = MAX_TOTAL;
+        let got = me()
+            .read_string_array(ptrs.as_ptr() as u64, &mut budget)
+            .unwrap();
+        let want: Vec<Vec<u8>> = owned.iter().map(|c| c.as_bytes().to_vec()).collect();
+        assert_eq!(got, want);
+        let bytes: usize = want.iter().map(|s| s.len() + 1).sum();
+        assert_eq!(budget, MAX_TOTAL - bytes);
+    }
+
+    #[test]
+    fn a_bad_pointer_inside_a_batch_is_a_fault_at_its_address() {
+        let a = CString::new("fine").unwrap();
+        let arr: [*const libc::c_char; 4] = [
+            a.as_ptr(),
+            0x18 as *const libc::c_char,
+            a.as_ptr(),
+            std::ptr::null(),
+        ];
+        let mut budget = MAX_TOTAL;
+        let err = me()
+            .read_string_array(arr.as_ptr() as u64, &mut budget)
+            .unwrap_err();
+        assert!(matches!(err, ReadError::Fault(0x18)), "{err:?}");
+    }
+
+    #[test]
+    fn a_batched_string_over_the_limit_is_e2big() {
+        let long = CString::new(vec![b'x'; 600]).unwrap();
+        let arr: [*const libc::c_char; 2] = [long.as_ptr(), std::ptr::null()];
+        let mut budget = 500;
+        let err = me()
+            .read_string_array(arr.as_ptr() as u64, &mut budget)
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::E2BIG);
+        let short = CString::new(vec![b'x'; 100]).unwrap();
+        let arr: [*const libc::c_char; 2] = [short.as_ptr(), std::ptr::null()];
+        let mut budget = 50;
+        let err = me()
+            .read_string_array(arr.as_ptr() as u64, &mut budget)
+            .unwrap_err();
+        assert_eq!(err.errno(), libc::E2BIG);
     }
 
     #[test]

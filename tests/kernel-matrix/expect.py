@@ -21,6 +21,7 @@ SINCE = {
     "seccomp.continue_flag": (5, 5),
     "seccomp.addfd": (5, 9),
     "seccomp.wait_killable_recv": (5, 19),
+    "seccomp.sync_wake_up": (6, 6),
     "pidfd.send_signal": (5, 1),
     "pidfd.open": (5, 3),
     "pidfd.getfd": (5, 6),
@@ -92,7 +93,7 @@ def check(version, landlock_built, doc):
     landlock = f"landlock ABI {abi}" if abi is not None else "no landlock"
     optional = [
         name
-        for name, key in [("ADDFD", "seccomp.addfd"), ("WAIT_KILLABLE_RECV", "seccomp.wait_killable_recv"), ("cgroup.kill", "cgroup.kill")]
+        for name, key in [("ADDFD", "seccomp.addfd"), ("WAIT_KILLABLE_RECV", "seccomp.wait_killable_recv"), ("FD_SYNC_WAKE_UP", "seccomp.sync_wake_up"), ("cgroup.kill", "cgroup.kill")]
         if get(doc, key + ".available")
     ]
     return (
