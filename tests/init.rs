@@ -139,6 +139,18 @@ fn state_and_parent(pid: u32) -> Option<(char, u32)> {
     Some((state, ppid))
 }
 
+/// The first process whose argv holds `arg`.
+fn pid_with_argument(arg: &str) -> Option<u32> {
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        cmdline
+            .split(|&b| b == 0)
+            .any(|a| a == arg.as_bytes())
+            .then_some(pid)
+    })
+}
+
 #[test]
 fn exits_with_the_commands_exact_status() {
     skip_unless!(escalation_unavailable());
@@ -191,12 +203,13 @@ fn reaps_orphans_it_adopts_while_the_command_runs() {
         r#"
         sh -c 'sleep 1 & echo $! > orphan.pid'
         echo "$(cat orphan.pid)"
-        echo "$(cut -d' ' -f4 /proc/$(cat orphan.pid)/stat)"
         while :; do sleep 0.05; done
         "#,
     );
+    // A pid as execgate sees it (the escalated sh runs outside the session's PID
+    // namespace), read here, not inside, where /proc shows only the session's own.
     let orphan: u32 = init.line().parse().unwrap();
-    let adopter: u32 = init.line().parse().unwrap();
+    let adopter = state_and_parent(orphan).map_or(0, |(_, parent)| parent);
     assert_eq!(
         adopter,
         init.child.id(),
@@ -221,8 +234,25 @@ fn reaps_orphans_it_adopts_while_the_command_runs() {
 fn leaves_nothing_of_the_tree_behind() {
     skip_unless!(escalation_unavailable());
     // A daemon that left the process group and the session: the teardown still ends it.
-    let init = Init::start("setsid sleep 300 & echo $!; exit 3");
-    let daemon: u32 = init.line().parse().unwrap();
+    // Found by a unique argument: inside a PID namespace `$!` is not a pid out here.
+    let token = format!(
+        "300.{}{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() % 1000
+    );
+    let init = Init::start(&format!(
+        "setsid sleep {token} & echo started; sleep 0.5; exit 3"
+    ));
+    assert_eq!(init.line(), "started");
+    let daemon = (0..100)
+        .find_map(|_| {
+            let found = pid_with_argument(&token);
+            if found.is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            found
+        })
+        .expect("the daemon started");
     let (status, _) = init.finish();
     assert_eq!(status, 3);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -1082,3 +1082,92 @@ fn many_concurrent_sandboxed_and_escalated_execs_all_succeed() {
     );
     assert_eq!(out.stdout, "a 0\nb 0\n300\n", "{out:#?}");
 }
+
+// ---------------------------------------------------------------------------------------
+// process isolation: a PID namespace with its own /proc
+// ---------------------------------------------------------------------------------------
+
+/// Why sandboxed sessions here get no PID namespace, if they do not (doctor's probe).
+fn pid_namespace_unavailable() -> Option<String> {
+    supervisor_unavailable().or_else(|| {
+        let out = Command::new(EXECGATE)
+            .args(["doctor", "--json"])
+            .output()
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let feature = &doc["pid_namespace"];
+        (feature["available"] != true).then(|| {
+            format!(
+                "no PID namespace for sandboxed sessions here: {}",
+                feature["detail"]
+            )
+        })
+    })
+}
+
+#[test]
+fn a_sandboxed_tree_cannot_read_the_environment_of_processes_outside_it() {
+    skip_unless!(pid_namespace_unavailable());
+    let scratch = Scratch::new();
+    // A process of the same user outside the session, with a secret in its environment
+    // (as an agent keeps its API key).
+    let secret = format!("s3cret-{}", std::process::id());
+    let mut outside = Command::new("sleep")
+        .arg("60")
+        .env("EXECGATE_E2E_OUTSIDE_SECRET", &secret)
+        .spawn()
+        .unwrap();
+    let script = r#"
+        n=0
+        for f in /proc/[0-9]*/environ; do
+            tr '\0' '\n' < "$f" 2>/dev/null | grep -q '^EXECGATE_E2E_OUTSIDE_SECRET=' && n=$((n + 1))
+        done
+        echo "environments with the secret: $n"
+        echo "init environ bytes: $(tr -d '\0' < /proc/1/environ | wc -c)"
+        echo "init cmdline bytes: $(tr -d '\0' < /proc/1/cmdline | wc -c)"
+    "#;
+    let sandboxed = scratch.supervise(&[]).run(script);
+    // The same script without a sandbox is the control: the secret is there to be found.
+    let unconfined = scratch
+        .supervise(&[])
+        .arg("--sandbox")
+        .arg("danger-full-access")
+        .run(script);
+    let _ = outside.kill();
+    let _ = outside.wait();
+    assert_eq!(sandboxed.code(), 0, "{sandboxed:#?}");
+    assert_eq!(
+        sandboxed.stdout,
+        "environments with the secret: 0\ninit environ bytes: 0\ninit cmdline bytes: 0\n",
+        "{sandboxed:#?}"
+    );
+    assert!(
+        !unconfined
+            .stdout
+            .contains("environments with the secret: 0"),
+        "the control run should see the outside process: {unconfined:#?}"
+    );
+}
+
+#[test]
+fn a_sandboxed_tree_keeps_exact_statuses_and_has_its_orphans_reaped() {
+    skip_unless!(pid_namespace_unavailable());
+    let scratch = Scratch::new();
+    let sup = scratch.supervise(&[]);
+    // Signals sent to the session's program still end it with their number.
+    assert_eq!(sup.run("kill -TERM $$; sleep 5").code(), 128 + 15);
+    assert_eq!(sup.run("exit 42").code(), 42);
+    // A program that never waits for strangers (not a shell): the orphan its child leaves
+    // is reaped by the namespace's init instead of staying a zombie under it.
+    let out = sup.run(
+        r#"exec python3 -c '
+import os, subprocess, time
+subprocess.run(["sh", "-c", "sleep 0.2 & echo $! > orphan"])
+pid = open("orphan").read().strip()
+time.sleep(1.5)
+print("orphan", "reaped" if not os.path.exists("/proc/" + pid) else "left: " + open("/proc/" + pid + "/stat").read().split()[2])
+'"#,
+    );
+    assert_eq!(out.code(), 0, "{out:#?}");
+    assert_eq!(out.stdout, "orphan reaped\n", "{out:#?}");
+}

@@ -202,6 +202,7 @@ mod tests {
                 how: How::Probe,
                 detail: "test".into(),
             },
+            pid_namespace: feature(true, (3, 8)),
             cgroup: Cgroup {
                 v2_mount: Some("/sys/fs/cgroup".into()),
                 own: Some("/sys/fs/cgroup/".into()),

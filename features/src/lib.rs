@@ -15,6 +15,7 @@ mod child;
 pub mod kernel;
 pub mod landlock;
 mod pidfd;
+mod pidns;
 mod process;
 pub mod procfs;
 mod ptrace;
@@ -113,6 +114,9 @@ pub struct Features {
     pub landlock: Landlock,
     pub ptrace: Ptrace,
     pub user_namespaces: UserNamespaces,
+    /// A PID namespace with its own `/proc` for the sandboxed tree.
+    #[serde(default = "pidns::unknown")]
+    pub pid_namespace: Feature,
     pub cgroup: Cgroup,
     pub process: Process,
 }
@@ -134,6 +138,7 @@ pub fn detect() -> Features {
         landlock: landlock::detect(),
         ptrace: ptrace::detect(status.cap_eff),
         user_namespaces: userns::detect(),
+        pid_namespace: pidns::detect(),
         cgroup: cgroup::detect(&kernel),
         process: process::detect(&status),
         kernel,

@@ -119,6 +119,7 @@ pub(crate) fn table(f: &Features) -> String {
         how(userns.how),
         &userns_detail,
     );
+    t.feature("pid namespace + /proc", &f.pid_namespace);
     let cg = &f.cgroup;
     let mount = cg.v2_mount.as_ref().map(|p| p.display().to_string());
     let own = cg.own.as_ref().map(|p| p.display().to_string());

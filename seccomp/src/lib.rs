@@ -11,6 +11,7 @@ pub mod filter;
 pub mod listener;
 pub mod memory;
 pub mod mount_ns;
+pub mod pid_ns;
 pub mod pidfd;
 pub mod watchdog;
 

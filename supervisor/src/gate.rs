@@ -113,6 +113,8 @@ struct Inner {
     filter_net_off: BpfProgram,
     filter_net_on: BpfProgram,
     wait_killable: bool,
+    /// Sandboxed trees get a PID namespace with their own `/proc` (needs CAP_SYS_ADMIN).
+    pid_namespace: bool,
     git_protection: crate::sandbox::landlock::Protection,
     next_session: AtomicU64,
     /// `<own cgroup>/execgate/supervisor-<pid>`: every session's cgroup is beneath it.
@@ -170,6 +172,7 @@ impl Supervisor {
                 filter_net_off: seccomp::filter::build(FilterOptions { network: false })?,
                 filter_net_on: seccomp::filter::build(FilterOptions { network: true })?,
                 wait_killable: features.seccomp.wait_killable_recv.available,
+                pid_namespace: features.pid_namespace.available,
                 git_protection: if seccomp::mount_ns::have_cap_sys_admin() {
                     crate::sandbox::landlock::Protection::MountNamespace
                 } else {
@@ -220,7 +223,17 @@ impl Supervisor {
         )?;
         let binds =
             seccomp::mount_ns::ReadOnlyBinds::new(landlock.read_only_binds()).map_err(spawn_err)?;
-        let enforcement = landlock.enforcement().clone();
+        // The tree sees only itself in /proc (Landlock does not stop reading other
+        // processes' environments). Not for danger-full-access, which confines nothing.
+        let pid_namespace = if self.inner.pid_namespace
+            && spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess
+        {
+            Some(seccomp::pid_ns::SessionPidNamespace::new().map_err(spawn_err)?)
+        } else {
+            None
+        };
+        let mut enforcement = landlock.enforcement().clone();
+        enforcement.pid_namespace = pid_namespace.is_some();
         let limits = spec.limits.prepare()?;
         let session_name = format!("{}-{id}", std::process::id());
         let cgroup = match self
@@ -249,6 +262,10 @@ impl Supervisor {
         hooks.push(Box::new(|| {
             teardown::child_become_subreaper().map_err(errno_to_io)
         }));
+        if let Some(pid_namespace) = pid_namespace {
+            // Forks twice; only the session's program returns (see seccomp::pid_ns).
+            hooks.push(Box::new(move || pid_namespace.enter_in_child()));
+        }
         // Mount changes first: Landlock forbids them once the child is restricted.
         hooks.push(Box::new(move || binds.apply_in_child()));
         hooks.push(Box::new(move || {
@@ -298,6 +315,7 @@ impl Supervisor {
             runtime,
             first_exec_seen: AtomicBool::new(false),
             root_pid: AtomicU32::new(0),
+            program: OnceLock::new(),
             notable: Mutex::new(Vec::new()),
             approved: Mutex::new(HashSet::new()),
             escalated: Mutex::new(Vec::new()),
@@ -569,6 +587,9 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     first_exec_seen: AtomicBool,
     root_pid: AtomicU32,
+    /// The session's own program, from its first exec: the root itself, or in a PID
+    /// namespace two forks below it.
+    program: OnceLock<PidFd>,
     notable: Mutex<Vec<ExecRecord>>,
     approved: Mutex<HashSet<Vec<String>>>,
     /// Escalated copies still running, by pid, so teardown can kill them.
@@ -612,6 +633,8 @@ impl Shared {
         }
         let _ = if self.own_group {
             seccomp::pidfd::kill_process_group(root, sig)
+        } else if let Some(program) = self.program.get() {
+            program.send_signal(sig)
         } else {
             seccomp::pidfd::kill_unreaped_child(root, sig)
         };
@@ -634,7 +657,10 @@ impl Shared {
         }
         if !self.first_exec_seen.swap(true, Ordering::AcqRel) {
             // The session's own program, started by us: it runs in the sandbox undecided;
-            // everything it execs is decided.
+            // everything it execs is decided. Paused, so its pid names it.
+            if let Ok(program) = pidfd_of(n.pid) {
+                let _ = self.program.set(program);
+            }
             let record =
                 self.record_paused(&req, None, Decider::Supervisor, RanIn::Sandbox, || {
                     "the session's own program".into()

@@ -82,6 +82,8 @@ def check(version, landlock_built, doc):
     # The guest runs as root in the root cgroup, outside any seccomp filter.
     want("ptrace.permitted", doc["ptrace"]["permitted"], True)
     want("user_namespaces.available", doc["user_namespaces"]["available"], True)
+    # Root: sandboxed sessions get a PID namespace with their own /proc.
+    want("pid_namespace.available", doc["pid_namespace"]["available"], True)
     want("cgroup.v2_mount", doc["cgroup"]["v2_mount"], "/sys/fs/cgroup")
     want("process.seccomp_mode", doc["process"]["seccomp_mode"], 0)
     want("process.no_new_privs", doc["process"]["no_new_privs"], False)

@@ -172,6 +172,10 @@ pub struct Enforcement {
     pub writable_roots: Vec<PathBuf>,
     /// Paths kept read-only inside writable roots (`.git` and `gitdir:` targets).
     pub read_only_inside_roots: Vec<PathBuf>,
+    /// The tree runs in a PID namespace with its own `/proc`: it cannot see (nor read the
+    /// environment of) any process outside it.
+    #[serde(default)]
+    pub pid_namespace: bool,
 }
 
 impl Enforcement {
@@ -217,6 +221,7 @@ impl Enforcement {
             missing,
             writable_roots: Vec::new(),
             read_only_inside_roots: Vec::new(),
+            pid_namespace: false,
         }
     }
 
