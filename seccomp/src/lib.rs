@@ -12,6 +12,7 @@ pub mod listener;
 pub mod memory;
 pub mod mount_ns;
 pub mod pidfd;
+pub mod remote_fd;
 pub mod watchdog;
 
 use std::io;
