@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod landlock;
 mod pidfd;
 mod process;
+mod process_vm;
 pub mod procfs;
 mod ptrace;
 mod render;
@@ -26,7 +27,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-pub use backend::{Backend, BackendChoice, Candidate};
+pub use backend::{Backend, BackendChoice, Candidate, MemoryRead, StdioHandoff};
 pub use cgroup::Cgroup;
 pub use kernel::{Kernel, KernelVersion};
 pub use landlock::{Landlock, LandlockStatus};
@@ -110,6 +111,9 @@ pub struct Features {
     pub kernel: Kernel,
     pub seccomp: Seccomp,
     pub pidfd: Pidfd,
+    /// `process_vm_readv`: reading a paused exec's arguments (else `/proc/PID/mem`).
+    #[serde(default = "process_vm::unreported")]
+    pub process_vm_readv: Feature,
     pub landlock: Landlock,
     pub ptrace: Ptrace,
     pub user_namespaces: UserNamespaces,
@@ -131,6 +135,7 @@ pub fn detect() -> Features {
     Features {
         seccomp: seccomp::detect(&kernel),
         pidfd: pidfd::detect(),
+        process_vm_readv: process_vm::detect(),
         landlock: landlock::detect(),
         ptrace: ptrace::detect(status.cap_eff),
         user_namespaces: userns::detect(),
