@@ -1,8 +1,10 @@
-# execgate in a container: `execgate init` is PID 1 and supervises the CMD.
+# execgate in a container: `execgate init` is PID 1. The default CMD is the MCP server on
+# stdin/stdout (served by init in-process: it supervises every session it starts); any
+# other CMD is supervised.
 #
 #   docker build -t execgate .                      # builds from source (needs a Rust 1.88+ image)
-#   docker run --rm -i --security-opt seccomp=unconfined execgate          # bash, supervised
-#   docker run --rm --security-opt seccomp=unconfined execgate bash -c 'make test'
+#   docker run --rm -i execgate                     # the MCP server on stdio
+#   docker run --rm execgate bash -c 'make test'    # a supervised command
 #
 # Build args:
 #   BASE_IMAGE     the runtime base (default debian:bookworm-slim); tests/container/run
@@ -15,7 +17,7 @@
 #                  glibc <= 2.36 host (bookworm); tests/container/run does this, building
 #                  with the host's cargo and staging a context of Dockerfile + binary,
 #                  with RUST_IMAGE=BASE_IMAGE (no Rust image is needed then).
-# See tests/container/README.md for the flags each engine needs, and why.
+# See README.md ("Containers") for the flags each engine needs, and why.
 
 ARG BASE_IMAGE=debian:bookworm-slim
 ARG RUST_IMAGE=rust:1-slim-bookworm
@@ -48,5 +50,6 @@ COPY --from=build /out/execgate /usr/local/bin/execgate
 WORKDIR /workspace
 # PID 1: reaps orphans, forwards SIGTERM & co. to the tree, exits with the CMD's status.
 ENTRYPOINT ["execgate", "init", "--"]
-# A shell reading stdin (`docker run -i`), every exec decided.
-CMD ["bash"]
+# The MCP server on stdin/stdout (`docker run -i`), every exec of every call decided.
+# `execgate init` recognises its own `mcp` and serves it in-process as PID 1.
+CMD ["execgate", "mcp"]

@@ -16,7 +16,20 @@
 //!
 //! It never runs anything unsupervised: if the supervisor cannot start here (a container
 //! profile that blocks seccomp user notification, say), it exits 2 with the reason.
+//!
+//! **The MCP server as PID 1.** `execgate init -- execgate mcp ...` (the image's default
+//! CMD) cannot be supervised like any other command: a session's filter forbids the nested
+//! listener the MCP server needs, and supervisors do not nest. When the command is this
+//! very executable (the same file as `/proc/self/exe`, found the way exec would find it)
+//! with the `mcp` subcommand, init serves MCP in-process instead: the MCP server supervises
+//! every session it starts, so nothing runs unsupervised. The init duties stay: orphans
+//! are reaped on SIGCHLD, and SIGTERM or SIGINT end the server at once, as a client
+//! disconnect does (every running call's tree is killed), with status 128 + the signal.
+//! Any other command, including another `execgate` binary, is supervised as usual.
 
+use std::ffi::OsStr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use supervisor::teardown::ChildRegistry;
@@ -25,11 +38,87 @@ use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 
 use crate::supervise::{self, Mode};
 
+use clap::Parser;
+
 pub fn run(args: supervise::Args) -> anyhow::Result<ExitCode> {
     if std::process::id() != 1 {
         tracing::debug!("execgate init is not PID 1; it reaps the orphans it is given");
     }
+    if let Some(mcp_args) = own_mcp(args.command()) {
+        let flags = args.session_flags_given();
+        if !flags.is_empty() {
+            anyhow::bail!(
+                "{} apply to a supervised command, not to the MCP server, which supervises \
+                 its own sessions: pass the MCP server's flags after `mcp` (see `execgate mcp \
+                 --help`)",
+                flags.join(", ")
+            );
+        }
+        let mcp_args = match mcp::cli::Args::try_parse_from(mcp_args) {
+            Ok(parsed) => parsed,
+            // --help, --version, or a bad flag: clap prints and exits as `execgate mcp` would.
+            Err(err) => err.exit(),
+        };
+        return serve_mcp(mcp_args);
+    }
     supervise::run_as(args, Mode::Init)
+}
+
+/// `Some(["mcp", flags...])` when `command` runs this very executable's `mcp` subcommand.
+fn own_mcp(command: &[String]) -> Option<&[String]> {
+    let (program, rest) = command.split_first()?;
+    if rest.first().map(String::as_str) != Some("mcp") {
+        return None;
+    }
+    let own = std::fs::metadata("/proc/self/exe").ok()?;
+    let path_var = std::env::var_os("PATH");
+    let found = resolve(program, path_var.as_deref())?;
+    let theirs = std::fs::metadata(found).ok()?;
+    (own.dev() == theirs.dev() && own.ino() == theirs.ino()).then_some(rest)
+}
+
+/// Where exec would find `program`: as given if it has a slash, else the first executable
+/// file of that name in `PATH`.
+fn resolve(program: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return executable(&path).then_some(path);
+    }
+    let path_var = path_var.unwrap_or_else(|| OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    std::env::split_paths(path_var)
+        .map(|dir| dir.join(program))
+        .find(|p| executable(p))
+}
+
+/// The MCP server in-process, with PID 1's duties while it serves.
+fn serve_mcp(args: mcp::cli::Args) -> anyhow::Result<ExitCode> {
+    let stopped = mcp::serve_stdio_until(args, || async {
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigchld = signal(SignalKind::child())?;
+        // Zombies adopted before the handler was there.
+        reap_orphans().await;
+        loop {
+            tokio::select! {
+                _ = sigchld.recv() => reap_orphans().await,
+                _ = sigterm.recv() => return Ok::<u8, std::io::Error>(128 + 15),
+                _ = sigint.recv() => return Ok(128 + 2),
+            }
+        }
+    })?;
+    match stopped {
+        // The client went away: a normal end.
+        None => Ok(ExitCode::SUCCESS),
+        Some(Ok(status)) => {
+            tracing::info!(status, "stopped by a signal; every session was killed");
+            Ok(ExitCode::from(status))
+        }
+        Some(Err(err)) => Err(anyhow::anyhow!("installing PID 1's signal handlers: {err}")),
+    }
 }
 
 /// The signals PID 1 handles, installed before the command starts.
@@ -104,5 +193,38 @@ async fn reap_orphans() {
         Ok(Ok(_)) => {}
         Ok(Err(err)) => tracing::warn!("reaping orphans: {err}"),
         Err(err) => tracing::warn!("reaping orphans: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn only_this_executable_with_mcp_is_served_in_process() {
+        let me = std::fs::read_link("/proc/self/exe").unwrap();
+        let me = me.to_str().unwrap();
+        let cmd = strings(&[me, "mcp", "--sandbox", "read-only"]);
+        assert_eq!(own_mcp(&cmd), Some(&cmd[1..]));
+        // Not the mcp subcommand, another program, or nothing at all.
+        assert_eq!(own_mcp(&strings(&[me, "doctor"])), None);
+        assert_eq!(own_mcp(&strings(&[me])), None);
+        assert_eq!(own_mcp(&strings(&["/bin/sh", "mcp"])), None);
+        assert_eq!(own_mcp(&strings(&["no-such-program-xyz", "mcp"])), None);
+        assert_eq!(own_mcp(&[]), None);
+    }
+
+    #[test]
+    fn programs_resolve_as_exec_would() {
+        let path = OsStr::new("/nonexistent:/bin");
+        assert_eq!(resolve("sh", Some(path)), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(resolve("/bin/sh", None), Some(PathBuf::from("/bin/sh")));
+        assert_eq!(resolve("no-such-program-xyz", Some(path)), None);
+        // A directory is not an executable.
+        assert_eq!(resolve("/bin", None), None);
     }
 }

@@ -40,7 +40,9 @@ enum Command {
     Mcp(mcp::cli::Args),
     /// `supervise` as a container's PID 1 (`ENTRYPOINT ["execgate", "init", "--"]`): also
     /// reaps orphaned zombies, forwards SIGTERM/INT/HUP/QUIT/USR1/USR2 to the tree and
-    /// waits for it, then exits with the command's status.
+    /// waits for it, then exits with the command's status. `init -- execgate mcp ...`
+    /// serves MCP in-process instead (it supervises its own sessions), reaping orphans,
+    /// and stops on SIGTERM/SIGINT.
     Init(supervise::Args),
 }
 

@@ -74,6 +74,35 @@ pub struct Args {
     command: Vec<String>,
 }
 
+impl Args {
+    /// The command after `--`.
+    pub(crate) fn command(&self) -> &[String] {
+        &self.command
+    }
+
+    /// The session flags given (anything but the command), by name: `init` refuses them
+    /// when its command is the MCP server, which has flags of its own.
+    pub(crate) fn session_flags_given(&self) -> Vec<&'static str> {
+        let given = [
+            (!self.policy.rules.is_empty(), "--rules"),
+            (self.policy.no_default_rules, "--no-default-rules"),
+            (self.on_prompt != OnPrompt::Ask, "--on-prompt"),
+            (self.audit.is_some(), "--audit"),
+            (self.login, "--login"),
+            (self.workdir.is_some(), "--workdir"),
+            (self.sandbox != SandboxMode::WorkspaceWrite, "--sandbox"),
+            (!self.writable_roots.is_empty(), "--writable-root"),
+            (self.network, "--network"),
+            (self.require_sandbox, "--require-sandbox"),
+            (self.timeout.is_some(), "--timeout"),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(given, name)| given.then_some(name))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum OnPrompt {
     Ask,

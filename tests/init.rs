@@ -267,3 +267,148 @@ fn leaves_nothing_of_the_tree_behind() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// `execgate init -- execgate mcp`: the image's default CMD
+// ---------------------------------------------------------------------------------------
+
+/// `execgate init -- EXECGATE mcp --no-default-rules ...`, JSON-RPC over pipes.
+struct McpInit {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    tmp: tempfile::TempDir,
+}
+
+impl McpInit {
+    fn start() -> McpInit {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = Command::new(EXECGATE)
+            .args(["init", "--", EXECGATE, "mcp", "--no-default-rules"])
+            .current_dir(tmp.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        McpInit { child, lines, tmp }
+    }
+
+    fn send(&mut self, message: serde_json::Value) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{message}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The response to request `id` (notifications and other responses skipped).
+    fn response(&self, id: u64) -> serde_json::Value {
+        loop {
+            let line = self.lines.recv_timeout(LIMIT).expect("no response");
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if value["id"] == id {
+                return value;
+            }
+        }
+    }
+
+    fn call_shell(&mut self, id: u64, command: &str) {
+        let workdir = self.tmp.path().to_str().unwrap().to_owned();
+        self.send(serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "shell", "arguments": {
+                "command": command, "workdir": workdir, "timeout_ms": 60_000, "login": false
+            }}
+        }));
+    }
+}
+
+#[test]
+fn serves_its_own_mcp_in_process_and_stops_promptly_on_sigterm() {
+    skip_unless!(escalation_unavailable());
+    let mut mcp = McpInit::start();
+    mcp.send(serde_json::json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "init-test", "version": "0"}}
+    }));
+    let initialized = mcp.response(1);
+    assert!(
+        initialized["result"]["serverInfo"]["name"].is_string(),
+        "{initialized}"
+    );
+    mcp.send(serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    // A supervised call: the server runs in execgate itself (init's command never ran as
+    // a supervised session: it could not have served, a nested listener is refused).
+    mcp.call_shell(2, "echo hi from $PPID");
+    let result = mcp.response(2);
+    let content = &result["result"]["structuredContent"];
+    assert_eq!(content["exit_code"], 0, "{result}");
+    let stdout = content["stdout"].as_str().unwrap();
+    assert!(stdout.starts_with("hi from "), "{result}");
+
+    // A call still running when SIGTERM arrives: its tree is killed, execgate exits
+    // promptly with 128 + SIGTERM.
+    // Found by a unique argument: inside the call's PID namespace `$$` is not a pid here.
+    let token = format!("300.{}", std::process::id());
+    mcp.call_shell(3, &format!("exec sleep {token}"));
+    let deadline = Instant::now() + LIMIT;
+    let shell: u32 = loop {
+        if let Some(pid) = pid_with_argument(&token) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the call never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let sent = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &mcp.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = mcp.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "still serving 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(128 + 15));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some((state, _)) = state_and_parent(shell) {
+        if state == 'Z' {
+            break; // killed; waiting for its new parent to reap it
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call's {shell} outlived execgate"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn refuses_session_flags_for_its_own_mcp() {
+    let out = Command::new(EXECGATE)
+        .args(["init", "--sandbox", "read-only", "--", EXECGATE, "mcp"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--sandbox apply to a supervised command, not to the MCP server"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

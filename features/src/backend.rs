@@ -2,9 +2,11 @@
 //!
 //! - `unotify` (preferred): a stock bash under a seccomp user-notification listener.
 //!   Needs user notification (stop each exec), `FLAG_CONTINUE` (let an allowed exec
-//!   proceed), `pidfd_getfd` (hand the child's stdin/stdout/stderr to an escalated
-//!   command) and ptrace of our descendants (end the paused child with the escalated
-//!   status).
+//!   proceed), `pidfd_open` (a race-free handle on the paused child) and ptrace of our
+//!   descendants (end the paused child with the escalated status). How the child's
+//!   stdin/stdout/stderr reach an escalated command ([`StdioHandoff`]) and how its exec
+//!   arguments are read ([`MemoryRead`]) have a fallback each for a container profile that
+//!   blocks `pidfd_getfd` or `process_vm_readv`; the choice and its cost are reported.
 //! - `wrapper`: a patched bash/zsh calls an exec wrapper for every exec. Needs no kernel
 //!   feature, but only sees the patched shell's own execs, so it is the fallback.
 
@@ -40,11 +42,54 @@ pub struct Candidate {
     pub rejected_because: Vec<String>,
 }
 
+/// How a paused caller's stdin/stdout/stderr are handed to an escalated command (and its
+/// stderr reached for a refusal's reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdioHandoff {
+    /// `pidfd_getfd`: the caller's very descriptors.
+    PidfdGetfd,
+    /// Reopening `/proc/PID/fd/N`: no sockets or anonymous inodes, and a regular file is a
+    /// separate open file description (its offset is not shared).
+    ProcFdReopen,
+}
+
+impl fmt::Display for StdioHandoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StdioHandoff::PidfdGetfd => "pidfd_getfd",
+            StdioHandoff::ProcFdReopen => "/proc/PID/fd reopen",
+        })
+    }
+}
+
+/// How a paused exec's path, argv and environment are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryRead {
+    ProcessVmReadv,
+    /// `pread` on `/proc/PID/mem`: the same bytes, one `open` more per exec.
+    ProcMem,
+}
+
+impl fmt::Display for MemoryRead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemoryRead::ProcessVmReadv => "process_vm_readv",
+            MemoryRead::ProcMem => "/proc/PID/mem",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendChoice {
     pub chosen: Backend,
     /// Every backend, in order of preference.
     pub candidates: Vec<Candidate>,
+    /// With `unotify`: how the caller's stdio reach an escalated command.
+    pub stdio_handoff: Option<StdioHandoff>,
+    /// With `unotify`: how the exec's arguments are read.
+    pub memory_read: Option<MemoryRead>,
     /// Consequences of the features for the chosen backend (not reasons to reject it).
     pub notes: Vec<String>,
 }
@@ -78,11 +123,11 @@ fn unotify_missing(f: &Features) -> Vec<String> {
         NOTIF_FIX,
     );
     need(
-        f.pidfd.getfd.available,
-        "pidfd_getfd",
-        &f.pidfd.getfd,
-        "the engine's seccomp profile allows pidfd_getfd only with CAP_SYS_PTRACE \
-         (Docker's default does): add `--cap-add SYS_PTRACE`",
+        f.pidfd.open.available,
+        "pidfd_open",
+        &f.pidfd.open,
+        "the engine's seccomp profile blocks pidfd_open: run with a profile that allows it \
+         (Docker's and Podman's defaults do)",
     );
     if !f.ptrace.permitted {
         let mut reason = format!(
@@ -109,11 +154,68 @@ const NOTIF_FIX: &str = "the engine's seccomp profile blocks seccomp user notifi
     run with `--security-opt seccomp=unconfined`, or a profile that allows seccomp(2) with \
     SECCOMP_FILTER_FLAG_NEW_LISTENER and the SECCOMP_IOCTL_NOTIF_* ioctls";
 
+/// The stdio hand-off, and what the fallback costs, in one line for doctor.
+fn stdio_handoff(f: &Features) -> (StdioHandoff, String) {
+    let getfd = &f.pidfd.getfd;
+    if getfd.available {
+        return (
+            StdioHandoff::PidfdGetfd,
+            "stdio hand-off: pidfd_getfd (an escalated command gets the caller's own descriptors)"
+                .to_owned(),
+        );
+    }
+    let why = getfd.missing_on(&f.kernel).unwrap_or_default();
+    let mut note = format!(
+        "stdio hand-off: /proc/PID/fd reopen (pidfd_getfd {why}; {}): a caller's stdin, \
+         stdout or stderr that is a socket or an anonymous inode cannot be handed to an \
+         escalated command (it fails, saying so), and a regular file is reopened as a \
+         separate open file description at the caller's offset (the shared offset does not \
+         advance)",
+        getfd.detail
+    );
+    if f.process.container.is_some() && f.kernel.at_least(getfd.since) {
+        note.push_str(
+            "; in this container: add `--cap-add SYS_PTRACE` for pidfd_getfd, the exact \
+             mechanism (the engine's seccomp profile allows it only with CAP_SYS_PTRACE, as \
+             Docker's default does)",
+        );
+    }
+    (StdioHandoff::ProcFdReopen, note)
+}
+
+/// How exec arguments are read, in one line for doctor.
+fn memory_read(f: &Features) -> (MemoryRead, String) {
+    let readv = &f.process_vm_readv;
+    if readv.available {
+        return (
+            MemoryRead::ProcessVmReadv,
+            "exec arguments read with process_vm_readv".to_owned(),
+        );
+    }
+    let why = readv.missing_on(&f.kernel).unwrap_or_default();
+    let mut note = format!(
+        "exec arguments read from /proc/PID/mem (process_vm_readv {why}; {}): the same \
+         bytes, one open more per exec",
+        readv.detail
+    );
+    if f.process.container.is_some() && f.kernel.at_least(readv.since) {
+        note.push_str("; in this container: `--cap-add SYS_PTRACE` allows process_vm_readv");
+    }
+    (MemoryRead::ProcMem, note)
+}
+
 pub(crate) fn choose(f: &Features) -> BackendChoice {
     let missing = unotify_missing(f);
     let unotify_ok = missing.is_empty();
     let mut notes = Vec::new();
+    let (mut stdio, mut memory) = (None, None);
     let chosen = if unotify_ok {
+        let (handoff, note) = stdio_handoff(f);
+        stdio = Some(handoff);
+        notes.push(note);
+        let (read, note) = memory_read(f);
+        memory = Some(read);
+        notes.push(note);
         if f.seccomp.wait_killable_recv.available {
             notes.push("escalation hand-back: WAIT_KILLABLE_RECV variant (signals cannot withdraw a pending exec)".to_owned());
         } else {
@@ -157,6 +259,8 @@ pub(crate) fn choose(f: &Features) -> BackendChoice {
                 rejected_because: wrapper_reasons,
             },
         ],
+        stdio_handoff: stdio,
+        memory_read: memory,
         notes,
     }
 }
@@ -187,6 +291,7 @@ mod tests {
                 getfd: feature(true, (5, 6)),
                 send_signal: feature(true, (5, 1)),
             },
+            process_vm_readv: feature(true, (3, 2)),
             landlock: Landlock::from_result(Ok(2)),
             ptrace: Ptrace {
                 permitted: true,
@@ -225,7 +330,76 @@ mod tests {
         assert_eq!(choice.chosen, Backend::Unotify);
         assert!(choice.candidates[0].usable && choice.candidates[0].rejected_because.is_empty());
         assert!(choice.candidates[1].rejected_because[0].contains("patched shell"));
-        assert!(choice.notes[0].contains("WAIT_KILLABLE_RECV variant"));
+        assert_eq!(choice.stdio_handoff, Some(StdioHandoff::PidfdGetfd));
+        assert_eq!(choice.memory_read, Some(MemoryRead::ProcessVmReadv));
+        assert!(choice.notes[0].starts_with("stdio hand-off: pidfd_getfd"));
+        assert!(choice.notes[1].contains("process_vm_readv"));
+        assert!(choice.notes[2].contains("WAIT_KILLABLE_RECV variant"));
+    }
+
+    #[test]
+    fn blocked_pidfd_getfd_and_process_vm_readv_fall_back_with_their_cost_named() {
+        // Docker's default profile without CAP_SYS_PTRACE: both answer EPERM.
+        let mut f = full();
+        f.process.container = Some("docker (/.dockerenv)".into());
+        f.pidfd.getfd = Feature::probed(false, pidfd::GETFD_SINCE, "pidfd_getfd(-1, 0, 0): EPERM");
+        f.process_vm_readv = Feature::probed(
+            false,
+            KernelVersion::new(3, 2, 0),
+            "process_vm_readv(self, 1 byte): EPERM",
+        );
+        let choice = f.backend();
+        assert_eq!(choice.chosen, Backend::Unotify);
+        assert!(choice.candidates[0].usable && choice.candidates[0].rejected_because.is_empty());
+        assert_eq!(choice.stdio_handoff, Some(StdioHandoff::ProcFdReopen));
+        assert_eq!(choice.memory_read, Some(MemoryRead::ProcMem));
+        let stdio = &choice.notes[0];
+        assert!(
+            stdio.starts_with(
+                "stdio hand-off: /proc/PID/fd reopen (pidfd_getfd blocked here: Linux has it \
+                 since 5.6; a seccomp filter or LSM hides it; pidfd_getfd(-1, 0, 0): EPERM)"
+            ),
+            "{stdio}"
+        );
+        assert!(
+            stdio.contains("socket") && stdio.contains("offset"),
+            "{stdio}"
+        );
+        assert!(stdio.contains("add `--cap-add SYS_PTRACE`"), "{stdio}");
+        let memory = &choice.notes[1];
+        assert!(
+            memory.starts_with(
+                "exec arguments read from /proc/PID/mem (process_vm_readv blocked here"
+            ),
+            "{memory}"
+        );
+        let table = f.render_table();
+        assert!(
+            table.contains("note: stdio hand-off: /proc/PID/fd reopen"),
+            "{table}"
+        );
+        assert!(table.contains("process_vm_readv"), "{table}");
+        let json = f.doctor_json();
+        assert_eq!(json["backend"]["stdio_handoff"], "proc_fd_reopen");
+        assert_eq!(json["backend"]["memory_read"], "proc_mem");
+        assert_eq!(json["process_vm_readv"]["available"], false);
+
+        // Outside a container, or on a kernel without it: no capability advice.
+        let mut f = full();
+        f.kernel = Kernel::from_uname("5.5.0".into(), "x86_64".into());
+        f.pidfd.getfd.available = false;
+        let choice = f.backend();
+        assert_eq!(choice.stdio_handoff, Some(StdioHandoff::ProcFdReopen));
+        assert!(
+            choice.notes[0].contains("pidfd_getfd needs Linux 5.6"),
+            "{:?}",
+            choice.notes
+        );
+        assert!(
+            !choice.notes[0].contains("SYS_PTRACE"),
+            "{:?}",
+            choice.notes
+        );
     }
 
     #[test]
@@ -241,8 +415,8 @@ mod tests {
                 "FLAG_CONTINUE is missing (blocked here: Linux has it since 5.5",
             ),
             (
-                |f| f.pidfd.getfd.available = false,
-                "pidfd_getfd is missing (blocked here: Linux has it since 5.6",
+                |f| f.pidfd.open.available = false,
+                "pidfd_open is missing (blocked here: Linux has it since 5.3",
             ),
             (
                 |f| f.ptrace.permitted = false,
@@ -274,16 +448,6 @@ mod tests {
     #[test]
     fn blocked_in_a_container_says_what_to_add() {
         let mut f = full();
-        f.process.container = Some("docker (/.dockerenv)".into());
-        f.pidfd.getfd.available = false;
-        let reasons = &f.backend().candidates[0].rejected_because;
-        assert!(
-            reasons[0].contains("pidfd_getfd is missing (blocked here")
-                && reasons[0].ends_with("add `--cap-add SYS_PTRACE`"),
-            "{reasons:?}"
-        );
-
-        let mut f = full();
         f.process.container = Some("podman (/run/.containerenv)".into());
         f.seccomp.user_notif.available = false;
         let reasons = &f.backend().candidates[0].rejected_because;
@@ -294,25 +458,27 @@ mod tests {
 
         // Outside a container, or on a kernel too old to have it, no container advice.
         let mut f = full();
-        f.pidfd.getfd.available = false;
+        f.seccomp.user_notif.available = false;
         assert!(!f.backend().candidates[0].rejected_because[0].contains("container"));
         let mut f = full();
         f.process.container = Some("docker (/.dockerenv)".into());
-        f.kernel = Kernel::from_uname("5.4.0".into(), "x86_64".into());
-        f.pidfd.getfd.available = false;
+        f.kernel = Kernel::from_uname("4.19.0".into(), "x86_64".into());
+        f.seccomp.user_notif.available = false;
         assert!(!f.backend().candidates[0].rejected_because[0].contains("in this container"));
     }
 
     #[test]
     fn an_old_kernel_names_the_kernel_to_upgrade_to() {
         let mut f = full();
-        f.kernel = Kernel::from_uname("5.4.0-150-generic".into(), "x86_64".into());
+        f.kernel = Kernel::from_uname("5.2.0-150-generic".into(), "x86_64".into());
+        f.pidfd.open.available = false;
         f.pidfd.getfd.available = false;
         let choice = f.backend();
         assert_eq!(choice.chosen, Backend::Wrapper);
+        assert_eq!(choice.stdio_handoff, None);
         assert!(
             choice.candidates[0].rejected_because[0]
-                .contains("pidfd_getfd is missing (needs Linux 5.6;"),
+                .contains("pidfd_open is missing (needs Linux 5.3;"),
             "{:?}",
             choice.candidates[0].rejected_because
         );

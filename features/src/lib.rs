@@ -17,6 +17,7 @@ pub mod landlock;
 mod pidfd;
 mod pidns;
 mod process;
+mod process_vm;
 pub mod procfs;
 mod ptrace;
 mod render;
@@ -27,7 +28,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-pub use backend::{Backend, BackendChoice, Candidate};
+pub use backend::{Backend, BackendChoice, Candidate, MemoryRead, StdioHandoff};
 pub use cgroup::Cgroup;
 pub use kernel::{Kernel, KernelVersion};
 pub use landlock::{Landlock, LandlockStatus};
@@ -111,6 +112,9 @@ pub struct Features {
     pub kernel: Kernel,
     pub seccomp: Seccomp,
     pub pidfd: Pidfd,
+    /// `process_vm_readv`: reading a paused exec's arguments (else `/proc/PID/mem`).
+    #[serde(default = "process_vm::unreported")]
+    pub process_vm_readv: Feature,
     pub landlock: Landlock,
     pub ptrace: Ptrace,
     pub user_namespaces: UserNamespaces,
@@ -135,6 +139,7 @@ pub fn detect() -> Features {
     Features {
         seccomp: seccomp::detect(&kernel),
         pidfd: pidfd::detect(),
+        process_vm_readv: process_vm::detect(),
         landlock: landlock::detect(),
         ptrace: ptrace::detect(status.cap_eff),
         user_namespaces: userns::detect(),

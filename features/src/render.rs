@@ -77,6 +77,7 @@ pub(crate) fn table(f: &Features) -> String {
     t.feature("pidfd_open", &f.pidfd.open);
     t.feature("pidfd_getfd", &f.pidfd.getfd);
     t.feature("pidfd_send_signal", &f.pidfd.send_signal);
+    t.feature("process_vm_readv", &f.process_vm_readv);
     let landlock = match f.landlock.abi {
         Some(abi) => {
             let next = crate::landlock::ABI_SINCE.get(abi as usize);

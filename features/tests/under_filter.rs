@@ -2,8 +2,8 @@
 //! way a container runtime's profile can hide syscalls: `execgate-probe` runs under a
 //! filter that answers `pidfd_getfd` with ENOSYS and `seccomp(SECCOMP_SET_MODE_FILTER)`
 //! with EPERM. The probes must say so (missing, or decided by the kernel version because
-//! no listener could be made), and the backend must fall back to `wrapper` naming
-//! `pidfd_getfd`. Runs on the real kernel; x86_64 only (the filter hard-codes its numbers).
+//! no listener could be made), and the backend must keep `unotify` with the `/proc/PID/fd`
+//! reopen as its stdio hand-off, naming the blocked `pidfd_getfd`. Runs on the real kernel; x86_64 only (the filter hard-codes its numbers).
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
@@ -109,10 +109,15 @@ fn probes_under_a_container_like_filter() {
     assert!(f.pidfd.open.available);
 
     let choice = f.backend();
-    assert_eq!(choice.chosen, features::Backend::Wrapper);
-    let reasons = choice.candidates[0].rejected_because.join("\n");
     if f.kernel.at_least(features::KernelVersion::new(5, 6, 0)) {
-        let want = "pidfd_getfd is missing (blocked here: Linux has it since 5.6";
-        assert!(reasons.contains(want), "{reasons}");
+        assert_eq!(choice.chosen, features::Backend::Unotify, "{choice:?}");
+        assert_eq!(
+            choice.stdio_handoff,
+            Some(features::StdioHandoff::ProcFdReopen)
+        );
+        let want =
+            "stdio hand-off: /proc/PID/fd reopen (pidfd_getfd blocked here: Linux has it since 5.6";
+        assert!(choice.notes[0].starts_with(want), "{:?}", choice.notes);
+        assert!(choice.notes[0].contains("ENOSYS"), "{:?}", choice.notes);
     }
 }

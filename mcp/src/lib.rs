@@ -19,6 +19,7 @@ pub mod shell;
 pub mod supervised;
 pub mod transport;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,14 +42,39 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let disconnected = CancellationToken::new();
+    serve_until(sessions, settings, reader, writer, CancellationToken::new()).await
+}
+
+/// [`serve`], also ending when `stop` is cancelled (a shutdown signal): the running calls
+/// end as on a disconnect, their sessions killed, and the service closes.
+pub async fn serve_until<R, W>(
+    sessions: Arc<dyn Sessions>,
+    settings: ServerSettings,
+    reader: R,
+    writer: W,
+    stop: CancellationToken,
+) -> Result<(), ServeError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let disconnected = stop.child_token();
     let server = ShellServer::new(sessions, settings, disconnected.clone());
     let transport = transport::JsonLines::new(reader, writer, disconnected.clone());
-    let running = server
-        .serve(transport)
-        .await
-        .map_err(|e| ServeError::Initialize(e.to_string()))?;
+    let running = tokio::select! {
+        running = server.serve(transport) => {
+            running.map_err(|e| ServeError::Initialize(e.to_string()))?
+        }
+        () = stop.cancelled() => return Ok(()),
+    };
+    let service = running.cancellation_token();
+    let stopping = stop.clone();
+    let watcher = tokio::spawn(async move {
+        stopping.cancelled().await;
+        service.cancel();
+    });
     let quit = running.waiting().await;
+    watcher.abort();
     // However the loop ended, no session may outlive it.
     disconnected.cancel();
     quit.map_err(|e| ServeError::Internal(e.to_string()))?;
@@ -58,6 +84,18 @@ where
 /// `execgate mcp`: loads the policy, starts the supervisor and serves MCP on
 /// stdin/stdout until the client disconnects. Blocks; builds its own tokio runtime.
 pub fn serve_stdio(args: cli::Args) -> Result<(), ServeError> {
+    serve_stdio_until(args, std::future::pending::<()>).map(|_| ())
+}
+
+/// [`serve_stdio`], also ending when the future `stop` makes resolves; `stop` is called
+/// inside the runtime once the supervisor runs, before serving (so it may install signal
+/// handlers and reap orphans while it waits). Returns its output if it ended the server,
+/// `None` if the client went away first. Either way, every session is gone by then.
+pub fn serve_stdio_until<F, Fut, T>(args: cli::Args, stop: F) -> Result<Option<T>, ServeError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = T>,
+{
     let options = policy::LoadOptions::from_env(args.rules.clone(), !args.no_default_rules);
     let policy = Arc::new(policy::Policy::load(&options)?);
     tracing::info!(rules = policy.rule_count(), "exec policy loaded");
@@ -74,14 +112,48 @@ pub fn serve_stdio(args: cli::Args) -> Result<(), ServeError> {
             },
         )?;
         let sessions = Arc::new(supervised::SupervisedSessions::new(Arc::new(supervisor)));
+        let stop_token = CancellationToken::new();
+        let stopped = stop();
         // MCP clients connect through pipes: use them directly (non-blocking, on the
         // reactor). tokio's stdin/stdout hand every read and write to a blocking thread,
         // a thread hop per message; they remain for anything else (a file, a tty).
-        match stdio_pipes() {
-            Some((reader, writer)) => serve(sessions, args.settings(), reader, writer).await,
-            None => {
-                let (reader, writer) = (tokio::io::stdin(), tokio::io::stdout());
-                serve(sessions, args.settings(), reader, writer).await
+        let serving = async {
+            match stdio_pipes() {
+                Some((reader, writer)) => {
+                    serve_until(
+                        sessions,
+                        args.settings(),
+                        reader,
+                        writer,
+                        stop_token.clone(),
+                    )
+                    .await
+                }
+                None => {
+                    let (reader, writer) = (tokio::io::stdin(), tokio::io::stdout());
+                    serve_until(
+                        sessions,
+                        args.settings(),
+                        reader,
+                        writer,
+                        stop_token.clone(),
+                    )
+                    .await
+                }
+            }
+        };
+        tokio::pin!(serving);
+        tokio::select! {
+            served = &mut serving => served.map(|()| None),
+            output = stopped => {
+                stop_token.cancel();
+                // The calls end at once (their sessions killed); bounded all the same.
+                match tokio::time::timeout(STOP_GRACE, &mut serving).await {
+                    Ok(Err(err)) => tracing::warn!("while stopping: {err}"),
+                    Ok(Ok(())) => {}
+                    Err(_) => tracing::warn!("the MCP service did not close within {STOP_GRACE:?}"),
+                }
+                Ok(Some(output))
             }
         }
     });
@@ -90,6 +162,9 @@ pub fn serve_stdio(args: cli::Args) -> Result<(), ServeError> {
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
 }
+
+/// How long a stop waits for the service to close after its calls were cancelled.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Stdin and stdout as async pipe ends, when both are pipes. Works on duplicates, so the
 /// process's own fds 0 and 1 stay open; the duplicates share their file descriptions, which

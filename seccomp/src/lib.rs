@@ -13,6 +13,7 @@ pub mod memory;
 pub mod mount_ns;
 pub mod pid_ns;
 pub mod pidfd;
+pub mod remote_fd;
 pub mod watchdog;
 
 use std::io;

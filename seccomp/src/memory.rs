@@ -1,7 +1,10 @@
 //! Reading a paused process's memory: the exec's path, argv and envp.
 //!
 //! `process_vm_readv` never crashes the reader: a bad pointer from the child is `EFAULT`
-//! here, and becomes an `EFAULT` answer to the exec. Reads are bounded (one string at most
+//! here, and becomes an `EFAULT` answer to the exec. Where a container profile blocks
+//! `process_vm_readv` (Docker's default allows it only with `CAP_SYS_PTRACE`), `pread` on
+//! `/proc/PID/mem` reads the same bytes under the same ptrace access check ([`MemoryAccess`],
+//! decided once at start-up); an unmapped address is `EIO` there, reported as the same fault. Reads are bounded (one string at most
 //! `MAX_ARG_STRLEN`, all strings together at most [`MAX_TOTAL`]), and never cross a page
 //! boundary they do not need to, so a string that ends just before an unmapped page reads.
 
@@ -43,17 +46,40 @@ impl ReadError {
     }
 }
 
-/// The memory of one process, read with `process_vm_readv`.
-#[derive(Debug, Clone, Copy)]
+/// How another process's memory is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryAccess {
+    /// `process_vm_readv`: no file to open, one syscall per read.
+    ProcessVmReadv,
+    /// `pread` on `/proc/PID/mem`, opened once per [`RemoteMemory`].
+    ProcMem,
+}
+
+/// The memory of one process.
+#[derive(Debug)]
 pub struct RemoteMemory {
     pid: libc::pid_t,
+    /// `/proc/PID/mem`, with [`MemoryAccess::ProcMem`].
+    mem: Option<std::fs::File>,
 }
 
 impl RemoteMemory {
+    /// Reads with `process_vm_readv`.
     pub fn new(pid: u32) -> Self {
         RemoteMemory {
             pid: libc::pid_t::try_from(pid).unwrap_or(libc::pid_t::MAX),
+            mem: None,
         }
+    }
+
+    /// Reads the way `access` says; `/proc/PID/mem` is opened here (a thread id works).
+    pub fn open(pid: u32, access: MemoryAccess) -> Result<Self, ReadError> {
+        let mut memory = RemoteMemory::new(pid);
+        if access == MemoryAccess::ProcMem {
+            let file = std::fs::File::open(format!("/proc/{pid}/mem")).map_err(ReadError::Io)?;
+            memory.mem = Some(file);
+        }
+        Ok(memory)
     }
 
     /// Reads up to `buf.len()` bytes at `addr`; returns how many were read (short at the
@@ -61,6 +87,16 @@ impl RemoteMemory {
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<usize, ReadError> {
         if buf.is_empty() {
             return Ok(0);
+        }
+        if let Some(mem) = &self.mem {
+            use std::os::unix::fs::FileExt;
+            // Nothing mapped at `addr`: EIO; an address beyond off_t: EINVAL.
+            return mem
+                .read_at(buf, addr)
+                .map_err(|err| match err.raw_os_error() {
+                    Some(libc::EIO | libc::EFAULT | libc::EINVAL) => ReadError::Fault(addr),
+                    _ => ReadError::Io(err),
+                });
         }
         let local = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
@@ -216,6 +252,19 @@ impl RemoteMemory {
     /// One `process_vm_readv` of `windows` (remote address, offset in `buf`, length) into
     /// `buf`: how many bytes were read, in order (0 on any error: the caller falls back).
     fn read_windows(&self, windows: &[(u64, usize, usize)], buf: &mut [u8]) -> usize {
+        if let Some(mem) = &self.mem {
+            // No vectored read for another process's memory file: one pread per window,
+            // up to the first that does not read whole.
+            use std::os::unix::fs::FileExt;
+            let mut got = 0;
+            for &(addr, offset, len) in windows {
+                match mem.read_at(&mut buf[offset..offset + len], addr) {
+                    Ok(n) if n == len => got = offset + len,
+                    _ => break,
+                }
+            }
+            return got;
+        }
         let local = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -258,17 +307,28 @@ mod tests {
         RemoteMemory::new(std::process::id())
     }
 
+    fn me_by_proc_mem() -> RemoteMemory {
+        RemoteMemory::open(std::process::id(), MemoryAccess::ProcMem).unwrap()
+    }
+
+    /// Each test reads through both ways.
+    fn both() -> [RemoteMemory; 2] {
+        [me(), me_by_proc_mem()]
+    }
+
     #[test]
     fn reads_own_strings_and_arrays() {
         let a = CString::new("hello").unwrap();
         let b = CString::new("").unwrap();
         let arr: [*const libc::c_char; 3] = [a.as_ptr(), b.as_ptr(), std::ptr::null()];
-        let mut budget = MAX_TOTAL;
-        let got = me()
-            .read_string_array(arr.as_ptr() as u64, &mut budget)
-            .unwrap();
-        assert_eq!(got, vec![b"hello".to_vec(), Vec::new()]);
-        assert_eq!(budget, MAX_TOTAL - 7);
+        for mem in both() {
+            let mut budget = MAX_TOTAL;
+            let got = mem
+                .read_string_array(arr.as_ptr() as u64, &mut budget)
+                .unwrap();
+            assert_eq!(got, vec![b"hello".to_vec(), Vec::new()], "{mem:?}");
+            assert_eq!(budget, MAX_TOTAL - 7);
+        }
     }
 
     #[test]
@@ -283,14 +343,16 @@ mod tests {
         owned[1499] = CString::new("").unwrap();
         let mut ptrs: Vec<*const libc::c_char> = owned.iter().map(|c| c.as_ptr()).collect();
         ptrs.push(std::ptr::null());
-        let mut budget = MAX_TOTAL;
-        let got = me()
-            .read_string_array(ptrs.as_ptr() as u64, &mut budget)
-            .unwrap();
         let want: Vec<Vec<u8>> = owned.iter().map(|c| c.as_bytes().to_vec()).collect();
-        assert_eq!(got, want);
         let bytes: usize = want.iter().map(|s| s.len() + 1).sum();
-        assert_eq!(budget, MAX_TOTAL - bytes);
+        for mem in both() {
+            let mut budget = MAX_TOTAL;
+            let got = mem
+                .read_string_array(ptrs.as_ptr() as u64, &mut budget)
+                .unwrap();
+            assert_eq!(got, want, "{mem:?}");
+            assert_eq!(budget, MAX_TOTAL - bytes);
+        }
     }
 
     #[test]
@@ -302,47 +364,58 @@ mod tests {
             a.as_ptr(),
             std::ptr::null(),
         ];
-        let mut budget = MAX_TOTAL;
-        let err = me()
-            .read_string_array(arr.as_ptr() as u64, &mut budget)
-            .unwrap_err();
-        assert!(matches!(err, ReadError::Fault(0x18)), "{err:?}");
+        for mem in both() {
+            let mut budget = MAX_TOTAL;
+            let err = mem
+                .read_string_array(arr.as_ptr() as u64, &mut budget)
+                .unwrap_err();
+            assert!(matches!(err, ReadError::Fault(0x18)), "{mem:?}: {err:?}");
+        }
     }
 
     #[test]
     fn a_batched_string_over_the_limit_is_e2big() {
         let long = CString::new(vec![b'x'; 600]).unwrap();
         let arr: [*const libc::c_char; 2] = [long.as_ptr(), std::ptr::null()];
-        let mut budget = 500;
-        let err = me()
-            .read_string_array(arr.as_ptr() as u64, &mut budget)
-            .unwrap_err();
-        assert_eq!(err.errno(), libc::E2BIG);
         let short = CString::new(vec![b'x'; 100]).unwrap();
-        let arr: [*const libc::c_char; 2] = [short.as_ptr(), std::ptr::null()];
-        let mut budget = 50;
-        let err = me()
-            .read_string_array(arr.as_ptr() as u64, &mut budget)
-            .unwrap_err();
-        assert_eq!(err.errno(), libc::E2BIG);
+        let arr2: [*const libc::c_char; 2] = [short.as_ptr(), std::ptr::null()];
+        for mem in both() {
+            let mut budget = 500;
+            let err = mem
+                .read_string_array(arr.as_ptr() as u64, &mut budget)
+                .unwrap_err();
+            assert_eq!(err.errno(), libc::E2BIG, "{mem:?}");
+            let mut budget = 50;
+            let err = mem
+                .read_string_array(arr2.as_ptr() as u64, &mut budget)
+                .unwrap_err();
+            assert_eq!(err.errno(), libc::E2BIG, "{mem:?}");
+        }
     }
 
     #[test]
     fn bad_pointer_is_a_fault_not_a_crash() {
-        let err = me().read_cstring(8, 100).unwrap_err();
-        assert_eq!(err.errno(), libc::EFAULT);
-        let mut budget = MAX_TOTAL;
-        let err = me().read_string_array(0x10, &mut budget).unwrap_err();
-        assert_eq!(err.errno(), libc::EFAULT);
+        for mem in both() {
+            let err = mem.read_cstring(8, 100).unwrap_err();
+            assert_eq!(err.errno(), libc::EFAULT, "{mem:?}: {err}");
+            let mut budget = MAX_TOTAL;
+            let err = mem.read_string_array(0x10, &mut budget).unwrap_err();
+            assert_eq!(err.errno(), libc::EFAULT, "{mem:?}: {err}");
+            // Above the user address space (and beyond off_t for pread).
+            let err = mem.read_cstring(u64::MAX - 8, 100).unwrap_err();
+            assert_eq!(err.errno(), libc::EFAULT, "{mem:?}: {err}");
+        }
     }
 
     #[test]
     fn string_longer_than_limit_is_e2big() {
         let long = CString::new(vec![b'x'; 10_000]).unwrap();
-        let err = me().read_cstring(long.as_ptr() as u64, 5000).unwrap_err();
-        assert_eq!(err.errno(), libc::E2BIG);
-        let ok = me().read_cstring(long.as_ptr() as u64, 10_000).unwrap();
-        assert_eq!(ok.len(), 10_000);
+        for mem in both() {
+            let err = mem.read_cstring(long.as_ptr() as u64, 5000).unwrap_err();
+            assert_eq!(err.errno(), libc::E2BIG);
+            let ok = mem.read_cstring(long.as_ptr() as u64, 10_000).unwrap();
+            assert_eq!(ok.len(), 10_000);
+        }
     }
 
     #[test]
@@ -367,8 +440,10 @@ mod tests {
         let start = PAGE - s.len();
         // SAFETY: `start + s.len() == PAGE`, inside the still-mapped first page.
         unsafe { std::ptr::copy_nonoverlapping(s.as_ptr(), base.cast::<u8>().add(start), s.len()) };
-        let got = me().read_cstring(base as u64 + start as u64, 1000).unwrap();
-        assert_eq!(got, b"ends-at-boundary");
+        for mem in both() {
+            let got = mem.read_cstring(base as u64 + start as u64, 1000).unwrap();
+            assert_eq!(got, b"ends-at-boundary", "{mem:?}");
+        }
         // SAFETY: unmapping the first page of our own mapping.
         unsafe { libc::munmap(base, PAGE) };
     }

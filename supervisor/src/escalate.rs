@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use seccomp::listener::Listener;
 use seccomp::pidfd::PidFd;
+use seccomp::remote_fd::{self, FdHandoff};
 
 use crate::ptrace::{self, Resume, Stop};
 use crate::session::ExitStatus;
@@ -35,6 +36,8 @@ pub struct Job {
     /// The filter waits killably (5.19+): answer the exec, then catch the caller's stop.
     /// Otherwise: interrupt first, which withdraws the notification.
     pub wait_killable: bool,
+    /// How the caller's stdin/stdout/stderr are copied.
+    pub fd_handoff: FdHandoff,
     /// The session's marker variable, so teardown recognises the copy and its children.
     pub marker: (String, String),
     /// Joins the session's cgroup before exec, so a timeout kills the copy's tree too.
@@ -52,6 +55,10 @@ pub enum Outcome {
     /// The copy could not start; the caller's exec failed with this errno, as a real
     /// exec would have.
     SpawnFailed { error: String },
+    /// One of the caller's stdin/stdout/stderr could not be handed over (a socket under the
+    /// /proc reopen hand-off): nothing ran, the exec failed with `EACCES` and the reason
+    /// went to the caller's stderr where that could be reached. Never run on a wrong fd.
+    StdioUnavailable { error: String },
     /// The caller went away (killed) before or while we ran.
     CallerGone,
 }
@@ -79,7 +86,27 @@ pub fn run(mut job: Job, listener: &Listener, registry: &dyn Registry) -> Outcom
         return Outcome::CallerGone;
     }
 
-    let stdio = [0, 1, 2].map(|fd| caller.get_fd(fd).ok());
+    let stdio = match caller_stdio(&job, &caller) {
+        Ok(stdio) => stdio,
+        Err(error) => {
+            let argv: Vec<String> = job
+                .argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let line = format!(
+                "execgate: `{}` was not run outside the sandbox: {error}",
+                crate::shown(&argv)
+            );
+            crate::gate::tell_caller(job.tid, job.fd_handoff, line);
+            if job.wait_killable {
+                let _ = listener.respond_errno(job.notification_id, libc::EACCES);
+            } else {
+                finish(&job, listener, &caller, Resume::Fail(libc::EACCES));
+            }
+            return Outcome::StdioUnavailable { error };
+        }
+    };
     let started = Instant::now();
     let cgroup = job.cgroup.take();
     let spawned = crate::teardown::ChildRegistry::global()
@@ -140,6 +167,30 @@ pub fn run(mut job: Job, listener: &Listener, registry: &dyn Registry) -> Outcom
     } else {
         Outcome::CallerGone
     }
+}
+
+/// Copies of the caller's fds 0, 1 and 2; `None` for one the caller has closed (the copy
+/// gets `/dev/null` there). Any other failure is the whole escalation's: a command must not
+/// run with a substitute for the stream it was given.
+fn caller_stdio(job: &Job, caller: &PidFd) -> Result<[Option<OwnedFd>; 3], String> {
+    const NAMES: [&str; 3] = ["stdin", "stdout", "stderr"];
+    let mut stdio: [Option<OwnedFd>; 3] = [None, None, None];
+    for (fd, slot) in (0..).zip(stdio.iter_mut()) {
+        match remote_fd::copy_fd(job.fd_handoff, caller, job.tid, fd) {
+            Ok(copy) => *slot = Some(copy),
+            Err(err) if err.is_not_open() => {}
+            Err(err) => {
+                let name = NAMES.get(fd as usize).copied().unwrap_or("fd");
+                let hint = if job.fd_handoff == FdHandoff::ProcReopen {
+                    "; pidfd_getfd, which would hand it over, is blocked here (see `execgate doctor`)"
+                } else {
+                    ""
+                };
+                return Err(format!("its {name} cannot be handed over: {err}{hint}"));
+            }
+        }
+    }
+    Ok(stdio)
 }
 
 fn spawn_copy(

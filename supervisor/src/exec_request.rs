@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use seccomp::listener::Notification;
-use seccomp::memory::{MAX_STRING, MAX_TOTAL, ReadError, RemoteMemory};
+use seccomp::memory::{MAX_STRING, MAX_TOTAL, MemoryAccess, ReadError, RemoteMemory};
 
 /// A decoded `execve`/`execveat`.
 #[derive(Debug, Clone)]
@@ -26,9 +26,9 @@ pub struct ExecRequest {
 }
 
 impl ExecRequest {
-    /// Reads path and argv of a notification.
-    pub fn read(n: &Notification) -> Result<ExecRequest, ReadError> {
-        let mem = RemoteMemory::new(n.pid);
+    /// Reads path and argv of a notification, the way `access` says (decided at start).
+    pub fn read(n: &Notification, access: MemoryAccess) -> Result<ExecRequest, ReadError> {
+        let mem = RemoteMemory::open(n.pid, access)?;
         let (dirfd, path_ptr, argv_ptr, envp_ptr, flags) = if n.is_execveat() {
             // execveat(dirfd, path, argv, envp, flags): dirfd is an int in the low half
             // of a u64 slot.
@@ -61,9 +61,9 @@ impl ExecRequest {
     }
 
     /// Reads the caller's environment (call while the exec is still paused).
-    pub fn read_env(&self) -> Result<Vec<OsString>, ReadError> {
+    pub fn read_env(&self, access: MemoryAccess) -> Result<Vec<OsString>, ReadError> {
         let mut budget = MAX_TOTAL;
-        Ok(RemoteMemory::new(self.tid)
+        Ok(RemoteMemory::open(self.tid, access)?
             .read_string_array(self.envp, &mut budget)?
             .into_iter()
             .map(OsString::from_vec)

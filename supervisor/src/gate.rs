@@ -20,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use policy::{Decision, Evaluation, Policy};
 use seccomp::filter::{BpfProgram, FilterError, FilterOptions};
 use seccomp::listener::{Event, Listener, Notification};
+use seccomp::memory::MemoryAccess;
 use seccomp::pidfd::{PidFd, WaitStatus};
+use seccomp::remote_fd::FdHandoff;
 use tokio::task::JoinHandle;
 
 use crate::approval::{Approval, ApprovalRequest, Approver};
@@ -115,6 +117,11 @@ struct Inner {
     wait_killable: bool,
     /// Sandboxed trees get a PID namespace with their own `/proc` (needs CAP_SYS_ADMIN).
     pid_namespace: bool,
+    /// How a paused caller's fds are copied (`pidfd_getfd`, or the /proc reopen where a
+    /// container profile blocks it): decided once, here, from feature detection.
+    fd_handoff: FdHandoff,
+    /// How exec arguments are read (`process_vm_readv`, or `/proc/PID/mem`).
+    memory: MemoryAccess,
     git_protection: crate::sandbox::landlock::Protection,
     next_session: AtomicU64,
     /// `<own cgroup>/execgate/supervisor-<pid>`: every session's cgroup is beneath it.
@@ -162,6 +169,21 @@ impl Supervisor {
             ),
             None => None,
         };
+        let fd_handoff = match choice.stdio_handoff {
+            Some(features::StdioHandoff::ProcFdReopen) => FdHandoff::ProcReopen,
+            _ => FdHandoff::PidfdGetfd,
+        };
+        let memory = match choice.memory_read {
+            Some(features::MemoryRead::ProcMem) => MemoryAccess::ProcMem,
+            _ => MemoryAccess::ProcessVmReadv,
+        };
+        if fd_handoff == FdHandoff::ProcReopen || memory == MemoryAccess::ProcMem {
+            tracing::info!(
+                ?fd_handoff,
+                ?memory,
+                "a fallback reaches into paused callers"
+            );
+        }
         let (cgroup_parent, watchdog) = arm_watchdog();
         Ok(Supervisor {
             inner: Arc::new(Inner {
@@ -173,6 +195,8 @@ impl Supervisor {
                 filter_net_on: seccomp::filter::build(FilterOptions { network: true })?,
                 wait_killable: features.seccomp.wait_killable_recv.available,
                 pid_namespace: features.pid_namespace.available,
+                fd_handoff,
+                memory,
                 git_protection: if seccomp::mount_ns::have_cap_sys_admin() {
                     crate::sandbox::landlock::Protection::MountNamespace
                 } else {
@@ -641,7 +665,7 @@ impl Shared {
     }
 
     fn handle(self: &Arc<Self>, listener: &Arc<Listener>, n: Notification) {
-        let req = match ExecRequest::read(&n) {
+        let req = match ExecRequest::read(&n, self.inner.memory) {
             Ok(req) => req,
             Err(err) => {
                 tracing::debug!(pid = n.pid, "unreadable exec: {err}");
@@ -767,7 +791,8 @@ impl Shared {
                 self.store_some(record);
             }
             Action::Deny { reason } => {
-                tell_caller(req.tid, &req.argv_lossy(), &reason);
+                let line = format!("execgate: denied `{}`: {reason}", shown(&req.argv_lossy()));
+                tell_caller(req.tid, self.inner.fd_handoff, line);
                 let record =
                     self.record_paused(&req, Some(&eval), decider, RanIn::Denied, || reason);
                 let _ = listener.respond_errno(n.id, libc::EACCES);
@@ -789,7 +814,7 @@ impl Shared {
         eval: Evaluation,
         decider: Decider,
     ) {
-        let env = match req.read_env() {
+        let env = match req.read_env(self.inner.memory) {
             Ok(env) => env,
             Err(err) => {
                 let _ = listener.respond_errno(n.id, err.errno());
@@ -805,6 +830,7 @@ impl Shared {
             env,
             cwd: cwd.clone(),
             wait_killable: self.inner.wait_killable,
+            fd_handoff: self.inner.fd_handoff,
             marker: self.marker.clone(),
             cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
         };
@@ -816,9 +842,14 @@ impl Shared {
                 let time_ms = now_ms();
                 let ppid = exec_request::ppid_of(req.tid);
                 let outcome = escalate::run(job, &thread_listener, this.as_ref());
+                let mut ran_in = RanIn::Escalated;
                 let (status, duration, reason) = match outcome {
                     escalate::Outcome::Ran { status, duration } => {
                         (Some(status), Some(duration), eval.reason())
+                    }
+                    escalate::Outcome::StdioUnavailable { error } => {
+                        ran_in = RanIn::Denied;
+                        (None, None, format!("not run outside the sandbox: {error}"))
                     }
                     escalate::Outcome::SpawnFailed { error, .. } => (
                         None,
@@ -829,8 +860,7 @@ impl Shared {
                         (None, None, "the caller went away during escalation".into())
                     }
                 };
-                let mut record =
-                    this.make_record(&req, Some(&eval), decider, RanIn::Escalated, reason);
+                let mut record = this.make_record(&req, Some(&eval), decider, ran_in, reason);
                 record.time_ms = time_ms;
                 // Read while the caller was paused: by now it has exited.
                 record.ppid = record.ppid.or(ppid);
@@ -1042,12 +1072,19 @@ pub(crate) fn pidfd_of(tid: u32) -> io::Result<PidFd> {
     }
 }
 
-/// Writes one line on the caller's stderr saying why its exec was refused. Bounded: a
-/// stderr nobody reads must not stall the notification thread.
-fn tell_caller(tid: u32, argv: &[String], reason: &str) {
+/// Writes `line` on the caller's stderr: why its exec was refused. Bounded: a stderr
+/// nobody reads must not stall the notification thread. With the /proc reopen hand-off a
+/// stderr that is a regular file gets the line at its current offset, which the caller's
+/// own next write does not move past (a separate open file description).
+pub(crate) fn tell_caller(tid: u32, handoff: FdHandoff, mut line: String) {
     let Ok(pidfd) = pidfd_of(tid) else { return };
-    let Ok(fd) = pidfd.get_fd(2) else { return };
-    let mut line = format!("execgate: denied `{}`: {reason}", shown(argv));
+    let fd = match seccomp::remote_fd::copy_fd(handoff, &pidfd, tid, 2) {
+        Ok(fd) => fd,
+        Err(err) => {
+            tracing::debug!(tid, "cannot reach the caller's stderr: {err}");
+            return;
+        }
+    };
     // One write of at most PIPE_BUF bytes into a writable pipe never blocks.
     if line.len() > 4000 {
         let mut cut = 4000;
