@@ -1,6 +1,6 @@
 //! Kernel feature detection for execgate: what the running kernel and this process offer
 //! (seccomp user notification and its flags, pidfds, Landlock, ptrace permission, user
-//! namespaces, cgroup v2), how each answer was found (a probe, or the kernel version when
+//! namespaces, cgroup v2, and where the patched shell and exec wrapper are), how each answer was found (a probe, or the kernel version when
 //! no probe could answer), and which supervisor backend follows from it.
 //!
 //! [`detect`] never changes the calling process: anything irreversible (installing a
@@ -14,6 +14,7 @@ mod cgroup;
 mod child;
 pub mod kernel;
 pub mod landlock;
+pub mod patched_shell;
 mod pidfd;
 mod process;
 pub mod procfs;
@@ -26,10 +27,11 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-pub use backend::{Backend, BackendChoice, Candidate};
+pub use backend::{Backend, BackendChoice, Candidate, WRAPPER_BLIND_SPOT};
 pub use cgroup::Cgroup;
 pub use kernel::{Kernel, KernelVersion};
 pub use landlock::{Landlock, LandlockStatus};
+pub use patched_shell::PatchedShell;
 pub use pidfd::Pidfd;
 pub use process::Process;
 pub use ptrace::Ptrace;
@@ -115,6 +117,9 @@ pub struct Features {
     pub user_namespaces: UserNamespaces,
     pub cgroup: Cgroup,
     pub process: Process,
+    /// The patched-shell backend's pieces (older reports have none: nothing found).
+    #[serde(default)]
+    pub patched_shell: PatchedShell,
 }
 
 /// Probes the running kernel and this process. Never fails: what cannot be found out is
@@ -136,6 +141,7 @@ pub fn detect() -> Features {
         user_namespaces: userns::detect(),
         cgroup: cgroup::detect(&kernel),
         process: process::detect(&status),
+        patched_shell: patched_shell::locate(None),
         kernel,
     }
 }
