@@ -71,8 +71,14 @@ pub fn serve_stdio(args: cli::Args) -> Result<(), ServeError> {
             policy,
             supervisor::SupervisorOptions {
                 audit: args.audit.clone(),
+                backend: args.backend,
+                patched_bash: args.patched_bash.clone(),
             },
         )?;
+        // Once, on stderr (the log stream): auto fell back to the wrapper backend.
+        if let Some(notice) = supervisor.notice() {
+            eprintln!("{notice}");
+        }
         let sessions = Arc::new(supervised::SupervisedSessions::new(Arc::new(supervisor)));
         // MCP clients connect through pipes: use them directly (non-blocking, on the
         // reactor). tokio's stdin/stdout hand every read and write to a blocking thread,

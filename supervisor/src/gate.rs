@@ -17,26 +17,30 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use policy::{Decision, Evaluation, Policy};
+use policy::{Evaluation, Policy};
 use seccomp::filter::{BpfProgram, FilterError, FilterOptions};
 use seccomp::listener::{Event, Listener, Notification};
 use seccomp::pidfd::{PidFd, WaitStatus};
 use tokio::task::JoinHandle;
 
-use crate::approval::{Approval, ApprovalRequest, Approver};
+use crate::approval::Approver;
 use crate::audit::AuditLog;
 use crate::cgroup::SessionCgroup;
 use crate::escalate;
 use crate::exec_request::{self, ExecRequest};
 use crate::rlimits::RlimitError;
-use crate::routing::{self, Action};
 use crate::sandbox::SandboxPolicy;
 use crate::sandbox::{Enforcement, LandlockError};
 use crate::session::{
     Decider, ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio,
 };
-use crate::stopwatch::{PauseGuard, Stopwatch};
+use crate::stopwatch::Stopwatch;
 use crate::teardown::{self, ChildRegistry, SessionTree};
+
+mod decision;
+mod wrapper;
+
+use decision::{ExecFacts, Gate};
 
 /// How long a finished session waits for its escalation threads to record their execs.
 const ESCALATION_RECORD_WAIT: Duration = Duration::from_secs(5);
@@ -46,6 +50,38 @@ const ESCALATION_RECORD_WAIT: Duration = Duration::from_secs(5);
 pub struct SupervisorOptions {
     /// Append one JSON line per exec to this file.
     pub audit: Option<PathBuf>,
+    /// Which backend decides the execs.
+    pub backend: BackendRequest,
+    /// The patched bash for the wrapper backend (`--patched-bash`); otherwise it is
+    /// searched for (see `features::patched_shell`).
+    pub patched_bash: Option<PathBuf>,
+}
+
+/// `--backend auto|unotify|wrapper`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackendRequest {
+    /// unotify where the kernel and container allow it, else the wrapper (with a notice).
+    #[default]
+    Auto,
+    /// A stock bash under a seccomp user-notification listener: every exec of the tree.
+    Unotify,
+    /// A patched bash or zsh asking through `execgate-execve-wrapper`: that shell's
+    /// own execs only.
+    Wrapper,
+}
+
+impl std::str::FromStr for BackendRequest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(BackendRequest::Auto),
+            "unotify" => Ok(BackendRequest::Unotify),
+            "wrapper" => Ok(BackendRequest::Wrapper),
+            other => Err(format!(
+                "unknown backend {other:?}: expected auto, unotify or wrapper"
+            )),
+        }
+    }
 }
 
 /// Why a supervisor could not start.
@@ -59,6 +95,12 @@ pub enum SupervisorError {
         .0.join("; ")
     )]
     Unsupported(Vec<String>),
+    #[error(
+        "the wrapper backend cannot run here: {}\n\
+         (run `execgate doctor` for details; nothing was run unsupervised)",
+        .0.join("; ")
+    )]
+    WrapperUnavailable(Vec<String>),
     #[error("cannot open the audit log {path}: {source}")]
     Audit {
         path: PathBuf,
@@ -90,6 +132,16 @@ pub enum SessionError {
     Limits(#[from] RlimitError),
     #[error("waiting for the session: {0}")]
     Wait(#[source] io::Error),
+    #[error(
+        "the wrapper backend runs a patched bash or zsh as the session's program, not \
+         `{0}`: it only sees the execs that shell makes itself (run `bash -c '...'`, or use \
+         the unotify backend)"
+    )]
+    NotAShell(String),
+    #[error("the wrapper backend needs a patched {shell} for `{shell}`: {why}")]
+    NoPatchedShell { shell: &'static str, why: String },
+    #[error("starting the exec wrapper's socket: {0}")]
+    Rendezvous(#[source] io::Error),
 }
 
 /// Starts sessions; shared by all of them (cheap to clone).
@@ -109,6 +161,10 @@ impl std::fmt::Debug for Supervisor {
 
 struct Inner {
     policy: Arc<Policy>,
+    /// The patched shell and wrapper, when the wrapper backend decides (else unotify).
+    wrapper: Option<wrapper::Tools>,
+    /// Why auto chose the wrapper, and what it does not see.
+    notice: Option<String>,
     audit: Option<AuditLog>,
     filter_net_off: BpfProgram,
     filter_net_on: BpfProgram,
@@ -131,21 +187,66 @@ impl Drop for Inner {
 }
 
 impl Supervisor {
-    /// Checks the kernel, builds the filters once and opens the audit log. A kernel without
-    /// what the seccomp backend needs is an error naming what is missing, never a run
-    /// without supervision.
+    /// Checks the kernel, chooses the backend, builds the filters once and opens the
+    /// audit log. A backend that cannot run here is an error naming what is missing,
+    /// never a run without supervision.
     pub fn new(policy: Arc<Policy>, options: SupervisorOptions) -> Result<Self, SupervisorError> {
-        let features = features::detect();
+        let mut features = features::detect();
+        if options.patched_bash.is_some() {
+            features.patched_shell =
+                features::patched_shell::locate(options.patched_bash.as_deref());
+        }
         let choice = features.backend();
-        if choice.chosen != features::Backend::Unotify {
-            let reasons = choice
+        let reasons = |backend| {
+            choice
                 .candidates
                 .iter()
-                .find(|c| c.backend == features::Backend::Unotify)
-                .map(|c| c.rejected_because.clone())
-                .unwrap_or_default();
-            return Err(SupervisorError::Unsupported(reasons));
-        }
+                .find(|c| c.backend == backend)
+                .map(|c| (c.usable, c.rejected_because.clone()))
+                .unwrap_or_default()
+        };
+        let (unotify_ok, unotify_missing) = reasons(features::Backend::Unotify);
+        let (wrapper_ok, wrapper_missing) = reasons(features::Backend::Wrapper);
+        let (backend, notice) = match options.backend {
+            BackendRequest::Unotify if !unotify_ok => {
+                return Err(SupervisorError::Unsupported(unotify_missing));
+            }
+            BackendRequest::Wrapper if !wrapper_ok => {
+                // "unotify is available" is no reason not to use what was asked for.
+                let missing = if unotify_ok {
+                    wrapper_missing.into_iter().skip(1).collect()
+                } else {
+                    wrapper_missing
+                };
+                return Err(SupervisorError::WrapperUnavailable(missing));
+            }
+            BackendRequest::Unotify => (features::Backend::Unotify, None),
+            BackendRequest::Wrapper => (features::Backend::Wrapper, None),
+            BackendRequest::Auto if unotify_ok => (features::Backend::Unotify, None),
+            BackendRequest::Auto if wrapper_ok => {
+                let bash = features.patched_shell.bash.path.clone().unwrap_or_default();
+                let notice = format!(
+                    "execgate: seccomp user notification cannot be used here ({}); using the \
+                     wrapper backend (patched bash {}): {}",
+                    unotify_missing.join("; "),
+                    bash.display(),
+                    features::WRAPPER_BLIND_SPOT
+                );
+                (features::Backend::Wrapper, Some(notice))
+            }
+            BackendRequest::Auto => {
+                let mut reasons = unotify_missing;
+                reasons.push(format!(
+                    "nor can the wrapper backend: {}",
+                    wrapper_missing.join("; ")
+                ));
+                return Err(SupervisorError::Unsupported(reasons));
+            }
+        };
+        let wrapper = (backend == features::Backend::Wrapper)
+            .then(|| wrapper::Tools::from_found(&features.patched_shell))
+            .flatten();
+        let notify_exec = wrapper.is_none();
         // Orphans of every session are re-parented to us, not to init, so teardown finds
         // and reaps them.
         if let Err(err) = teardown::become_subreaper() {
@@ -163,12 +264,20 @@ impl Supervisor {
         let (cgroup_parent, watchdog) = arm_watchdog();
         Ok(Supervisor {
             inner: Arc::new(Inner {
+                wrapper,
+                notice,
                 cgroup_parent,
                 _watchdog: watchdog,
                 policy,
                 audit,
-                filter_net_off: seccomp::filter::build(FilterOptions { network: false })?,
-                filter_net_on: seccomp::filter::build(FilterOptions { network: true })?,
+                filter_net_off: seccomp::filter::build(FilterOptions {
+                    network: false,
+                    notify_exec,
+                })?,
+                filter_net_on: seccomp::filter::build(FilterOptions {
+                    network: true,
+                    notify_exec,
+                })?,
                 wait_killable: features.seccomp.wait_killable_recv.available,
                 git_protection: if seccomp::mount_ns::have_cap_sys_admin() {
                     crate::sandbox::landlock::Protection::MountNamespace
@@ -185,6 +294,21 @@ impl Supervisor {
         &self.inner.policy
     }
 
+    /// The backend that decides this supervisor's execs.
+    pub fn backend(&self) -> features::Backend {
+        if self.inner.wrapper.is_some() {
+            features::Backend::Wrapper
+        } else {
+            features::Backend::Unotify
+        }
+    }
+
+    /// When `auto` fell back to the wrapper backend: why, and what it does not see. For
+    /// the caller to show once (on stderr).
+    pub fn notice(&self) -> Option<&str> {
+        self.inner.notice.as_deref()
+    }
+
     /// Starts a session. Returns once its first program has exec'd under the filter.
     /// Must be called within a tokio runtime.
     pub fn spawn(&self, spec: SessionSpec) -> Result<Session, SessionError> {
@@ -197,8 +321,12 @@ impl Supervisor {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| OsString::from(v))
             .or_else(|| std::env::var_os("PATH"));
-        let program = find_program(argv0, path_var.as_deref(), &spec.workdir)
-            .ok_or_else(|| SessionError::NotFound(argv0.clone()))?;
+        let program = match &self.inner.wrapper {
+            None => find_program(argv0, path_var.as_deref(), &spec.workdir)
+                .ok_or_else(|| SessionError::NotFound(argv0.clone()))?,
+            // The patched shell stands in for the shell named.
+            Some(tools) => tools.shell_for(argv0)?,
+        };
 
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let spawn_err = |source| SessionError::Spawn {
@@ -254,6 +382,19 @@ impl Supervisor {
         hooks.push(Box::new(move || {
             landlock.restrict_self_in_child().map_err(errno_to_io)
         }));
+        // The wrapper backend's socket: last, since it takes a fixed descriptor number.
+        let rendezvous = match &self.inner.wrapper {
+            Some(_) => {
+                let (server, shell_end) = escalate_protocol::server::EscalateServer::pair()
+                    .map_err(SessionError::Rendezvous)?;
+                hooks.push(seccomp::child::inherit_fd_hook(
+                    shell_end,
+                    wrapper::RENDEZVOUS_FD,
+                ));
+                Some(server)
+            }
+            None => None,
+        };
         let (marker_key, marker_value) = teardown::marker_env(&session_name);
         let (channel_parent, channel_child) = UnixStream::pair().map_err(spawn_err)?;
         let (stop_tx, stop_rx) = UnixStream::pair().map_err(spawn_err)?;
@@ -264,6 +405,9 @@ impl Supervisor {
             .current_dir(&spec.workdir)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env(&marker_key, &marker_value);
+        if let Some(tools) = &self.inner.wrapper {
+            tools.set_env(&mut cmd);
+        }
         let own_group = spec.stdio != SessionStdio::InheritForeground;
         match spec.stdio {
             SessionStdio::Inherit | SessionStdio::InheritForeground => {}
@@ -283,7 +427,7 @@ impl Supervisor {
             seccomp::child::Confinement {
                 filter,
                 wait_killable: self.inner.wait_killable,
-                listener_channel: OwnedFd::from(channel_child),
+                listener_channel: rendezvous.is_none().then(|| OwnedFd::from(channel_child)),
                 supervisor_pid: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
                 new_process_group: own_group,
                 hooks,
@@ -310,10 +454,19 @@ impl Supervisor {
             own_group,
         });
         let serving = shared.clone();
-        let notify_thread = std::thread::Builder::new()
-            .name(format!("execgate-session-{id}"))
-            .spawn(move || serve(&serving, channel_parent, stop_rx))
-            .map_err(spawn_err)?;
+        let notify_thread = match rendezvous {
+            None => Some(
+                std::thread::Builder::new()
+                    .name(format!("execgate-session-{id}"))
+                    .spawn(move || serve(&serving, channel_parent, stop_rx))
+                    .map_err(spawn_err)?,
+            ),
+            Some(server) => {
+                let stop = wrapper::stop_signal(stop_rx).map_err(spawn_err)?;
+                shared.runtime.spawn(wrapper::serve(serving, server, stop));
+                None
+            }
+        };
 
         let started = Instant::now();
         let spawned =
@@ -322,12 +475,32 @@ impl Supervisor {
             Ok(child) => child,
             Err(err) => {
                 drop(stop_tx);
-                let _ = notify_thread.join();
+                if let Some(thread) = notify_thread {
+                    let _ = thread.join();
+                }
                 return Err(spawn_err(err));
             }
         };
         let pid = child.id();
         shared.root_pid.store(pid, Ordering::Release);
+        if self.inner.wrapper.is_some() {
+            // No exec of its own reaches the wrapper: record the session's program here.
+            shared.first_exec_seen.store(true, Ordering::Release);
+            let record = shared.record_paused(
+                || ExecFacts {
+                    pid: i32::try_from(pid).unwrap_or(-1),
+                    program: program.clone(),
+                    argv: spec.argv.clone(),
+                    cwd: spec.workdir.clone(),
+                    ppid: i32::try_from(std::process::id()).ok(),
+                },
+                None,
+                Decider::Supervisor,
+                RanIn::Sandbox,
+                || "the session's own program (the patched shell)".into(),
+            );
+            shared.store_some(record);
+        }
         match SessionTree::new(&session_name, pid) {
             Ok(tree) => {
                 let _ = shared.tree.set(tree);
@@ -344,7 +517,7 @@ impl Supervisor {
             root_pid: pid,
             started,
             stop: Some(stop_tx),
-            notify_thread: Some(notify_thread),
+            notify_thread,
         })
     }
 }
@@ -639,10 +812,13 @@ impl Shared {
         if !self.first_exec_seen.swap(true, Ordering::AcqRel) {
             // The session's own program, started by us: it runs in the sandbox undecided;
             // everything it execs is decided.
-            let record =
-                self.record_paused(&req, None, Decider::Supervisor, RanIn::Sandbox, || {
-                    "the session's own program".into()
-                });
+            let record = self.record_paused(
+                || req.facts(),
+                None,
+                Decider::Supervisor,
+                RanIn::Sandbox,
+                || "the session's own program".into(),
+            );
             let _ = listener.respond_continue(n.id);
             self.store_some(record);
             return;
@@ -658,91 +834,7 @@ impl Shared {
         }
         let argv = req.argv_lossy();
         let program = req.path.to_string_lossy().into_owned();
-        let eval = self.inner.policy.evaluate(&program, &argv);
-        let action = routing::route(&eval, self.sandbox.mode);
-        let decider = Decider::from(eval.decided_by);
-        match action {
-            Action::Ask => {
-                let key = approval_key(&program, &argv);
-                if lock(&self.approved).contains(&key) {
-                    let action =
-                        routing::after_approval(&eval, &Approval::Allow, self.sandbox.mode);
-                    self.act(listener, n, req, eval, action, Decider::Human);
-                } else {
-                    self.ask(listener, n, req, eval, key);
-                }
-            }
-            action => self.act(listener, n, req, eval, action, decider),
-        }
-    }
-
-    fn ask(
-        self: &Arc<Self>,
-        listener: &Arc<Listener>,
-        n: Notification,
-        req: ExecRequest,
-        eval: Evaluation,
-        key: Vec<String>,
-    ) {
-        let this = self.clone();
-        let listener = listener.clone();
-        let request = ApprovalRequest {
-            program: req.path.clone(),
-            argv: req.argv_lossy(),
-            cwd: exec_request::cwd_of(req.tid),
-            evaluation: eval.clone(),
-        };
-        let paused: PauseGuard = self.stopwatch.pause();
-        let task = self.runtime.spawn(async move {
-            let answer = this.approver.ask(request).await;
-            drop(paused);
-            if answer == Approval::AllowForSession {
-                lock(&this.approved).insert(key);
-            }
-            if !listener.id_valid(n.id) {
-                return;
-            }
-            let action = routing::after_approval(&eval, &answer, this.sandbox.mode);
-            this.act(&listener, n, req, eval, action, Decider::Human);
-        });
-        let mut prompts = lock(&self.prompts);
-        prompts.retain(|t| !t.is_finished());
-        prompts.push(task);
-    }
-
-    fn act(
-        self: &Arc<Self>,
-        listener: &Arc<Listener>,
-        n: Notification,
-        req: ExecRequest,
-        eval: Evaluation,
-        action: Action,
-        decider: Decider,
-    ) {
-        match action {
-            Action::Continue => {
-                // Formatted only if an audit line will carry it.
-                let reason = || match decider {
-                    Decider::Human => "approved by a person; runs in the sandbox".into(),
-                    _ => eval.reason(),
-                };
-                let record = self.record_paused(&req, Some(&eval), decider, RanIn::Sandbox, reason);
-                let _ = listener.respond_continue(n.id);
-                self.store_some(record);
-            }
-            Action::Deny { reason } => {
-                tell_caller(req.tid, &req.argv_lossy(), &reason);
-                let record =
-                    self.record_paused(&req, Some(&eval), decider, RanIn::Denied, || reason);
-                let _ = listener.respond_errno(n.id, libc::EACCES);
-                self.store_some(record);
-            }
-            Action::Escalate => self.escalate(listener, n, req, eval, decider),
-            // `route` never yields Ask after approval.
-            Action::Ask => {
-                let _ = listener.respond_errno(n.id, libc::EACCES);
-            }
-        }
+        self.decide(listener, Unotified { n, req }, &program, &argv);
     }
 
     fn escalate(
@@ -764,13 +856,15 @@ impl Shared {
         let job = escalate::Job {
             notification_id: n.id,
             tid: req.tid,
-            path: req.path.clone(),
-            argv: req.argv.clone(),
-            env,
-            cwd: cwd.clone(),
             wait_killable: self.inner.wait_killable,
-            marker: self.marker.clone(),
-            cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
+            copy: escalate::Copy {
+                path: req.path.clone(),
+                argv: req.argv.clone(),
+                env,
+                cwd: cwd.clone(),
+                marker: self.marker.clone(),
+                cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
+            },
         };
         let this = self.clone();
         let thread_listener = listener.clone();
@@ -794,7 +888,7 @@ impl Shared {
                     }
                 };
                 let mut record =
-                    this.make_record(&req, Some(&eval), decider, RanIn::Escalated, reason);
+                    this.make_record(req.facts(), Some(&eval), decider, RanIn::Escalated, reason);
                 record.time_ms = time_ms;
                 // Read while the caller was paused: by now it has exited.
                 record.ppid = record.ppid.or(ppid);
@@ -815,62 +909,49 @@ impl Shared {
             }
         }
     }
+}
 
-    fn make_record(
-        &self,
-        req: &ExecRequest,
-        eval: Option<&Evaluation>,
-        decider: Decider,
-        ran_in: RanIn,
-        reason: String,
-    ) -> ExecRecord {
-        ExecRecord {
-            pid: i32::try_from(req.tid).unwrap_or(-1),
-            program: req.path.clone(),
-            argv: req.argv_lossy(),
-            cwd: exec_request::cwd_of(req.tid),
-            decision: eval.map(|e| e.decision).unwrap_or(Decision::Allow),
-            decided_by: decider,
-            matched_rules: eval.map(|e| e.matched_rules.clone()).unwrap_or_default(),
-            ran_in,
-            reason,
-            status: None,
-            time_ms: now_ms(),
-            ppid: exec_request::ppid_of(req.tid),
-            duration_ms: None,
-            session: self.id,
-        }
+/// An exec paused by the seccomp listener.
+struct Unotified {
+    n: Notification,
+    req: ExecRequest,
+}
+
+/// The unotify backend: the listener answers the paused exec.
+impl Gate for Arc<Listener> {
+    type Pending = Unotified;
+
+    fn still_waiting(&self, p: &Unotified) -> bool {
+        self.id_valid(p.n.id)
     }
 
-    /// The record of an exec, built while its caller is still paused: once answered, the
-    /// caller may exit at once and its cwd and parent can no longer be read. `None` for a
-    /// sandboxed exec nobody reads about (the hot path).
-    fn record_paused(
-        &self,
-        req: &ExecRequest,
-        eval: Option<&Evaluation>,
-        decider: Decider,
-        ran_in: RanIn,
-        reason: impl FnOnce() -> String,
-    ) -> Option<ExecRecord> {
-        if ran_in == RanIn::Sandbox && self.inner.audit.is_none() {
-            return None;
-        }
-        Some(self.make_record(req, eval, decider, ran_in, reason()))
+    fn facts(&self, p: &Unotified) -> ExecFacts {
+        p.req.facts()
     }
 
-    fn store_some(&self, record: Option<ExecRecord>) {
-        if let Some(record) = record {
-            self.store(record);
-        }
+    fn run(&self, p: Unotified) {
+        let _ = self.respond_continue(p.n.id);
     }
 
-    fn store(&self, record: ExecRecord) {
-        if let Some(audit) = &self.inner.audit {
-            audit.write(&record);
-        }
-        if record.ran_in != RanIn::Sandbox {
-            lock(&self.notable).push(record);
+    fn deny(&self, p: Unotified, reason: &str) {
+        tell_caller(p.req.tid, &p.req.argv_lossy(), reason);
+        let _ = self.respond_errno(p.n.id, libc::EACCES);
+    }
+
+    fn escalate(&self, shared: &Arc<Shared>, p: Unotified, eval: Evaluation, decider: Decider) {
+        shared.escalate(self, p.n, p.req, eval, decider);
+    }
+}
+
+impl ExecRequest {
+    /// Read from `/proc` while the caller is paused.
+    fn facts(&self) -> ExecFacts {
+        ExecFacts {
+            pid: i32::try_from(self.tid).unwrap_or(-1),
+            program: self.path.clone(),
+            argv: self.argv_lossy(),
+            cwd: exec_request::cwd_of(self.tid),
+            ppid: exec_request::ppid_of(self.tid),
         }
     }
 }
@@ -946,13 +1027,6 @@ fn remove_stale_supervisor_cgroups(base: &Path) {
 
 fn errno_to_io(e: nix::errno::Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
-}
-
-fn approval_key(program: &str, argv: &[String]) -> Vec<String> {
-    let mut key = Vec::with_capacity(argv.len() + 1);
-    key.push(program.to_owned());
-    key.extend(argv.iter().skip(1).cloned());
-    key
 }
 
 fn now_ms() -> u64 {
