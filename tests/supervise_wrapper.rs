@@ -542,3 +542,60 @@ fn doctor_shows_both_backends_and_the_wrapper_pieces() {
         "{json}"
     );
 }
+
+/// `--backend auto` where unotify cannot run picks the wrapper and says so once. Inside an
+/// unotify session a nested listener is refused (the session filter denies it), which is
+/// exactly "this environment blocks user notification": the inner execgate falls back.
+#[test]
+fn auto_falls_back_to_the_wrapper_with_one_notice_where_unotify_is_blocked() {
+    let p = require_pieces!();
+    let actions = fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
+    if !actions.split_whitespace().any(|a| a == "user_notif") {
+        eprintln!("SKIPPED: no seccomp user notification here for the outer session");
+        return;
+    }
+    let s = Scratch::new();
+    let inner_audit = s.io.join("inner.jsonl");
+    let inner = format!(
+        "'{EXECGATE}' supervise --no-default-rules --audit '{}' -- bash -c 'echo inner; /bin/true; echo $?'; echo outer=$?",
+        inner_audit.display()
+    );
+    let out = Command::new(EXECGATE)
+        .args(["supervise", "--backend", "unotify", "--no-default-rules"])
+        .args([
+            "--sandbox",
+            "danger-full-access",
+            "--",
+            "bash",
+            "-c",
+            &inner,
+        ])
+        .current_dir(&s.work)
+        .env("EXECGATE_PATCHED_BASH", &p.bash)
+        .env("EXECGATE_EXECVE_WRAPPER", &p.wrapper)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout, "inner\n0\nouter=0\n", "{stderr}");
+    let notices: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("using the wrapper backend"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{stderr}");
+    assert!(
+        notices[0].contains("seccomp user notification cannot be used here")
+            && notices[0].contains("python's subprocess"),
+        "the notice says why and what is not seen: {}",
+        notices[0]
+    );
+    let lines: Vec<serde_json::Value> = fs::read_to_string(&inner_audit)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "bash and true: {lines:#?}");
+    assert_eq!(lines[0]["program"], p.bash.to_str().unwrap(), "{lines:#?}");
+    assert_eq!(lines[1]["program"], "/bin/true", "{lines:#?}");
+}
