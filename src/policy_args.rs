@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use policy::{LoadOptions, Policy};
+use supervisor::BackendRequest;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PolicyArgs {
@@ -28,4 +29,20 @@ impl PolicyArgs {
         );
         Ok(policy)
     }
+}
+
+/// `--backend` and `--patched-bash`, shared by `supervise` and `init`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// How execs are decided: `unotify` (a stock bash under seccomp user notification:
+    /// every exec of the tree), `wrapper` (a patched bash asking through
+    /// execgate-execve-wrapper: only that shell's own execs), or `auto` (unotify where the
+    /// kernel and container allow it, else wrapper, with a notice on stderr).
+    #[arg(long, value_name = "BACKEND", default_value = "auto")]
+    pub backend: BackendRequest,
+
+    /// The patched bash for the wrapper backend (default: $EXECGATE_PATCHED_BASH, else
+    /// $EXECGATE_PATCHED_SHELLS/bin/bash, else ../libexec/execgate/bash next to execgate).
+    #[arg(long, value_name = "PATH")]
+    pub patched_bash: Option<PathBuf>,
 }

@@ -13,7 +13,7 @@ use supervisor::{
     SessionStdio, Signal, Supervisor, SupervisorOptions,
 };
 
-use crate::policy_args::PolicyArgs;
+use crate::policy_args::{BackendArgs, PolicyArgs};
 
 /// Exit status when the command is not found, as `timeout(1)`.
 const NOT_FOUND_STATUS: u8 = 127;
@@ -34,6 +34,9 @@ pub struct Args {
     /// Append one JSON line per exec to FILE.
     #[arg(long, value_name = "FILE")]
     audit: Option<PathBuf>,
+
+    #[command(flatten)]
+    backend: BackendArgs,
 
     /// Run the command through a login shell: `bash -lc 'CMD ARGS'`.
     #[arg(long)]
@@ -186,8 +189,13 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             policy,
             SupervisorOptions {
                 audit: args.audit.clone(),
+                backend: args.backend.backend,
+                patched_bash: args.backend.patched_bash.clone(),
             },
         )?;
+        if let Some(notice) = supervisor.notice() {
+            eprintln!("{notice}");
+        }
         let session = supervisor.spawn(SessionSpec {
             argv,
             workdir,

@@ -8,7 +8,8 @@
 //!   arguments are read ([`MemoryRead`]) have a fallback each for a container profile that
 //!   blocks `pidfd_getfd` or `process_vm_readv`; the choice and its cost are reported.
 //! - `wrapper`: a patched bash/zsh calls an exec wrapper for every exec. Needs no kernel
-//!   feature, but only sees the patched shell's own execs, so it is the fallback.
+//!   feature, but a patched bash and the `execgate-execve-wrapper` binary, and only sees
+//!   the patched shell's own execs, so it is the fallback.
 
 use std::fmt;
 
@@ -204,8 +205,34 @@ fn memory_read(f: &Features) -> (MemoryRead, String) {
     (MemoryRead::ProcMem, note)
 }
 
+/// What the wrapper backend lacks here: the patched bash or the wrapper binary.
+fn wrapper_missing(f: &Features) -> Vec<String> {
+    let p = &f.patched_shell;
+    let mut missing = Vec::new();
+    if p.bash.path.is_none() {
+        missing.push(format!(
+            "patched bash {}; build it with patches-fallback/build-shells",
+            p.bash.describe_missing()
+        ));
+    }
+    if p.wrapper.path.is_none() {
+        missing.push(format!(
+            "{} {}",
+            crate::patched_shell::WRAPPER_NAME,
+            p.wrapper.describe_missing()
+        ));
+    }
+    missing
+}
+
+/// What the wrapper backend does not see, for the notice when it is chosen.
+pub const WRAPPER_BLIND_SPOT: &str = "only the patched shell's own execs are decided: \
+    programs that exec by themselves (python's subprocess, make, xargs, env, find -exec, \
+    /bin/sh) run unasked, inside the sandbox";
+
 pub(crate) fn choose(f: &Features) -> BackendChoice {
     let missing = unotify_missing(f);
+    let wrapper_missing = wrapper_missing(f);
     let unotify_ok = missing.is_empty();
     let mut notes = Vec::new();
     let (mut stdio, mut memory) = (None, None);
@@ -229,6 +256,9 @@ pub(crate) fn choose(f: &Features) -> BackendChoice {
         }
         Backend::Unotify
     } else {
+        if wrapper_missing.is_empty() {
+            notes.push(format!("wrapper backend: {WRAPPER_BLIND_SPOT}"));
+        }
         Backend::Wrapper
     };
     if !f.landlock.available() {
@@ -240,11 +270,21 @@ pub(crate) fn choose(f: &Features) -> BackendChoice {
     if !f.cgroup.kill.available || !f.cgroup.writable {
         notes.push("timeouts kill the process group plus a subreaper sweep (no writable cgroup with cgroup.kill)".to_owned());
     }
-    let wrapper_reasons = if unotify_ok {
+    let mut wrapper_reasons = if unotify_ok {
         vec!["unotify is available; the wrapper needs a patched shell and sees only that shell's own execs".to_owned()]
     } else {
         Vec::new()
     };
+    let wrapper_ok = wrapper_missing.is_empty();
+    wrapper_reasons.extend(wrapper_missing);
+    if let (Some(bash), Some(wrapper)) = (&f.patched_shell.bash.path, &f.patched_shell.wrapper.path)
+    {
+        notes.push(format!(
+            "wrapper backend pieces: patched bash {}, wrapper {}",
+            bash.display(),
+            wrapper.display()
+        ));
+    }
     BackendChoice {
         chosen,
         candidates: vec![
@@ -255,7 +295,7 @@ pub(crate) fn choose(f: &Features) -> BackendChoice {
             },
             Candidate {
                 backend: Backend::Wrapper,
-                usable: true,
+                usable: wrapper_ok,
                 rejected_because: wrapper_reasons,
             },
         ],
@@ -321,6 +361,18 @@ mod tests {
                 no_new_privs: Some(false),
                 euid: 0,
             },
+            patched_shell: PatchedShell {
+                bash: found("/opt/execgate/libexec/execgate/bash"),
+                zsh: found("/opt/execgate/libexec/execgate/zsh"),
+                wrapper: found("/opt/execgate/bin/execgate-execve-wrapper"),
+            },
+        }
+    }
+
+    fn found(path: &str) -> patched_shell::Found {
+        patched_shell::Found {
+            path: Some(path.into()),
+            searched: vec![format!("test: {path}")],
         }
     }
 
@@ -335,6 +387,7 @@ mod tests {
         assert!(choice.notes[0].starts_with("stdio hand-off: pidfd_getfd"));
         assert!(choice.notes[1].contains("process_vm_readv"));
         assert!(choice.notes[2].contains("WAIT_KILLABLE_RECV variant"));
+        assert!(choice.candidates[1].usable);
     }
 
     #[test]
@@ -399,6 +452,46 @@ mod tests {
             !choice.notes[0].contains("SYS_PTRACE"),
             "{:?}",
             choice.notes
+        );
+    }
+
+    #[test]
+    fn the_wrapper_needs_a_patched_bash_and_the_wrapper_binary() {
+        let mut f = full();
+        f.seccomp.user_notif.available = false;
+        let choice = f.backend();
+        assert_eq!(choice.chosen, Backend::Wrapper);
+        assert!(choice.candidates[1].usable);
+        let notes = choice.notes.join("\n");
+        assert!(notes.contains("python's subprocess"), "{notes}");
+        assert!(
+            notes.contains("/opt/execgate/libexec/execgate/bash"),
+            "{notes}"
+        );
+
+        f.patched_shell.bash = patched_shell::Found {
+            path: None,
+            searched: vec!["$EXECGATE_PATCHED_BASH /nowhere/bash".into()],
+        };
+        f.patched_shell.wrapper.path = None;
+        let choice = f.backend();
+        let wrapper = &choice.candidates[1];
+        assert!(!wrapper.usable);
+        assert_eq!(wrapper.rejected_because.len(), 2, "{wrapper:?}");
+        assert!(
+            wrapper.rejected_because[0].contains(
+                "patched bash not found (looked at: $EXECGATE_PATCHED_BASH /nowhere/bash)"
+            ) && wrapper.rejected_because[0].contains("build-shells"),
+            "{wrapper:?}"
+        );
+        assert!(
+            wrapper.rejected_because[1].starts_with("execgate-execve-wrapper not found"),
+            "{wrapper:?}"
+        );
+        let table = f.render_table();
+        assert!(
+            table.contains("not wrapper: patched bash not found"),
+            "{table}"
         );
     }
 

@@ -1,6 +1,6 @@
 //! Kernel feature detection for execgate: what the running kernel and this process offer
 //! (seccomp user notification and its flags, pidfds, Landlock, ptrace permission, user
-//! namespaces, cgroup v2), how each answer was found (a probe, or the kernel version when
+//! namespaces, cgroup v2, and where the patched shell and exec wrapper are), how each answer was found (a probe, or the kernel version when
 //! no probe could answer), and which supervisor backend follows from it.
 //!
 //! [`detect`] never changes the calling process: anything irreversible (installing a
@@ -14,6 +14,7 @@ mod cgroup;
 mod child;
 pub mod kernel;
 pub mod landlock;
+pub mod patched_shell;
 mod pidfd;
 mod pidns;
 mod process;
@@ -28,10 +29,13 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-pub use backend::{Backend, BackendChoice, Candidate, MemoryRead, StdioHandoff};
+pub use backend::{
+    Backend, BackendChoice, Candidate, MemoryRead, StdioHandoff, WRAPPER_BLIND_SPOT,
+};
 pub use cgroup::Cgroup;
 pub use kernel::{Kernel, KernelVersion};
 pub use landlock::{Landlock, LandlockStatus};
+pub use patched_shell::PatchedShell;
 pub use pidfd::Pidfd;
 pub use process::Process;
 pub use ptrace::Ptrace;
@@ -123,6 +127,9 @@ pub struct Features {
     pub pid_namespace: Feature,
     pub cgroup: Cgroup,
     pub process: Process,
+    /// The patched-shell backend's pieces (older reports have none: nothing found).
+    #[serde(default)]
+    pub patched_shell: PatchedShell,
 }
 
 /// Probes the running kernel and this process. Never fails: what cannot be found out is
@@ -146,6 +153,7 @@ pub fn detect() -> Features {
         pid_namespace: pidns::detect(),
         cgroup: cgroup::detect(&kernel),
         process: process::detect(&status),
+        patched_shell: patched_shell::locate(None),
         kernel,
     }
 }

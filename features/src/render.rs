@@ -155,6 +155,17 @@ pub(crate) fn table(f: &Features) -> String {
         "probe",
         "/proc/self/status NoNewPrivs:",
     );
+    for (name, found) in [
+        ("patched bash", &f.patched_shell.bash),
+        ("patched zsh", &f.patched_shell.zsh),
+        ("exec wrapper", &f.patched_shell.wrapper),
+    ] {
+        let value = found
+            .path
+            .as_ref()
+            .map_or_else(|| "no".to_owned(), |p| p.display().to_string());
+        t.row(name, value, "search", &found.searched.join("; "));
+    }
 
     let mut out = String::new();
     t.render(&mut out);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use supervisor::{SandboxMode, SandboxPolicy};
+use supervisor::{BackendRequest, SandboxMode, SandboxPolicy};
 
 use crate::server::ServerSettings;
 
@@ -40,6 +40,18 @@ pub struct Args {
     /// Append one JSON line per decided exec to FILE.
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
+
+    /// How execs are decided: `unotify` (a stock bash under seccomp user notification:
+    /// every exec of the tree), `wrapper` (a patched bash asking through
+    /// execgate-execve-wrapper: only that shell's own execs), or `auto` (unotify where the
+    /// kernel and container allow it, else wrapper, with a notice on stderr).
+    #[arg(long, value_name = "BACKEND", default_value = "auto")]
+    pub backend: BackendRequest,
+
+    /// The patched bash for the wrapper backend (default: $EXECGATE_PATCHED_BASH, else
+    /// $EXECGATE_PATCHED_SHELLS/bin/bash, else ../libexec/execgate/bash next to execgate).
+    #[arg(long, value_name = "PATH")]
+    pub patched_bash: Option<PathBuf>,
 
     /// `timeout_ms` for calls that give none.
     #[arg(long, value_name = "MS", default_value_t = 10_000,
@@ -88,6 +100,8 @@ mod tests {
         assert_eq!(s.default_timeout, Duration::from_secs(10));
         assert_eq!(s.max_output_bytes, 1 << 20);
         assert!(args.rules.is_empty() && !args.no_default_rules && args.audit.is_none());
+        assert_eq!(args.backend, BackendRequest::Auto);
+        assert!(args.patched_bash.is_none());
     }
 
     #[test]
@@ -110,8 +124,14 @@ mod tests {
             "500",
             "--max-output-bytes",
             "4096",
+            "--backend",
+            "wrapper",
+            "--patched-bash",
+            "/opt/bash",
         ])
         .unwrap();
+        assert_eq!(args.backend, BackendRequest::Wrapper);
+        assert_eq!(args.patched_bash, Some(PathBuf::from("/opt/bash")));
         assert_eq!(
             args.rules,
             [PathBuf::from("/a.rules"), PathBuf::from("/b.rules")]
@@ -127,6 +147,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused() {
         assert!(Args::try_parse_from(["mcp", "--sandbox", "yolo"]).is_err());
+        assert!(Args::try_parse_from(["mcp", "--backend", "ptrace"]).is_err());
         assert!(Args::try_parse_from(["mcp", "--default-timeout-ms", "0"]).is_err());
     }
 }

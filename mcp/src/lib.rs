@@ -109,8 +109,14 @@ where
             policy,
             supervisor::SupervisorOptions {
                 audit: args.audit.clone(),
+                backend: args.backend,
+                patched_bash: args.patched_bash.clone(),
             },
         )?;
+        // Once, on stderr (the log stream): auto fell back to the wrapper backend.
+        if let Some(notice) = supervisor.notice() {
+            eprintln!("{notice}");
+        }
         let sessions = Arc::new(supervised::SupervisedSessions::new(Arc::new(supervisor)));
         let stop_token = CancellationToken::new();
         let stopped = stop();

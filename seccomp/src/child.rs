@@ -31,7 +31,9 @@ pub struct Confinement {
     /// has received a notification, ordinary signals no longer withdraw it.
     pub wait_killable: bool,
     /// The child's end of a `SOCK_SEQPACKET` socketpair; the listener fd is sent over it.
-    pub listener_channel: OwnedFd,
+    /// `None`: the filter has no notification (the patched-shell backend) and is
+    /// installed without a listener.
+    pub listener_channel: Option<OwnedFd>,
     /// The supervisor's pid: if it died before `PR_SET_PDEATHSIG` took effect, give up.
     pub supervisor_pid: libc::pid_t,
     /// Start a new process group (the session's), so it can be signalled as one.
@@ -74,8 +76,11 @@ pub fn confine(cmd: &mut Command, mut c: Confinement) {
         }
         // SAFETY: prctl with integer arguments is async-signal-safe.
         crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+        let Some(channel) = &c.listener_channel else {
+            return install_plain(&c.filter);
+        };
         let listener = install_listener(&c.filter, c.wait_killable)?;
-        let sent = send_fd(c.listener_channel.as_raw_fd(), listener);
+        let sent = send_fd(channel.as_raw_fd(), listener);
         // SAFETY: `listener` is ours; the supervisor holds its own copy once sent.
         unsafe { libc::close(listener) };
         sent
@@ -109,6 +114,25 @@ pub fn die_with_supervisor(cmd: &mut Command, mut hooks: Vec<ChildHook>) {
     // SAFETY: the closure only calls close_range/fcntl, prctl, getppid and hooks bound
     // by the async-signal-safe contract; it allocates nothing.
     unsafe { cmd.pre_exec(closure) };
+}
+
+/// A [`ChildHook`] that makes `fd` the child's descriptor `target`, inheritable across
+/// exec (the patched-shell backend's rendezvous socket). Run it last: `target` may be
+/// the number of a descriptor an earlier step still uses.
+pub fn inherit_fd_hook(fd: OwnedFd, target: RawFd) -> ChildHook {
+    Box::new(move || {
+        let raw = fd.as_raw_fd();
+        if raw == target {
+            // SAFETY: fcntl with integer arguments is async-signal-safe; `raw` is open
+            // (owned by this closure).
+            crate::cvt_int(unsafe { libc::fcntl(raw, libc::F_SETFD, 0) })?;
+        } else {
+            // SAFETY: dup2 is async-signal-safe; `raw` is open (owned by this closure),
+            // and the new descriptor is created without FD_CLOEXEC.
+            crate::cvt_int(unsafe { libc::dup2(raw, target) })?;
+        }
+        Ok(())
+    })
 }
 
 /// The soft `RLIMIT_NOFILE`: no descriptor is numbered at or above it. Read before fork.
@@ -165,6 +189,21 @@ fn install_listener(filter: &BpfProgram, wait_killable: bool) -> io::Result<RawF
         )
     })?;
     Ok(RawFd::try_from(fd).unwrap_or(-1))
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, 0, prog)`: a filter without a listener.
+fn install_plain(filter: &BpfProgram) -> io::Result<()> {
+    let prog = filter.as_fprog();
+    // SAFETY: `prog` points into `filter`, alive for the call; the kernel copies it.
+    crate::cvt(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        )
+    })?;
+    Ok(())
 }
 
 /// Sends one fd with `SCM_RIGHTS`, building the control message on the stack.

@@ -29,6 +29,9 @@ use libseccomp::{
 pub struct FilterOptions {
     /// Allow sockets of every family (network on). Off: only `AF_UNIX`.
     pub network: bool,
+    /// `execve`/`execveat` raise a user notification. Off for the patched-shell backend,
+    /// which decides execs through the wrapper and keeps only the in-sandbox denials.
+    pub notify_exec: bool,
 }
 
 /// Why the filter program could not be built.
@@ -91,10 +94,12 @@ pub fn build(options: FilterOptions) -> Result<BpfProgram, FilterError> {
     ctx.set_filter_attr(ScmpFilterAttr::CtlNnp, 0)
         .map_err(lib("disable libseccomp's NNP"))?;
 
-    for name in ["execve", "execveat"] {
-        let sc = ScmpSyscall::from_name(name).map_err(lib("resolve exec syscall"))?;
-        ctx.add_rule(ScmpAction::Notify, sc)
-            .map_err(lib("add exec notification"))?;
+    if options.notify_exec {
+        for name in ["execve", "execveat"] {
+            let sc = ScmpSyscall::from_name(name).map_err(lib("resolve exec syscall"))?;
+            ctx.add_rule(ScmpAction::Notify, sc)
+                .map_err(lib("add exec notification"))?;
+        }
     }
     for name in [
         "ptrace",
@@ -183,8 +188,23 @@ mod tests {
 
     #[test]
     fn builds_a_program_for_both_network_settings() {
-        let off = build(FilterOptions { network: false }).unwrap();
-        let on = build(FilterOptions { network: true }).unwrap();
+        let off = build(FilterOptions {
+            network: false,
+            notify_exec: true,
+        })
+        .unwrap();
+        let on = build(FilterOptions {
+            network: true,
+            notify_exec: true,
+        })
+        .unwrap();
+        let plain = build(FilterOptions {
+            network: false,
+            notify_exec: false,
+        })
+        .unwrap();
+        // The exec notification adds instructions.
+        assert!(plain.len() < off.len());
         assert!(!off.is_empty());
         // The socket rule adds instructions.
         assert!(off.len() > on.len(), "off={} on={}", off.len(), on.len());

@@ -29,15 +29,22 @@ use crate::session::ExitStatus;
 pub struct Job {
     pub notification_id: u64,
     pub tid: u32,
-    pub path: PathBuf,
-    pub argv: Vec<OsString>,
-    pub env: Vec<OsString>,
-    pub cwd: PathBuf,
     /// The filter waits killably (5.19+): answer the exec, then catch the caller's stop.
     /// Otherwise: interrupt first, which withdraws the notification.
     pub wait_killable: bool,
     /// How the caller's stdin/stdout/stderr are copied.
     pub fd_handoff: FdHandoff,
+    pub copy: Copy,
+}
+
+/// The supervisor's own copy of a checked exec (both backends run it the same way).
+#[derive(Debug)]
+pub struct Copy {
+    pub path: PathBuf,
+    pub argv: Vec<OsString>,
+    /// `NAME=value` entries, in order.
+    pub env: Vec<OsString>,
+    pub cwd: PathBuf,
     /// The session's marker variable, so teardown recognises the copy and its children.
     pub marker: (String, String),
     /// Joins the session's cgroup before exec, so a timeout kills the copy's tree too.
@@ -90,6 +97,7 @@ pub fn run(mut job: Job, listener: &Listener, registry: &dyn Registry) -> Outcom
         Ok(stdio) => stdio,
         Err(error) => {
             let argv: Vec<String> = job
+                .copy
                 .argv
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
@@ -108,9 +116,9 @@ pub fn run(mut job: Job, listener: &Listener, registry: &dyn Registry) -> Outcom
         }
     };
     let started = Instant::now();
-    let cgroup = job.cgroup.take();
+    let cgroup = job.copy.cgroup.take();
     let spawned = crate::teardown::ChildRegistry::global()
-        .spawn(|| spawn_copy(&job, stdio, cgroup), |c| Some(c.id()));
+        .spawn(|| spawn_copy(&job.copy, stdio, cgroup), |c| Some(c.id()));
     let mut child = match spawned {
         Ok(child) => child,
         Err(err) => {
@@ -145,14 +153,7 @@ pub fn run(mut job: Job, listener: &Listener, registry: &dyn Registry) -> Outcom
     crate::teardown::ChildRegistry::global().release(pid);
     registry.finished(pid);
     let duration = started.elapsed();
-    let status = match waited {
-        Ok(st) => match (st.code(), st.signal()) {
-            (Some(code), _) => ExitStatus::Exited(code),
-            (None, Some(sig)) => ExitStatus::Signaled(sig),
-            _ => ExitStatus::Exited(255),
-        },
-        Err(_) => ExitStatus::Exited(255),
-    };
+    let status = convert(waited);
     let resume = Resume::ExitGroup(status.code() & 0xff);
     if let ExitStatus::Signaled(sig) = status {
         // Mirror a death by signal: queue the signal for the stopped caller, with
@@ -193,8 +194,21 @@ fn caller_stdio(job: &Job, caller: &PidFd) -> Result<[Option<OwnedFd>; 3], Strin
     Ok(stdio)
 }
 
-fn spawn_copy(
-    job: &Job,
+/// A copy's wait status as the shell sees it (255 when it could not be read).
+pub(crate) fn convert(waited: io::Result<std::process::ExitStatus>) -> ExitStatus {
+    match waited {
+        Ok(st) => match (st.code(), st.signal()) {
+            (Some(code), _) => ExitStatus::Exited(code),
+            (None, Some(sig)) => ExitStatus::Signaled(sig),
+            _ => ExitStatus::Exited(255),
+        },
+        Err(_) => ExitStatus::Exited(255),
+    }
+}
+
+/// Starts the copy on the caller's fds 0, 1, 2 (`/dev/null` for one it did not have).
+pub(crate) fn spawn_copy(
+    job: &Copy,
     stdio: [Option<OwnedFd>; 3],
     cgroup: Option<crate::cgroup::CgroupJoiner>,
 ) -> io::Result<std::process::Child> {

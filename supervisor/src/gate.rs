@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use policy::{Decision, Evaluation, Policy};
+use policy::{Evaluation, Policy};
 use seccomp::filter::{BpfProgram, FilterError, FilterOptions};
 use seccomp::listener::{Event, Listener, Notification};
 use seccomp::memory::MemoryAccess;
@@ -25,7 +25,7 @@ use seccomp::pidfd::{PidFd, WaitStatus};
 use seccomp::remote_fd::FdHandoff;
 use tokio::task::JoinHandle;
 
-use crate::approval::{Approval, ApprovalRequest, Approver};
+use crate::approval::Approver;
 use crate::audit::AuditLog;
 use crate::cgroup::SessionCgroup;
 use crate::escalate;
@@ -37,8 +37,13 @@ use crate::sandbox::{Enforcement, LandlockError};
 use crate::session::{
     Decider, ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio,
 };
-use crate::stopwatch::{PauseGuard, Stopwatch};
+use crate::stopwatch::Stopwatch;
 use crate::teardown::{self, ChildRegistry, SessionTree};
+
+mod decision;
+mod wrapper;
+
+use decision::{ExecFacts, Gate};
 
 /// How long a finished session waits for its escalation threads to record their execs.
 const ESCALATION_RECORD_WAIT: Duration = Duration::from_secs(5);
@@ -48,6 +53,38 @@ const ESCALATION_RECORD_WAIT: Duration = Duration::from_secs(5);
 pub struct SupervisorOptions {
     /// Append one JSON line per exec to this file.
     pub audit: Option<PathBuf>,
+    /// Which backend decides the execs.
+    pub backend: BackendRequest,
+    /// The patched bash for the wrapper backend (`--patched-bash`); otherwise it is
+    /// searched for (see `features::patched_shell`).
+    pub patched_bash: Option<PathBuf>,
+}
+
+/// `--backend auto|unotify|wrapper`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackendRequest {
+    /// unotify where the kernel and container allow it, else the wrapper (with a notice).
+    #[default]
+    Auto,
+    /// A stock bash under a seccomp user-notification listener: every exec of the tree.
+    Unotify,
+    /// A patched bash or zsh asking through `execgate-execve-wrapper`: that shell's
+    /// own execs only.
+    Wrapper,
+}
+
+impl std::str::FromStr for BackendRequest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(BackendRequest::Auto),
+            "unotify" => Ok(BackendRequest::Unotify),
+            "wrapper" => Ok(BackendRequest::Wrapper),
+            other => Err(format!(
+                "unknown backend {other:?}: expected auto, unotify or wrapper"
+            )),
+        }
+    }
 }
 
 /// Why a supervisor could not start.
@@ -61,6 +98,12 @@ pub enum SupervisorError {
         .0.join("; ")
     )]
     Unsupported(Vec<String>),
+    #[error(
+        "the wrapper backend cannot run here: {}\n\
+         (run `execgate doctor` for details; nothing was run unsupervised)",
+        .0.join("; ")
+    )]
+    WrapperUnavailable(Vec<String>),
     #[error("cannot open the audit log {path}: {source}")]
     Audit {
         path: PathBuf,
@@ -92,6 +135,16 @@ pub enum SessionError {
     Limits(#[from] RlimitError),
     #[error("waiting for the session: {0}")]
     Wait(#[source] io::Error),
+    #[error(
+        "the wrapper backend runs a patched bash or zsh as the session's program, not \
+         `{0}`: it only sees the execs that shell makes itself (run `bash -c '...'`, or use \
+         the unotify backend)"
+    )]
+    NotAShell(String),
+    #[error("the wrapper backend needs a patched {shell} for `{shell}`: {why}")]
+    NoPatchedShell { shell: &'static str, why: String },
+    #[error("starting the exec wrapper's socket: {0}")]
+    Rendezvous(#[source] io::Error),
 }
 
 /// Starts sessions; shared by all of them (cheap to clone).
@@ -111,6 +164,10 @@ impl std::fmt::Debug for Supervisor {
 
 struct Inner {
     policy: Arc<Policy>,
+    /// The patched shell and wrapper, when the wrapper backend decides (else unotify).
+    wrapper: Option<wrapper::Tools>,
+    /// Why auto chose the wrapper, and what it does not see.
+    notice: Option<String>,
     audit: Option<AuditLog>,
     filter_net_off: BpfProgram,
     filter_net_on: BpfProgram,
@@ -140,21 +197,66 @@ impl Drop for Inner {
 }
 
 impl Supervisor {
-    /// Checks the kernel, builds the filters once and opens the audit log. A kernel without
-    /// what the seccomp backend needs is an error naming what is missing, never a run
-    /// without supervision.
+    /// Checks the kernel, chooses the backend, builds the filters once and opens the
+    /// audit log. A backend that cannot run here is an error naming what is missing,
+    /// never a run without supervision.
     pub fn new(policy: Arc<Policy>, options: SupervisorOptions) -> Result<Self, SupervisorError> {
-        let features = features::detect();
+        let mut features = features::detect();
+        if options.patched_bash.is_some() {
+            features.patched_shell =
+                features::patched_shell::locate(options.patched_bash.as_deref());
+        }
         let choice = features.backend();
-        if choice.chosen != features::Backend::Unotify {
-            let reasons = choice
+        let reasons = |backend| {
+            choice
                 .candidates
                 .iter()
-                .find(|c| c.backend == features::Backend::Unotify)
-                .map(|c| c.rejected_because.clone())
-                .unwrap_or_default();
-            return Err(SupervisorError::Unsupported(reasons));
-        }
+                .find(|c| c.backend == backend)
+                .map(|c| (c.usable, c.rejected_because.clone()))
+                .unwrap_or_default()
+        };
+        let (unotify_ok, unotify_missing) = reasons(features::Backend::Unotify);
+        let (wrapper_ok, wrapper_missing) = reasons(features::Backend::Wrapper);
+        let (backend, notice) = match options.backend {
+            BackendRequest::Unotify if !unotify_ok => {
+                return Err(SupervisorError::Unsupported(unotify_missing));
+            }
+            BackendRequest::Wrapper if !wrapper_ok => {
+                // "unotify is available" is no reason not to use what was asked for.
+                let missing = if unotify_ok {
+                    wrapper_missing.into_iter().skip(1).collect()
+                } else {
+                    wrapper_missing
+                };
+                return Err(SupervisorError::WrapperUnavailable(missing));
+            }
+            BackendRequest::Unotify => (features::Backend::Unotify, None),
+            BackendRequest::Wrapper => (features::Backend::Wrapper, None),
+            BackendRequest::Auto if unotify_ok => (features::Backend::Unotify, None),
+            BackendRequest::Auto if wrapper_ok => {
+                let bash = features.patched_shell.bash.path.clone().unwrap_or_default();
+                let notice = format!(
+                    "execgate: seccomp user notification cannot be used here ({}); using the \
+                     wrapper backend (patched bash {}): {}",
+                    unotify_missing.join("; "),
+                    bash.display(),
+                    features::WRAPPER_BLIND_SPOT
+                );
+                (features::Backend::Wrapper, Some(notice))
+            }
+            BackendRequest::Auto => {
+                let mut reasons = unotify_missing;
+                reasons.push(format!(
+                    "nor can the wrapper backend: {}",
+                    wrapper_missing.join("; ")
+                ));
+                return Err(SupervisorError::Unsupported(reasons));
+            }
+        };
+        let wrapper = (backend == features::Backend::Wrapper)
+            .then(|| wrapper::Tools::from_found(&features.patched_shell))
+            .flatten();
+        let notify_exec = wrapper.is_none();
         // Orphans of every session are re-parented to us, not to init, so teardown finds
         // and reaps them.
         if let Err(err) = teardown::become_subreaper() {
@@ -187,12 +289,20 @@ impl Supervisor {
         let (cgroup_parent, watchdog) = arm_watchdog();
         Ok(Supervisor {
             inner: Arc::new(Inner {
+                wrapper,
+                notice,
                 cgroup_parent,
                 _watchdog: watchdog,
                 policy,
                 audit,
-                filter_net_off: seccomp::filter::build(FilterOptions { network: false })?,
-                filter_net_on: seccomp::filter::build(FilterOptions { network: true })?,
+                filter_net_off: seccomp::filter::build(FilterOptions {
+                    network: false,
+                    notify_exec,
+                })?,
+                filter_net_on: seccomp::filter::build(FilterOptions {
+                    network: true,
+                    notify_exec,
+                })?,
                 wait_killable: features.seccomp.wait_killable_recv.available,
                 pid_namespace: features.pid_namespace.available,
                 fd_handoff,
@@ -212,6 +322,21 @@ impl Supervisor {
         &self.inner.policy
     }
 
+    /// The backend that decides this supervisor's execs.
+    pub fn backend(&self) -> features::Backend {
+        if self.inner.wrapper.is_some() {
+            features::Backend::Wrapper
+        } else {
+            features::Backend::Unotify
+        }
+    }
+
+    /// When `auto` fell back to the wrapper backend: why, and what it does not see. For
+    /// the caller to show once (on stderr).
+    pub fn notice(&self) -> Option<&str> {
+        self.inner.notice.as_deref()
+    }
+
     /// Starts a session. Returns once its first program has exec'd under the filter.
     /// Must be called within a tokio runtime.
     pub fn spawn(&self, spec: SessionSpec) -> Result<Session, SessionError> {
@@ -224,8 +349,12 @@ impl Supervisor {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| OsString::from(v))
             .or_else(|| std::env::var_os("PATH"));
-        let program = find_program(argv0, path_var.as_deref(), &spec.workdir)
-            .ok_or_else(|| SessionError::NotFound(argv0.clone()))?;
+        let program = match &self.inner.wrapper {
+            None => find_program(argv0, path_var.as_deref(), &spec.workdir)
+                .ok_or_else(|| SessionError::NotFound(argv0.clone()))?,
+            // The patched shell stands in for the shell named.
+            Some(tools) => tools.shell_for(argv0)?,
+        };
 
         let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let spawn_err = |source| SessionError::Spawn {
@@ -295,6 +424,19 @@ impl Supervisor {
         hooks.push(Box::new(move || {
             landlock.restrict_self_in_child().map_err(errno_to_io)
         }));
+        // The wrapper backend's socket: last, since it takes a fixed descriptor number.
+        let rendezvous = match &self.inner.wrapper {
+            Some(_) => {
+                let (server, shell_end) = escalate_protocol::server::EscalateServer::pair()
+                    .map_err(SessionError::Rendezvous)?;
+                hooks.push(seccomp::child::inherit_fd_hook(
+                    shell_end,
+                    wrapper::RENDEZVOUS_FD,
+                ));
+                Some(server)
+            }
+            None => None,
+        };
         let (marker_key, marker_value) = teardown::marker_env(&session_name);
         let (channel_parent, channel_child) = UnixStream::pair().map_err(spawn_err)?;
         let (stop_tx, stop_rx) = UnixStream::pair().map_err(spawn_err)?;
@@ -305,6 +447,9 @@ impl Supervisor {
             .current_dir(&spec.workdir)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env(&marker_key, &marker_value);
+        if let Some(tools) = &self.inner.wrapper {
+            tools.set_env(&mut cmd);
+        }
         let own_group = spec.stdio != SessionStdio::InheritForeground;
         match spec.stdio {
             SessionStdio::Inherit | SessionStdio::InheritForeground => {}
@@ -324,7 +469,7 @@ impl Supervisor {
             seccomp::child::Confinement {
                 filter,
                 wait_killable: self.inner.wait_killable,
-                listener_channel: OwnedFd::from(channel_child),
+                listener_channel: rendezvous.is_none().then(|| OwnedFd::from(channel_child)),
                 supervisor_pid: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
                 new_process_group: own_group,
                 hooks,
@@ -340,6 +485,7 @@ impl Supervisor {
             first_exec_seen: AtomicBool::new(false),
             root_pid: AtomicU32::new(0),
             program: OnceLock::new(),
+            pid_namespace: enforcement.pid_namespace,
             notable: Mutex::new(Vec::new()),
             approved: Mutex::new(HashSet::new()),
             escalated: Mutex::new(Vec::new()),
@@ -352,10 +498,19 @@ impl Supervisor {
             own_group,
         });
         let serving = shared.clone();
-        let notify_thread = std::thread::Builder::new()
-            .name(format!("execgate-session-{id}"))
-            .spawn(move || serve(&serving, channel_parent, stop_rx))
-            .map_err(spawn_err)?;
+        let notify_thread = match rendezvous {
+            None => Some(
+                std::thread::Builder::new()
+                    .name(format!("execgate-session-{id}"))
+                    .spawn(move || serve(&serving, channel_parent, stop_rx))
+                    .map_err(spawn_err)?,
+            ),
+            Some(server) => {
+                let stop = wrapper::stop_signal(stop_rx).map_err(spawn_err)?;
+                shared.runtime.spawn(wrapper::serve(serving, server, stop));
+                None
+            }
+        };
 
         let started = Instant::now();
         let spawned =
@@ -364,12 +519,32 @@ impl Supervisor {
             Ok(child) => child,
             Err(err) => {
                 drop(stop_tx);
-                let _ = notify_thread.join();
+                if let Some(thread) = notify_thread {
+                    let _ = thread.join();
+                }
                 return Err(spawn_err(err));
             }
         };
         let pid = child.id();
         shared.root_pid.store(pid, Ordering::Release);
+        if self.inner.wrapper.is_some() {
+            // No exec of its own reaches the wrapper: record the session's program here.
+            shared.first_exec_seen.store(true, Ordering::Release);
+            let record = shared.record_paused(
+                || ExecFacts {
+                    pid: i32::try_from(pid).unwrap_or(-1),
+                    program: program.clone(),
+                    argv: spec.argv.clone(),
+                    cwd: spec.workdir.clone(),
+                    ppid: i32::try_from(std::process::id()).ok(),
+                },
+                None,
+                Decider::Supervisor,
+                RanIn::Sandbox,
+                || "the session's own program (the patched shell)".into(),
+            );
+            shared.store_some(record);
+        }
         match SessionTree::new(&session_name, pid) {
             Ok(tree) => {
                 let _ = shared.tree.set(tree);
@@ -386,7 +561,7 @@ impl Supervisor {
             root_pid: pid,
             started,
             stop: Some(stop_tx),
-            notify_thread: Some(notify_thread),
+            notify_thread,
         })
     }
 }
@@ -614,6 +789,8 @@ struct Shared {
     /// The session's own program, from its first exec: the root itself, or in a PID
     /// namespace two forks below it.
     program: OnceLock<PidFd>,
+    /// The tree runs in a PID namespace (root → its init → the program).
+    pid_namespace: bool,
     notable: Mutex<Vec<ExecRecord>>,
     approved: Mutex<HashSet<Vec<String>>>,
     /// Escalated copies still running, by pid, so teardown can kill them.
@@ -655,12 +832,21 @@ impl Shared {
         if root == 0 {
             return;
         }
-        let _ = if self.own_group {
-            seccomp::pidfd::kill_process_group(root, sig)
-        } else if let Some(program) = self.program.get() {
-            program.send_signal(sig)
-        } else {
-            seccomp::pidfd::kill_unreaped_child(root, sig)
+        if self.own_group {
+            let _ = seccomp::pidfd::kill_process_group(root, sig);
+            return;
+        }
+        if self.program.get().is_none()
+            && self.pid_namespace
+            && let Some(program) = program_below_pid_namespace(root)
+        {
+            // No exec was seen (the wrapper backend): the program is the only child of
+            // the namespace's init, itself the only child of the root.
+            let _ = self.program.set(program);
+        }
+        let _ = match self.program.get() {
+            Some(program) => program.send_signal(sig),
+            None => seccomp::pidfd::kill_unreaped_child(root, sig),
         };
     }
 
@@ -685,10 +871,13 @@ impl Shared {
             if let Ok(program) = pidfd_of(n.pid) {
                 let _ = self.program.set(program);
             }
-            let record =
-                self.record_paused(&req, None, Decider::Supervisor, RanIn::Sandbox, || {
-                    "the session's own program".into()
-                });
+            let record = self.record_paused(
+                || req.facts(),
+                None,
+                Decider::Supervisor,
+                RanIn::Sandbox,
+                || "the session's own program".into(),
+            );
             let _ = listener.respond_continue(n.id);
             self.store_some(record);
             return;
@@ -720,90 +909,12 @@ impl Shared {
                 return;
             }
         }
-        let decider = Decider::from(eval.decided_by);
-        match action {
-            Action::Ask => {
-                let key = approval_key(&program, &argv);
-                if lock(&self.approved).contains(&key) {
-                    let action =
-                        routing::after_approval(&eval, &Approval::Allow, self.sandbox.mode);
-                    self.act(listener, n, req, eval, action, Decider::Human);
-                } else {
-                    self.ask(listener, n, req, eval, key);
-                }
-            }
-            action => self.act(listener, n, req, eval, action, decider),
-        }
-    }
-
-    fn ask(
-        self: &Arc<Self>,
-        listener: &Arc<Listener>,
-        n: Notification,
-        req: ExecRequest,
-        eval: Evaluation,
-        key: Vec<String>,
-    ) {
-        let this = self.clone();
-        let listener = listener.clone();
-        let request = ApprovalRequest {
-            program: req.path.clone(),
-            argv: req.argv_lossy(),
-            cwd: exec_request::cwd_of(req.tid),
-            evaluation: eval.clone(),
+        let pending = Unotified {
+            n,
+            req,
+            fd_handoff: self.inner.fd_handoff,
         };
-        let paused: PauseGuard = self.stopwatch.pause();
-        let task = self.runtime.spawn(async move {
-            let answer = this.approver.ask(request).await;
-            drop(paused);
-            if answer == Approval::AllowForSession {
-                lock(&this.approved).insert(key);
-            }
-            if !listener.id_valid(n.id) {
-                return;
-            }
-            let action = routing::after_approval(&eval, &answer, this.sandbox.mode);
-            this.act(&listener, n, req, eval, action, Decider::Human);
-        });
-        let mut prompts = lock(&self.prompts);
-        prompts.retain(|t| !t.is_finished());
-        prompts.push(task);
-    }
-
-    fn act(
-        self: &Arc<Self>,
-        listener: &Arc<Listener>,
-        n: Notification,
-        req: ExecRequest,
-        eval: Evaluation,
-        action: Action,
-        decider: Decider,
-    ) {
-        match action {
-            Action::Continue => {
-                // Formatted only if an audit line will carry it.
-                let reason = || match decider {
-                    Decider::Human => "approved by a person; runs in the sandbox".into(),
-                    _ => eval.reason(),
-                };
-                let record = self.record_paused(&req, Some(&eval), decider, RanIn::Sandbox, reason);
-                let _ = listener.respond_continue(n.id);
-                self.store_some(record);
-            }
-            Action::Deny { reason } => {
-                let line = format!("execgate: denied `{}`: {reason}", shown(&req.argv_lossy()));
-                tell_caller(req.tid, self.inner.fd_handoff, line);
-                let record =
-                    self.record_paused(&req, Some(&eval), decider, RanIn::Denied, || reason);
-                let _ = listener.respond_errno(n.id, libc::EACCES);
-                self.store_some(record);
-            }
-            Action::Escalate => self.escalate(listener, n, req, eval, decider),
-            // `route` never yields Ask after approval.
-            Action::Ask => {
-                let _ = listener.respond_errno(n.id, libc::EACCES);
-            }
-        }
+        self.decide_evaluated(listener, pending, &program, &argv, eval, action);
     }
 
     fn escalate(
@@ -825,14 +936,16 @@ impl Shared {
         let job = escalate::Job {
             notification_id: n.id,
             tid: req.tid,
-            path: req.path.clone(),
-            argv: req.argv.clone(),
-            env,
-            cwd: cwd.clone(),
             wait_killable: self.inner.wait_killable,
             fd_handoff: self.inner.fd_handoff,
-            marker: self.marker.clone(),
-            cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
+            copy: escalate::Copy {
+                path: req.path.clone(),
+                argv: req.argv.clone(),
+                env,
+                cwd: cwd.clone(),
+                marker: self.marker.clone(),
+                cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
+            },
         };
         let this = self.clone();
         let thread_listener = listener.clone();
@@ -860,7 +973,8 @@ impl Shared {
                         (None, None, "the caller went away during escalation".into())
                     }
                 };
-                let mut record = this.make_record(&req, Some(&eval), decider, ran_in, reason);
+                let mut record =
+                    this.make_record(req.facts(), Some(&eval), decider, ran_in, reason);
                 record.time_ms = time_ms;
                 // Read while the caller was paused: by now it has exited.
                 record.ppid = record.ppid.or(ppid);
@@ -881,62 +995,55 @@ impl Shared {
             }
         }
     }
+}
 
-    fn make_record(
-        &self,
-        req: &ExecRequest,
-        eval: Option<&Evaluation>,
-        decider: Decider,
-        ran_in: RanIn,
-        reason: String,
-    ) -> ExecRecord {
-        ExecRecord {
-            pid: i32::try_from(req.tid).unwrap_or(-1),
-            program: req.path.clone(),
-            argv: req.argv_lossy(),
-            cwd: exec_request::cwd_of(req.tid),
-            decision: eval.map(|e| e.decision).unwrap_or(Decision::Allow),
-            decided_by: decider,
-            matched_rules: eval.map(|e| e.matched_rules.clone()).unwrap_or_default(),
-            ran_in,
-            reason,
-            status: None,
-            time_ms: now_ms(),
-            ppid: exec_request::ppid_of(req.tid),
-            duration_ms: None,
-            session: self.id,
-        }
+/// An exec paused by the seccomp listener.
+struct Unotified {
+    n: Notification,
+    req: ExecRequest,
+    /// How the denial line reaches the caller's stderr.
+    fd_handoff: FdHandoff,
+}
+
+/// The unotify backend: the listener answers the paused exec.
+impl Gate for Arc<Listener> {
+    type Pending = Unotified;
+
+    fn still_waiting(&self, p: &Unotified) -> bool {
+        self.id_valid(p.n.id)
     }
 
-    /// The record of an exec, built while its caller is still paused: once answered, the
-    /// caller may exit at once and its cwd and parent can no longer be read. `None` for a
-    /// sandboxed exec nobody reads about (the hot path).
-    fn record_paused(
-        &self,
-        req: &ExecRequest,
-        eval: Option<&Evaluation>,
-        decider: Decider,
-        ran_in: RanIn,
-        reason: impl FnOnce() -> String,
-    ) -> Option<ExecRecord> {
-        if ran_in == RanIn::Sandbox && self.inner.audit.is_none() {
-            return None;
-        }
-        Some(self.make_record(req, eval, decider, ran_in, reason()))
+    fn facts(&self, p: &Unotified) -> ExecFacts {
+        p.req.facts()
     }
 
-    fn store_some(&self, record: Option<ExecRecord>) {
-        if let Some(record) = record {
-            self.store(record);
-        }
+    fn run(&self, p: Unotified) {
+        let _ = self.respond_continue(p.n.id);
     }
 
-    fn store(&self, record: ExecRecord) {
-        if let Some(audit) = &self.inner.audit {
-            audit.write(&record);
-        }
-        if record.ran_in != RanIn::Sandbox {
-            lock(&self.notable).push(record);
+    fn deny(&self, p: Unotified, reason: &str) {
+        let line = format!(
+            "execgate: denied `{}`: {reason}",
+            shown(&p.req.argv_lossy())
+        );
+        tell_caller(p.req.tid, p.fd_handoff, line);
+        let _ = self.respond_errno(p.n.id, libc::EACCES);
+    }
+
+    fn escalate(&self, shared: &Arc<Shared>, p: Unotified, eval: Evaluation, decider: Decider) {
+        shared.escalate(self, p.n, p.req, eval, decider);
+    }
+}
+
+impl ExecRequest {
+    /// Read from `/proc` while the caller is paused.
+    fn facts(&self) -> ExecFacts {
+        ExecFacts {
+            pid: i32::try_from(self.tid).unwrap_or(-1),
+            program: self.path.clone(),
+            argv: self.argv_lossy(),
+            cwd: exec_request::cwd_of(self.tid),
+            ppid: exec_request::ppid_of(self.tid),
         }
     }
 }
@@ -1014,13 +1121,6 @@ fn errno_to_io(e: nix::errno::Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
 }
 
-fn approval_key(program: &str, argv: &[String]) -> Vec<String> {
-    let mut key = Vec::with_capacity(argv.len() + 1);
-    key.push(program.to_owned());
-    key.extend(argv.iter().skip(1).cloned());
-    key
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1054,6 +1154,21 @@ fn serve(shared: &Arc<Shared>, channel: UnixStream, stop: UnixStream) {
             }
         }
     }
+}
+
+/// The session's program under a PID namespace: the only child of the only child of
+/// `root` (`/proc/PID/task/TID/children`, Linux 4.2 with CONFIG_PROC_CHILDREN).
+fn program_below_pid_namespace(root: u32) -> Option<PidFd> {
+    let only_child = |pid: u32| -> Option<u32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let program = only_child(only_child(root)?)?;
+    PidFd::open(program).ok()
 }
 
 /// A pidfd for the process a thread belongs to (pidfd_open wants a thread-group leader).

@@ -21,8 +21,10 @@ pub mod teardown;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
 pub use cgroup::{CgroupError, CgroupJoiner, SessionCgroup};
+pub use features::Backend;
 pub use gate::{
-    Session, SessionError, Signal, Signaller, Supervisor, SupervisorError, SupervisorOptions, shown,
+    BackendRequest, Session, SessionError, Signal, Signaller, Supervisor, SupervisorError,
+    SupervisorOptions, shown,
 };
 pub use rlimits::{PreparedLimits, ResourceLimits};
 pub use sandbox::{Enforcement, EnforcementLevel, PreparedLandlock, SandboxMode, SandboxPolicy};

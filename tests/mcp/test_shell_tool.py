@@ -337,3 +337,44 @@ def test_client_killed_mid_call_leaves_no_process_behind(tmp_path, workdir):
     finally:
         client.kill()
         kill_all(pids_with("4343.") + pids_with(str(audit)))
+
+
+def patched_bash() -> Path | None:
+    """The patched bash from patches-fallback/build-shells, as the Rust tests find it."""
+    shells = Path(os.environ.get("EXECGATE_PATCHED_SHELLS", REPO / ".cache" / "patched-shells"))
+    bash = shells / "bin" / "bash"
+    if bash.is_file():
+        return bash
+    why = f"no patched bash at {bash}: run patches-fallback/build-shells first"
+    if os.environ.get("EXECGATE_REQUIRE_PATCHED_SHELLS") == "1":
+        pytest.fail(f"{why} (EXECGATE_REQUIRE_PATCHED_SHELLS=1)")
+    pytest.skip(why)
+
+
+async def test_wrapper_backend_decides_escalates_and_denies(tmp_path, workdir):
+    """`execgate mcp --backend wrapper`: the same tool, decided through the patched bash."""
+    bash = patched_bash()
+    wrapper = execgate_bin().with_name("execgate-execve-wrapper")
+    if not wrapper.is_file():
+        pytest.fail(f"{wrapper} does not exist: cargo build -p execgate-execve-wrapper")
+    rules = write_rules(
+        tmp_path,
+        'prefix_rule(pattern=["touch"], decision="forbidden", justification="no touching here")\n'
+        'prefix_rule(pattern=["sh"], decision="allow")\n',
+    )
+    extra = ["--backend", "wrapper", "--patched-bash", str(bash)]
+    env = {"EXECGATE_EXECVE_WRAPPER": str(wrapper)}
+    async with connect(tmp_path, rules, extra=extra, env=env) as (session, _):
+        r = await shell(
+            session,
+            "echo hi | cat; sh -c 'exit 42'; echo \"sh=$?\"; touch marker; echo \"touch=$?\"",
+            workdir,
+        )
+    assert r["exit_code"] == 0, r
+    assert r["stdout"] == "hi\nsh=42\ntouch=126\n", r
+    assert not (workdir / "marker").exists()
+    by_ran_in = {e["ran_in"]: e for e in r["execs"]}
+    assert by_ran_in["escalated"]["argv"][0] == "sh", r
+    assert by_ran_in["escalated"]["decision"] == "allow", r
+    assert by_ran_in["denied"]["decision"] == "forbidden", r
+    assert "no touching here" in r["stderr"], r

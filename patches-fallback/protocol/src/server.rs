@@ -94,6 +94,12 @@ pub struct Incoming {
 }
 
 impl Incoming {
+    /// The pid of the process that opened the connection (the wrapper: it made the
+    /// socketpair), from `SO_PEERCRED`. `None` if the kernel does not say.
+    pub fn peer_pid(&self) -> Option<i32> {
+        self.stream.peer_cred().ok().and_then(|c| c.pid())
+    }
+
     /// Reads the request; answer it with the [`Responder`].
     pub async fn read_request(self) -> Result<(EscalateRequest, Responder), ProtocolError> {
         let (msg, _fds): (ClientMessage, _) = read_frame(&self.stream).await?;
