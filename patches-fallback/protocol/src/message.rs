@@ -124,6 +124,8 @@ impl ClientMessage {
         ClientMessage::Request(r.into())
     }
 
+    /// For the server's "unexpected message" errors (the wrapper builds without it).
+    #[cfg(feature = "server")]
     pub(crate) fn kind(&self) -> &'static str {
         match self {
             ClientMessage::Request(_) => "request",
