@@ -210,6 +210,9 @@ pub struct SandboxReport {
     pub writable_roots: Vec<String>,
     /// Paths kept read-only inside those (`.git`).
     pub read_only_inside_roots: Vec<String>,
+    /// The call ran in a PID namespace with its own `/proc`: it could see no process
+    /// outside its own tree (nor read their environments).
+    pub pid_namespace: bool,
 }
 
 impl SandboxReport {
@@ -241,6 +244,7 @@ impl SandboxReport {
                 .collect(),
             writable_roots: paths(&enforced.writable_roots),
             read_only_inside_roots: paths(&enforced.read_only_inside_roots),
+            pid_namespace: enforced.pid_namespace,
         }
     }
 }

@@ -378,3 +378,26 @@ async def test_wrapper_backend_decides_escalates_and_denies(tmp_path, workdir):
     assert by_ran_in["escalated"]["decision"] == "allow", r
     assert by_ran_in["denied"]["decision"] == "forbidden", r
     assert "no touching here" in r["stderr"], r
+
+
+async def test_a_call_sees_only_its_own_processes_where_the_pid_namespace_is_available(tmp_path, workdir):
+    doctor = json.loads(subprocess.run([str(execgate_bin()), "doctor", "--json"], capture_output=True, check=True).stdout)
+    available = doctor["pid_namespace"]["available"]
+    # A process of the same user outside the server, with a secret in its environment.
+    outside = subprocess.Popen(["sleep", "60"], env={**os.environ, "EXECGATE_MCP_OUTSIDE_SECRET": "x"})
+    try:
+        async with connect(tmp_path) as (session, _):
+            r = await shell(
+                session,
+                "cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -c '^EXECGATE_MCP_OUTSIDE_SECRET='",
+                workdir,
+                login=False,
+            )
+    finally:
+        outside.kill()
+        outside.wait()
+    assert r["sandbox"]["pid_namespace"] is available
+    if available:
+        assert r["stdout"] == "0\n", r
+    else:
+        pytest.skip(f"no PID namespace here: {doctor['pid_namespace']['detail']}")
