@@ -6,6 +6,10 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// `SECCOMP_IOW(4, __u64)`: `_IOW('!', 4, u64)` (not in the libc crate yet).
 const SECCOMP_IOCTL_NOTIF_SET_FLAGS: libc::Ioctl = 0x4008_2104;
@@ -116,6 +120,42 @@ impl Listener {
         }
     }
 
+    /// Waits in `SECCOMP_IOCTL_NOTIF_RECV` itself: one syscall per notification instead of
+    /// `poll` and `RECV`. Ends with [`Event::Stopped`] once `stopped` is set and an
+    /// [`Interrupter`] has interrupted the call, or [`Event::Hangup`] when the tree is gone
+    /// (newer kernels answer `RECV` with `ENOENT` then; older ones wait on, until
+    /// interrupted).
+    pub fn wait_blocking(&self, stopped: &AtomicBool) -> io::Result<Event> {
+        loop {
+            if stopped.load(Ordering::Acquire) {
+                return Ok(Event::Stopped);
+            }
+            match self.recv() {
+                Ok(n) => return Ok(Event::Notification(n)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A withdrawn notification, or no process left using the filter.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    if self.hung_up() {
+                        return Ok(Event::Hangup);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// True once no process uses the filter any more.
+    fn hung_up(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call; no waiting.
+        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+        ready > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR) != 0
+    }
+
     /// `SECCOMP_IOCTL_NOTIF_RECV`; blocks until a notification is pending.
     pub fn recv(&self) -> io::Result<Notification> {
         // SAFETY: seccomp_notif is plain old data; the kernel requires it zeroed.
@@ -195,5 +235,59 @@ impl AsFd for Listener {
 impl AsRawFd for Listener {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// Interrupts a thread blocked in [`Listener::wait_blocking`]: a real-time signal with a
+/// no-op handler installed without `SA_RESTART`, sent to that thread alone until it has
+/// returned (a signal that lands just before the thread enters `RECV` would be lost, so it
+/// is repeated).
+#[derive(Debug, Clone, Copy)]
+pub struct Interrupter {
+    signal: libc::c_int,
+}
+
+extern "C" fn ignore_interrupt(_: libc::c_int) {}
+
+impl Interrupter {
+    /// Installs the handler (once per process). `None` if it cannot: then wait with
+    /// [`Listener::wait`] and a stop descriptor instead.
+    pub fn get() -> Option<Interrupter> {
+        static INSTALLED: OnceLock<Option<libc::c_int>> = OnceLock::new();
+        let signal = (*INSTALLED.get_or_init(|| {
+            // Above the ones glibc and common runtimes use.
+            let signal = libc::SIGRTMIN() + 7;
+            if signal > libc::SIGRTMAX() {
+                return None;
+            }
+            // SAFETY: sigaction is plain old data, zeroed then filled; the handler is an
+            // extern "C" fn that does nothing (async-signal-safe).
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            action.sa_sigaction = ignore_interrupt as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = 0; // no SA_RESTART: RECV returns EINTR
+            // SAFETY: `action.sa_mask` is a valid sigset to empty.
+            unsafe { libc::sigemptyset(&mut action.sa_mask) };
+            // SAFETY: valid sigaction pointer; the old action is not wanted.
+            let ok = unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } == 0;
+            ok.then_some(signal)
+        }))?;
+        Some(Interrupter { signal })
+    }
+
+    /// Sets `stopped` and signals `thread` until it has returned (at most `limit`).
+    pub fn stop(
+        &self,
+        thread: &std::thread::JoinHandle<()>,
+        stopped: &AtomicBool,
+        limit: Duration,
+    ) {
+        stopped.store(true, Ordering::Release);
+        let deadline = Instant::now() + limit;
+        while !thread.is_finished() && Instant::now() < deadline {
+            // SAFETY: the pthread_t of a thread not yet joined (the handle is borrowed) is
+            // valid; the signal's handler is installed.
+            unsafe { libc::pthread_kill(thread.as_pthread_t(), self.signal) };
+            std::thread::sleep(Duration::from_micros(500));
+        }
     }
 }

@@ -159,6 +159,48 @@ impl RemoteMemory {
         addr: u64,
         budget: &mut usize,
     ) -> Result<Vec<Vec<u8>>, ReadError> {
+        self.read_string_array_from(addr, None, budget)
+    }
+
+    /// An exec's path and argv, the first part of each in one `process_vm_readv` (the
+    /// path to the end of its page, the argv pointers to the end of theirs): one syscall
+    /// less on every exec. Anything the first read does not settle (a path longer than
+    /// its window, a fault) goes the one-at-a-time way, with the same results and errors
+    /// as [`RemoteMemory::read_cstring`] and [`RemoteMemory::read_string_array`].
+    pub fn read_path_and_argv(
+        &self,
+        path: u64,
+        max_path: usize,
+        argv: u64,
+        budget: &mut usize,
+    ) -> Result<(Vec<u8>, Vec<Vec<u8>>), ReadError> {
+        if self.mem.is_some() || path == 0 || argv == 0 {
+            let p = self.read_cstring(path, max_path)?;
+            return Ok((p, self.read_string_array(argv, budget)?));
+        }
+        let path_len = (PAGE - page_offset(path)).min(max_path + 1);
+        let argv_len = PAGE - page_offset(argv);
+        let mut buf = [0u8; 2 * PAGE];
+        let windows = [(path, 0, path_len), (argv, path_len, argv_len)];
+        let got = self.read_windows(&windows, &mut buf[..path_len + argv_len]);
+        let path_bytes = match buf[..path_len.min(got)].iter().position(|&b| b == 0) {
+            Some(nul) => buf[..nul].to_vec(),
+            // Not settled by the window: the exact, one-string way.
+            _ => self.read_cstring(path, max_path)?,
+        };
+        let first = (got == path_len + argv_len).then(|| &buf[path_len..path_len + argv_len]);
+        let argv = self.read_string_array_from(argv, first, budget)?;
+        Ok((path_bytes, argv))
+    }
+
+    /// [`RemoteMemory::read_string_array`], with the first page of pointers (from `addr` to
+    /// its page's end) already read.
+    fn read_string_array_from(
+        &self,
+        addr: u64,
+        mut first: Option<&[u8]>,
+        budget: &mut usize,
+    ) -> Result<Vec<Vec<u8>>, ReadError> {
         let mut strings = Vec::new();
         if addr == 0 {
             return Ok(strings);
@@ -168,7 +210,13 @@ impl RemoteMemory {
         let mut at = addr;
         loop {
             let to_page_end = PAGE - page_offset(at);
-            let got = self.read(at, &mut ptrs[..to_page_end])?;
+            let got = match first.take() {
+                Some(window) => {
+                    ptrs[..window.len()].copy_from_slice(window);
+                    window.len()
+                }
+                None => self.read(at, &mut ptrs[..to_page_end])?,
+            };
             let whole = got - got % 8;
             if whole == 0 {
                 return Err(ReadError::Fault(at));
@@ -390,6 +438,38 @@ mod tests {
                 .read_string_array(arr2.as_ptr() as u64, &mut budget)
                 .unwrap_err();
             assert_eq!(err.errno(), libc::E2BIG, "{mem:?}");
+        }
+    }
+
+    #[test]
+    fn path_and_argv_in_one_read_match_the_separate_reads() {
+        let path = CString::new("/usr/bin/some-program").unwrap();
+        let long_path = CString::new(vec![b'p'; 5000]).unwrap();
+        let a = CString::new("arg").unwrap();
+        let argv: [*const libc::c_char; 3] = [path.as_ptr(), a.as_ptr(), std::ptr::null()];
+        let bad_argv: [*const libc::c_char; 2] = [0x28 as *const libc::c_char, std::ptr::null()];
+        let cases: [(u64, u64); 5] = [
+            (path.as_ptr() as u64, argv.as_ptr() as u64),
+            (long_path.as_ptr() as u64, argv.as_ptr() as u64),
+            (0x10, argv.as_ptr() as u64),
+            (path.as_ptr() as u64, 0x20),
+            (path.as_ptr() as u64, bad_argv.as_ptr() as u64),
+        ];
+        for mem in both() {
+            for (p, v) in cases {
+                let mut b1 = MAX_TOTAL;
+                let together = mem.read_path_and_argv(p, 4096, v, &mut b1);
+                let mut b2 = MAX_TOTAL;
+                let apart = mem
+                    .read_cstring(p, 4096)
+                    .and_then(|path| Ok((path, mem.read_string_array(v, &mut b2)?)));
+                assert_eq!(
+                    format!("{together:?}"),
+                    format!("{apart:?}"),
+                    "{mem:?} {p:#x} {v:#x}"
+                );
+                assert_eq!(b1, b2);
+            }
         }
     }
 

@@ -42,13 +42,11 @@ impl ExecRequest {
         } else {
             (libc::AT_FDCWD, n.args[0], n.args[1], n.args[2], 0)
         };
-        let raw_path = OsString::from_vec(mem.read_cstring(path_ptr, libc::PATH_MAX as usize)?);
         let mut budget = MAX_TOTAL;
-        let argv = mem
-            .read_string_array(argv_ptr, &mut budget)?
-            .into_iter()
-            .map(OsString::from_vec)
-            .collect();
+        let (raw_path, argv) =
+            mem.read_path_and_argv(path_ptr, libc::PATH_MAX as usize, argv_ptr, &mut budget)?;
+        let raw_path = OsString::from_vec(raw_path);
+        let argv = argv.into_iter().map(OsString::from_vec).collect();
         let empty_path = flags & libc::AT_EMPTY_PATH as u64 != 0 && raw_path.is_empty();
         let path = resolve(n.pid, dirfd, Path::new(&raw_path), empty_path);
         Ok(ExecRequest {

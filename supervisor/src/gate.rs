@@ -174,6 +174,9 @@ struct Inner {
     wait_killable: bool,
     /// Sandboxed trees get a PID namespace with their own `/proc` (needs CAP_SYS_ADMIN).
     pid_namespace: bool,
+    /// Notification threads wait in RECV itself and are stopped by a signal; without it
+    /// they poll the listener and a stop descriptor.
+    interrupter: Option<seccomp::listener::Interrupter>,
     /// How a paused caller's fds are copied (`pidfd_getfd`, or the /proc reopen where a
     /// container profile blocks it): decided once, here, from feature detection.
     fd_handoff: FdHandoff,
@@ -305,6 +308,7 @@ impl Supervisor {
                 })?,
                 wait_killable: features.seccomp.wait_killable_recv.available,
                 pid_namespace: features.pid_namespace.available,
+                interrupter: seccomp::listener::Interrupter::get(),
                 fd_handoff,
                 memory,
                 git_protection: if seccomp::mount_ns::have_cap_sys_admin() {
@@ -498,11 +502,13 @@ impl Supervisor {
             own_group,
         });
         let serving = shared.clone();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let serve_stopped = self.inner.interrupter.map(|_| stopped.clone());
         let notify_thread = match rendezvous {
             None => Some(
                 std::thread::Builder::new()
                     .name(format!("execgate-session-{id}"))
-                    .spawn(move || serve(&serving, channel_parent, stop_rx))
+                    .spawn(move || serve(&serving, channel_parent, stop_rx, serve_stopped))
                     .map_err(spawn_err)?,
             ),
             Some(server) => {
@@ -520,6 +526,7 @@ impl Supervisor {
             Err(err) => {
                 drop(stop_tx);
                 if let Some(thread) = notify_thread {
+                    stop_notify_thread(&shared, &thread, &stopped);
                     let _ = thread.join();
                 }
                 return Err(spawn_err(err));
@@ -562,6 +569,7 @@ impl Supervisor {
             started,
             stop: Some(stop_tx),
             notify_thread,
+            stopped,
         })
     }
 }
@@ -579,6 +587,8 @@ pub struct Session {
     started: Instant,
     stop: Option<UnixStream>,
     notify_thread: Option<std::thread::JoinHandle<()>>,
+    /// Set to stop the notification thread (with the supervisor's [`Interrupter`]).
+    stopped: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Session {
@@ -680,6 +690,14 @@ impl Session {
         self.stop.take();
         let thread = self.notify_thread.take();
         let shared = self.shared.clone();
+        let stopped = self.stopped.clone();
+        let shared_for_stop = self.shared.clone();
+        let thread = move || {
+            if let Some(thread) = thread {
+                stop_notify_thread(&shared_for_stop, &thread, &stopped);
+                let _ = thread.join();
+            }
+        };
         move || {
             // Fast path: the cgroup held the whole tree (the root and every escalated copy
             // joined it before exec) and is now empty, so no sweep of /proc is needed.
@@ -687,9 +705,7 @@ impl Session {
                 && cgroup.kill().is_ok()
             {
                 ChildRegistry::global().reap_own_zombies();
-                if let Some(thread) = thread {
-                    let _ = thread.join();
-                }
+                thread();
                 return;
             }
             if let Some(tree) = shared.tree.get() {
@@ -702,9 +718,7 @@ impl Session {
                 let _ = cgroup.kill();
             }
             let _ = ChildRegistry::global().reap_orphans();
-            if let Some(thread) = thread {
-                let _ = thread.join();
-            }
+            thread();
         }
     }
 }
@@ -1130,7 +1144,12 @@ fn now_ms() -> u64 {
 
 /// The notification thread: receive the listener from the child, then serve until the
 /// tree is gone or the session stops.
-fn serve(shared: &Arc<Shared>, channel: UnixStream, stop: UnixStream) {
+fn serve(
+    shared: &Arc<Shared>,
+    channel: UnixStream,
+    stop: UnixStream,
+    stopped: Option<Arc<AtomicBool>>,
+) {
     let listener = match seccomp::child::recv_fd(channel.as_raw_fd()) {
         Ok(Some(fd)) => Arc::new(Listener::from_fd(fd)),
         // The child failed before installing its filter; spawn reports why.
@@ -1145,7 +1164,11 @@ fn serve(shared: &Arc<Shared>, channel: UnixStream, stop: UnixStream) {
         tracing::debug!("no SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6): slower round trips");
     }
     loop {
-        match listener.wait(stop.as_fd()) {
+        let event = match &stopped {
+            Some(stopped) => listener.wait_blocking(stopped),
+            None => listener.wait(stop.as_fd()),
+        };
+        match event {
             Ok(Event::Notification(n)) => shared.handle(&listener, n),
             Ok(Event::Hangup) | Ok(Event::Stopped) => return,
             Err(err) => {
@@ -1153,6 +1176,14 @@ fn serve(shared: &Arc<Shared>, channel: UnixStream, stop: UnixStream) {
                 return;
             }
         }
+    }
+}
+
+/// Ends a notification thread that waits in `RECV` (closing the stop descriptor ends one
+/// that polls).
+fn stop_notify_thread(shared: &Shared, thread: &std::thread::JoinHandle<()>, stopped: &AtomicBool) {
+    if let Some(interrupter) = shared.inner.interrupter {
+        interrupter.stop(thread, stopped, Duration::from_secs(10));
     }
 }
 
