@@ -1171,3 +1171,86 @@ print("orphan", "reaped" if not os.path.exists("/proc/" + pid) else "left: " + o
     assert_eq!(out.code(), 0, "{out:#?}");
     assert_eq!(out.stdout, "orphan reaped\n", "{out:#?}");
 }
+
+#[test]
+fn an_unprivileged_supervisor_isolates_the_tree_in_a_user_namespace() {
+    skip_unless!(supervisor_unavailable());
+    // Run as nobody: no CAP_SYS_ADMIN, so the PID namespace comes with a user namespace.
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to run the supervisor as another, unprivileged user");
+        return;
+    }
+    let Some(setpriv) = which("setpriv") else {
+        eprintln!("SKIPPED: no setpriv (util-linux) to drop privileges");
+        return;
+    };
+    let as_nobody = |cmd: &mut Command| {
+        cmd.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ]);
+    };
+    let mut doctor = Command::new(&setpriv);
+    as_nobody(&mut doctor);
+    let out = doctor
+        .args([EXECGATE, "doctor", "--json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    if doc["pid_namespace"]["available"] != true {
+        eprintln!(
+            "SKIPPED: no unprivileged PID namespace here: {}",
+            doc["pid_namespace"]["detail"]
+        );
+        return;
+    }
+    let scratch = Scratch::new();
+    for dir in [&scratch.work, &scratch.io] {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+        fs::set_permissions(dir.parent().unwrap(), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // The same user's process outside the session, with a secret in its environment.
+    let mut outside = Command::new(&setpriv);
+    as_nobody(&mut outside);
+    let mut outside = outside
+        .args(["sleep", "60"])
+        .env("EXECGATE_E2E_NOBODYS_SECRET", "x")
+        .spawn()
+        .unwrap();
+    let sup = scratch
+        .supervise(&[])
+        .wrapped_by(&[
+            setpriv.to_str().unwrap(),
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg("--workdir")
+        .arg(&scratch.work);
+    let out = sup.run(
+        r#"
+        n=0
+        for f in /proc/[0-9]*/environ; do
+            tr '\0' '\n' < "$f" 2>/dev/null | grep -q '^EXECGATE_E2E_NOBODYS_SECRET=' && n=$((n + 1))
+        done
+        echo "uid $(id -u), environments with the secret: $n"
+        echo made > made.txt
+        kill -TERM $$
+        "#,
+    );
+    let _ = outside.kill();
+    let _ = outside.wait();
+    assert_eq!(out.code(), 128 + 15, "{out:#?}");
+    assert_eq!(
+        out.stdout, "uid 65534, environments with the secret: 0\n",
+        "{out:#?}"
+    );
+    // Files the sandbox writes belong to the user, not to an id of the namespace.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(fs::metadata(scratch.path("made.txt")).unwrap().uid(), 65534);
+}

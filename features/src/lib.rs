@@ -150,7 +150,8 @@ pub fn detect() -> Features {
         landlock: landlock::detect(),
         ptrace: ptrace::detect(status.cap_eff),
         user_namespaces: userns::detect(),
-        pid_namespace: pidns::detect(),
+        // CAP_SYS_ADMIN is bit 21.
+        pid_namespace: pidns::detect(status.cap_eff.is_some_and(|caps| caps & (1 << 21) != 0)),
         cgroup: cgroup::detect(&kernel),
         process: process::detect(&status),
         patched_shell: patched_shell::locate(None),

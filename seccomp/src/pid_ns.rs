@@ -25,8 +25,12 @@
 //! - Both die with their parent (`PR_SET_PDEATHSIG`), so a dead supervisor still takes
 //!   the whole namespace with it.
 //!
-//! Needs `CAP_SYS_ADMIN` (for `unshare(CLONE_NEWPID | CLONE_NEWNS)` and the mount);
-//! callers probe for it first (`features`), and a session without it says so.
+//! Needs `CAP_SYS_ADMIN` (for `unshare(CLONE_NEWPID | CLONE_NEWNS)` and the mount), or,
+//! without it, an unprivileged user namespace created in the same call
+//! ([`Privilege::UserNamespace`]): the tree keeps its uid and gid (mapped one to one;
+//! every other id shows as the overflow id, 65534), and gets the capabilities for the
+//! namespace and the mount only until its program's exec. Callers probe for either first
+//! (`features`), and a session without both says so.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -45,9 +49,23 @@ const GROUP_SIGNALS: [libc::c_int; 9] = [
     libc::SIGTTOU,
 ];
 
+/// How the namespaces are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Privilege {
+    /// The supervisor holds `CAP_SYS_ADMIN`.
+    CapSysAdmin,
+    /// A user namespace first, owning the others (unprivileged).
+    UserNamespace,
+}
+
 /// Everything the child needs, prepared before fork.
 #[derive(Debug)]
 pub struct SessionPidNamespace {
+    privilege: Privilege,
+    /// `/proc/self/uid_map` and `gid_map` lines mapping our own ids, for
+    /// [`Privilege::UserNamespace`].
+    uid_map: Vec<u8>,
+    gid_map: Vec<u8>,
     /// `I` writes `P`'s wait status here; `C` reads it. Both ends close on exec, so `P`'s
     /// program never holds them.
     status_read: OwnedFd,
@@ -59,7 +77,7 @@ pub struct SessionPidNamespace {
 
 impl SessionPidNamespace {
     /// Prepares the status pipe and finds what `I` must wipe.
-    pub fn new() -> io::Result<SessionPidNamespace> {
+    pub fn new(privilege: Privilege) -> io::Result<SessionPidNamespace> {
         let mut fds = [0; 2];
         // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
         crate::cvt_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
@@ -70,7 +88,12 @@ impl SessionPidNamespace {
                 <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fds[1]),
             )
         };
+        // SAFETY: geteuid/getegid cannot fail.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         Ok(SessionPidNamespace {
+            privilege,
+            uid_map: format!("{uid} {uid} 1\n").into_bytes(),
+            gid_map: format!("{gid} {gid} 1\n").into_bytes(),
             status_read,
             status_write,
             wipe: own_arg_and_env_blocks()?,
@@ -80,8 +103,18 @@ impl SessionPidNamespace {
     /// Child side (a confinement hook): returns only in `P`, inside the new namespace with
     /// its `/proc` mounted. `C` and `I` never return: they end with `_exit` or a signal.
     pub fn enter_in_child(&self) -> io::Result<()> {
+        let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS;
+        if self.privilege == Privilege::UserNamespace {
+            // Created first, it owns the other two: its capabilities cover them.
+            flags |= libc::CLONE_NEWUSER;
+        }
         // SAFETY: unshare takes an integer flag set.
-        crate::cvt_int(unsafe { libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS) })?;
+        crate::cvt_int(unsafe { libc::unshare(flags) })?;
+        if self.privilege == Privilege::UserNamespace {
+            write_file(c"/proc/self/setgroups", b"deny")?;
+            write_file(c"/proc/self/uid_map", &self.uid_map)?;
+            write_file(c"/proc/self/gid_map", &self.gid_map)?;
+        }
         // Nothing mounted below propagates back to the host.
         // SAFETY: valid NUL-terminated strings (or NULL) for the duration of the call.
         crate::cvt_int(unsafe {
@@ -182,6 +215,22 @@ impl SessionPidNamespace {
             }
         }
     }
+}
+
+/// open/write/close of a /proc file with prepared bytes: async-signal-safe.
+fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
+    // SAFETY: a valid NUL-terminated path.
+    let fd =
+        crate::cvt_int(unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: `bytes` is valid for its length; `fd` was just opened.
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    let err = io::Error::last_os_error();
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+    if usize::try_from(written).ok() != Some(bytes.len()) {
+        return Err(err);
+    }
+    Ok(())
 }
 
 /// Reads the argument and environment block addresses of this process (before fork).

@@ -385,7 +385,15 @@ impl Supervisor {
         let pid_namespace = if self.inner.pid_namespace
             && spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess
         {
-            Some(seccomp::pid_ns::SessionPidNamespace::new().map_err(spawn_err)?)
+            let privilege = if self.inner.git_protection
+                == crate::sandbox::landlock::Protection::MountNamespace
+            {
+                // That is: we hold CAP_SYS_ADMIN.
+                seccomp::pid_ns::Privilege::CapSysAdmin
+            } else {
+                seccomp::pid_ns::Privilege::UserNamespace
+            };
+            Some(seccomp::pid_ns::SessionPidNamespace::new(privilege).map_err(spawn_err)?)
         } else {
             None
         };
