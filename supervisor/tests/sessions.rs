@@ -1,9 +1,10 @@
 //! Whole sessions through the library, in-process: what a long-running supervisor (the MCP
 //! server) must keep true across many of them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use supervisor::{
     Approval, ApprovalRequest, Approver, ExitStatus, ResourceLimits, SandboxMode, SandboxPolicy,
@@ -126,7 +127,10 @@ async fn nothing_inside_can_signal_or_trace_the_supervisor() {
     };
     let work = tempfile::tempdir().unwrap();
     let me = std::process::id();
-    // kill from bash (a builtin: no exec), and ptrace attach via python if present.
+    // kill from bash (a builtin: no exec), and ptrace attach via python if present. Where
+    // sessions get a PID namespace our pid names nothing inside (ESRCH); without one,
+    // Landlock's signal scoping and the filter's ptrace denial refuse (EPERM). Either way
+    // nothing reaches us; tests/container/run covers the case without a namespace.
     let script = format!(
         "kill -0 {me} 2>/dev/null && echo signal-ok || echo signal-denied; \
          kill -TERM {me} 2>/dev/null; \
@@ -142,4 +146,94 @@ async fn nothing_inside_can_signal_or_trace_the_supervisor() {
     assert_eq!(outcome.status, ExitStatus::Exited(0), "{out}");
     assert!(out.contains("signal-denied"), "{out}");
     assert!(out.contains("ptrace-denied"), "{out}");
+}
+
+/// A person who takes their time: answers only once every file in `wait_for` exists (or
+/// after 60 s), noting whether they all did.
+struct SlowPerson {
+    wait_for: Vec<PathBuf>,
+    saw_them: Arc<AtomicBool>,
+}
+
+impl Approver for SlowPerson {
+    fn ask(&self, _request: ApprovalRequest) -> supervisor::approval::ApprovalFuture<'_> {
+        Box::pin(async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if self.wait_for.iter().all(|f| f.exists()) {
+                    self.saw_them.store(true, Ordering::SeqCst);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Approval::Deny {
+                reason: "answered late".into(),
+            }
+        })
+    }
+}
+
+fn read_piped(fd: &std::os::fd::OwnedFd) -> std::fs::File {
+    std::fs::File::from(fd.try_clone().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_prompt_stalls_neither_the_rest_of_its_tree_nor_other_sessions() {
+    let policy = policy::Policy::from_source(
+        "slow.rules",
+        r#"prefix_rule(pattern = ["rm"], decision = "prompt", justification = "ask first")"#,
+    )
+    .unwrap();
+    let sup = match Supervisor::new(Arc::new(policy), SupervisorOptions::default()) {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("SKIPPED: the supervisor cannot run here: {err}");
+            return;
+        }
+    };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    // The person answers A's prompt only after A's own loop and all of session B have run
+    // while it was pending: a stalled tree or supervisor never gets there.
+    let saw_them = Arc::new(AtomicBool::new(false));
+    let mut a = spec(
+        dir,
+        "rm -f nothing & for i in $(seq 20); do /bin/true; done; echo > a-loop-done; \
+         wait $!; echo \"rm status $?\"",
+        None,
+    );
+    a.approver = Arc::new(SlowPerson {
+        wait_for: vec![dir.join("a-loop-done"), dir.join("b-done")],
+        saw_them: saw_them.clone(),
+    });
+    let a = sup.spawn(a).unwrap();
+    let mut a_out = read_piped(a.stdout.as_ref().unwrap());
+    let b = sup
+        .spawn(spec(
+            dir,
+            "for i in $(seq 20); do /bin/true; done; echo > b-done; echo b ran",
+            None,
+        ))
+        .unwrap();
+    let mut b_out = read_piped(b.stdout.as_ref().unwrap());
+    let b_outcome = tokio::time::timeout(Duration::from_secs(60), b.wait())
+        .await
+        .expect("session B ended while A's prompt was pending")
+        .unwrap();
+    let a_outcome = tokio::time::timeout(Duration::from_secs(90), a.wait())
+        .await
+        .expect("session A ended once the person answered")
+        .unwrap();
+    let (mut a_text, mut b_text) = (String::new(), String::new());
+    std::io::Read::read_to_string(&mut a_out, &mut a_text).unwrap();
+    std::io::Read::read_to_string(&mut b_out, &mut b_text).unwrap();
+    assert_eq!(b_outcome.status, ExitStatus::Exited(0), "{b_text}");
+    assert_eq!(b_text, "b ran\n");
+    assert!(
+        saw_them.load(Ordering::SeqCst),
+        "the prompt was answered before A's loop and B had run: something waited for it"
+    );
+    // Denied by the person: rm's exec failed (126), reported by bash.
+    assert_eq!(a_outcome.status, ExitStatus::Exited(0), "{a_text}");
+    assert_eq!(a_text, "rm status 126\n");
 }
