@@ -62,6 +62,12 @@ pub struct Args {
     #[arg(long)]
     require_sandbox: bool,
 
+    /// A resource limit for every process of the session, as NAME=VALUE (repeatable):
+    /// as, cpu (seconds), fsize, nproc, nofile, core; sizes take K, M, G, T; `unlimited`
+    /// keeps the inherited limit. Defaults: fsize=64G, nofile=1024, core=0.
+    #[arg(long = "limit", value_name = "NAME=VALUE", value_parser = supervisor::ResourceLimits::check_spec)]
+    limits: Vec<String>,
+
     /// Kill the whole tree after this many seconds (time spent waiting for a person
     /// does not count); exit status 124.
     #[arg(long, value_name = "SECONDS")]
@@ -159,6 +165,7 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
         require_full: args.require_sandbox,
         ..SandboxPolicy::new(args.sandbox)
     };
+    let limits = supervisor::ResourceLimits::from_specs(&args.limits)?;
     let timeout = match args.timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
         Some(secs) => anyhow::bail!("--timeout {secs}: must be a positive number of seconds"),
@@ -201,7 +208,7 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             workdir,
             env: Vec::new(),
             sandbox,
-            limits: supervisor::ResourceLimits::default(),
+            limits,
             timeout,
             stdio,
             approver,

@@ -1254,3 +1254,28 @@ fn an_unprivileged_supervisor_isolates_the_tree_in_a_user_namespace() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(fs::metadata(scratch.path("made.txt")).unwrap().uid(), 65534);
 }
+
+#[test]
+fn resource_limits_from_the_command_line_bind_the_tree() {
+    skip_unless!(supervisor_unavailable());
+    let scratch = Scratch::new();
+    let out = scratch
+        .supervise(&[])
+        .arg("--limit")
+        .arg("nofile=64")
+        .arg("--limit")
+        .arg("fsize=1K")
+        .run("ulimit -n; head -c 5000 /dev/zero > big; echo \"head $?\"; stat -c %s big");
+    assert_eq!(out.code(), 0, "{out:#?}");
+    // head dies of SIGXFSZ (25) at the 1 KiB limit.
+    assert_eq!(out.stdout, "64\nhead 153\n1024\n", "{out:#?}");
+    // A limit that does not parse is refused before anything runs.
+    let bad = scratch
+        .supervise(&[])
+        .arg("--limit")
+        .arg("stack=1M")
+        .run("echo ran > ran.txt");
+    assert_eq!(bad.code(), 2, "{bad:#?}");
+    assert!(bad.stderr.contains("unknown limit `stack`"), "{bad:#?}");
+    assert!(!scratch.path("ran.txt").exists());
+}

@@ -61,6 +61,12 @@ pub struct Args {
     /// Cap on each of stdout, stderr and the interleaved output, in bytes (head and tail kept).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub max_output_bytes: usize,
+
+    /// A resource limit for every process of the session, as NAME=VALUE (repeatable):
+    /// as, cpu (seconds), fsize, nproc, nofile, core; sizes take K, M, G, T; `unlimited`
+    /// keeps the inherited limit. Defaults: fsize=64G, nofile=1024, core=0.
+    #[arg(long = "limit", value_name = "NAME=VALUE", value_parser = supervisor::ResourceLimits::check_spec)]
+    pub limits: Vec<String>,
 }
 
 impl Args {
@@ -79,6 +85,8 @@ impl Args {
             sandbox: self.sandbox_policy(),
             default_timeout: Duration::from_millis(self.default_timeout_ms),
             max_output_bytes: self.max_output_bytes,
+            // Each was checked when the arguments were parsed.
+            limits: supervisor::ResourceLimits::from_specs(&self.limits).unwrap_or_default(),
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct ServerSettings {
     pub default_timeout: Duration,
     /// Cap for each of stdout, stderr and the interleaved output.
     pub max_output_bytes: usize,
+    /// Resource limits of every call's processes.
+    pub limits: ResourceLimits,
 }
 
 impl Default for ServerSettings {
@@ -50,6 +52,7 @@ impl Default for ServerSettings {
             sandbox: SandboxPolicy::default(),
             default_timeout: Duration::from_secs(10),
             max_output_bytes: 1 << 20,
+            limits: ResourceLimits::default(),
         }
     }
 }
@@ -118,7 +121,7 @@ impl ShellServer {
             workdir: call.workdir,
             env: Vec::new(),
             sandbox: sandbox.clone(),
-            limits: ResourceLimits::default(),
+            limits: self.inner.settings.limits,
             timeout: Some(call.timeout),
             stdio: SessionStdio::Piped,
             approver: Arc::new(approver),

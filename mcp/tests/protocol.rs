@@ -663,6 +663,7 @@ async fn timeout_and_settings_reach_the_session() {
         sandbox: SandboxPolicy::new(SandboxMode::ReadOnly),
         default_timeout: Duration::from_millis(1234),
         max_output_bytes: 77,
+        limits: supervisor::ResourceLimits::from_specs(&["nofile=64"]).unwrap(),
     };
     let mut c = Client::start_with(double.clone(), false, settings).await;
     c.call(1, json!({"command": "a", "workdir": workdir()}))
@@ -675,6 +676,7 @@ async fn timeout_and_settings_reach_the_session() {
     let specs = double.specs.lock().unwrap().clone();
     assert_eq!(specs[0].timeout, Some(Duration::from_millis(1234)));
     assert_eq!(specs[0].sandbox.mode, SandboxMode::ReadOnly);
+    assert_eq!(specs[0].limits.open_files, Some(64));
     assert_eq!(specs[1].timeout, Some(Duration::from_millis(50)));
     assert_eq!(specs[1].argv, ["bash", "-c", "b"]);
 }

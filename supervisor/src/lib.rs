@@ -26,7 +26,7 @@ pub use gate::{
     BackendRequest, Session, SessionError, Signal, Signaller, Supervisor, SupervisorError,
     SupervisorOptions, shown,
 };
-pub use rlimits::{PreparedLimits, ResourceLimits};
+pub use rlimits::{LimitSpecError, PreparedLimits, ResourceLimits};
 pub use sandbox::{Enforcement, EnforcementLevel, PreparedLandlock, SandboxMode, SandboxPolicy};
 pub use session::{
     Decider, ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio,

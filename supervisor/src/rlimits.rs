@@ -69,6 +69,89 @@ impl Default for ResourceLimits {
     }
 }
 
+/// A `--limit NAME=VALUE` that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--limit {spec}: {why}")]
+pub struct LimitSpecError {
+    pub spec: String,
+    pub why: String,
+}
+
+impl ResourceLimits {
+    /// The names [`ResourceLimits::set`] takes, as `prlimit(1)` spells them.
+    pub const NAMES: [&'static str; 6] = ["as", "cpu", "fsize", "nproc", "nofile", "core"];
+
+    /// Applies one `NAME=VALUE` (`nofile=4096`, `fsize=1G`, `cpu=60`, `as=unlimited`):
+    /// sizes take K, M, G or T (powers of 1024); `unlimited` leaves the limit inherited.
+    pub fn set(&mut self, spec: &str) -> Result<(), LimitSpecError> {
+        let err = |why: String| LimitSpecError {
+            spec: spec.to_owned(),
+            why,
+        };
+        let (name, value) = spec
+            .split_once('=')
+            .ok_or_else(|| err("want NAME=VALUE, e.g. nofile=4096".into()))?;
+        let slot = match name.trim() {
+            "as" => &mut self.address_space,
+            "cpu" => &mut self.cpu_seconds,
+            "fsize" => &mut self.file_size,
+            "nproc" => &mut self.processes,
+            "nofile" => &mut self.open_files,
+            "core" => &mut self.core_size,
+            other => {
+                return Err(err(format!(
+                    "unknown limit `{other}` (known: {})",
+                    Self::NAMES.join(", ")
+                )));
+            }
+        };
+        let value = value.trim();
+        if value == "unlimited" {
+            *slot = None;
+            return Ok(());
+        }
+        let (digits, unit) = match value.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+            Some((at, _)) => value.split_at(at),
+            None => (value, ""),
+        };
+        if digits.is_empty() {
+            return Err(err(format!("`{value}` is not a number or `unlimited`")));
+        }
+        let shift = match unit {
+            "" => 0,
+            "K" | "k" => 10,
+            "M" | "m" => 20,
+            "G" | "g" => 30,
+            "T" | "t" => 40,
+            other => return Err(err(format!("unknown unit `{other}` (K, M, G, T)"))),
+        };
+        let number: u64 = digits
+            .parse()
+            .map_err(|_| err(format!("`{value}` is not a number or `unlimited`")))?;
+        let scaled = number
+            .checked_mul(1u64 << shift)
+            .ok_or_else(|| err(format!("`{value}` is too large")))?;
+        *slot = Some(scaled);
+        Ok(())
+    }
+
+    /// Checks one `NAME=VALUE` (for command-line parsers): the spec back, or why not.
+    pub fn check_spec(spec: &str) -> Result<String, LimitSpecError> {
+        ResourceLimits::default()
+            .set(spec)
+            .map(|()| spec.to_owned())
+    }
+
+    /// The defaults with each `NAME=VALUE` applied in order.
+    pub fn from_specs<S: AsRef<str>>(specs: &[S]) -> Result<ResourceLimits, LimitSpecError> {
+        let mut limits = ResourceLimits::default();
+        for spec in specs {
+            limits.set(spec.as_ref())?;
+        }
+        Ok(limits)
+    }
+}
+
 /// Error preparing the limits.
 #[derive(Debug, thiserror::Error)]
 pub enum RlimitError {
@@ -186,6 +269,45 @@ impl PreparedLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_specs_parse_like_prlimit_and_errors_say_what_is_wrong() {
+        let limits = ResourceLimits::from_specs(&[
+            "nofile=4096",
+            "fsize=1G",
+            "cpu=60",
+            "as=unlimited",
+            "nproc=512",
+            "core=4k",
+        ])
+        .unwrap();
+        assert_eq!(limits.open_files, Some(4096));
+        assert_eq!(limits.file_size, Some(GIB));
+        assert_eq!(limits.cpu_seconds, Some(60));
+        assert_eq!(limits.address_space, None);
+        assert_eq!(limits.processes, Some(512));
+        assert_eq!(limits.core_size, Some(4096));
+        // Untouched limits keep their defaults; the last setting wins.
+        let limits = ResourceLimits::from_specs(&["cpu=1", "cpu=2"]).unwrap();
+        assert_eq!(limits.cpu_seconds, Some(2));
+        assert_eq!(limits.open_files, ResourceLimits::default().open_files);
+        for (spec, says) in [
+            ("nofile", "want NAME=VALUE"),
+            (
+                "stack=1M",
+                "unknown limit `stack` (known: as, cpu, fsize, nproc, nofile, core)",
+            ),
+            ("fsize=1X", "unknown unit `X`"),
+            ("nofile=lots", "`lots` is not a number"),
+            ("fsize=99999999999T", "too large"),
+        ] {
+            let err = ResourceLimits::from_specs(&[spec]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("--limit {spec}: ")) && err.contains(says),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_cap_files_and_cores_but_not_memory_cpu_or_processes() {

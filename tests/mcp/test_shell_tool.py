@@ -401,3 +401,9 @@ async def test_a_call_sees_only_its_own_processes_where_the_pid_namespace_is_ava
         assert r["stdout"] == "0\n", r
     else:
         pytest.skip(f"no PID namespace here: {doctor['pid_namespace']['detail']}")
+
+
+async def test_resource_limits_from_the_command_line_bind_every_call(tmp_path, workdir):
+    async with connect(tmp_path, extra=["--limit", "nofile=64"]) as (session, _):
+        r = await shell(session, "ulimit -n", workdir, login=False)
+    assert r["stdout"] == "64\n", r
