@@ -10,16 +10,12 @@
 #![cfg(target_os = "linux")]
 
 use std::fs;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-const EXECGATE: &str = env!("CARGO_BIN_EXE_execgate");
-
-/// Generous: the test machines are small and shared. Reaching it means a hang.
-const RUN_LIMIT: Duration = Duration::from_secs(180);
+mod common;
+use common::{EXECGATE, Output, Scratch, fixture, rule_line, wait_bounded};
 
 /// The patched bash and the wrapper binary, or why the tests cannot run.
 struct Pieces {
@@ -84,38 +80,7 @@ macro_rules! require_pieces {
     };
 }
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/rules/supervise")
-        .join(name)
-}
-
-/// A scratch workspace: `work` is the session's workdir, `io` holds captured output.
-struct Scratch {
-    _tmp: tempfile::TempDir,
-    work: PathBuf,
-    io: PathBuf,
-}
-
 impl Scratch {
-    fn new() -> Scratch {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().canonicalize().unwrap();
-        let work = root.join("work");
-        let io = root.join("io");
-        fs::create_dir(&work).unwrap();
-        fs::create_dir(&io).unwrap();
-        Scratch {
-            _tmp: tmp,
-            work,
-            io,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.work.join(name)
-    }
-
     fn audit(&self) -> PathBuf {
         self.io.join("audit.jsonl")
     }
@@ -150,10 +115,6 @@ impl Scratch {
         }
     }
 
-    fn read_io(&self, name: &str) -> String {
-        fs::read_to_string(self.io.join(name)).unwrap_or_default()
-    }
-
     fn audit_lines(&self) -> Vec<serde_json::Value> {
         fs::read_to_string(self.audit())
             .unwrap_or_default()
@@ -161,61 +122,6 @@ impl Scratch {
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
     }
-}
-
-fn wait_bounded(child: &mut Child, context: impl Fn() -> String) -> ExitStatus {
-    let deadline = Instant::now() + RUN_LIMIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "execgate still running after {RUN_LIMIT:?} (a hang):\n{}",
-                context()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-#[derive(Debug)]
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn code(&self) -> i32 {
-        self.status.code().unwrap_or_else(|| {
-            panic!(
-                "execgate killed by signal {:?}\n{self:#?}",
-                self.status.signal()
-            )
-        })
-    }
-
-    fn denials(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|l| l.starts_with("execgate: denied"))
-            .collect()
-    }
-}
-
-/// The line of `needle`'s `prefix_rule(` in fixture `name`.
-fn rule_line(name: &str, needle: &str) -> usize {
-    let text = fs::read_to_string(fixture(name)).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    let at = lines.iter().position(|l| l.contains(needle)).unwrap();
-    lines[..=at]
-        .iter()
-        .rposition(|l| l.starts_with("prefix_rule("))
-        .unwrap()
-        + 1
 }
 
 fn file_name_is(line: &serde_json::Value, name: &str) -> bool {
