@@ -99,6 +99,10 @@ const KEPT_FLAGS: libc::c_int = libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBL
 struct FdInfo {
     pos: u64,
     flags: libc::c_int,
+    /// The mount and inode of the file (`mnt_id:` 3.15, `ino:` 5.14), read together with
+    /// `flags`: what the reopened file is checked against.
+    mnt_id: Option<u64>,
+    ino: Option<u64>,
 }
 
 /// Parses `pos:` and `flags:` (octal) of an fdinfo file.
@@ -113,7 +117,30 @@ fn parse_fdinfo(text: &str) -> Option<FdInfo> {
     Some(FdInfo {
         pos,
         flags: libc::c_int::try_from(flags).ok()?,
+        mnt_id: field("mnt_id:").and_then(|v| v.parse().ok()),
+        ino: field("ino:").and_then(|v| v.parse().ok()),
     })
+}
+
+/// The reopened copy must be the file whose access mode was read: another thread of the
+/// caller could otherwise swap the descriptor in between (a read-only file the sandbox
+/// cannot write, reopened by us with the write access of the descriptor it replaced).
+/// Compared by mount and inode, both from fdinfo (ours for the copy).
+fn check_same_file(expected: &FdInfo, copy: &OwnedFd) -> io::Result<()> {
+    let (Some(mnt_id), Some(ino)) = (expected.mnt_id, expected.ino) else {
+        return Err(io::Error::other(
+            "this kernel's fdinfo does not show the file's inode (Linux 5.14), so the \
+             reopened file cannot be checked against the descriptor",
+        ));
+    };
+    let mine = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", copy.as_raw_fd()))?;
+    let mine = parse_fdinfo(&mine).ok_or_else(|| io::Error::other("unreadable own fdinfo"))?;
+    if mine.mnt_id != Some(mnt_id) || mine.ino != Some(ino) {
+        return Err(io::Error::other(
+            "the descriptor changed while it was being reopened: refused",
+        ));
+    }
+    Ok(())
 }
 
 /// Reopens `/proc/PID/fd/N` with the descriptor's access mode and status flags, at its
@@ -159,6 +186,7 @@ fn reopen(pid: u32, fd: RawFd) -> Result<OwnedFd, CopyFdError> {
     // O_NOCTTY: a tty must not become our controlling terminal.
     let open_flags = keep | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
     let copy = open_magic_link(&link, open_flags).map_err(err)?;
+    check_same_file(&info, &copy).map_err(err)?;
     if keep & libc::O_NONBLOCK == 0 {
         set_status_flags(&copy, keep).map_err(err)?;
     }
@@ -248,10 +276,42 @@ mod tests {
             parse_fdinfo(text),
             Some(FdInfo {
                 pos: 42,
-                flags: 0o2102001
+                flags: 0o2102001,
+                mnt_id: Some(30),
+                ino: Some(7),
             })
         );
         assert_eq!(parse_fdinfo("pos: x\nflags: 1\n"), None);
+        let old_kernel = parse_fdinfo("pos:\t0\nflags:\t0\n").unwrap();
+        assert_eq!((old_kernel.mnt_id, old_kernel.ino), (None, None));
+    }
+
+    #[test]
+    fn a_reopened_file_that_is_not_the_descriptors_file_is_refused() {
+        // What a swap between reading fdinfo and the open looks like: the copy is another
+        // file than the one whose access mode was read.
+        let a = tempfile::NamedTempFile::new().unwrap();
+        let b = tempfile::NamedTempFile::new().unwrap();
+        let read = |f: &tempfile::NamedTempFile| {
+            let fd = OwnedFd::from(std::fs::File::open(f.path()).unwrap());
+            let info = parse_fdinfo(
+                &std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap(),
+            )
+            .unwrap();
+            (fd, info)
+        };
+        let (fd_a, info_a) = read(&a);
+        let (fd_b, _) = read(&b);
+        assert!(check_same_file(&info_a, &fd_a).is_ok());
+        let err = check_same_file(&info_a, &fd_b).unwrap_err().to_string();
+        assert!(err.contains("changed while it was being reopened"), "{err}");
+        // Without an inode number to compare (before Linux 5.14): refused, saying why.
+        let blind = FdInfo {
+            ino: None,
+            ..info_a
+        };
+        let err = check_same_file(&blind, &fd_a).unwrap_err().to_string();
+        assert!(err.contains("Linux 5.14"), "{err}");
     }
 
     #[test]
