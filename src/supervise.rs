@@ -104,6 +104,12 @@ impl Args {
             (self.network, "--network"),
             (self.require_sandbox, "--require-sandbox"),
             (self.timeout.is_some(), "--timeout"),
+            (!self.limits.is_empty(), "--limit"),
+            (
+                self.backend.backend != supervisor::BackendRequest::Auto,
+                "--backend",
+            ),
+            (self.backend.patched_bash.is_some(), "--patched-bash"),
         ];
         given
             .into_iter()

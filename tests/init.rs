@@ -411,4 +411,13 @@ fn refuses_session_flags_for_its_own_mcp() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
+    // A limit would be lost the same way: refused too, named.
+    let out = Command::new(EXECGATE)
+        .args(["init", "--limit", "nofile=64", "--", EXECGATE, "mcp"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--limit"), "{stderr}");
 }

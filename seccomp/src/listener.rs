@@ -133,9 +133,12 @@ impl Listener {
             match self.recv() {
                 Ok(n) => return Ok(Event::Notification(n)),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // A withdrawn notification, or no process left using the filter.
+                // A withdrawn notification, no process left using the filter, or (seen on
+                // 6.18) nothing at all: wait in poll, which only wakes for a pending
+                // notification or the hang-up, rather than spin on RECV. The stop signal
+                // interrupts poll too.
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                    if self.hung_up() {
+                    if self.wait_readable()? {
                         return Ok(Event::Hangup);
                     }
                 }
@@ -144,16 +147,25 @@ impl Listener {
         }
     }
 
-    /// True once no process uses the filter any more.
-    fn hung_up(&self) -> bool {
+    /// Waits until a notification is pending (false) or no process uses the filter any
+    /// more (true); a signal ends the wait early (false: the caller looks again).
+    fn wait_readable(&self) -> io::Result<bool> {
         let mut fd = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd for the duration of the call; no waiting.
-        let ready = unsafe { libc::poll(&mut fd, 1, 0) };
-        ready > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR) != 0
+        // SAFETY: one valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut fd, 1, -1) };
+        if ready < 0 {
+            let err = io::Error::last_os_error();
+            return if err.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(err)
+            };
+        }
+        Ok(fd.revents & libc::POLLIN == 0 && fd.revents & (libc::POLLHUP | libc::POLLERR) != 0)
     }
 
     /// `SECCOMP_IOCTL_NOTIF_RECV`; blocks until a notification is pending.

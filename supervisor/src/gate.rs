@@ -172,8 +172,8 @@ struct Inner {
     filter_net_off: BpfProgram,
     filter_net_on: BpfProgram,
     wait_killable: bool,
-    /// Sandboxed trees get a PID namespace with their own `/proc` (needs CAP_SYS_ADMIN).
-    pid_namespace: bool,
+    /// How sandboxed trees get a PID namespace with their own `/proc`, where they can.
+    pid_namespace: Option<seccomp::pid_ns::Privilege>,
     /// Notification threads wait in RECV itself and are stopped by a signal; without it
     /// they poll the listener and a stop descriptor.
     interrupter: Option<seccomp::listener::Interrupter>,
@@ -289,6 +289,7 @@ impl Supervisor {
                 "a fallback reaches into paused callers"
             );
         }
+        let cap_sys_admin = seccomp::mount_ns::have_cap_sys_admin();
         let (cgroup_parent, watchdog) = arm_watchdog();
         Ok(Supervisor {
             inner: Arc::new(Inner {
@@ -307,11 +308,20 @@ impl Supervisor {
                     notify_exec,
                 })?,
                 wait_killable: features.seccomp.wait_killable_recv.available,
-                pid_namespace: features.pid_namespace.available,
+                // The probe made it the same way: directly with CAP_SYS_ADMIN, else in a
+                // user namespace.
+                pid_namespace: features
+                    .pid_namespace
+                    .available
+                    .then_some(if cap_sys_admin {
+                        seccomp::pid_ns::Privilege::CapSysAdmin
+                    } else {
+                        seccomp::pid_ns::Privilege::UserNamespace
+                    }),
                 interrupter: seccomp::listener::Interrupter::get(),
                 fd_handoff,
                 memory,
-                git_protection: if seccomp::mount_ns::have_cap_sys_admin() {
+                git_protection: if cap_sys_admin {
                     crate::sandbox::landlock::Protection::MountNamespace
                 } else {
                     crate::sandbox::landlock::Protection::LandlockSiblings
@@ -382,20 +392,13 @@ impl Supervisor {
             seccomp::mount_ns::ReadOnlyBinds::new(landlock.read_only_binds()).map_err(spawn_err)?;
         // The tree sees only itself in /proc (Landlock does not stop reading other
         // processes' environments). Not for danger-full-access, which confines nothing.
-        let pid_namespace = if self.inner.pid_namespace
-            && spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess
-        {
-            let privilege = if self.inner.git_protection
-                == crate::sandbox::landlock::Protection::MountNamespace
+        let pid_namespace = match self.inner.pid_namespace {
+            Some(privilege)
+                if spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess =>
             {
-                // That is: we hold CAP_SYS_ADMIN.
-                seccomp::pid_ns::Privilege::CapSysAdmin
-            } else {
-                seccomp::pid_ns::Privilege::UserNamespace
-            };
-            Some(seccomp::pid_ns::SessionPidNamespace::new(privilege).map_err(spawn_err)?)
-        } else {
-            None
+                Some(seccomp::pid_ns::SessionPidNamespace::new(privilege).map_err(spawn_err)?)
+            }
+            _ => None,
         };
         let mut enforcement = landlock.enforcement().clone();
         enforcement.pid_namespace = pid_namespace.is_some();
