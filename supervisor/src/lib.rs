@@ -15,21 +15,23 @@ pub mod rlimits;
 pub mod routing;
 pub mod sandbox;
 pub mod session;
+mod spawn;
 mod spawner;
 pub mod stopwatch;
+mod supervisor;
 pub mod teardown;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
 pub use cgroup::{CgroupError, CgroupJoiner, SessionCgroup};
 pub use features::Backend;
-pub use gate::{
-    BackendRequest, Session, SessionError, Signal, Signaller, Supervisor, SupervisorError,
-    SupervisorOptions, shown,
-};
+pub use gate::shown;
 pub use rlimits::{LimitSpecError, PreparedLimits, ResourceLimits};
 pub use sandbox::{Enforcement, EnforcementLevel, PreparedLandlock, SandboxMode, SandboxPolicy};
 pub use session::{
     Decider, ExecRecord, ExitStatus, RanIn, SessionOutcome, SessionSpec, SessionStdio,
 };
+pub use session::{Session, Signal, Signaller};
+pub use spawn::SessionError;
 pub use stopwatch::{PauseGuard, Stopwatch};
+pub use supervisor::{BackendRequest, Supervisor, SupervisorError, SupervisorOptions};
 pub use teardown::{SessionTree, TeardownReport};

@@ -1,8 +1,19 @@
-//! What a session is asked to run, and how it ended.
+//! A session: what it is asked to run ([`SessionSpec`]), the running tree ([`Session`]:
+//! wait, signal, kill, teardown), and how it ended ([`SessionOutcome`]).
 
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use seccomp::pidfd::{PidFd, WaitStatus};
+
+use crate::gate::{Shared, lock};
+use crate::spawn::SessionError;
+use crate::teardown::ChildRegistry;
 
 use policy::{DecidedBy, Decision, RuleMatch};
 use serde::Serialize;
@@ -150,4 +161,231 @@ pub struct SessionOutcome {
     pub notable_execs: Vec<ExecRecord>,
     /// What the sandbox enforced.
     pub sandbox: Enforcement,
+}
+/// How long a finished session waits for its escalation threads to record their execs.
+const ESCALATION_RECORD_WAIT: Duration = Duration::from_secs(5);
+
+/// A running session. Dropping it kills the whole tree.
+pub struct Session {
+    /// The session's stdout, with [`SessionStdio::Piped`].
+    pub stdout: Option<OwnedFd>,
+    /// The session's stderr, with [`SessionStdio::Piped`].
+    pub stderr: Option<OwnedFd>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) enforcement: Enforcement,
+    pub(crate) root: Option<PidFd>,
+    pub(crate) root_pid: u32,
+    pub(crate) started: Instant,
+    pub(crate) stop: Option<UnixStream>,
+    pub(crate) notify_thread: Option<std::thread::JoinHandle<()>>,
+    /// Set to stop the notification thread (with the supervisor's [`Interrupter`]).
+    pub(crate) stopped: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.shared.id)
+            .field("pid", &self.root_pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// The session's id (also in its audit lines).
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// What the sandbox enforces for this session.
+    pub fn enforcement(&self) -> &Enforcement {
+        &self.enforcement
+    }
+
+    /// Pid of the session's first program.
+    pub fn pid(&self) -> u32 {
+        self.root_pid
+    }
+
+    /// A handle that signals the session's process group, usable while [`Session::wait`]
+    /// runs.
+    pub fn signaller(&self) -> Signaller {
+        Signaller {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Waits for the session's program to end (or the timeout, which kills the tree),
+    /// then tears down whatever is left of the tree.
+    pub async fn wait(mut self) -> Result<SessionOutcome, SessionError> {
+        let root = self.root.take().ok_or(SessionError::Wait(io::Error::other(
+            "session already waited for",
+        )))?;
+        // A blocking poll on the pidfd: exits only, so a ptrace stop of the root (an
+        // escalation in progress) is never consumed here.
+        let mut exited = tokio::task::spawn_blocking(move || root.wait_exit());
+        let mut timed_out = false;
+        let status = loop {
+            tokio::select! {
+                reaped = &mut exited => {
+                    break match reaped {
+                        Ok(Ok(Some(st))) => convert(st),
+                        // Reaped by an escalation thread that was tracing it when it died.
+                        Ok(Ok(None)) => ExitStatus::Signaled(libc::SIGKILL),
+                        Ok(Err(e)) => return Err(SessionError::Wait(e)),
+                        Err(e) => return Err(SessionError::Wait(io::Error::other(e))),
+                    };
+                }
+                () = self.shared.stopwatch.expired(), if !timed_out => {
+                    timed_out = true;
+                    self.kill();
+                }
+            }
+        };
+        ChildRegistry::global().release(self.root_pid);
+        let sweep = self.teardown();
+        let _ = tokio::task::spawn_blocking(sweep).await;
+        // The caller of the last escalation may have ended the session before the thread
+        // recorded it. Bounded: a copy started during teardown is not waited for forever.
+        let escalations = std::mem::take(&mut *lock(&self.shared.escalations));
+        let joined = tokio::task::spawn_blocking(move || {
+            for thread in escalations {
+                let _ = thread.join();
+            }
+        });
+        let _ = tokio::time::timeout(ESCALATION_RECORD_WAIT, joined).await;
+        let notable = std::mem::take(&mut *lock(&self.shared.notable));
+        Ok(SessionOutcome {
+            status,
+            timed_out,
+            duration: self.started.elapsed(),
+            notable_execs: notable,
+            sandbox: self.enforcement.clone(),
+        })
+    }
+
+    /// Kills the whole tree now: the session's cgroup (or process group) and every
+    /// escalated copy. [`Session::wait`] then sweeps up what escaped both.
+    pub fn kill(&self) {
+        self.shared.kill_fast();
+    }
+
+    /// Stops serving and returns the blocking sweep that kills and reaps everything left.
+    fn teardown(&mut self) -> impl FnOnce() + Send + 'static {
+        self.shared.kill_fast();
+        for task in lock(&self.shared.prompts).drain(..) {
+            task.abort();
+        }
+        // Closing the stop channel ends the notification thread; with the listener closed
+        // any survivor's exec fails (ENOSYS): fail closed.
+        self.stop.take();
+        let thread = self.notify_thread.take();
+        let shared = self.shared.clone();
+        let stopped = self.stopped.clone();
+        let shared_for_stop = self.shared.clone();
+        let thread = move || {
+            if let Some(thread) = thread {
+                stop_notify_thread(&shared_for_stop, &thread, &stopped);
+                let _ = thread.join();
+            }
+        };
+        move || {
+            // Fast path: the cgroup held the whole tree (the root and every escalated copy
+            // joined it before exec) and is now empty, so no sweep of /proc is needed.
+            if let Some(cgroup) = &shared.cgroup
+                && cgroup.kill().is_ok()
+            {
+                ChildRegistry::global().reap_own_zombies();
+                thread();
+                return;
+            }
+            if let Some(tree) = shared.tree.get() {
+                match tree.kill_all_in(shared.cgroup.as_ref()) {
+                    Ok(report) => tracing::debug!(?report, "session torn down"),
+                    Err(err) => tracing::warn!("tearing down the session: {err}"),
+                }
+            }
+            if let Some(cgroup) = &shared.cgroup {
+                let _ = cgroup.kill();
+            }
+            let _ = ChildRegistry::global().reap_orphans();
+            thread();
+        }
+    }
+}
+
+/// The signals a caller may pass on to a session's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+    Hangup,
+    Quit,
+    User1,
+    User2,
+}
+
+impl Signal {
+    fn number(self) -> i32 {
+        match self {
+            Signal::Interrupt => libc::SIGINT,
+            Signal::Terminate => libc::SIGTERM,
+            Signal::Hangup => libc::SIGHUP,
+            Signal::Quit => libc::SIGQUIT,
+            Signal::User1 => libc::SIGUSR1,
+            Signal::User2 => libc::SIGUSR2,
+        }
+    }
+}
+
+/// Sends signals to a session's process group.
+#[derive(Clone)]
+pub struct Signaller {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Signaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signaller")
+            .field("session", &self.shared.id)
+            .finish()
+    }
+}
+
+impl Signaller {
+    pub fn send(&self, signal: Signal) {
+        self.shared.signal(signal.number());
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.stop.is_some() {
+            // Never waited for (the caller went away): sweep on a thread of its own, since
+            // drop may run on the async runtime.
+            let sweep = self.teardown();
+            let _ = std::thread::Builder::new()
+                .name("execgate-teardown".into())
+                .spawn(sweep);
+        }
+    }
+}
+
+pub(crate) fn convert(st: WaitStatus) -> ExitStatus {
+    match st {
+        WaitStatus::Exited(code) => ExitStatus::Exited(code),
+        WaitStatus::Signaled(sig) => ExitStatus::Signaled(sig),
+    }
+}
+
+/// Ends a notification thread that waits in `RECV` (closing the stop descriptor ends one
+/// that polls).
+pub(crate) fn stop_notify_thread(
+    shared: &Shared,
+    thread: &std::thread::JoinHandle<()>,
+    stopped: &AtomicBool,
+) {
+    if let Some(interrupter) = shared.inner.interrupter {
+        interrupter.stop(thread, stopped, Duration::from_secs(10));
+    }
 }

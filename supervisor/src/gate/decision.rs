@@ -13,6 +13,7 @@ use policy::{Decision, Evaluation};
 
 use super::{Shared, lock, now_ms};
 use crate::approval::{Approval, ApprovalRequest};
+use crate::escalate;
 use crate::routing::{self, Action};
 use crate::session::{Decider, ExecRecord, RanIn};
 use crate::stopwatch::PauseGuard;
@@ -28,7 +29,7 @@ pub(crate) struct ExecFacts {
 }
 
 /// How one backend holds an exec that waits for its answer, and answers it.
-pub(super) trait Gate: Clone + Send + Sync + 'static {
+pub(crate) trait Gate: Clone + Send + Sync + 'static {
     /// One waiting exec. Moves into the prompt task when a person is asked.
     type Pending: Send + 'static;
 
@@ -44,20 +45,17 @@ pub(super) trait Gate: Clone + Send + Sync + 'static {
     /// Refuse it; `reason` reaches the caller's stderr.
     fn deny(&self, pending: Self::Pending, reason: &str);
 
-    /// Run the supervisor's own copy outside the sandbox and hand its status back; the
-    /// backend records the exec (with the status) when the copy has ended.
-    fn escalate(
-        &self,
-        shared: &Arc<Shared>,
-        pending: Self::Pending,
-        eval: Evaluation,
-        decider: Decider,
-    );
+    /// How this backend's caller is held while an escalated copy runs.
+    type Caller: escalate::Caller;
+
+    /// The escalation's caller and what it asked to run (read while it waits). `None`
+    /// when the exec has been answered already (what it asked could not be read).
+    fn escalation(&self, pending: Self::Pending) -> Option<(Self::Caller, escalate::Requested)>;
 }
 
 impl Shared {
     /// Decides one exec of `program` with `argv` and answers it through `gate`.
-    pub(super) fn decide<G: Gate>(
+    pub(crate) fn decide<G: Gate>(
         self: &Arc<Self>,
         gate: &G,
         pending: G::Pending,
@@ -70,7 +68,7 @@ impl Shared {
     }
 
     /// [`Shared::decide`] once the policy has been asked (the unotify hot path asks first).
-    pub(super) fn decide_evaluated<G: Gate>(
+    pub(crate) fn decide_evaluated<G: Gate>(
         self: &Arc<Self>,
         gate: &G,
         pending: G::Pending,
@@ -166,13 +164,85 @@ impl Shared {
                 gate.deny(pending, &reason);
                 self.store_some(record);
             }
-            Action::Escalate => gate.escalate(self, pending, eval, decider),
+            Action::Escalate => self.escalate(gate, pending, eval, decider),
             // `route` never yields Ask after approval.
             Action::Ask => gate.deny(pending, "asked twice"),
         }
     }
 
-    pub(super) fn make_record(
+    /// Runs the supervisor's copy outside the sandbox on a thread of its own (the one
+    /// escalation engine, [`escalate::run`]), then records the exec with its status.
+    fn escalate<G: Gate>(
+        self: &Arc<Self>,
+        gate: &G,
+        pending: G::Pending,
+        eval: Evaluation,
+        decider: Decider,
+    ) {
+        let time_ms = now_ms();
+        // Read while the caller waits: once answered it may be gone.
+        let facts = gate.facts(&pending);
+        let Some((caller, requested)) = gate.escalation(pending) else {
+            return;
+        };
+        let copy = escalate::Copy {
+            path: requested.path,
+            argv: requested.argv,
+            env: requested.env,
+            cwd: requested.cwd,
+            marker: self.marker.clone(),
+            cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
+        };
+        let this = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("execgate-escalate".into())
+            .spawn(move || {
+                let outcome = escalate::run(caller, copy, this.as_ref());
+                let (ran_in, status, duration, reason) = match outcome {
+                    escalate::Outcome::Ran { status, duration } => (
+                        RanIn::Escalated,
+                        Some(status),
+                        Some(duration),
+                        eval.reason(),
+                    ),
+                    escalate::Outcome::Refused(escalate::Refused::Stdio(error)) => (
+                        RanIn::Denied,
+                        None,
+                        None,
+                        format!("not run outside the sandbox: {error}"),
+                    ),
+                    escalate::Outcome::Refused(escalate::Refused::Spawn(error)) => (
+                        RanIn::Escalated,
+                        None,
+                        None,
+                        format!("escalated copy failed to start: {error}"),
+                    ),
+                    escalate::Outcome::CallerGone => (
+                        RanIn::Escalated,
+                        None,
+                        None,
+                        "the caller went away during escalation".into(),
+                    ),
+                };
+                let mut record = this.make_record(facts, Some(&eval), decider, ran_in, reason);
+                record.time_ms = time_ms;
+                record.status = status;
+                record.duration_ms =
+                    duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                this.store(record);
+            });
+        // A thread that could not start dropped its caller, which answers for itself.
+        match spawned {
+            Ok(thread) => {
+                let mut threads = lock(&self.escalations);
+                threads.retain(|t| !t.is_finished());
+                threads.push(thread);
+            }
+            Err(err) => tracing::error!("no thread for an escalation: {err}"),
+        }
+    }
+
+    pub(crate) fn make_record(
         &self,
         facts: ExecFacts,
         eval: Option<&Evaluation>,
@@ -201,7 +271,7 @@ impl Shared {
     /// The record of an exec, built while its caller still waits: once answered, the
     /// caller may exit at once and its cwd and parent can no longer be read. `None` for a
     /// sandboxed exec nobody reads about (the hot path).
-    pub(super) fn record_paused(
+    pub(crate) fn record_paused(
         &self,
         facts: impl FnOnce() -> ExecFacts,
         eval: Option<&Evaluation>,
@@ -215,13 +285,13 @@ impl Shared {
         Some(self.make_record(facts(), eval, decider, ran_in, reason()))
     }
 
-    pub(super) fn store_some(&self, record: Option<ExecRecord>) {
+    pub(crate) fn store_some(&self, record: Option<ExecRecord>) {
         if let Some(record) = record {
             self.store(record);
         }
     }
 
-    pub(super) fn store(&self, record: ExecRecord) {
+    pub(crate) fn store(&self, record: ExecRecord) {
         if let Some(audit) = &self.inner.audit {
             audit.write(&record);
         }

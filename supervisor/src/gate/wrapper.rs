@@ -13,39 +13,36 @@
 
 use std::ffi::OsString;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use escalate_protocol::server::{EscalateServer, Escalation, Incoming, Responder};
 use escalate_protocol::{EscalateRequest, ProtocolError, SOCKET_ENV};
-use policy::Evaluation;
 use seccomp::pidfd::PidFd;
-use tokio::sync::oneshot;
 
 use super::decision::{ExecFacts, Gate};
-use super::{SessionError, Shared, now_ms, shown};
-use crate::escalate::{self, Registry};
+use super::{Shared, shown};
+use crate::escalate::{self};
 use crate::exec_request;
-use crate::session::{Decider, ExitStatus, RanIn};
-use crate::teardown::ChildRegistry;
+use crate::session::ExitStatus;
+use crate::spawn::SessionError;
 
 /// The shell's descriptor for the rendezvous socket: high, clear of the fds scripts use
 /// (3-9) and those bash hands out for `{var}>` (10 up).
-pub(super) const RENDEZVOUS_FD: RawFd = 100;
+pub(crate) const RENDEZVOUS_FD: RawFd = 100;
 
 /// The patched shells and the wrapper binary, as found at start-up.
 #[derive(Debug, Clone)]
-pub(super) struct Tools {
+pub(crate) struct Tools {
     bash: PathBuf,
     zsh: Option<PathBuf>,
     wrapper: PathBuf,
 }
 
 impl Tools {
-    pub(super) fn from_found(found: &features::PatchedShell) -> Option<Tools> {
+    pub(crate) fn from_found(found: &features::PatchedShell) -> Option<Tools> {
         Some(Tools {
             bash: found.bash.path.clone()?,
             zsh: found.zsh.path.clone(),
@@ -54,7 +51,7 @@ impl Tools {
     }
 
     /// The patched shell standing in for `argv0` (`bash`, `/bin/bash`, `zsh`...).
-    pub(super) fn shell_for(&self, argv0: &str) -> Result<PathBuf, SessionError> {
+    pub(crate) fn shell_for(&self, argv0: &str) -> Result<PathBuf, SessionError> {
         match Path::new(argv0).file_name().and_then(|n| n.to_str()) {
             Some("bash") => Ok(self.bash.clone()),
             Some("zsh") => self
@@ -74,7 +71,7 @@ impl Tools {
     }
 
     /// The variables that make the patched shell ask: the wrapper, and our socket.
-    pub(super) fn set_env(&self, cmd: &mut Command) {
+    pub(crate) fn set_env(&self, cmd: &mut Command) {
         cmd.env("EXEC_WRAPPER", &self.wrapper)
             .env(SOCKET_ENV, RENDEZVOUS_FD.to_string())
             .env_remove("BASH_EXEC_WRAPPER")
@@ -84,7 +81,7 @@ impl Tools {
 
 /// The session's stop channel on the runtime: readable (end-of-file) once the session
 /// drops its end.
-pub(super) fn stop_signal(
+pub(crate) fn stop_signal(
     stop: std::os::unix::net::UnixStream,
 ) -> io::Result<tokio::net::UnixStream> {
     stop.set_nonblocking(true)?;
@@ -106,7 +103,7 @@ async fn stopped(stop: &tokio::net::UnixStream) {
 
 /// Serves the session's wrappers until the session stops; then every connection still
 /// open is dropped (the wrapper reads that as a denial; teardown kills the tree anyway).
-pub(super) async fn serve(
+pub(crate) async fn serve(
     shared: Arc<Shared>,
     server: EscalateServer,
     stop: tokio::net::UnixStream,
@@ -130,69 +127,88 @@ pub(super) async fn serve(
     }
 }
 
-/// What the decision says to the connection's task.
-enum Reply {
-    Run,
-    /// The line the wrapper prints on its stderr.
-    Deny(String),
-    Escalate {
-        eval: Evaluation,
-        decider: Decider,
-        facts: ExecFacts,
-    },
+/// The wrapper backend's [`Gate`]: each answer goes back over the wrapper's connection,
+/// on the runtime.
+#[derive(Debug, Clone)]
+struct Wrapped {
+    runtime: tokio::runtime::Handle,
 }
-
-/// The wrapper backend's [`Gate`]: the answer goes back to the connection's task.
-#[derive(Debug, Clone, Copy)]
-struct Wrapped;
 
 /// One wrapper waiting for its answer.
 struct Waiting {
     pid: i32,
-    program: PathBuf,
+    request: EscalateRequest,
     argv: Vec<String>,
-    cwd: PathBuf,
-    reply: oneshot::Sender<Reply>,
+    responder: Responder,
 }
 
 impl Gate for Wrapped {
     type Pending = Waiting;
+    type Caller = WrapperCaller;
 
-    fn still_waiting(&self, p: &Waiting) -> bool {
-        !p.reply.is_closed()
+    fn still_waiting(&self, _: &Waiting) -> bool {
+        // A wrapper that went away fails its answer harmlessly, and an escalation finds
+        // it gone when it asks for its fds.
+        true
     }
 
     fn facts(&self, p: &Waiting) -> ExecFacts {
         ExecFacts {
             pid: p.pid,
-            program: p.program.clone(),
+            program: p.request.path.clone(),
             argv: p.argv.clone(),
-            cwd: p.cwd.clone(),
+            cwd: p.request.cwd.clone(),
             ppid: u32::try_from(p.pid).ok().and_then(exec_request::ppid_of),
         }
     }
 
     fn run(&self, p: Waiting) {
-        let _ = p.reply.send(Reply::Run);
+        self.runtime.spawn(async move {
+            if let Err(err) = p.responder.run().await {
+                tracing::debug!(pid = p.pid, "answering the wrapper: {err}");
+            }
+        });
     }
 
     fn deny(&self, p: Waiting, reason: &str) {
         let line = format!("execgate: denied `{}`: {reason}", shown(&p.argv));
-        let _ = p.reply.send(Reply::Deny(line));
+        self.runtime.spawn(async move {
+            if let Err(err) = p.responder.deny(&line).await {
+                tracing::debug!(pid = p.pid, "answering the wrapper: {err}");
+            }
+        });
     }
 
-    fn escalate(&self, _: &Arc<Shared>, p: Waiting, eval: Evaluation, decider: Decider) {
-        // Read now, while the wrapper waits: its parent is the shell that exec'd it.
-        let facts = self.facts(&p);
-        let _ = p.reply.send(Reply::Escalate {
-            eval,
-            decider,
-            facts,
-        });
+    fn escalation(&self, p: Waiting) -> Option<(WrapperCaller, escalate::Requested)> {
+        let requested = escalate::Requested {
+            path: p.request.path,
+            argv: p.request.argv,
+            env: p
+                .request
+                .env
+                .into_iter()
+                .map(|(k, v)| {
+                    let mut entry = k;
+                    entry.push("=");
+                    entry.push(v);
+                    entry
+                })
+                .collect::<Vec<OsString>>(),
+            cwd: p.request.cwd,
+        };
+        let caller = WrapperCaller {
+            runtime: self.runtime.clone(),
+            responder: Some(p.responder),
+            escalation: None,
+            process: u32::try_from(p.pid)
+                .ok()
+                .and_then(|pid| PidFd::open(pid).ok()),
+        };
+        Some((caller, requested))
     }
 }
 
-/// One exec, from the wrapper's request to its answer (and, escalated, the copy's end).
+/// One exec, from the wrapper's request to the decision (which answers it).
 async fn connection(shared: Arc<Shared>, incoming: Incoming) {
     let pid = incoming.peer_pid().unwrap_or(-1);
     let (request, responder) = match incoming.read_request().await {
@@ -214,162 +230,101 @@ async fn connection(shared: Arc<Shared>, incoming: Incoming) {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let program = request.path.to_string_lossy().into_owned();
-    let (reply, answer) = oneshot::channel();
+    let gate = Wrapped {
+        runtime: shared.runtime.clone(),
+    };
     let waiting = Waiting {
         pid,
-        program: request.path.clone(),
+        request,
         argv: argv.clone(),
-        cwd: request.cwd.clone(),
-        reply,
+        responder,
     };
-    shared.decide(&Wrapped, waiting, &program, &argv);
-    let sent = match answer.await {
-        Ok(Reply::Run) => responder.run().await,
-        Ok(Reply::Deny(line)) => responder.deny(&line).await,
-        Ok(Reply::Escalate {
-            eval,
-            decider,
-            facts,
-        }) => {
-            escalated(&shared, request, responder, eval, decider, facts).await;
-            Ok(())
-        }
-        // The session is ending (its prompt was dropped): the wrapper reads a denial.
-        Err(_) => Ok(()),
-    };
-    if let Err(err) = sent {
-        tracing::debug!(pid, "answering the wrapper: {err}");
-    }
+    shared.decide(&gate, waiting, &program, &argv);
 }
 
-/// Runs the supervisor's copy on the wrapper's fds, records it, and hands the status back.
-async fn escalated(
-    shared: &Arc<Shared>,
-    request: EscalateRequest,
-    responder: Responder,
-    eval: Evaluation,
-    decider: Decider,
-    facts: ExecFacts,
-) {
-    let time_ms = now_ms();
-    let store = |status: Option<ExitStatus>, duration: Option<Duration>, reason: String| {
-        let mut record = shared.make_record(
-            facts.clone(),
-            Some(&eval),
-            decider,
-            RanIn::Escalated,
-            reason,
-        );
-        record.time_ms = time_ms;
-        record.status = status;
-        record.duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        shared.store(record);
-    };
-    let mut escalation = match responder.escalate().await {
-        Ok(escalation) => escalation,
-        Err(err) => {
-            tracing::debug!("the wrapper went away before sending its fds: {err}");
-            store(None, None, "the caller went away during escalation".into());
-            return;
-        }
-    };
-    let mut stdio: [Option<OwnedFd>; 3] = [None, None, None];
-    for (n, fd) in std::mem::take(&mut escalation.fds) {
-        if let Some(slot) = usize::try_from(n).ok().and_then(|i| stdio.get_mut(i)) {
-            *slot = Some(fd);
+/// The wrapper of an escalated exec: it sends its fds 0, 1, 2 over its connection, waits,
+/// and exits with the status we report (or dies of the same signal).
+struct WrapperCaller {
+    runtime: tokio::runtime::Handle,
+    responder: Option<Responder>,
+    escalation: Option<Escalation>,
+    /// The wrapper's process (from `SO_PEERCRED`): the copy dies with it.
+    process: Option<PidFd>,
+}
+
+impl escalate::Caller for WrapperCaller {
+    fn hold(&mut self) -> bool {
+        let Some(responder) = self.responder.take() else {
+            return false;
+        };
+        match self.runtime.block_on(responder.escalate()) {
+            Ok(escalation) => {
+                self.escalation = Some(escalation);
+                true
+            }
+            Err(err) => {
+                tracing::debug!("the wrapper went away before sending its fds: {err}");
+                false
+            }
         }
     }
-    let stderr = stdio[2].as_ref().and_then(|fd| fd.try_clone().ok());
-    let copy = escalate::Copy {
-        path: request.path,
-        argv: request.argv,
-        env: request
-            .env
-            .into_iter()
-            .map(|(k, v)| {
-                let mut entry = k;
-                entry.push("=");
-                entry.push(v);
-                entry
-            })
-            .collect::<Vec<OsString>>(),
-        cwd: request.cwd,
-        marker: shared.marker.clone(),
-        cgroup: shared.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
-    };
-    let started = Instant::now();
-    let (copy_tx, copy_rx) = oneshot::channel::<Arc<PidFd>>();
-    let this = shared.clone();
-    // Forking happens on the spawner thread and waiting blocks: off the runtime.
-    let waited = tokio::task::spawn_blocking(move || {
-        let mut copy = copy;
-        let cgroup = copy.cgroup.take();
-        let mut child = ChildRegistry::global().spawn(
-            || escalate::spawn_copy(&copy, stdio, cgroup),
-            |c| Some(c.id()),
-        )?;
-        let pid = child.id();
-        if let Ok(pidfd) = PidFd::open(pid).map(Arc::new) {
-            this.started(pid, pidfd.clone());
-            let _ = copy_tx.send(pidfd);
-        }
-        // Our own child, never traced: a plain waitpid on its pid is safe.
-        let waited = child.wait();
-        ChildRegistry::global().release(pid);
-        this.finished(pid);
-        Ok::<_, io::Error>(escalate::convert(waited))
-    });
-    tokio::pin!(waited);
-    let outcome = tokio::select! {
-        outcome = &mut waited => outcome,
-        () = escalation.wrapper_gone() => {
-            // The wrapper was killed (a Ctrl-C, a timeout of its own): the copy stands in
-            // for its exec and must not run on, outside the sandbox, without it.
-            if let Ok(copy) = copy_rx.await {
-                let _ = copy.send_signal(libc::SIGKILL);
-            }
-            waited.await
-        }
-    };
-    let status = match outcome {
-        Ok(Ok(status)) => {
-            store(Some(status), Some(started.elapsed()), eval.reason());
-            status
-        }
-        Ok(Err(err)) => {
-            // As a shell reports an exec that failed: 127 for a missing program, else 126.
-            let code = if err.kind() == io::ErrorKind::NotFound {
-                127
-            } else {
-                126
-            };
-            if let Some(fd) = stderr {
-                let line = format!(
-                    "execgate: escalated copy of `{}` failed to start: {err}\n",
-                    shown(&facts.argv)
-                );
-                if seccomp::pidfd::wait_writable(fd.as_fd(), 100) {
-                    let _ = std::fs::File::from(fd).write_all(line.as_bytes());
+
+    fn stdio(&mut self) -> Result<[Option<OwnedFd>; 3], String> {
+        let mut stdio: [Option<OwnedFd>; 3] = [None, None, None];
+        if let Some(escalation) = &mut self.escalation {
+            for (n, fd) in std::mem::take(&mut escalation.fds) {
+                if let Some(slot) = usize::try_from(n).ok().and_then(|i| stdio.get_mut(i)) {
+                    *slot = Some(fd);
                 }
             }
-            store(None, None, format!("escalated copy failed to start: {err}"));
-            ExitStatus::Exited(code)
         }
-        Err(err) => {
-            store(None, None, format!("escalated copy lost: {err}"));
-            ExitStatus::Exited(126)
-        }
-    };
-    report(escalation, status).await;
-}
+        Ok(stdio)
+    }
 
-async fn report(escalation: Escalation, status: ExitStatus) {
-    let status = match status {
-        ExitStatus::Exited(code) => escalate_protocol::ExitStatus::Code(code),
-        ExitStatus::Signaled(sig) => escalate_protocol::ExitStatus::Signal(sig),
-    };
-    if let Err(err) = escalation.report_exit(status).await {
-        tracing::debug!("the wrapper went away before its status: {err}");
+    fn process(&self) -> Option<&PidFd> {
+        self.process.as_ref()
+    }
+
+    fn refuse(self, command: &str, why: &escalate::Refused) {
+        // As a shell reports an exec that failed: 127 for a missing program, else 126.
+        let (code, line) = match why {
+            escalate::Refused::Spawn(err) => (
+                if err.kind() == io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                },
+                format!("execgate: escalated copy of `{command}` failed to start: {err}\n"),
+            ),
+            escalate::Refused::Stdio(error) => (
+                126,
+                format!("execgate: `{command}` was not run outside the sandbox: {error}\n"),
+            ),
+        };
+        if let Some(stderr) = self.escalation.as_ref().and_then(|e| e.fd(2))
+            && seccomp::pidfd::wait_writable(stderr, 100)
+            && let Ok(fd) = stderr.try_clone_to_owned()
+        {
+            let _ = std::fs::File::from(fd).write_all(line.as_bytes());
+        }
+        self.hand_back(ExitStatus::Exited(code));
+    }
+
+    fn hand_back(self, status: ExitStatus) -> bool {
+        let Some(escalation) = self.escalation else {
+            return false;
+        };
+        let status = match status {
+            ExitStatus::Exited(code) => escalate_protocol::ExitStatus::Code(code),
+            ExitStatus::Signaled(sig) => escalate_protocol::ExitStatus::Signal(sig),
+        };
+        match self.runtime.block_on(escalation.report_exit(status)) {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::debug!("the wrapper went away before its status: {err}");
+                false
+            }
+        }
     }
 }
 

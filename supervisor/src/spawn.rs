@@ -1,0 +1,375 @@
+//! Starting a session: the command and its workdir checked, the sandbox prepared before
+//! the fork, and the child's confinement applied in one fixed order between fork and exec.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use seccomp::pidfd::PidFd;
+
+use crate::cgroup::SessionCgroup;
+use crate::rlimits::RlimitError;
+use crate::sandbox::LandlockError;
+use crate::session::{Decider, RanIn, SessionSpec, SessionStdio};
+use crate::stopwatch::Stopwatch;
+use crate::teardown::{self, ChildRegistry, SessionTree};
+
+use crate::gate::unotify::serve;
+use crate::gate::{Shared, decision::ExecFacts, wrapper};
+use crate::session::{Session, stop_notify_thread};
+use crate::supervisor::Supervisor;
+
+/// Why a session could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no command to run")]
+    EmptyCommand,
+    #[error("workdir {path}: {reason}")]
+    Workdir { path: PathBuf, reason: String },
+    #[error("{0}: command not found in PATH")]
+    NotFound(String),
+    #[error("starting {program} under the supervisor: {source}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the supervisor needs a tokio runtime")]
+    NoRuntime,
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] LandlockError),
+    #[error("resource limits: {0}")]
+    Limits(#[from] RlimitError),
+    #[error("waiting for the session: {0}")]
+    Wait(#[source] io::Error),
+    #[error(
+        "the wrapper backend runs a patched bash or zsh as the session's program, not \
+         `{0}`: it only sees the execs that shell makes itself (run `bash -c '...'`, or use \
+         the unotify backend)"
+    )]
+    NotAShell(String),
+    #[error("the wrapper backend needs a patched {shell} for `{shell}`: {why}")]
+    NoPatchedShell { shell: &'static str, why: String },
+    #[error("starting the exec wrapper's socket: {0}")]
+    Rendezvous(#[source] io::Error),
+}
+
+impl Supervisor {
+    /// Starts a session. Returns once its first program has exec'd under the filter.
+    /// Must be called within a tokio runtime.
+    pub fn spawn(&self, spec: SessionSpec) -> Result<Session, SessionError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SessionError::NoRuntime)?;
+        let argv0 = spec.argv.first().ok_or(SessionError::EmptyCommand)?;
+        check_workdir(&spec.workdir)?;
+        let path_var = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| OsString::from(v))
+            .or_else(|| std::env::var_os("PATH"));
+        let program = match &self.inner.wrapper {
+            None => find_program(argv0, path_var.as_deref(), &spec.workdir)
+                .ok_or_else(|| SessionError::NotFound(argv0.clone()))?,
+            // The patched shell stands in for the shell named.
+            Some(tools) => tools.shell_for(argv0)?,
+        };
+
+        let id = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
+        let spawn_err = |source| SessionError::Spawn {
+            program: program.clone(),
+            source,
+        };
+        // Everything the child applies is prepared here, before the fork.
+        let tmpdir = spec
+            .env
+            .iter()
+            .find(|(k, _)| k == "TMPDIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from));
+        let mut landlock = crate::sandbox::landlock::prepare(
+            &spec.sandbox,
+            &spec.workdir,
+            tmpdir.as_deref(),
+            self.inner.git_protection,
+        )?;
+        let binds =
+            seccomp::mount_ns::ReadOnlyBinds::new(landlock.read_only_binds()).map_err(spawn_err)?;
+        // The tree sees only itself in /proc (Landlock does not stop reading other
+        // processes' environments). Not for danger-full-access, which confines nothing.
+        let pid_namespace = match self.inner.pid_namespace {
+            Some(privilege)
+                if spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess =>
+            {
+                Some(seccomp::pid_ns::SessionPidNamespace::new(privilege).map_err(spawn_err)?)
+            }
+            _ => None,
+        };
+        let mut enforcement = landlock.enforcement().clone();
+        enforcement.pid_namespace = pid_namespace.is_some();
+        let limits = spec.limits.prepare()?;
+        let session_name = format!("{}-{id}", std::process::id());
+        let cgroup = match self
+            .inner
+            .cgroup_parent
+            .as_deref()
+            .map(|parent| SessionCgroup::create_in(parent, &session_name))
+            .unwrap_or_else(|| SessionCgroup::create(&session_name))
+        {
+            Ok(cg) => Some(cg),
+            Err(err) => {
+                tracing::debug!("no session cgroup, teardown sweeps /proc instead: {err}");
+                None
+            }
+        };
+        let joiner = cgroup.as_ref().and_then(|cg| cg.joiner().ok());
+        let mut hooks: Vec<seccomp::child::ChildHook> = Vec::with_capacity(4);
+        if let Some(joiner) = joiner {
+            hooks.push(Box::new(move || {
+                joiner.join_in_child().map_err(errno_to_io)
+            }));
+        }
+        hooks.push(Box::new(move || {
+            limits.apply_in_child().map_err(errno_to_io)
+        }));
+        hooks.push(Box::new(|| {
+            teardown::child_become_subreaper().map_err(errno_to_io)
+        }));
+        if let Some(pid_namespace) = pid_namespace {
+            // Forks twice; only the session's program returns (see seccomp::pid_ns).
+            hooks.push(Box::new(move || pid_namespace.enter_in_child()));
+        }
+        // Mount changes first: Landlock forbids them once the child is restricted.
+        hooks.push(Box::new(move || binds.apply_in_child()));
+        hooks.push(Box::new(move || {
+            landlock.restrict_self_in_child().map_err(errno_to_io)
+        }));
+        // The wrapper backend's socket: last, since it takes a fixed descriptor number.
+        let rendezvous = match &self.inner.wrapper {
+            Some(_) => {
+                let (server, shell_end) = escalate_protocol::server::EscalateServer::pair()
+                    .map_err(SessionError::Rendezvous)?;
+                hooks.push(seccomp::child::inherit_fd_hook(
+                    shell_end,
+                    wrapper::RENDEZVOUS_FD,
+                ));
+                Some(server)
+            }
+            None => None,
+        };
+        let (marker_key, marker_value) = teardown::marker_env(&session_name);
+        let (channel_parent, channel_child) = UnixStream::pair().map_err(spawn_err)?;
+        let (stop_tx, stop_rx) = UnixStream::pair().map_err(spawn_err)?;
+
+        let mut cmd = Command::new(&program);
+        cmd.arg0(argv0)
+            .args(&spec.argv[1..])
+            .current_dir(&spec.workdir)
+            .envs(spec.env.iter().map(|(k, v)| (k, v)))
+            .env(&marker_key, &marker_value);
+        if let Some(tools) = &self.inner.wrapper {
+            tools.set_env(&mut cmd);
+        }
+        let own_group = spec.stdio != SessionStdio::InheritForeground;
+        match spec.stdio {
+            SessionStdio::Inherit | SessionStdio::InheritForeground => {}
+            SessionStdio::Piped => {
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+            }
+        }
+        let filter = if spec.sandbox.network {
+            self.inner.filter_net_on.clone()
+        } else {
+            self.inner.filter_net_off.clone()
+        };
+        seccomp::child::confine(
+            &mut cmd,
+            seccomp::child::Confinement {
+                filter,
+                wait_killable: self.inner.reach.wait_killable,
+                listener_channel: rendezvous.is_none().then(|| OwnedFd::from(channel_child)),
+                supervisor_pid: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
+                new_process_group: own_group,
+                hooks,
+            },
+        );
+
+        let shared = Arc::new(Shared {
+            id,
+            inner: self.inner.clone(),
+            approver: spec.approver.clone(),
+            sandbox: spec.sandbox.clone(),
+            runtime,
+            first_exec_seen: AtomicBool::new(false),
+            root_pid: AtomicU32::new(0),
+            program: OnceLock::new(),
+            pid_namespace: enforcement.pid_namespace,
+            notable: Mutex::new(Vec::new()),
+            approved: Mutex::new(HashSet::new()),
+            escalated: Mutex::new(Vec::new()),
+            prompts: Mutex::new(Vec::new()),
+            stopwatch: Stopwatch::start(spec.timeout),
+            tree: OnceLock::new(),
+            cgroup,
+            marker: (marker_key, marker_value),
+            escalations: Mutex::new(Vec::new()),
+            own_group,
+        });
+        let serving = shared.clone();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let serve_stopped = self.inner.interrupter.map(|_| stopped.clone());
+        let notify_thread = match rendezvous {
+            None => Some(
+                std::thread::Builder::new()
+                    .name(format!("execgate-session-{id}"))
+                    .spawn(move || serve(&serving, channel_parent, stop_rx, serve_stopped))
+                    .map_err(spawn_err)?,
+            ),
+            Some(server) => {
+                let stop = wrapper::stop_signal(stop_rx).map_err(spawn_err)?;
+                shared.runtime.spawn(wrapper::serve(serving, server, stop));
+                None
+            }
+        };
+
+        let started = Instant::now();
+        let spawned =
+            ChildRegistry::global().spawn(|| crate::spawner::spawn(cmd), |c| Some(c.id()));
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(err) => {
+                drop(stop_tx);
+                if let Some(thread) = notify_thread {
+                    stop_notify_thread(&shared, &thread, &stopped);
+                    let _ = thread.join();
+                }
+                return Err(spawn_err(err));
+            }
+        };
+        let pid = child.id();
+        shared.root_pid.store(pid, Ordering::Release);
+        if self.inner.wrapper.is_some() {
+            // No exec of its own reaches the wrapper: record the session's program here.
+            shared.first_exec_seen.store(true, Ordering::Release);
+            let record = shared.record_paused(
+                || ExecFacts {
+                    pid: i32::try_from(pid).unwrap_or(-1),
+                    program: program.clone(),
+                    argv: spec.argv.clone(),
+                    cwd: spec.workdir.clone(),
+                    ppid: i32::try_from(std::process::id()).ok(),
+                },
+                None,
+                Decider::Supervisor,
+                RanIn::Sandbox,
+                || "the session's own program (the patched shell)".into(),
+            );
+            shared.store_some(record);
+        }
+        match SessionTree::new(&session_name, pid) {
+            Ok(tree) => {
+                let _ = shared.tree.set(tree);
+            }
+            Err(err) => tracing::warn!("tracking the session's tree: {err}"),
+        }
+        let root = PidFd::open(pid).map_err(spawn_err)?;
+        Ok(Session {
+            enforcement,
+            stdout: child.stdout.take().map(OwnedFd::from),
+            stderr: child.stderr.take().map(OwnedFd::from),
+            shared,
+            root: Some(root),
+            root_pid: pid,
+            started,
+            stop: Some(stop_tx),
+            notify_thread,
+            stopped,
+        })
+    }
+}
+
+fn errno_to_io(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+fn check_workdir(path: &Path) -> Result<(), SessionError> {
+    let err = |reason: String| SessionError::Workdir {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_absolute() {
+        return Err(err("must be an absolute path".into()));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(err("not a directory".into())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(err("does not exist".into())),
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// `argv0` as exec'd: with a slash, relative to the workdir; else searched in `PATH`.
+fn find_program(
+    argv0: &str,
+    path_var: Option<&std::ffi::OsStr>,
+    workdir: &Path,
+) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    if argv0.contains('/') {
+        let p = workdir.join(argv0);
+        return executable(&p).then_some(p);
+    }
+    let path_var = path_var.unwrap_or_else(|| std::ffi::OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    std::env::split_paths(path_var)
+        .map(|dir| workdir.join(dir).join(argv0))
+        .find(|p| executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_programs_in_path_and_rejects_missing() {
+        let found = find_program(
+            "sh",
+            Some(std::ffi::OsStr::new("/nonexistent:/bin")),
+            Path::new("/"),
+        );
+        assert_eq!(found, Some(PathBuf::from("/bin/sh")));
+        assert_eq!(
+            find_program("no-such-program-xyz", None, Path::new("/")),
+            None
+        );
+    }
+
+    #[test]
+    fn workdir_errors_say_what_is_wrong() {
+        let e = check_workdir(Path::new("relative"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absolute"), "{e}");
+        let e = check_workdir(Path::new("/no/such/dir"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        let e = check_workdir(Path::new("/etc/passwd"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a directory"), "{e}");
+    }
+}

@@ -1,0 +1,344 @@
+//! The supervisor: built once per process from the policy and the detected kernel
+//! features (backend, filters, hand-off methods, the fail-closed watchdog); it starts
+//! sessions ([`Supervisor::spawn`], in `spawn.rs`). Owns nothing per session.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use policy::Policy;
+use seccomp::filter::{BpfProgram, FilterError, FilterOptions};
+use seccomp::memory::MemoryAccess;
+use seccomp::remote_fd::FdHandoff;
+
+use crate::audit::AuditLog;
+use crate::teardown::{self};
+
+use crate::gate::unotify::Reach;
+use crate::gate::wrapper;
+
+/// Supervisor-wide settings.
+#[derive(Debug, Clone, Default)]
+pub struct SupervisorOptions {
+    /// Append one JSON line per exec to this file.
+    pub audit: Option<PathBuf>,
+    /// Which backend decides the execs.
+    pub backend: BackendRequest,
+    /// The patched bash for the wrapper backend (`--patched-bash`); otherwise it is
+    /// searched for (see `features::patched_shell`).
+    pub patched_bash: Option<PathBuf>,
+}
+
+/// `--backend auto|unotify|wrapper`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BackendRequest {
+    /// unotify where the kernel and container allow it, else the wrapper (with a notice).
+    #[default]
+    Auto,
+    /// A stock bash under a seccomp user-notification listener: every exec of the tree.
+    Unotify,
+    /// A patched bash or zsh asking through `execgate-execve-wrapper`: that shell's
+    /// own execs only.
+    Wrapper,
+}
+
+impl std::str::FromStr for BackendRequest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(BackendRequest::Auto),
+            "unotify" => Ok(BackendRequest::Unotify),
+            "wrapper" => Ok(BackendRequest::Wrapper),
+            other => Err(format!(
+                "unknown backend {other:?}: expected auto, unotify or wrapper"
+            )),
+        }
+    }
+}
+
+/// Why a supervisor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error(
+        "this kernel or environment cannot run the seccomp supervisor: {}\n\
+         (run `execgate doctor` for details; nothing was run unsupervised)",
+        .0.join("; ")
+    )]
+    Unsupported(Vec<String>),
+    #[error(
+        "the wrapper backend cannot run here: {}\n\
+         (run `execgate doctor` for details; nothing was run unsupervised)",
+        .0.join("; ")
+    )]
+    WrapperUnavailable(Vec<String>),
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Starts sessions; shared by all of them (cheap to clone).
+#[derive(Clone)]
+pub struct Supervisor {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("rules", &self.inner.policy.rule_count())
+            .field("reach", &self.inner.reach)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) policy: Arc<Policy>,
+    /// The patched shell and wrapper, when the wrapper backend decides (else unotify).
+    pub(crate) wrapper: Option<wrapper::Tools>,
+    /// Why auto chose the wrapper, and what it does not see.
+    pub(crate) notice: Option<String>,
+    pub(crate) audit: Option<AuditLog>,
+    pub(crate) filter_net_off: BpfProgram,
+    pub(crate) filter_net_on: BpfProgram,
+    /// How a paused caller is reached (fds, memory, how its wait is answered): decided
+    /// once, here, from feature detection.
+    pub(crate) reach: Reach,
+    /// How sandboxed trees get a PID namespace with their own `/proc`, where they can.
+    pub(crate) pid_namespace: Option<seccomp::pid_ns::Privilege>,
+    /// Notification threads wait in RECV itself and are stopped by a signal; without it
+    /// they poll the listener and a stop descriptor.
+    pub(crate) interrupter: Option<seccomp::listener::Interrupter>,
+    pub(crate) git_protection: crate::sandbox::landlock::Protection,
+    pub(crate) next_session: AtomicU64,
+    /// `<own cgroup>/execgate/supervisor-<pid>`: every session's cgroup is beneath it.
+    pub(crate) cgroup_parent: Option<PathBuf>,
+    /// The write end of the watchdog's pipe; closing it (our death) kills `cgroup_parent`.
+    pub(crate) _watchdog: Option<OwnedFd>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Sessions removed their own directories; the parent goes when empty.
+        if let Some(dir) = &self.cgroup_parent {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+impl Supervisor {
+    /// Checks the kernel, chooses the backend, builds the filters once and opens the
+    /// audit log. A backend that cannot run here is an error naming what is missing,
+    /// never a run without supervision.
+    pub fn new(policy: Arc<Policy>, options: SupervisorOptions) -> Result<Self, SupervisorError> {
+        let mut features = features::detect();
+        if options.patched_bash.is_some() {
+            features.patched_shell =
+                features::patched_shell::locate(options.patched_bash.as_deref());
+        }
+        let choice = features.backend();
+        let reasons = |backend| {
+            choice
+                .candidates
+                .iter()
+                .find(|c| c.backend == backend)
+                .map(|c| (c.usable, c.rejected_because.clone()))
+                .unwrap_or_default()
+        };
+        let (unotify_ok, unotify_missing) = reasons(features::Backend::Unotify);
+        let (wrapper_ok, wrapper_missing) = reasons(features::Backend::Wrapper);
+        let (backend, notice) = match options.backend {
+            BackendRequest::Unotify if !unotify_ok => {
+                return Err(SupervisorError::Unsupported(unotify_missing));
+            }
+            BackendRequest::Wrapper if !wrapper_ok => {
+                // "unotify is available" is no reason not to use what was asked for.
+                let missing = if unotify_ok {
+                    wrapper_missing.into_iter().skip(1).collect()
+                } else {
+                    wrapper_missing
+                };
+                return Err(SupervisorError::WrapperUnavailable(missing));
+            }
+            BackendRequest::Unotify => (features::Backend::Unotify, None),
+            BackendRequest::Wrapper => (features::Backend::Wrapper, None),
+            BackendRequest::Auto if unotify_ok => (features::Backend::Unotify, None),
+            BackendRequest::Auto if wrapper_ok => {
+                let bash = features.patched_shell.bash.path.clone().unwrap_or_default();
+                let notice = format!(
+                    "execgate: seccomp user notification cannot be used here ({}); using the \
+                     wrapper backend (patched bash {}): {}",
+                    unotify_missing.join("; "),
+                    bash.display(),
+                    features::WRAPPER_BLIND_SPOT
+                );
+                (features::Backend::Wrapper, Some(notice))
+            }
+            BackendRequest::Auto => {
+                let mut reasons = unotify_missing;
+                reasons.push(format!(
+                    "nor can the wrapper backend: {}",
+                    wrapper_missing.join("; ")
+                ));
+                return Err(SupervisorError::Unsupported(reasons));
+            }
+        };
+        let wrapper = (backend == features::Backend::Wrapper)
+            .then(|| wrapper::Tools::from_found(&features.patched_shell))
+            .flatten();
+        let notify_exec = wrapper.is_none();
+        // Orphans of every session are re-parented to us, not to init, so teardown finds
+        // and reaps them.
+        if let Err(err) = teardown::become_subreaper() {
+            tracing::warn!("cannot become a child subreaper: {err}");
+        }
+        let audit = match &options.audit {
+            Some(path) => Some(
+                AuditLog::open(path).map_err(|source| SupervisorError::Audit {
+                    path: path.clone(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
+        let fd_handoff = match choice.stdio_handoff {
+            Some(features::StdioHandoff::ProcFdReopen) => FdHandoff::ProcReopen,
+            _ => FdHandoff::PidfdGetfd,
+        };
+        let memory = match choice.memory_read {
+            Some(features::MemoryRead::ProcMem) => MemoryAccess::ProcMem,
+            _ => MemoryAccess::ProcessVmReadv,
+        };
+        if fd_handoff == FdHandoff::ProcReopen || memory == MemoryAccess::ProcMem {
+            tracing::info!(
+                ?fd_handoff,
+                ?memory,
+                "a fallback reaches into paused callers"
+            );
+        }
+        let cap_sys_admin = seccomp::mount_ns::have_cap_sys_admin();
+        let (cgroup_parent, watchdog) = arm_watchdog();
+        Ok(Supervisor {
+            inner: Arc::new(Inner {
+                wrapper,
+                notice,
+                cgroup_parent,
+                _watchdog: watchdog,
+                policy,
+                audit,
+                filter_net_off: seccomp::filter::build(FilterOptions {
+                    network: false,
+                    notify_exec,
+                })?,
+                filter_net_on: seccomp::filter::build(FilterOptions {
+                    network: true,
+                    notify_exec,
+                })?,
+                reach: Reach {
+                    fd_handoff,
+                    memory,
+                    wait_killable: features.seccomp.wait_killable_recv.available,
+                },
+                // The probe made it the same way: directly with CAP_SYS_ADMIN, else in a
+                // user namespace.
+                pid_namespace: features
+                    .pid_namespace
+                    .available
+                    .then_some(if cap_sys_admin {
+                        seccomp::pid_ns::Privilege::CapSysAdmin
+                    } else {
+                        seccomp::pid_ns::Privilege::UserNamespace
+                    }),
+                interrupter: seccomp::listener::Interrupter::get(),
+                git_protection: if cap_sys_admin {
+                    crate::sandbox::landlock::Protection::MountNamespace
+                } else {
+                    crate::sandbox::landlock::Protection::LandlockSiblings
+                },
+                next_session: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// The policy every session is decided by.
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// The backend that decides this supervisor's execs.
+    pub fn backend(&self) -> features::Backend {
+        if self.inner.wrapper.is_some() {
+            features::Backend::Wrapper
+        } else {
+            features::Backend::Unotify
+        }
+    }
+
+    /// When `auto` fell back to the wrapper backend: why, and what it does not see. For
+    /// the caller to show once (on stderr).
+    pub fn notice(&self) -> Option<&str> {
+        self.inner.notice.as_deref()
+    }
+}
+
+/// Creates this supervisor's cgroup and forks the watchdog that kills it if we die, so no
+/// process of any session outlives the supervisor. Without cgroup v2 (or `cgroup.kill`,
+/// 5.14) there is no watchdog: PDEATHSIG and the closed listener are what remains.
+fn arm_watchdog() -> (Option<PathBuf>, Option<OwnedFd>) {
+    let Ok(own) = crate::cgroup::own_cgroup_dir() else {
+        return (None, None);
+    };
+    let base = own.join("execgate");
+    remove_stale_supervisor_cgroups(&base);
+    let dir = base.join(format!("supervisor-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return (None, None);
+    }
+    let watchdog = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.kill"))
+        .map(OwnedFd::from)
+        .and_then(|kill| seccomp::watchdog::spawn(&kill));
+    match watchdog {
+        Ok(pipe) => (Some(dir), Some(pipe)),
+        Err(err) => {
+            tracing::debug!("no fail-closed watchdog: {err}");
+            (Some(dir), None)
+        }
+    }
+}
+
+/// Directories of supervisors that died: empty their (empty) session cgroups and remove
+/// them. A cgroup that still holds processes cannot be removed and is left alone.
+fn remove_stale_supervisor_cgroups(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("supervisor-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(sessions) = std::fs::read_dir(entry.path()) {
+            for session in sessions.flatten() {
+                if session.path().is_dir() {
+                    let _ = std::fs::remove_dir(session.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(entry.path());
+    }
+}
