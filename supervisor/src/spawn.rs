@@ -16,7 +16,9 @@ use std::time::Instant;
 use seccomp::pidfd::PidFd;
 
 use crate::cgroup::SessionCgroup;
-use crate::rlimits::RlimitError;
+use crate::cgroup::CgroupJoiner;
+use crate::rlimits::{PreparedLimits, RlimitError};
+use crate::sandbox::PreparedLandlock;
 use crate::sandbox::LandlockError;
 use crate::session::{Decider, RanIn, SessionSpec, SessionStdio};
 use crate::stopwatch::Stopwatch;
@@ -94,7 +96,7 @@ impl Supervisor {
             .find(|(k, _)| k == "TMPDIR")
             .map(|(_, v)| PathBuf::from(v))
             .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from));
-        let mut landlock = crate::sandbox::landlock::prepare(
+        let landlock = crate::sandbox::landlock::prepare(
             &spec.sandbox,
             &spec.workdir,
             tmpdir.as_deref(),
@@ -129,41 +131,30 @@ impl Supervisor {
                 None
             }
         };
-        let joiner = cgroup.as_ref().and_then(|cg| cg.joiner().ok());
-        let mut hooks: Vec<seccomp::child::ChildHook> = Vec::with_capacity(4);
-        if let Some(joiner) = joiner {
-            hooks.push(Box::new(move || {
-                joiner.join_in_child().map_err(errno_to_io)
-            }));
-        }
-        hooks.push(Box::new(move || {
-            limits.apply_in_child().map_err(errno_to_io)
-        }));
-        hooks.push(Box::new(|| {
-            teardown::child_become_subreaper().map_err(errno_to_io)
-        }));
-        if let Some(pid_namespace) = pid_namespace {
-            // Forks twice; only the session's program returns (see seccomp::pid_ns).
-            hooks.push(Box::new(move || pid_namespace.enter_in_child()));
-        }
-        // Mount changes first: Landlock forbids them once the child is restricted.
-        hooks.push(Box::new(move || binds.apply_in_child()));
-        hooks.push(Box::new(move || {
-            landlock.restrict_self_in_child().map_err(errno_to_io)
-        }));
-        // The wrapper backend's socket: last, since it takes a fixed descriptor number.
-        let rendezvous = match &self.inner.wrapper {
+        // The wrapper backend's socket, for the patched shell at a fixed descriptor.
+        let (rendezvous, rendezvous_fd) = match &self.inner.wrapper {
             Some(_) => {
                 let (server, shell_end) = escalate_protocol::server::EscalateServer::pair()
                     .map_err(SessionError::Rendezvous)?;
-                hooks.push(seccomp::child::inherit_fd_hook(
-                    shell_end,
-                    wrapper::RENDEZVOUS_FD,
-                ));
-                Some(server)
+                (
+                    Some(server),
+                    Some(seccomp::child::inherit_fd_hook(
+                        shell_end,
+                        wrapper::RENDEZVOUS_FD,
+                    )),
+                )
             }
-            None => None,
+            None => (None, None),
         };
+        let mut plan = ChildPlan {
+            cgroup: cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
+            limits,
+            pid_namespace,
+            binds,
+            landlock,
+            rendezvous_fd,
+        };
+        let hooks: Vec<seccomp::child::ChildHook> = vec![Box::new(move || plan.apply())];
         let (marker_key, marker_value) = teardown::marker_env(&session_name);
         let (channel_parent, channel_child) = UnixStream::pair().map_err(spawn_err)?;
         let (stop_tx, stop_rx) = UnixStream::pair().map_err(spawn_err)?;
@@ -294,6 +285,47 @@ impl Supervisor {
             notify_thread,
             stopped,
         })
+    }
+}
+
+/// What the session's child does to itself between fork and exec, before no-new-privs and
+/// the seccomp filter (`seccomp::child::confine` adds those last). Every step's data was
+/// prepared before the fork; [`ChildPlan::apply`] only makes async-signal-safe calls, in
+/// the one order that works.
+struct ChildPlan {
+    /// 1. Join the session's cgroup first, so everything the child becomes is inside it.
+    cgroup: Option<CgroupJoiner>,
+    /// 2. Resource limits, inherited by the whole tree.
+    limits: PreparedLimits,
+    /// 4. A PID namespace with its own `/proc`; forks twice, only the program returns.
+    pid_namespace: Option<seccomp::pid_ns::SessionPidNamespace>,
+    /// 5. Read-only binds (git metadata): before Landlock, which forbids mount changes.
+    binds: seccomp::mount_ns::ReadOnlyBinds,
+    /// 6. Landlock `restrict_self`.
+    landlock: PreparedLandlock,
+    /// 7. The wrapper backend's socket at its fixed number: last, since that number may
+    ///    be a descriptor an earlier step still uses.
+    rendezvous_fd: Option<seccomp::child::ChildHook>,
+}
+
+impl ChildPlan {
+    fn apply(&mut self) -> io::Result<()> {
+        if let Some(joiner) = &self.cgroup {
+            joiner.join_in_child().map_err(errno_to_io)?;
+        }
+        self.limits.apply_in_child().map_err(errno_to_io)?;
+        // 3. Orphans of the tree are re-parented to the session's root, not to init, so
+        //    teardown finds them.
+        teardown::child_become_subreaper().map_err(errno_to_io)?;
+        if let Some(pid_namespace) = &self.pid_namespace {
+            pid_namespace.enter_in_child()?;
+        }
+        self.binds.apply_in_child()?;
+        self.landlock.restrict_self_in_child().map_err(errno_to_io)?;
+        if let Some(inherit) = &mut self.rendezvous_fd {
+            inherit()?;
+        }
+        Ok(())
     }
 }
 
