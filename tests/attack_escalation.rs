@@ -705,3 +705,65 @@ fn escalate_env_passes_named_variables_and_never_hook_variables_unotify() {
 fn escalate_env_passes_named_variables_and_never_hook_variables_wrapper() {
     escalate_env(Wrapper)
 }
+
+// ---------------------------------------------------------------------------------------
+// Not in the issue's list: what a clean environment alone does not stop
+// ---------------------------------------------------------------------------------------
+
+/// `python3 -c` puts the working directory first on `sys.path`: under an exact rule for
+/// `python3 -c "import json; print(json.dumps(1))"`, the agent's `./json.py` runs outside.
+/// No variable is involved, so a clean environment (#14.3) does not stop it, and no exec
+/// either, so the exec listener on the copy (#14.5) does not see it.
+fn python_imports_the_agents_module_from_cwd(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    let script = format!(
+        "echo \"open('{canary}', 'w').write('escaped')\" > json.py
+         /usr/bin/python3 -c 'import json; print(json.dumps(1))' >/dev/null 2>&1; echo \"python=$?\"",
+        canary = c.p("canary"),
+    );
+    let out = run(&s, b, &["python-json.rules"], &[], &script);
+    assert_no_canary(&c.path("canary"), &out);
+}
+
+#[test]
+#[ignore = "attack #14.1 (not listed): fails on 70a5dac: escalated python3 -c imported the agent's ./json.py from its cwd, which wrote the canary outside"]
+fn python_c_imports_the_agents_module_from_the_cwd_unotify() {
+    python_imports_the_agents_module_from_cwd(Unotify)
+}
+#[test]
+#[ignore = "attack #14.1 (not listed): fails on 70a5dac: escalated python3 -c imported the agent's ./json.py from its cwd, which wrote the canary outside"]
+fn python_c_imports_the_agents_module_from_the_cwd_wrapper() {
+    python_imports_the_agents_module_from_cwd(Wrapper)
+}
+
+/// An allowed `git status` in a nested repository whose config the agent wrote
+/// (core.fsmonitor): the config, not the environment, carries the command.
+fn git_status_in_a_nested_repository_with_a_planted_fsmonitor(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    user_repo(&s.work, "f");
+    fs::write(s.path(".git/info/exclude"), "nested/\n").unwrap();
+    fs::create_dir(s.path("nested")).unwrap();
+    user_repo(&s.path("nested"), "g");
+    let script = format!(
+        "printf '[core]\\n\\tfsmonitor = \"echo escaped > {canary}; false\"\\n' >> nested/.git/config
+         cd nested && git status >/dev/null 2>&1; echo \"git=$?\"",
+        canary = c.p("canary"),
+    );
+    let out = run(&s, b, &["git.rules"], &[], &script);
+    assert_no_canary(&c.path("canary"), &out);
+}
+
+#[test]
+#[ignore = "attack #14.5/#15.7 (combined): fails on 70a5dac: escalated git status ran the fsmonitor command planted in a nested repository's config"]
+fn git_status_in_a_nested_repo_with_a_planted_fsmonitor_unotify() {
+    git_status_in_a_nested_repository_with_a_planted_fsmonitor(Unotify)
+}
+#[test]
+#[ignore = "attack #14.5/#15.7 (combined): fails on 70a5dac: escalated git status ran the fsmonitor command planted in a nested repository's config"]
+fn git_status_in_a_nested_repo_with_a_planted_fsmonitor_wrapper() {
+    git_status_in_a_nested_repository_with_a_planted_fsmonitor(Wrapper)
+}

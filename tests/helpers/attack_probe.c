@@ -3,6 +3,7 @@
  * Exit 0: the call succeeded; 1: it failed (errno printed on stderr); 2: usage. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/perf_event.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/fanotify.h>
+#include <sys/klog.h>
 #include <sys/ioctl.h>
 #include <sys/shm.h>
 #include <sys/socket.h>
@@ -108,6 +110,12 @@ int main(int argc, char **argv) {
         if (fd < 0) return fail("perf_event_open");
         return 0;
     }
+    if (!strcmp(cmd, "syslog")) {
+        /* Read the kernel log (what dmesg does; kernel.dmesg_restrict leaves it to privilege). */
+        char buf[4096];
+        if (klogctl(3 /* SYSLOG_ACTION_READ_ALL */, buf, sizeof buf) < 0) return fail("syslog");
+        return 0;
+    }
     if (!strcmp(cmd, "tiocsti") && argc == 3) {
         /* Pushes argv[2] (with \n for newlines) into the input of the controlling terminal. */
         int fd = open("/dev/tty", O_RDWR);
@@ -127,8 +135,17 @@ int main(int argc, char **argv) {
         struct sockaddr_un a;
         memset(&a, 0, sizeof a);
         a.sun_family = AF_UNIX;
-        strncpy(a.sun_path, argv[2], sizeof a.sun_path - 1);
-        if (connect(s, (struct sockaddr *)&a, sizeof a) < 0) return fail("connect");
+        socklen_t len = sizeof a;
+        if (argv[2][0] == '@') {
+            /* An abstract name: a NUL, then the name without the @. */
+            size_t n = strlen(argv[2]);
+            if (n > sizeof a.sun_path - 1) return 2;
+            memcpy(a.sun_path + 1, argv[2] + 1, n - 1);
+            len = offsetof(struct sockaddr_un, sun_path) + n;
+        } else {
+            strncpy(a.sun_path, argv[2], sizeof a.sun_path - 1);
+        }
+        if (connect(s, (struct sockaddr *)&a, len) < 0) return fail("connect");
         if (write(s, "pwned\n", 6) != 6) return fail("write");
         return 0;
     }
