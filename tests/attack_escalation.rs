@@ -640,6 +640,51 @@ fn rule_allowed_git_and_cargo_still_escalate_with_exact_statuses_wrapper() {
     allowed_commands_still_escalate(Wrapper)
 }
 
+/// A prompt the person approves once runs once, escalated (it writes outside), with its
+/// exact status; answered on a real pseudo-terminal.
+fn prompt_approved_once_runs_once(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    let mut line = format!(
+        "cd {} && {} supervise --no-default-rules --backend {} --rules {}",
+        attack_harness::sh_quote(s.work.to_str().unwrap()),
+        attack_harness::sh_quote(common::EXECGATE),
+        b.name(),
+        attack_harness::sh_quote(attack_fixture("prompt.rules").to_str().unwrap()),
+    );
+    if b == Wrapper {
+        let p = attack_harness::pieces().unwrap();
+        line = format!(
+            "export EXECGATE_EXECVE_WRAPPER={}; {line} --patched-bash {}",
+            attack_harness::sh_quote(p.wrapper.to_str().unwrap()),
+            attack_harness::sh_quote(p.bash.to_str().unwrap())
+        );
+    }
+    let script = format!(
+        "echo once | tee -a {count} >/dev/null; echo \"tee=$?\"",
+        count = c.p("count")
+    );
+    line += &format!(" -- bash -c {}", attack_harness::sh_quote(&script));
+    let run = attack_harness::on_pty(&line, 30, &[("execgate: allow", "y\\n")], &[]);
+    assert_eq!(
+        fs::read_to_string(c.path("count")).unwrap_or_default(),
+        "once\n",
+        "{run:#?}"
+    );
+    assert!(run.transcript.contains("tee=0"), "{run:#?}");
+    assert_eq!(run.code, Some(0), "{run:#?}");
+}
+
+#[test]
+fn a_prompt_approved_once_runs_once_unotify() {
+    prompt_approved_once_runs_once(Unotify)
+}
+#[test]
+fn a_prompt_approved_once_runs_once_wrapper() {
+    prompt_approved_once_runs_once(Wrapper)
+}
+
 /// The fixtures parse (a broken fixture would make every attack above pass vacuously).
 #[test]
 fn attack_fixtures_load() {
