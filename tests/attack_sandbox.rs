@@ -72,6 +72,26 @@ fn no_capability_inside_wrapper() {
 // 2: IPC and UTS namespaces
 // ---------------------------------------------------------------------------------------
 
+/// A lock between test processes: a directory that exists while held (taken over after a
+/// minute, should a holder have died without its drop).
+struct DirLock(PathBuf);
+
+impl DirLock {
+    fn take(path: &Path) -> DirLock {
+        let start = Instant::now();
+        while fs::create_dir(path).is_err() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        DirLock(path.to_path_buf())
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
 fn hostname() -> String {
     fs::read_to_string("/proc/sys/kernel/hostname")
         .unwrap()
@@ -83,6 +103,9 @@ fn hostname_change_stays_inside(b: Backend) {
     skip_unless_available!(b);
     let s = Scratch::new();
     let p = probe(&s);
+    // One hostname test at a time (tests run in parallel processes): a concurrent one
+    // could restore the name between our run and our look, and hide the escape.
+    let _lock = DirLock::take(Path::new("/tmp/execgate-attack-hostname.lock"));
     let before = hostname();
     let attacked = format!("execgate-attacked-{}", std::process::id());
     let out = run(
@@ -485,6 +508,8 @@ impl Drop for PidsNet {
 /// keeps the host responsive whatever the session does.
 fn fork_bomb(b: Backend, extra: &[&str]) {
     skip_unless_available!(b);
+    // One bomb at a time on the machine.
+    let _lock = DirLock::take(Path::new("/tmp/execgate-attack-fork-bomb.lock"));
     let Some(net) = PidsNet::new() else {
         eprintln!(
             "SKIPPED: no v1 pids hierarchy for the test's safety net; not running a fork bomb"
