@@ -1,0 +1,345 @@
+//! What `tests/attack_escalation.rs` and `tests/attack_sandbox.rs` share (besides
+//! `tests/common`): the two backends, canary directories outside every writable root, the
+//! rules fixtures of `tests/fixtures/rules/attack/`, the C probes, and a pseudo-terminal
+//! driver.
+//!
+//! A session's writable roots in `workspace-write` are its workdir (a fresh temporary
+//! directory under /tmp here), `/tmp` and `$TMPDIR` (supervisor/src/sandbox/landlock.rs,
+//! `writable_roots`). Canaries live in a fresh directory under /var/lib, outside all of
+//! them, removed afterwards.
+
+#![allow(dead_code)] // each test crate uses its own part
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::common::{EXECGATE, Output, Scratch, wait_bounded};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Unotify,
+    Wrapper,
+}
+
+pub use Backend::{Unotify, Wrapper};
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Unotify => "unotify",
+            Wrapper => "wrapper",
+        }
+    }
+}
+
+/// The patched bash and the wrapper binary for `--backend wrapper`, or why not.
+pub struct Pieces {
+    pub bash: PathBuf,
+    pub wrapper: PathBuf,
+}
+
+pub fn pieces() -> Result<&'static Pieces, String> {
+    static PIECES: OnceLock<Result<Pieces, String>> = OnceLock::new();
+    PIECES
+        .get_or_init(|| {
+            let dir = std::env::var_os("EXECGATE_PATCHED_SHELLS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/patched-shells")
+                });
+            let bash = dir.join("bin/bash");
+            if !bash.is_file() {
+                return Err(format!("no patched bash at {}", bash.display()));
+            }
+            let wrapper = Path::new(EXECGATE).with_file_name("execgate-execve-wrapper");
+            if !wrapper.is_file() {
+                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+                let status = Command::new(cargo)
+                    .args(["build", "-p", "execgate-execve-wrapper"])
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .status()
+                    .expect("run cargo build -p execgate-execve-wrapper");
+                assert!(status.success(), "building execgate-execve-wrapper failed");
+            }
+            Ok(Pieces { bash, wrapper })
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Why this backend cannot run here (the test then prints SKIPPED and passes, unless
+/// EXECGATE_REQUIRE_PATCHED_SHELLS=1), or None. Also requires root: the attacks are
+/// those of a root supervisor, as CI runs.
+pub fn unavailable(backend: Backend) -> Option<String> {
+    if !is_root() {
+        return Some("the attacks are run as root (as CI runs)".into());
+    }
+    if !cfg!(target_arch = "x86_64") {
+        return Some("escalation is implemented for x86_64 only".into());
+    }
+    let actions = fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
+    if backend == Unotify && !actions.split_whitespace().any(|a| a == "user_notif") {
+        return Some("no seccomp user notification".into());
+    }
+    if backend == Wrapper
+        && let Err(why) = pieces()
+    {
+        if std::env::var_os("EXECGATE_REQUIRE_PATCHED_SHELLS").is_some_and(|v| v == "1") {
+            panic!("{why} (EXECGATE_REQUIRE_PATCHED_SHELLS=1)");
+        }
+        return Some(why);
+    }
+    None
+}
+
+macro_rules! skip_unless_available {
+    ($backend:expr) => {
+        if let Some(why) = $crate::attack_harness::unavailable($backend) {
+            eprintln!("SKIPPED: {why}");
+            return;
+        }
+    };
+}
+pub(crate) use skip_unless_available;
+
+pub fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+pub fn attack_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rules/attack")
+        .join(name)
+}
+
+/// A fresh directory outside every writable root of a session, removed on drop.
+pub struct Canary {
+    pub dir: PathBuf,
+}
+
+impl Canary {
+    pub fn new() -> Canary {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = PathBuf::from(format!(
+            "/var/lib/execgate-attack-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Canary { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The path as a string for a script.
+    pub fn p(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Canary {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `execgate supervise` for a backend, with `--no-default-rules`, the attack fixtures,
+/// an audit log in the scratch io directory, and `ARGS... -- bash -c SCRIPT`.
+pub fn supervise_command(
+    s: &Scratch,
+    backend: Backend,
+    rules: &[&str],
+    args: &[&str],
+    script: &str,
+) -> Command {
+    let mut argv: Vec<OsString> = vec!["supervise".into(), "--no-default-rules".into()];
+    argv.push("--backend".into());
+    argv.push(backend.name().into());
+    argv.push("--audit".into());
+    argv.push(s.io.join("audit.jsonl").into());
+    for name in rules {
+        argv.push("--rules".into());
+        argv.push(attack_fixture(name).into());
+    }
+    if backend == Wrapper {
+        argv.push("--patched-bash".into());
+        argv.push(pieces().unwrap().bash.clone().into());
+    }
+    argv.extend(args.iter().map(OsString::from));
+    argv.extend(["--".into(), "bash".into(), "-c".into(), script.into()]);
+    let mut cmd = Command::new(EXECGATE);
+    cmd.args(argv).current_dir(&s.work);
+    if backend == Wrapper {
+        cmd.env("EXECGATE_EXECVE_WRAPPER", &pieces().unwrap().wrapper);
+    }
+    cmd
+}
+
+/// Runs the session to its end (bounded), stdin empty, output captured in the io dir.
+pub fn run(s: &Scratch, backend: Backend, rules: &[&str], args: &[&str], script: &str) -> Output {
+    let mut cmd = supervise_command(s, backend, rules, args, script);
+    let file = |name: &str| fs::File::create(s.io.join(name)).unwrap();
+    cmd.stdin(Stdio::null())
+        .stdout(file("stdout"))
+        .stderr(file("stderr"));
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_bounded(&mut child, || s.read_io("stderr"));
+    Output {
+        status,
+        stdout: s.read_io("stdout"),
+        stderr: s.read_io("stderr"),
+    }
+}
+
+pub fn audit_lines(s: &Scratch) -> Vec<serde_json::Value> {
+    fs::read_to_string(s.io.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Compiles `tests/helpers/NAME.c` (as a shared library with `shared`) into `dir`.
+/// Panics without `cc`: these attacks are run as CI runs them, with a compiler.
+pub fn compile(name: &str, dir: &Path, shared: bool) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/helpers")
+        .join(format!("{name}.c"));
+    let out = dir.join(if shared {
+        format!("{name}.so")
+    } else {
+        name.to_string()
+    });
+    let mut cmd = Command::new("cc");
+    cmd.args(["-O1", "-Wall"]);
+    if shared {
+        cmd.args(["-shared", "-fPIC"]);
+    }
+    let built = cmd
+        .arg("-o")
+        .arg(&out)
+        .arg(&source)
+        .output()
+        .expect("run cc");
+    assert!(
+        built.status.success(),
+        "cc {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    out
+}
+
+/// Runs a program outside any session and returns its stdout; panics if it fails.
+pub fn outside(program: &str, args: &[&str], cwd: &Path) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Result of [`on_pty`].
+#[derive(Debug)]
+pub struct PtyRun {
+    /// The exit status of the command on the pty, or None if the driver had to kill it.
+    pub code: Option<i32>,
+    /// Everything written to the terminal.
+    pub transcript: String,
+}
+
+const PTY_DRIVER: &str = r#"
+import os, pty, select, sys, time, signal
+cmd, limit = sys.argv[1], float(sys.argv[2])
+cues = sys.argv[3:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp("sh", ["sh", "-c", cmd])
+out = b""
+seen = 0
+deadline = time.time() + limit
+code = None
+while True:
+    if time.time() > deadline:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        break
+    r, _, _ = select.select([fd], [], [], 0.1)
+    if r:
+        try:
+            d = os.read(fd, 4096)
+        except OSError:
+            d = b""
+        if not d:
+            _, st = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(st)
+            break
+        out += d
+    while seen < len(cues) // 2 and cues[2 * seen].encode() in out:
+        time.sleep(1.0)
+        os.write(fd, cues[2 * seen + 1].encode().decode("unicode_escape").encode())
+        seen += 1
+sys.stdout.buffer.write(b"CODE=" + str(code).encode() + b"\n" + out)
+"#;
+
+/// Runs `sh -c CMD` as the session leader of a fresh pseudo-terminal (python's `pty`),
+/// for at most `limit_secs` (then killed). `cues`: (text, reply) pairs: once the terminal
+/// showed `text`, `reply` is typed (after a second), in order; `\n` in a reply is a newline.
+pub fn on_pty(cmd: &str, limit_secs: u32, cues: &[(&str, &str)], env: &[(&str, &str)]) -> PtyRun {
+    let mut c = Command::new("/usr/bin/python3");
+    c.arg("-c")
+        .arg(PTY_DRIVER)
+        .arg(cmd)
+        .arg(limit_secs.to_string());
+    for (cue, reply) in cues {
+        c.arg(cue).arg(reply);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.stdin(Stdio::null()).output().expect("python3 pty driver");
+    let all = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (first, rest) = all.split_once('\n').unwrap_or((&all, ""));
+    let code = first
+        .strip_prefix("CODE=")
+        .and_then(|c| c.parse::<i32>().ok());
+    PtyRun {
+        code,
+        transcript: format!(
+            "{rest}\n[driver stderr] {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Quotes a string for sh.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

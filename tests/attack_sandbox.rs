@@ -1,0 +1,802 @@
+//! Attacks on the sandbox itself (issue #15), as root, `workspace-write`: what the
+//! sandboxed tree can reach of the host. Each test drives the real `execgate supervise`
+//! with real bash and observes the effect OUTSIDE the session: the host's hostname, a SysV
+//! segment and a key made by a process outside, a listener outside that must receive
+//! nothing, a canary under /var/lib (outside the workdir, /tmp and $TMPDIR, the writable
+//! roots), an interactive shell on the same terminal. Both backends.
+//!
+//! The probes are `tests/helpers/attack_probe.c`, one syscall each. A test whose attack
+//! still succeeds on the current code is `#[ignore]`d with what got out.
+
+#![cfg(target_os = "linux")]
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{EXECGATE, Output, Scratch, wait_bounded};
+
+mod attack_harness;
+use attack_harness::{
+    Backend, Canary, Unotify, Wrapper, attack_fixture, compile, outside, pieces, run, sh_quote,
+    skip_unless_available, supervise_command,
+};
+
+fn probe(s: &Scratch) -> String {
+    compile("attack_probe", &s.work, false)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1: no capability inside
+// ---------------------------------------------------------------------------------------
+
+fn no_capabilities_inside(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let out = run(
+        &s,
+        b,
+        &[],
+        &[],
+        "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb):' /proc/self/status",
+    );
+    let sets: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(sets.len(), 5, "{out:#?}");
+    for line in sets {
+        assert!(
+            line.ends_with("\t0000000000000000"),
+            "escaped: a capability set inside is not empty: {line}\n{out:#?}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "attack #15.1: fails on 70a5dac: CapPrm/CapEff/CapBnd 000001fffeffffff inside"]
+fn no_capability_inside_unotify() {
+    no_capabilities_inside(Unotify)
+}
+#[test]
+#[ignore = "attack #15.1: fails on 70a5dac: CapPrm/CapEff/CapBnd 000001fffeffffff inside"]
+fn no_capability_inside_wrapper() {
+    no_capabilities_inside(Wrapper)
+}
+
+// ---------------------------------------------------------------------------------------
+// 2: IPC and UTS namespaces
+// ---------------------------------------------------------------------------------------
+
+/// A lock between test processes: a directory that exists while held (taken over after a
+/// minute, should a holder have died without its drop).
+struct DirLock(PathBuf);
+
+impl DirLock {
+    fn take(path: &Path) -> DirLock {
+        let start = Instant::now();
+        while fs::create_dir(path).is_err() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        DirLock(path.to_path_buf())
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn hostname_change_stays_inside(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let p = probe(&s);
+    // One hostname test at a time (tests run in parallel processes): a concurrent one
+    // could restore the name between our run and our look, and hide the escape.
+    let _lock = DirLock::take(Path::new("/tmp/execgate-attack-hostname.lock"));
+    let before = hostname();
+    let attacked = format!("execgate-attacked-{}", std::process::id());
+    let out = run(
+        &s,
+        b,
+        &[],
+        &[],
+        &format!("{p} sethostname {attacked}; echo \"sethostname=$?\""),
+    );
+    let after = hostname();
+    if after != before {
+        // Put the machine's name back before failing.
+        outside(&p, &["sethostname", &before], &s.work);
+    }
+    assert_eq!(
+        after, before,
+        "escaped: the session renamed the host\n{out:#?}"
+    );
+}
+
+#[test]
+#[ignore = "attack #15.2: fails on 70a5dac: the session changed the host's hostname (restored by the test)"]
+fn hostname_change_does_not_reach_the_host_unotify() {
+    hostname_change_stays_inside(Unotify)
+}
+#[test]
+#[ignore = "attack #15.2: fails on 70a5dac: the session changed the host's hostname (restored by the test)"]
+fn hostname_change_does_not_reach_the_host_wrapper() {
+    hostname_change_stays_inside(Wrapper)
+}
+
+fn sysv_segment_outside_unreachable(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let p = probe(&s);
+    let id = outside(&p, &["shm-create", "outside"], &s.work)
+        .trim()
+        .to_string();
+    let out = run(
+        &s,
+        b,
+        &[],
+        &[],
+        &format!("{p} shm-read {id}; {p} shm-write {id} pwned; echo \"write=$?\""),
+    );
+    let now = outside(&p, &["shm-read", &id], &s.work);
+    outside(&p, &["shm-rm", &id], &s.work);
+    assert_eq!(
+        now.trim(),
+        "outside",
+        "escaped: the session wrote the segment of a process outside\n{out:#?}"
+    );
+    assert!(
+        !out.stdout.contains("outside"),
+        "escaped: the session read the segment of a process outside\n{out:#?}"
+    );
+}
+
+#[test]
+#[ignore = "attack #15.2: fails on 70a5dac: the session read and overwrote a SysV segment made outside"]
+fn sysv_segment_of_a_process_outside_is_unreachable_unotify() {
+    sysv_segment_outside_unreachable(Unotify)
+}
+#[test]
+#[ignore = "attack #15.2: fails on 70a5dac: the session read and overwrote a SysV segment made outside"]
+fn sysv_segment_of_a_process_outside_is_unreachable_wrapper() {
+    sysv_segment_outside_unreachable(Wrapper)
+}
+
+// ---------------------------------------------------------------------------------------
+// 3: the seccomp filter refuses what a host never wants touched
+// ---------------------------------------------------------------------------------------
+
+fn user_keyring_unreadable(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let p = probe(&s);
+    let desc = format!("execgate-attack-{}", std::process::id());
+    let secret = format!("s3cret-{}", std::process::id());
+    let serial = outside(&p, &["key-add", &desc, &secret], &s.work)
+        .trim()
+        .to_string();
+    let out = run(
+        &s,
+        b,
+        &[],
+        &[],
+        &format!("{p} key-read {desc} {serial} > leak; echo \"read=$?\""),
+    );
+    outside(&p, &["key-rm", &serial], &s.work);
+    let leaked = fs::read_to_string(s.path("leak")).unwrap_or_default();
+    assert!(
+        !leaked.contains(&secret),
+        "escaped: the session read root's user keyring: {leaked:?}\n{out:#?}"
+    );
+}
+
+#[test]
+#[ignore = "attack #15.3: fails on 70a5dac: the session read a secret from root's user keyring"]
+fn roots_user_keyring_is_unreadable_unotify() {
+    user_keyring_unreadable(Unotify)
+}
+#[test]
+#[ignore = "attack #15.3: fails on 70a5dac: the session read a secret from root's user keyring"]
+fn roots_user_keyring_is_unreadable_wrapper() {
+    user_keyring_unreadable(Wrapper)
+}
+
+/// `probe CALL` inside must fail with EPERM (as it would unprivileged).
+fn syscall_refused(b: Backend, call: &str) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let p = probe(&s);
+    let out = run(&s, b, &[], &[], &format!("{p} {call}; echo \"{call}=$?\""));
+    assert_eq!(
+        out.stdout,
+        format!("{call}=1\n"),
+        "escaped: {call} succeeded inside\n{out:#?}"
+    );
+    assert!(
+        out.stderr.contains("Operation not permitted"),
+        "refused with EPERM: {out:#?}"
+    );
+}
+
+#[test]
+#[ignore = "attack #15.3: fails on 70a5dac: fanotify_init(FAN_CLASS_CONTENT) succeeded inside"]
+fn fanotify_init_is_refused_unotify() {
+    syscall_refused(Unotify, "fanotify")
+}
+#[test]
+#[ignore = "attack #15.3: fails on 70a5dac: fanotify_init(FAN_CLASS_CONTENT) succeeded inside"]
+fn fanotify_init_is_refused_wrapper() {
+    syscall_refused(Wrapper, "fanotify")
+}
+#[test]
+#[ignore = "attack #15.3: fails on 70a5dac: bpf(BPF_MAP_CREATE) succeeded inside"]
+fn bpf_is_refused_unotify() {
+    syscall_refused(Unotify, "bpf")
+}
+#[test]
+#[ignore = "attack #15.3: fails on 70a5dac: bpf(BPF_MAP_CREATE) succeeded inside"]
+fn bpf_is_refused_wrapper() {
+    syscall_refused(Wrapper, "bpf")
+}
+#[test]
+#[ignore = "attack #15.3: fails on 70a5dac: perf_event_open on every process of cpu 0 succeeded inside"]
+fn perf_event_open_is_refused_unotify() {
+    syscall_refused(Unotify, "perf")
+}
+#[test]
+#[ignore = "attack #15.3: fails on 70a5dac: perf_event_open on every process of cpu 0 succeeded inside"]
+fn perf_event_open_is_refused_wrapper() {
+    syscall_refused(Wrapper, "perf")
+}
+
+#[test]
+#[ignore = "attack #15.3: fails on 70a5dac: syslog(READ_ALL) read the kernel log inside (kernel.dmesg_restrict=1 leaves it to privilege)"]
+fn reading_the_kernel_log_is_refused_unotify() {
+    syscall_refused(Unotify, "syslog")
+}
+#[test]
+#[ignore = "attack #15.3: fails on 70a5dac: syslog(READ_ALL) read the kernel log inside (kernel.dmesg_restrict=1 leaves it to privilege)"]
+fn reading_the_kernel_log_is_refused_wrapper() {
+    syscall_refused(Wrapper, "syslog")
+}
+
+// ---------------------------------------------------------------------------------------
+// 4: the terminal stays the person's
+// ---------------------------------------------------------------------------------------
+
+/// `execgate supervise ... -- bash -c SCRIPT` as one sh command line, run in the workdir.
+fn shell_line(s: &Scratch, b: Backend, rules: &[&str], args: &[&str], script: &str) -> String {
+    let mut line = format!(
+        "cd {} && {} supervise --no-default-rules --backend {}",
+        sh_quote(s.work.to_str().unwrap()),
+        sh_quote(EXECGATE),
+        b.name()
+    );
+    for r in rules {
+        line += &format!(" --rules {}", sh_quote(attack_fixture(r).to_str().unwrap()));
+    }
+    if b == Wrapper {
+        let p = pieces().unwrap();
+        line = format!(
+            "EXECGATE_EXECVE_WRAPPER={} {line} --patched-bash {}",
+            sh_quote(p.wrapper.to_str().unwrap()),
+            sh_quote(p.bash.to_str().unwrap())
+        );
+        line = format!("export {}", line.replacen(' ', "; ", 1));
+    }
+    for a in args {
+        line += &format!(" {}", sh_quote(a));
+    }
+    line + &format!(" -- bash -c {}", sh_quote(script))
+}
+
+/// The session pushes `y\n` into its terminal with TIOCSTI, then runs a command behind a
+/// `prompt` rule. The person (the test) answers `n` once the question shows. The escalated
+/// command must not have run.
+fn prompt_answered_from_inside(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    let p = probe(&s);
+    let script = format!(
+        "{p} tiocsti 'y\\n'; touch {canary}; echo \"touch=$?\"",
+        canary = c.p("canary")
+    );
+    let line = shell_line(&s, b, &["prompt.rules"], &[], &script);
+    let run = attack_harness::on_pty(&line, 30, &[("execgate: allow", "n\\n")], &[]);
+    assert!(
+        !c.path("canary").exists(),
+        "escaped: the session answered its own question and touch ran outside\n{run:#?}"
+    );
+}
+
+#[test]
+#[ignore = "attack #15.4: fails on 70a5dac: TIOCSTI typed `y` into the session's own question; the prompted touch ran escalated"]
+fn a_prompt_cannot_be_answered_from_inside_unotify() {
+    prompt_answered_from_inside(Unotify)
+}
+#[test]
+#[ignore = "attack #15.4: fails on 70a5dac: TIOCSTI typed `y` into the session's own question; the prompted touch ran escalated"]
+fn a_prompt_cannot_be_answered_from_inside_wrapper() {
+    prompt_answered_from_inside(Wrapper)
+}
+
+/// The session pushes a command line into its terminal with TIOCSTI; the person's
+/// interactive shell, on the same terminal after execgate exits, must not run it.
+fn tiocsti_into_the_users_shell(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    let p = probe(&s);
+    let script = format!(
+        "{p} tiocsti 'echo leaked > {leak}\\n'; echo \"tiocsti=$?\"",
+        leak = c.p("leak")
+    );
+    let line = shell_line(&s, b, &[], &[], &script) + "; exec bash --norc --noprofile -i";
+    let run = attack_harness::on_pty(
+        &line,
+        30,
+        &[("USER-SHELL>", "exit\\n")],
+        &[("PS1", "USER-SHELL> ")],
+    );
+    assert!(
+        !c.path("leak").exists(),
+        "escaped: the person's shell ran a line the session typed into the terminal\n{run:#?}"
+    );
+}
+
+#[test]
+#[ignore = "attack #15.4: fails on 70a5dac: TIOCSTI pushed a line that the user's shell ran after execgate exited"]
+fn tiocsti_cannot_type_into_the_users_shell_unotify() {
+    tiocsti_into_the_users_shell(Unotify)
+}
+#[test]
+#[ignore = "attack #15.4: fails on 70a5dac: TIOCSTI pushed a line that the user's shell ran after execgate exited"]
+fn tiocsti_cannot_type_into_the_users_shell_wrapper() {
+    tiocsti_into_the_users_shell(Wrapper)
+}
+
+// ---------------------------------------------------------------------------------------
+// 7: the agent cannot plant what runs later outside
+// ---------------------------------------------------------------------------------------
+
+fn nested_repository_hooks_and_config(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    outside("git", &["init", "-q", "-b", "main"], &s.work);
+    fs::create_dir(s.path("nested")).unwrap();
+    outside("git", &["init", "-q", "-b", "main"], &s.path("nested"));
+    let config_before = fs::read_to_string(s.path("nested/.git/config")).unwrap();
+    let out = run(
+        &s,
+        b,
+        &[],
+        &[],
+        "printf '#!/bin/sh\\necho planted\\n' > nested/.git/hooks/pre-commit; echo \"hook=$?\"
+         printf '[core]\\n\\tfsmonitor = ./planted\\n' >> nested/.git/config; echo \"config=$?\"",
+    );
+    assert!(
+        !s.path("nested/.git/hooks/pre-commit").exists(),
+        "escaped: a pre-commit hook was planted in a nested repository\n{out:#?}"
+    );
+    assert_eq!(
+        fs::read_to_string(s.path("nested/.git/config")).unwrap(),
+        config_before,
+        "escaped: a nested repository's config was changed\n{out:#?}"
+    );
+}
+
+#[test]
+#[ignore = "attack #15.7: fails on 70a5dac: the session wrote nested/.git/hooks/pre-commit and nested/.git/config"]
+fn a_nested_repositorys_hooks_and_config_are_read_only_unotify() {
+    nested_repository_hooks_and_config(Unotify)
+}
+#[test]
+#[ignore = "attack #15.7: fails on 70a5dac: the session wrote nested/.git/hooks/pre-commit and nested/.git/config"]
+fn a_nested_repositorys_hooks_and_config_are_read_only_wrapper() {
+    nested_repository_hooks_and_config(Wrapper)
+}
+
+// ---------------------------------------------------------------------------------------
+// 8: network off means no daemons either
+// ---------------------------------------------------------------------------------------
+
+fn unix_socket_outside_unreachable(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    let p = probe(&s);
+    let sock = c.path("daemon.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let out = run(
+        &s,
+        b,
+        &[],
+        &[],
+        &format!("{p} unix-connect {}; echo \"connect=$?\"", sock.display()),
+    );
+    listener.set_nonblocking(true).unwrap();
+    match listener.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        Err(e) => panic!("accept: {e}"),
+        Ok(_) => panic!(
+            "escaped: a unix socket listening outside got a connection with the network off\n{out:#?}"
+        ),
+    }
+}
+
+#[test]
+#[ignore = "attack #15.8: fails on 70a5dac: a pathname unix socket outside accepted a connection (network off)"]
+fn a_unix_socket_outside_receives_nothing_unotify() {
+    unix_socket_outside_unreachable(Unotify)
+}
+#[test]
+#[ignore = "attack #15.8: fails on 70a5dac: a pathname unix socket outside accepted a connection (network off)"]
+fn a_unix_socket_outside_receives_nothing_wrapper() {
+    unix_socket_outside_unreachable(Wrapper)
+}
+
+// ---------------------------------------------------------------------------------------
+// 9: bounded
+// ---------------------------------------------------------------------------------------
+
+/// A pids cgroup (v1 `pids` hierarchy, or none) around the whole run, as a safety net for
+/// the host: the session's own limits must stop the bomb before this net does.
+struct PidsNet {
+    dir: PathBuf,
+}
+
+const NET_PIDS: u32 = 1024;
+
+impl PidsNet {
+    fn new() -> Option<PidsNet> {
+        let root = Path::new("/sys/fs/cgroup/pids");
+        if !root.join("cgroup.procs").exists() {
+            return None;
+        }
+        let dir = root.join(format!("execgate-attack-{}", std::process::id()));
+        fs::create_dir(&dir).ok()?;
+        fs::write(dir.join("pids.max"), NET_PIDS.to_string()).ok()?;
+        Some(PidsNet { dir })
+    }
+
+    /// How often the net refused a fork.
+    fn hits(&self) -> u64 {
+        fs::read_to_string(self.dir.join("pids.events"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("max "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for PidsNet {
+    fn drop(&mut self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            let procs = fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default();
+            if procs.trim().is_empty() {
+                break;
+            }
+            for pid in procs.lines() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+/// A fork bomb inside (in the foreground: the session lives until `--timeout 10`), with
+/// the session's default limits: it must be stopped by the session (a pids limit on its
+/// cgroup, which must be below this test's own net of 1024 pids), and the session must end
+/// by `--timeout` (124) with the tree gone. The net (a v1 pids cgroup around execgate)
+/// keeps the host responsive whatever the session does.
+fn fork_bomb(b: Backend, extra: &[&str]) {
+    skip_unless_available!(b);
+    // One bomb at a time on the machine.
+    let _lock = DirLock::take(Path::new("/tmp/execgate-attack-fork-bomb.lock"));
+    let Some(net) = PidsNet::new() else {
+        eprintln!(
+            "SKIPPED: no v1 pids hierarchy for the test's safety net; not running a fork bomb"
+        );
+        return;
+    };
+    let s = Scratch::new();
+    let mut args = vec!["--timeout", "10"];
+    args.extend_from_slice(extra);
+    let inner = supervise_command(
+        &s,
+        b,
+        &[],
+        &args,
+        "echo started; bomb() { bomb | bomb; }; bomb",
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec \"$@\"",
+            net.dir.display()
+        ))
+        .arg("sh")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .current_dir(&s.work);
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(s.io.join("stdout")).unwrap())
+        .stderr(fs::File::create(s.io.join("stderr")).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_bounded(&mut child, || s.read_io("stderr"));
+    let out = Output {
+        status,
+        stdout: s.read_io("stdout"),
+        stderr: s.read_io("stderr"),
+    };
+    let stderr_head: String = out.stderr.chars().take(2000).collect();
+    assert!(
+        out.stdout.starts_with("started\n"),
+        "the bomb did not start: {:?} {stderr_head}",
+        out.status
+    );
+    // The tree is gone once execgate has exited (nothing of it left in the net).
+    let start = Instant::now();
+    let left = loop {
+        let procs = fs::read_to_string(net.dir.join("cgroup.procs")).unwrap_or_default();
+        if procs.trim().is_empty() || start.elapsed() > Duration::from_secs(5) {
+            break procs.lines().count();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        left, 0,
+        "processes of the bomb outlived the session: {stderr_head}"
+    );
+    assert_eq!(
+        net.hits(),
+        0,
+        "escaped: the bomb reached the test's own net of {NET_PIDS} pids (no session limit)\nstatus {:?}\n{stderr_head}",
+        out.status
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(124),
+        "ended by --timeout: {stderr_head}"
+    );
+}
+
+#[test]
+#[ignore = "attack #15.9: fails on 70a5dac: no pids limit on the session; a fork bomb filled the test's net of 1024 pids"]
+fn a_fork_bomb_is_contained_by_default_unotify() {
+    fork_bomb(Unotify, &[])
+}
+#[test]
+#[ignore = "attack #15.9: fails on 70a5dac: no pids limit on the session; a fork bomb filled the test's net of 1024 pids"]
+fn a_fork_bomb_is_contained_by_default_wrapper() {
+    fork_bomb(Wrapper, &[])
+}
+#[test]
+#[ignore = "attack #15.9: fails on 70a5dac: --pids-max does not exist yet (usage error)"]
+fn a_fork_bomb_is_contained_by_pids_max_unotify() {
+    fork_bomb(Unotify, &["--pids-max", "200"])
+}
+
+/// `--timeout` ends a session while its question is open (no one answers).
+fn timeout_with_an_open_question(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    let script = format!("touch {}; echo \"touch=$?\"", c.p("canary"));
+    let line = shell_line(&s, b, &["prompt.rules"], &["--timeout", "3"], &script);
+    let started = Instant::now();
+    let run = attack_harness::on_pty(&line, 25, &[], &[]);
+    assert!(
+        run.transcript.contains("execgate: allow"),
+        "the question was asked: {run:#?}"
+    );
+    assert_eq!(
+        run.code,
+        Some(124),
+        "the session outlived --timeout 3 by {:?} with its question open\n{run:#?}",
+        started.elapsed()
+    );
+    assert!(!c.path("canary").exists(), "{run:#?}");
+}
+
+#[test]
+#[ignore = "attack #15.9: fails on 70a5dac: an unanswered question keeps the session past --timeout (killed by the test after 25 s)"]
+fn timeout_ends_a_session_with_an_open_question_unotify() {
+    timeout_with_an_open_question(Unotify)
+}
+#[test]
+#[ignore = "attack #15.9: fails on 70a5dac: an unanswered question keeps the session past --timeout (killed by the test after 25 s)"]
+fn timeout_ends_a_session_with_an_open_question_wrapper() {
+    timeout_with_an_open_question(Wrapper)
+}
+
+/// `--prompt-timeout 2`: a question unanswered that long is denied (126), and the
+/// session goes on.
+fn prompt_timeout_denies(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    let script = format!("touch {}; echo \"touch=$?\"", c.p("canary"));
+    let line = shell_line(
+        &s,
+        b,
+        &["prompt.rules"],
+        &["--prompt-timeout", "2"],
+        &script,
+    );
+    let run = attack_harness::on_pty(&line, 25, &[], &[]);
+    assert!(!c.path("canary").exists(), "{run:#?}");
+    assert!(run.transcript.contains("touch=126"), "{run:#?}");
+    assert_eq!(run.code, Some(0), "{run:#?}");
+}
+
+#[test]
+#[ignore = "attack #15.9: fails on 70a5dac: --prompt-timeout does not exist yet (usage error)"]
+fn an_unanswered_prompt_times_out_as_deny_unotify() {
+    prompt_timeout_denies(Unotify)
+}
+#[test]
+#[ignore = "attack #15.9: fails on 70a5dac: --prompt-timeout does not exist yet (usage error)"]
+fn an_unanswered_prompt_times_out_as_deny_wrapper() {
+    prompt_timeout_denies(Wrapper)
+}
+
+#[test]
+#[ignore = "attack #15.9: fails on 70a5dac: --pids-max does not exist yet (usage error)"]
+fn a_fork_bomb_is_contained_by_pids_max_wrapper() {
+    fork_bomb(Wrapper, &["--pids-max", "200"])
+}
+
+// ---------------------------------------------------------------------------------------
+// 6: sessions get an environment built on purpose
+// ---------------------------------------------------------------------------------------
+
+/// A credential-looking variable of the supervisor's environment is not in the session's
+/// unless named with `--pass-env`; the session writes what it sees into the workdir.
+fn secret_environment(b: Backend, pass: bool) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let args: &[&str] = if pass {
+        &["--pass-env", "OPENAI_API_KEY"]
+    } else {
+        &[]
+    };
+    let mut cmd = supervise_command(
+        &s,
+        b,
+        &[],
+        args,
+        "echo \"${OPENAI_API_KEY-unset} ${PLAIN-unset}\" > seen",
+    );
+    cmd.env("OPENAI_API_KEY", "sk-attack-secret")
+        .env("PLAIN", "plain")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(s.io.join("stdout")).unwrap())
+        .stderr(fs::File::create(s.io.join("stderr")).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let status = wait_bounded(&mut child, || s.read_io("stderr"));
+    let seen = fs::read_to_string(s.path("seen")).unwrap_or_default();
+    let want = if pass {
+        "sk-attack-secret plain\n"
+    } else {
+        "unset plain\n"
+    };
+    assert_eq!(seen, want, "{status:?} {}", s.read_io("stderr"));
+}
+
+#[test]
+#[ignore = "attack #15.6: fails on 70a5dac: OPENAI_API_KEY of the supervisor's environment is readable in the session"]
+fn a_credential_variable_is_not_passed_by_default_unotify() {
+    secret_environment(Unotify, false)
+}
+#[test]
+#[ignore = "attack #15.6: fails on 70a5dac: OPENAI_API_KEY of the supervisor's environment is readable in the session"]
+fn a_credential_variable_is_not_passed_by_default_wrapper() {
+    secret_environment(Wrapper, false)
+}
+#[test]
+#[ignore = "attack #15.6: fails on 70a5dac: --pass-env does not exist yet (taken as the command)"]
+fn pass_env_passes_a_named_credential_variable_unotify() {
+    secret_environment(Unotify, true)
+}
+
+/// `--allow-unix-socket PATH`: that socket is connectable with the network off, another
+/// one outside is not.
+fn allowed_unix_socket(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    let p = probe(&s);
+    let allowed = c.path("allowed.sock");
+    let other = c.path("other.sock");
+    let allowed_l = UnixListener::bind(&allowed).unwrap();
+    let other_l = UnixListener::bind(&other).unwrap();
+    let out = run(
+        &s,
+        b,
+        &[],
+        &["--allow-unix-socket", allowed.to_str().unwrap()],
+        &format!(
+            "{p} unix-connect {}; echo \"allowed=$?\"; {p} unix-connect {}; echo \"other=$?\"",
+            allowed.display(),
+            other.display()
+        ),
+    );
+    allowed_l.set_nonblocking(true).unwrap();
+    other_l.set_nonblocking(true).unwrap();
+    assert!(
+        matches!(other_l.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "escaped: a socket not named got a connection\n{out:#?}"
+    );
+    assert!(
+        allowed_l.accept().is_ok(),
+        "the named socket got no connection\n{out:#?}"
+    );
+}
+
+#[test]
+#[ignore = "attack #15.8: fails on 70a5dac: --allow-unix-socket does not exist yet (taken as the command)"]
+fn allow_unix_socket_opens_only_the_named_socket_unotify() {
+    allowed_unix_socket(Unotify)
+}
+#[test]
+#[ignore = "attack #15.8: fails on 70a5dac: --allow-unix-socket does not exist yet (taken as the command)"]
+fn allow_unix_socket_opens_only_the_named_socket_wrapper() {
+    allowed_unix_socket(Wrapper)
+}
+
+/// An abstract unix socket listening outside (no file: Landlock's filesystem rules do not
+/// see it; its scoping, ABI 6, does) receives nothing with the network off.
+fn abstract_unix_socket_outside(b: Backend) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::SocketAddr;
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let p = probe(&s);
+    let name = format!("execgate-attack-{}-{}", std::process::id(), b.name());
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = UnixListener::bind_addr(&addr).unwrap();
+    let out = run(
+        &s,
+        b,
+        &[],
+        &[],
+        &format!("{p} unix-connect @{name}; echo \"connect=$?\""),
+    );
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == ErrorKind::WouldBlock),
+        "escaped: an abstract unix socket outside got a connection with the network off\n{out:#?}"
+    );
+}
+
+#[test]
+fn an_abstract_unix_socket_outside_receives_nothing_unotify() {
+    abstract_unix_socket_outside(Unotify)
+}
+#[test]
+fn an_abstract_unix_socket_outside_receives_nothing_wrapper() {
+    abstract_unix_socket_outside(Wrapper)
+}
