@@ -204,6 +204,7 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
                 audit: args.audit.clone(),
                 backend: args.backend.backend,
                 patched_bash: args.backend.patched_bash.clone(),
+                ..Default::default()
             },
         )?;
         if let Some(notice) = supervisor.notice() {

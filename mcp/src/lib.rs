@@ -111,6 +111,7 @@ where
                 audit: args.audit.clone(),
                 backend: args.backend,
                 patched_bash: args.patched_bash.clone(),
+                ..Default::default()
             },
         )?;
         // Once, on stderr (the log stream): auto fell back to the wrapper backend.

@@ -151,6 +151,11 @@ impl Policy {
         &self.sources
     }
 
+    /// The paths `host_executable(name=...)` allows for `name`, if the rules name any.
+    pub fn host_executable_paths(&self, name: &str) -> Option<&[PathBuf]> {
+        self.set.host_executables.get(name).map(Vec::as_slice)
+    }
+
     /// Evaluates one exec. `program` is the executable as exec'd (an absolute path from
     /// the supervisor, or a bare name for `execgate check`); `argv` is the full argv,
     /// `argv[0]` included (and ignored: `program` stands in its place).

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use seccomp::pidfd::PidFd;
 
+use crate::executable::Executable;
 use crate::session::ExitStatus;
 
 /// What the caller asked to run, as read while it waited.
@@ -39,10 +40,12 @@ pub struct Requested {
 /// The supervisor's own copy of a checked exec.
 #[derive(Debug)]
 pub struct Copy {
-    pub path: PathBuf,
+    /// The file that was checked, run through its descriptor.
+    pub executable: Executable,
+    /// argv\[0\] already names the program the rule named.
     pub argv: Vec<OsString>,
-    /// `NAME=value` entries, in order.
-    pub env: Vec<OsString>,
+    /// Built by [`environment`]: never the caller's own.
+    pub env: Vec<(OsString, OsString)>,
     pub cwd: PathBuf,
     /// The session's marker variable, so teardown recognises the copy and its children.
     pub marker: (String, String),
@@ -169,21 +172,13 @@ fn convert(waited: io::Result<std::process::ExitStatus>) -> ExitStatus {
 
 /// Starts the copy on the caller's fds 0, 1, 2 (`/dev/null` for one it did not have).
 fn spawn_copy(job: Copy, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process::Child> {
-    let mut cmd = Command::new(&job.path);
+    let mut cmd = Command::new(job.executable.exec_path());
     if let Some(arg0) = job.argv.first() {
         cmd.arg0(arg0);
     }
     cmd.args(job.argv.iter().skip(1));
     cmd.env_clear();
-    for var in &job.env {
-        let bytes = var.as_bytes();
-        if let Some(eq) = bytes.iter().position(|&b| b == b'=') {
-            cmd.env(
-                std::ffi::OsStr::from_bytes(&bytes[..eq]),
-                std::ffi::OsStr::from_bytes(&bytes[eq + 1..]),
-            );
-        }
-    }
+    cmd.envs(job.env.iter().map(|(k, v)| (k, v)));
     cmd.env(&job.marker.0, &job.marker.1);
     cmd.current_dir(&job.cwd);
     let [stdin, stdout, stderr] = stdio;
@@ -191,6 +186,13 @@ fn spawn_copy(job: Copy, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process
     cmd.stdout(stdout.map(Stdio::from).unwrap_or_else(Stdio::null));
     cmd.stderr(stderr.map(Stdio::from).unwrap_or_else(Stdio::null));
     let mut hooks: Vec<seccomp::child::ChildHook> = Vec::new();
+    if job.executable.script {
+        // The interpreter opens the script again by the descriptor's path after the exec:
+        // keep that descriptor open across it (as the kernel's own fexecve needs too).
+        let fd = job.executable.try_clone_fd()?;
+        let number = job.executable.fd_number();
+        hooks.push(seccomp::child::inherit_fd_hook(fd, number));
+    }
     if let Some(joiner) = job.cgroup {
         hooks.push(Box::new(move || {
             joiner
@@ -200,4 +202,81 @@ fn spawn_copy(job: Copy, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process
     }
     seccomp::child::die_with_supervisor(&mut cmd, hooks);
     crate::spawner::spawn(cmd)
+}
+
+/// What an escalated copy gets as its environment: the supervisor's own base, plus the
+/// variables the person named (`--escalate-env`), taken from the caller. Never a variable
+/// that makes a loader, an interpreter or a tool run code or read config of the caller's
+/// choosing, even when named.
+#[derive(Debug, Default)]
+pub struct Environment {
+    entries: Vec<(OsString, OsString)>,
+}
+
+/// The supervisor's variables every copy gets (from its own environment at start).
+pub const BASE_VARIABLES: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR",
+];
+
+/// Prefixes never passed to a copy: the dynamic loader's, interpreters' and
+/// tools' hooks (code or config they load from a path or a string).
+const NEVER: &[&str] = &[
+    "LD_", "GCONV_PATH", "GETCONF_DIR", "HOSTALIASES", "LOCALDOMAIN", "LOCPATH", "MALLOC_",
+    "NLSPATH", "RES_OPTIONS", "RESOLV_", "BASH_ENV", "ENV", "BASH_FUNC_",
+    "BASHOPTS", "SHELLOPTS", "PS4", "PROMPT_COMMAND", "IFS", "CDPATH", "GLOBIGNORE",
+    "PYTHON", "PERL5", "PERLLIB", "PERL_", "RUBY", "GEM_", "BUNDLE_", "NODE_", "NPM_CONFIG_",
+    "npm_config_", "YARN_", "COREPACK_", "GIT_", "MAKEFLAGS", "MAKEFILES", "MFLAGS",
+    "GNUMAKEFLAGS", "CARGO_", "RUSTC", "RUSTFLAGS", "RUSTDOC", "CC", "CXX", "CFLAGS",
+    "LDFLAGS", "CPP", "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",
+    "LUA_", "TCLLIBPATH", "TERMINFO", "PAGER", "MANPAGER", "GIT_PAGER", "EDITOR", "VISUAL",
+    "BROWSER", "LESSOPEN", "LESSCLOSE", "LESSKEY", "SSH_ASKPASS", "SUDO_ASKPASS",
+    "XDG_", "DOTNET_", "OPENSSL_", "SSL_CERT_", "CURL_", "WGETRC", "PIP_", "VIRTUAL_ENV",
+    "CONDA", "EXECGATE_",
+];
+
+/// Never passed, even if named: every name that starts with an entry of [`NEVER`].
+pub fn is_hook_variable(name: &str) -> bool {
+    NEVER.iter().any(|p| name.starts_with(p))
+}
+
+impl Environment {
+    /// The names passed, in order (for the prompt and the audit line).
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.entries
+            .iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+    }
+
+    pub fn into_entries(self) -> Vec<(OsString, OsString)> {
+        self.entries
+    }
+}
+
+/// Builds a copy's environment from the supervisor's `base` and the caller's `requested`
+/// entries (`NAME=value`): `pass` names the caller's variables the person allowed.
+pub fn environment(
+    base: &[(OsString, OsString)],
+    pass: &[String],
+    requested: &[OsString],
+) -> Environment {
+    let mut entries: Vec<(OsString, OsString)> = base.to_vec();
+    for entry in requested {
+        let bytes = entry.as_bytes();
+        let Some(eq) = bytes.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let name = std::ffi::OsStr::from_bytes(&bytes[..eq]);
+        let Some(name_str) = name.to_str() else {
+            continue;
+        };
+        if !pass.iter().any(|p| p == name_str) || is_hook_variable(name_str) {
+            continue;
+        }
+        let value = std::ffi::OsStr::from_bytes(&bytes[eq + 1..]).to_os_string();
+        match entries.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => entries.push((name.to_os_string(), value)),
+        }
+    }
+    Environment { entries }
 }

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod cgroup;
 mod escalate;
 mod exec_request;
+pub mod executable;
 mod gate;
 mod ptrace;
 pub mod rlimits;

@@ -124,6 +124,20 @@ pub struct ExecRecord {
     pub duration_ms: Option<u64>,
     /// The session this exec belongs to.
     pub session: u64,
+    /// Escalated: the file that ran (symlinks resolved), by path, device and inode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<ResolvedProgram>,
+    /// Escalated: the names of the environment variables the copy got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation_env: Option<Vec<String>>,
+}
+
+/// The file an escalated copy ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResolvedProgram {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// Who settled what happened to an exec.

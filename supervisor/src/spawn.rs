@@ -96,6 +96,11 @@ impl Supervisor {
             .find(|(k, _)| k == "TMPDIR")
             .map(|(_, v)| PathBuf::from(v))
             .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from));
+        let agent_roots = crate::sandbox::landlock::agent_roots(
+            &spec.sandbox,
+            &spec.workdir,
+            tmpdir.as_deref(),
+        );
         let landlock = crate::sandbox::landlock::prepare(
             &spec.sandbox,
             &spec.workdir,
@@ -214,6 +219,7 @@ impl Supervisor {
             marker: (marker_key, marker_value),
             escalations: Mutex::new(Vec::new()),
             own_group,
+            agent_roots,
         });
         let serving = shared.clone();
         let stopped = Arc::new(AtomicBool::new(false));

@@ -2,6 +2,7 @@
 //! features (backend, filters, hand-off methods, the fail-closed watchdog); it starts
 //! sessions ([`Supervisor::spawn`], in `spawn.rs`). Owns nothing per session.
 
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use seccomp::remote_fd::FdHandoff;
 use crate::audit::AuditLog;
 use crate::teardown::{self};
 
+use crate::escalate;
 use crate::gate::unotify::Reach;
 use crate::gate::wrapper;
 
@@ -26,6 +28,9 @@ pub struct SupervisorOptions {
     pub audit: Option<PathBuf>,
     /// Which backend decides the execs.
     pub backend: BackendRequest,
+    /// Variables of the caller that escalated copies get besides the supervisor's own base
+    /// (`--escalate-env NAME`); loader and tool hook variables are never passed.
+    pub escalate_env: Vec<String>,
     /// The patched bash for the wrapper backend (`--patched-bash`); otherwise it is
     /// searched for (see `features::patched_shell`).
     pub patched_bash: Option<PathBuf>,
@@ -115,12 +120,50 @@ pub(crate) struct Inner {
     /// Notification threads wait in RECV itself and are stopped by a signal; without it
     /// they poll the listener and a stop descriptor.
     pub(crate) interrupter: Option<seccomp::listener::Interrupter>,
+    /// What escalated copies are built from, fixed at start.
+    pub(crate) escalation: EscalationSettings,
     pub(crate) git_protection: crate::sandbox::landlock::Protection,
     pub(crate) next_session: AtomicU64,
     /// `<own cgroup>/execgate/supervisor-<pid>`: every session's cgroup is beneath it.
     pub(crate) cgroup_parent: Option<PathBuf>,
     /// The write end of the watchdog's pipe; closing it (our death) kills `cgroup_parent`.
     pub(crate) _watchdog: Option<OwnedFd>,
+}
+
+/// What escalated copies are built from: read from the supervisor's own environment at
+/// start, so nothing a session does later changes it.
+#[derive(Debug)]
+pub(crate) struct EscalationSettings {
+    /// The supervisor's own values of [`escalate::BASE_VARIABLES`] and `LC_*`.
+    pub base_env: Vec<(OsString, OsString)>,
+    /// The caller's variables the person allowed through.
+    pub pass_env: Vec<String>,
+    /// The supervisor's `PATH`: where a bare-name allow rule's program is looked up.
+    pub trusted_path: Vec<PathBuf>,
+    /// Files owned by this uid (or root) may be escalated.
+    pub own_uid: u32,
+}
+
+impl EscalationSettings {
+    fn from_process(pass_env: &[String]) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let base_env = std::env::vars_os()
+            .filter(|(k, _)| {
+                k.to_str().is_some_and(|k| {
+                    escalate::BASE_VARIABLES.contains(&k) || k.starts_with("LC_")
+                })
+            })
+            .collect();
+        let trusted_path = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).filter(|d| d.is_absolute()).collect())
+            .unwrap_or_default();
+        EscalationSettings {
+            base_env,
+            pass_env: pass_env.to_vec(),
+            trusted_path,
+            own_uid: std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0),
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -256,6 +299,7 @@ impl Supervisor {
                         seccomp::pid_ns::Privilege::UserNamespace
                     }),
                 interrupter: seccomp::listener::Interrupter::get(),
+                escalation: EscalationSettings::from_process(&options.escalate_env),
                 git_protection: if cap_sys_admin {
                     crate::sandbox::landlock::Protection::MountNamespace
                 } else {

@@ -9,11 +9,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use policy::{Decision, Evaluation};
+use policy::{DecidedBy, Decision, Evaluation, RuleMatch};
 
 use super::{Shared, lock, now_ms};
 use crate::approval::{Approval, ApprovalRequest};
 use crate::escalate;
+use crate::executable::Executable;
+use crate::session::ResolvedProgram;
 use crate::routing::{self, Action};
 use crate::session::{Decider, ExecRecord, RanIn};
 use crate::stopwatch::PauseGuard;
@@ -164,7 +166,15 @@ impl Shared {
                 gate.deny(pending, &reason);
                 self.store_some(record);
             }
-            Action::Escalate => self.escalate(gate, pending, eval, decider),
+            Action::Escalate => {
+                let facts = gate.facts(&pending);
+                match self.escalation_target(&facts, &eval) {
+                    Ok(executable) => {
+                        self.escalate(gate, pending, facts, executable, eval, decider);
+                    }
+                    Err(why) => self.not_escalated(gate, pending, &facts, eval, decider, why),
+                }
+            }
             // `route` never yields Ask after approval.
             Action::Ask => gate.deny(pending, "asked twice"),
         }
@@ -176,19 +186,42 @@ impl Shared {
         self: &Arc<Self>,
         gate: &G,
         pending: G::Pending,
+        facts: ExecFacts,
+        executable: Executable,
         eval: Evaluation,
         decider: Decider,
     ) {
         let time_ms = now_ms();
-        // Read while the caller waits: once answered it may be gone.
-        let facts = gate.facts(&pending);
         let Some((caller, requested)) = gate.escalation(pending) else {
             return;
         };
+        let env = escalate::environment(
+            &self.inner.escalation.base_env,
+            &self.inner.escalation.pass_env,
+            &requested.env,
+        );
+        let passed: Vec<String> = env.names().collect();
+        // argv[0] names the program the rule named (multi-call programs such as git and
+        // busybox act on it), never what the caller put there.
+        let mut argv = requested.argv;
+        let arg0 = requested
+            .path
+            .file_name()
+            .map(std::ffi::OsStr::to_os_string)
+            .unwrap_or_default();
+        match argv.first_mut() {
+            Some(first) => *first = arg0,
+            None => argv.push(arg0),
+        }
+        let resolved = ResolvedProgram {
+            path: executable.path.clone(),
+            dev: executable.dev,
+            ino: executable.ino,
+        };
         let copy = escalate::Copy {
-            path: requested.path,
-            argv: requested.argv,
-            env: requested.env,
+            executable,
+            argv,
+            env: env.into_entries(),
             cwd: requested.cwd,
             marker: self.marker.clone(),
             cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
@@ -226,6 +259,8 @@ impl Shared {
                 };
                 let mut record = this.make_record(facts, Some(&eval), decider, ran_in, reason);
                 record.time_ms = time_ms;
+                record.resolved = Some(resolved);
+                record.escalation_env = Some(passed);
                 record.status = status;
                 record.duration_ms =
                     duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -239,6 +274,115 @@ impl Shared {
                 threads.push(thread);
             }
             Err(err) => tracing::error!("no thread for an escalation: {err}"),
+        }
+    }
+
+    /// The file an escalation would run, if the session could not have written it and it
+    /// is the very file the allow rule names.
+    fn escalation_target(&self, facts: &ExecFacts, eval: &Evaluation) -> Result<Executable, String> {
+        let path = facts.cwd.join(&facts.program);
+        let pid = u32::try_from(facts.pid).map_err(|_| "the caller is gone".to_owned())?;
+        let executable = Executable::open(pid, &path)
+            .map_err(|err| format!("{} cannot be opened: {err}", path.display()))?;
+        if let Some(why) = executable.why_untrusted(&self.agent_roots, self.inner.escalation.own_uid)
+        {
+            return Err(why);
+        }
+        // A person who approved a prompt saw the path; an allow rule must name this file.
+        if eval.decision == Decision::Allow
+            && !eval
+                .matched_rules
+                .iter()
+                .any(|m| self.rule_names(m, &executable))
+        {
+            let token = eval
+                .matched_rules
+                .first()
+                .and_then(|m| m.matched_prefix.first())
+                .cloned()
+                .unwrap_or_default();
+            return Err(format!(
+                "{} is not the `{token}` the rule names ({})",
+                executable.path.display(),
+                self.named_by(&token)
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(executable)
+    }
+
+    /// Does rule `m` name this file? An absolute token names that file; a bare name names
+    /// what it resolves to through trusted places only: its `host_executable` paths, else
+    /// the supervisor's own `PATH` at start. Never `./ls` or `/tmp/git`.
+    fn rule_names(&self, m: &RuleMatch, executable: &Executable) -> bool {
+        let Some(token) = m.matched_prefix.first() else {
+            return false;
+        };
+        self.named_by(token)
+            .iter()
+            .any(|p| std::fs::metadata(p).is_ok_and(|meta| executable.is(&meta)))
+    }
+
+    /// The files a rule's program token can name.
+    fn named_by(&self, token: &str) -> Vec<PathBuf> {
+        if token.starts_with('/') {
+            return vec![PathBuf::from(token)];
+        }
+        if let Some(paths) = self.inner.policy.host_executable_paths(token) {
+            return paths.to_vec();
+        }
+        // The first hit in PATH, as a shell would resolve the name.
+        self.inner
+            .escalation
+            .trusted_path
+            .iter()
+            .map(|dir| dir.join(token))
+            .find(|p| p.is_file())
+            .into_iter()
+            .collect()
+    }
+
+    /// An escalation refused because of the file it would run: decided as if no allow rule
+    /// had matched (the heuristics: sandboxed, asked or denied). A person's approval of a
+    /// prompt still stands, and runs it inside the sandbox.
+    fn not_escalated<G: Gate>(
+        self: &Arc<Self>,
+        gate: &G,
+        pending: G::Pending,
+        facts: &ExecFacts,
+        eval: Evaluation,
+        decider: Decider,
+        why: String,
+    ) {
+        let program = facts.program.to_string_lossy();
+        let args = facts.argv.get(1..).unwrap_or_default();
+        let mut verdict = policy::heuristics::judge(&program, args);
+        verdict.reason = format!("not escalated: {why}; {}", verdict.reason);
+        let fallback = Evaluation {
+            decision: verdict.decision,
+            decided_by: DecidedBy::Heuristics,
+            matched_rules: eval.matched_rules,
+            heuristic: Some(verdict),
+        };
+        if decider == Decider::Human {
+            self.act(gate, pending, fallback, Action::Continue, Decider::Human);
+            return;
+        }
+        let action = routing::route(&fallback, self.sandbox.mode);
+        let action = if action == Action::Escalate {
+            Action::Continue
+        } else {
+            action
+        };
+        match action {
+            Action::Ask => {
+                let key = approval_key(&program, &facts.argv);
+                self.ask(gate, pending, fallback, key);
+            }
+            action => self.act(gate, pending, fallback, action, Decider::Heuristics),
         }
     }
 
@@ -265,6 +409,8 @@ impl Shared {
             ppid: facts.ppid,
             duration_ms: None,
             session: self.id,
+            resolved: None,
+            escalation_env: None,
         }
     }
 

@@ -11,6 +11,7 @@
 use std::collections::HashSet;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -67,6 +68,9 @@ pub(crate) struct Shared {
     /// Escalation threads: each writes its exec's record after releasing the caller, so
     /// the session waits for them before it reports (or the process exits).
     pub(crate) escalations: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Where the session can write, whatever its mode (an earlier call may have): no file
+    /// there is escalated.
+    pub(crate) agent_roots: Vec<PathBuf>,
     /// The session has a process group of its own (pgid == the root's pid).
     pub(crate) own_group: bool,
 }

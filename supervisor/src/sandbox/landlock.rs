@@ -491,6 +491,19 @@ pub fn probe_kernel_abi() -> u8 {
 
 /// Canonical, existing, de-duplicated writable roots. The workdir and explicit roots must
 /// exist; a missing `/tmp` or `$TMPDIR` is skipped.
+/// Every place a session of `policy` in `workdir` can write, whatever its mode: no file
+/// there may be escalated (an earlier workspace-write call may have written it).
+pub(crate) fn agent_roots(
+    policy: &SandboxPolicy,
+    workdir: &Path,
+    tmpdir: Option<&Path>,
+) -> Vec<PathBuf> {
+    let workdir = workdir.canonicalize().unwrap_or_else(|_| workdir.to_owned());
+    let mut roots = writable_roots(policy, &workdir, tmpdir).unwrap_or_else(|_| vec![workdir]);
+    roots.extend(DEVICE_FILES.iter().map(PathBuf::from));
+    roots
+}
+
 fn writable_roots(
     policy: &SandboxPolicy,
     workdir: &Path,
