@@ -7,16 +7,14 @@ use std::time::{Duration, Instant};
 use supervisor::cgroup::{self, KillMethod};
 use supervisor::{CgroupError, SessionCgroup};
 
-/// Create a session cgroup, or skip loudly saying why cgroup v2 is unusable here.
+/// Create a session cgroup, or skip (through testkit) saying why cgroup v2 is unusable here.
 macro_rules! session_cgroup_or_skip {
     ($id:expr) => {
-        match SessionCgroup::create(&format!("test-{}-{}", std::process::id(), $id)) {
-            Ok(cg) => cg,
-            Err(e) => {
-                eprintln!("SKIPPED: no usable cgroup v2 (needs root or a delegated cgroup): {e}");
-                return;
-            }
-        }
+        testkit::ok_or_skip!(
+            SessionCgroup::create(&format!("test-{}-{}", std::process::id(), $id)).map_err(
+                |e| format!("no usable cgroup v2 (needs root or a delegated cgroup): {e}")
+            )
+        )
     };
 }
 
@@ -132,7 +130,7 @@ fn unusable_cgroup_dirs_are_reported_with_the_path() {
     // And the supervisor's own cgroup is found on this machine (or the reason is given).
     match cgroup::own_cgroup_dir() {
         Ok(dir) => assert!(dir.exists(), "{}", dir.display()),
-        Err(e) => eprintln!("SKIPPED part: {e}"),
+        Err(e) => testkit::skip(format!("the supervisor's own cgroup: {e}")),
     }
 }
 
@@ -171,6 +169,6 @@ fn doctor_probe_says_what_this_machine_has() {
                 "kernel 5.14+ has both: {support:?}"
             );
         }
-        Err(e) => eprintln!("SKIPPED: no usable cgroup v2 here: {e}"),
+        Err(e) => testkit::skip(format!("no usable cgroup v2 here: {e}")),
     }
 }

@@ -43,10 +43,9 @@ fn allocations() -> usize {
 
 #[test]
 fn restrict_self_in_child_does_not_allocate() {
-    if landlock::probe_kernel_abi() == 0 {
-        eprintln!("SKIPPED: the kernel has no Landlock");
-        return;
-    }
+    testkit::skip_unless!(
+        (landlock::probe_kernel_abi() == 0).then_some("the kernel has no Landlock")
+    );
     let work = tempfile::tempdir().unwrap();
     // Build on a fresh thread and enforce there: Landlock restricts the calling thread
     // only, so the test process stays unrestricted.

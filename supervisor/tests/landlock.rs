@@ -9,17 +9,14 @@ use std::process::{Command, Stdio};
 use supervisor::sandbox::landlock::{self, EnforcementLevel};
 use supervisor::{SandboxMode, SandboxPolicy};
 
-/// Skip loudly when the kernel has no Landlock (the kernel matrix covers old kernels).
+/// Skip (through testkit) when the kernel's Landlock is older than `abi` (the kernel matrix
+/// covers old kernels).
 macro_rules! require_landlock {
     ($abi:expr) => {
         let have = landlock::probe_kernel_abi();
-        if have < $abi {
-            eprintln!(
-                "SKIPPED: needs Landlock ABI {} but the kernel has {have}",
-                $abi
-            );
-            return;
-        }
+        testkit::skip_unless!(
+            (have < $abi).then(|| format!("needs Landlock ABI {} but the kernel has {have}", $abi))
+        );
     };
 }
 

@@ -30,7 +30,7 @@ fn supervisor_or_skip() -> Option<Supervisor> {
     ) {
         Ok(s) => Some(s),
         Err(err) => {
-            eprintln!("SKIPPED: the supervisor cannot run here: {err}");
+            testkit::skip(format!("the supervisor cannot run here: {err}"));
             None
         }
     }
@@ -184,13 +184,10 @@ async fn a_slow_prompt_stalls_neither_the_rest_of_its_tree_nor_other_sessions() 
         r#"prefix_rule(pattern = ["rm"], decision = "prompt", justification = "ask first")"#,
     )
     .unwrap();
-    let sup = match Supervisor::new(Arc::new(policy), SupervisorOptions::default()) {
-        Ok(s) => s,
-        Err(err) => {
-            eprintln!("SKIPPED: the supervisor cannot run here: {err}");
-            return;
-        }
-    };
+    let sup = testkit::ok_or_skip!(
+        Supervisor::new(Arc::new(policy), SupervisorOptions::default())
+            .map_err(|err| format!("the supervisor cannot run here: {err}"))
+    );
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     // The person answers A's prompt only after A's own loop and all of session B have run

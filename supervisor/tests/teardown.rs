@@ -162,13 +162,10 @@ fn only_this_sessions_processes_die() {
 
 #[test]
 fn with_a_cgroup_the_tree_dies_and_the_orphans_zombies_are_reaped() {
-    let cg = match supervisor::SessionCgroup::create(&id("cg")) {
-        Ok(cg) => cg,
-        Err(e) => {
-            eprintln!("SKIPPED: no usable cgroup v2 (needs root or a delegated cgroup): {e}");
-            return;
-        }
-    };
+    let cg = testkit::ok_or_skip!(
+        supervisor::SessionCgroup::create(&id("cg"))
+            .map_err(|e| format!("no usable cgroup v2 (needs root or a delegated cgroup): {e}"))
+    );
     let joiner = cg.joiner().unwrap();
     teardown::become_subreaper().unwrap();
     let name = id("cg");

@@ -176,10 +176,9 @@ async fn failed_execs_are_exactly_stock_bash() {
     let Some(bash) = patched_shell("bash") else {
         return;
     };
-    if !Path::new("/bin/bash").is_file() {
-        eprintln!("SKIPPED: no stock /bin/bash to compare with");
-        return;
-    }
+    testkit::skip_unless!(
+        (!Path::new("/bin/bash").is_file()).then_some("no stock /bin/bash to compare with")
+    );
     let server = TestServer::start(|_| Answer::Run);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("plain"), "echo not executable\n").unwrap();
@@ -228,7 +227,7 @@ async fn an_exec_made_by_python_subprocess_is_not_seen() {
         .map(Path::new)
         .find(|p| p.is_file())
     else {
-        eprintln!("SKIPPED: python3 is not installed");
+        testkit::skip("python3 is not installed");
         return;
     };
     let server = TestServer::start(|_| Answer::Run);

@@ -1,4 +1,11 @@
-//! End to end: `execgate supervise` running a stock bash on this kernel.
+//! End to end: `execgate supervise` running bash on this kernel, on both backends.
+//!
+//! One table of scenarios ([`scenarios!`] at the end), each a function of the backend, run
+//! as `unotify::NAME` (`--backend unotify`, a stock bash) and `wrapper::NAME` (`--backend
+//! wrapper` with the patched bash of `patches-fallback/build-shells` and the real
+//! `execgate-execve-wrapper`). Where the wrapper cannot satisfy a scenario (it sees only the
+//! patched shell's own execs: docs/threat-model.md, "Known gaps"), the scenario asserts
+//! the documented difference for it instead of skipping.
 //!
 //! Every test runs the real binary with `--no-default-rules` and rules files from
 //! `tests/fixtures/rules/supervise/`, in a fresh temporary directory, and asserts something
@@ -8,8 +15,8 @@
 //!
 //! Small C helpers (`tests/helpers/*.c`) do what bash cannot: raw `execve` with bad
 //! pointers, syscalls through foreign ABIs, listing open descriptors without opening one.
-//! They are compiled with `cc` by the tests that need them; without `cc` those tests skip
-//! and say so.
+//! They are compiled with `cc`. A missing prerequisite skips through `testkit` (which fails
+//! instead under `EXECGATE_REQUIRE_ALL=1`, as in scripts/test).
 
 #![cfg(target_os = "linux")]
 
@@ -19,87 +26,104 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use testkit::{Exempt, Skip, skip_unless};
+
 mod common;
-use common::{EXECGATE, Output, RUN_LIMIT, Scratch, fixture, rule_line, wait_bounded};
+use common::{
+    EXECGATE, Output, RUN_LIMIT, Scratch, fixture, is_root, patched_pieces, rule_line,
+    supervisor_unavailable, wait_bounded, which,
+};
 
 // ---------------------------------------------------------------------------------------
 // Harness
 // ---------------------------------------------------------------------------------------
 
-/// Prints why a test did not run and returns from it.
-macro_rules! skip_unless {
-    ($why_not:expr) => {
-        if let Some(why) = $why_not {
-            eprintln!("SKIPPED: {why}");
-            return;
+/// The backend a scenario runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Unotify,
+    Wrapper,
+}
+
+impl Backend {
+    /// Why sessions on this backend cannot run here, if they cannot.
+    fn unavailable(self) -> Option<Skip> {
+        match self {
+            Backend::Unotify => supervisor_unavailable().map(Skip::from),
+            Backend::Wrapper => patched_pieces().err(),
         }
-    };
-}
-
-/// Why the supervisor cannot run on this machine, if it cannot: a kernel without seccomp
-/// user notification or pidfd_getfd, or ptrace restricted beyond descendants (escalation
-/// seizes the paused caller).
-fn supervisor_unavailable() -> Option<String> {
-    let actions = fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
-    if !actions.split_whitespace().any(|a| a == "user_notif") {
-        return Some(
-            "this kernel has no seccomp user notification (Linux 5.0+, CONFIG_SECCOMP_FILTER)"
-                .into(),
-        );
     }
-    if !kernel_at_least(5, 9) {
-        return Some("the supervisor needs Linux 5.9+ (pidfd_getfd, NOTIF_ADDFD)".into());
-    }
-    if let Ok(scope) = fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
-        && scope.trim().parse::<u32>().unwrap_or(0) > 1
-        && !is_root()
-    {
-        return Some(format!(
-            "kernel.yama.ptrace_scope={} forbids the ptrace hand-back without root",
-            scope.trim()
-        ));
-    }
-    None
-}
 
-/// Escalation ends the caller by rewriting its registers; implemented for x86_64.
-fn escalation_unavailable() -> Option<String> {
-    supervisor_unavailable().or_else(|| {
-        (!cfg!(target_arch = "x86_64"))
-            .then(|| "the escalation hand-back is implemented for x86_64 only".to_string())
-    })
-}
-
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
-    let maj: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let min: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    (maj, min) >= (major, minor)
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+    /// Escalation under unotify ends the caller by rewriting its registers (x86_64 only);
+    /// the wrapper receives the status over its socket and needs nothing more.
+    fn escalation_unavailable(self) -> Option<Skip> {
+        self.unavailable().or_else(|| {
+            (self == Backend::Unotify && !cfg!(target_arch = "x86_64")).then(|| {
+                Skip::exempt(
+                    "the escalation hand-back is implemented for x86_64 only",
+                    Exempt::NotX86_64,
+                )
+            })
         })
-        .unwrap_or(false)
-}
+    }
 
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
+    /// Why sandboxed sessions here get no PID namespace, if they do not (doctor's probe).
+    fn pid_namespace_unavailable(self) -> Option<Skip> {
+        self.unavailable().or_else(|| {
+            let out = Command::new(EXECGATE)
+                .args(["doctor", "--json"])
+                .output()
+                .unwrap();
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let feature = &doc["pid_namespace"];
+            (feature["available"] != true).then(|| {
+                Skip::from(format!(
+                    "no PID namespace for sandboxed sessions here: {}",
+                    feature["detail"]
+                ))
+            })
+        })
+    }
+
+    /// The arguments of `execgate supervise` that choose this backend.
+    fn args(self) -> Vec<OsString> {
+        match self {
+            Backend::Unotify => vec!["--backend".into(), "unotify".into()],
+            Backend::Wrapper => {
+                let p = patched_pieces().expect("checked by the scenario");
+                vec![
+                    "--backend".into(),
+                    "wrapper".into(),
+                    "--patched-bash".into(),
+                    p.bash.clone().into(),
+                ]
+            }
+        }
+    }
+
+    /// The environment the backend needs (the wrapper binary of this build).
+    fn env(self) -> Vec<(String, String)> {
+        match self {
+            Backend::Unotify => Vec::new(),
+            Backend::Wrapper => {
+                let p = patched_pieces().expect("checked by the scenario");
+                vec![(
+                    "EXECGATE_EXECVE_WRAPPER".into(),
+                    p.wrapper.to_str().unwrap().into(),
+                )]
+            }
+        }
+    }
 }
 
 impl Scratch {
-    /// `execgate supervise --no-default-rules --rules FIXTURE... ARGS... -- bash -c SCRIPT`.
-    fn supervise(&self, rules: &[&str]) -> Supervise<'_> {
-        let mut args: Vec<OsString> = vec!["supervise".into(), "--no-default-rules".into()];
+    /// `execgate supervise BACKEND... --no-default-rules --audit IO/audit.jsonl --rules
+    /// FIXTURE... ARGS... -- bash -c SCRIPT`.
+    fn supervise(&self, b: Backend, rules: &[&str]) -> Supervise<'_> {
+        let mut args: Vec<OsString> = vec!["supervise".into()];
+        args.extend(b.args());
+        args.extend(["--no-default-rules".into(), "--audit".into()]);
+        args.push(self.audit().into());
         for name in rules {
             args.push("--rules".into());
             args.push(fixture(name).into());
@@ -109,13 +133,22 @@ impl Scratch {
             args,
             stdin: None,
             wrapper: Vec::new(),
-            env: Vec::new(),
+            env: b.env(),
         }
     }
 
+    /// The audit log every [`Scratch::supervise`] session writes.
+    fn audit(&self) -> PathBuf {
+        self.io.join("audit.jsonl")
+    }
+
+    fn audit_lines(&self) -> Vec<serde_json::Value> {
+        audit_lines(&self.audit())
+    }
+
     /// Compiles `tests/helpers/NAME.c` into the workdir. `Err`: why it cannot (no `cc`).
-    fn helper(&self, name: &str) -> Result<PathBuf, String> {
-        let cc = which("cc").ok_or("no C compiler (`cc`) to build the test helpers")?;
+    fn helper(&self, name: &str) -> Result<PathBuf, Skip> {
+        let cc = which("cc").ok_or(Skip::from("no C compiler (`cc`) to build the test helpers"))?;
         let source = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/helpers")
             .join(format!("{name}.c"));
@@ -125,7 +158,7 @@ impl Scratch {
             .arg(&out)
             .arg(&source)
             .output()
-            .map_err(|e| format!("running cc: {e}"))?;
+            .map_err(|e| Skip::from(format!("running cc: {e}")))?;
         if !built.status.success() {
             // A helper that does not build is a broken test, not a missing feature.
             panic!(
@@ -226,17 +259,20 @@ impl Supervise<'_> {
 // forbidden
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn forbidden_program_does_not_run_and_the_caller_is_told_which_rule() {
-    skip_unless!(supervisor_unavailable());
+fn allowed_runs_in_the_sandbox_and_forbidden_does_not_run(b: Backend) {
+    skip_unless!(b.unavailable());
     let s = Scratch::new();
     fs::write(s.path("marker"), "keep me").unwrap();
     let out = s
-        .supervise(&["forbidden.rules"])
-        .run(r#"rm marker; echo "status=$?""#);
+        .supervise(b, &["forbidden.rules"])
+        .run(r#"touch made; echo "touch=$?"; rm marker; echo "rm=$?""#);
 
+    assert_eq!(out.stdout, "touch=0\nrm=126\n", "{out:#?}");
+    assert!(
+        s.path("made").exists(),
+        "the allowed program did not run: {out:#?}"
+    );
     assert!(s.path("marker").exists(), "rm ran: {out:#?}");
-    assert_eq!(out.stdout, "status=126\n", "{out:#?}");
     assert_eq!(out.code(), 0, "{out:#?}");
     let denials = out.denials();
     assert_eq!(denials.len(), 1, "one reason line: {out:#?}");
@@ -255,11 +291,10 @@ fn forbidden_program_does_not_run_and_the_caller_is_told_which_rule() {
 // escalation: exact status, stdio, cwd, environment
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn escalated_status_is_exact_as_bash_sees_it() {
-    skip_unless!(escalation_unavailable());
+fn escalated_status_is_exact_as_bash_sees_it(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
-    let out = s.supervise(&["escalate.rules"]).run(
+    let out = s.supervise(b, &["escalate.rules"]).run(
         r#"for code in 0 1 42 255; do sh -c "exit $code"; echo "exit $code -> $?"; done
            sh -c 'kill -TERM $$'; echo "SIGTERM -> $?"
            sh -c 'kill -KILL $$'; echo "SIGKILL -> $?"
@@ -281,9 +316,8 @@ fn escalated_status_is_exact_as_bash_sees_it() {
     assert_eq!(out.code(), 0, "{out:#?}");
 }
 
-#[test]
-fn escalated_last_command_is_the_session_status() {
-    skip_unless!(escalation_unavailable());
+fn escalated_last_command_is_the_session_status(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     // bash execs the last command of `-c` in place: the session's root is the paused
     // caller, and execgate must exit with the escalated status.
     for (script, expected) in [
@@ -292,17 +326,16 @@ fn escalated_last_command_is_the_session_status() {
         (r#"sh -c 'kill -TERM $$'"#, 143),
     ] {
         let s = Scratch::new();
-        let out = s.supervise(&["escalate.rules"]).run(script);
+        let out = s.supervise(b, &["escalate.rules"]).run(script);
         assert_eq!(out.code(), expected, "{script}: {out:#?}");
     }
 }
 
-#[test]
-fn escalated_command_shares_stdin_and_stdout_in_order() {
-    skip_unless!(escalation_unavailable());
+fn escalated_command_shares_stdin_and_stdout_in_order(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
     let out = s
-        .supervise(&["escalate.rules"])
+        .supervise(b, &["escalate.rules"])
         .stdin(b"first\nsecond\n")
         .run(
             r#"printf '1\n2\n' | sh -c 'cat; echo 3' | cat; echo after
@@ -318,11 +351,10 @@ fn escalated_command_shares_stdin_and_stdout_in_order() {
     assert_eq!(out.code(), 0);
 }
 
-#[test]
-fn escalated_status_reaches_pipelines_substitutions_and_background_jobs() {
-    skip_unless!(escalation_unavailable());
+fn escalated_status_reaches_pipelines_substitutions_and_background_jobs(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
-    let out = s.supervise(&["escalate.rules"]).run(
+    let out = s.supervise(b, &["escalate.rules"]).run(
         r#"sh -c 'echo piped; exit 3' | sh -c 'cat; exit 5'; echo "pipeline ${PIPESTATUS[*]}"
            x=$(sh -c 'echo captured; exit 4'); echo "substitution $x $?"
            sh -c 'exit 7' & wait $!; echo "background $?"
@@ -338,13 +370,12 @@ fn escalated_status_reaches_pipelines_substitutions_and_background_jobs() {
     assert_eq!(out.code(), 0, "{out:#?}");
 }
 
-#[test]
-fn escalated_command_runs_in_the_callers_cwd_and_environment() {
-    skip_unless!(escalation_unavailable());
+fn escalated_command_runs_in_the_callers_cwd_and_environment(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
     fs::create_dir(s.path("sub")).unwrap();
     let out = s
-        .supervise(&["escalate.rules"])
+        .supervise(b, &["escalate.rules"])
         .env("OUTER", "from-outside")
         .run(
             r#"cd sub && sh -c pwd
@@ -361,9 +392,8 @@ fn escalated_command_runs_in_the_callers_cwd_and_environment() {
     );
 }
 
-#[test]
-fn an_escalated_copy_does_not_outlive_its_killed_caller() {
-    skip_unless!(escalation_unavailable());
+fn an_escalated_copy_does_not_outlive_its_killed_caller(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
     for fifo in ["ready", "tick"] {
         let made = Command::new("mkfifo").arg(s.path(fifo)).status().unwrap();
@@ -372,7 +402,7 @@ fn an_escalated_copy_does_not_outlive_its_killed_caller() {
     // The copy tells its pid through a fifo; the caller is then SIGKILLed (as `timeout -s
     // KILL` or a kill of the process group would). The copy must end with it, not run on
     // unsandboxed. Polled from bash with a builtin sleep (read -t on a fifo), bounded.
-    let out = s.supervise(&["escalate.rules"]).run(
+    let out = s.supervise(b, &["escalate.rules"]).run(
         r#"exec 9<>tick
            sh -c 'echo $$ > ready; exec /bin/sleep 600' & caller=$!
            read copy < ready
@@ -386,9 +416,8 @@ fn an_escalated_copy_does_not_outlive_its_killed_caller() {
     assert_eq!(out.stdout, "caller 137\ncopy gone\n", "{out:#?}");
 }
 
-#[test]
-fn the_session_can_read_its_terminal() {
-    skip_unless!(supervisor_unavailable());
+fn the_session_can_read_its_terminal(b: Backend) {
+    skip_unless!(b.unavailable());
     skip_unless!(
         which("script")
             .is_none()
@@ -396,12 +425,21 @@ fn the_session_can_read_its_terminal() {
     );
     let s = Scratch::new();
     // script(1) runs execgate on a fresh pty as its foreground job and feeds it our stdin.
-    let inner = format!("{EXECGATE} supervise --no-default-rules -- bash -c 'read x; echo got $x'");
+    let backend: Vec<String> = b
+        .args()
+        .iter()
+        .map(|a| format!("'{}'", a.to_str().unwrap()))
+        .collect();
+    let inner = format!(
+        "{EXECGATE} supervise {} --no-default-rules -- bash -c 'read x; echo got $x'",
+        backend.join(" ")
+    );
     let stdin = s.io.join("stdin");
     fs::write(&stdin, "hello\n").unwrap();
     let out = Command::new("timeout")
         .args(["30", "script", "-qec", &inner, "/dev/null"])
         .current_dir(&s.work)
+        .envs(b.env())
         .stdin(fs::File::open(&stdin).unwrap())
         .output()
         .unwrap();
@@ -417,17 +455,11 @@ fn the_session_can_read_its_terminal() {
 // descriptors
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn escalated_and_sandboxed_programs_get_only_fds_0_1_2() {
-    skip_unless!(escalation_unavailable());
+/// Only 0, 1 and 2 (and, under the wrapper, its rendezvous socket in the sandbox).
+fn escalated_and_sandboxed_programs_inherit_no_stray_fds(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
-    let listfds = match s.helper("listfds") {
-        Ok(path) => path,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
+    let listfds = testkit::ok_or_skip!(s.helper("listfds"));
     // execgate itself inherits a non-CLOEXEC fd 7; it must reach neither copy.
     let wrapper = ["bash", "-c", r#"exec 7</dev/null; exec "$@""#, "bash"];
     let control = Command::new(wrapper[0])
@@ -443,12 +475,23 @@ fn escalated_and_sandboxed_programs_get_only_fds_0_1_2() {
         "the wrapper leaks fd 7 to what it runs: {control:?}"
     );
 
-    let out = s.supervise(&["escalate.rules"]).wrapped_by(&wrapper).run(
-        r#"./listfds escalate; ./listfds sandbox
+    let out = s
+        .supervise(b, &["escalate.rules"])
+        .wrapped_by(&wrapper)
+        .run(
+            r#"./listfds escalate; ./listfds sandbox
            sh -c ./listfds"#,
-    );
+        );
+    // The wrapper backend's rendezvous socket (fd 100, `EXECGATE_ESCALATE_SOCKET`) is shared
+    // by the whole sandboxed tree by design (patches-fallback/README.md, "The protocol"),
+    // so nested patched shells can ask; the escalated copies get nothing of it.
+    let sandboxed = match b {
+        Backend::Unotify => "0 1 2",
+        Backend::Wrapper => "0 1 2 100",
+    };
     assert_eq!(
-        out.stdout, "0 1 2\n0 1 2\n0 1 2\n",
+        out.stdout,
+        format!("0 1 2\n{sandboxed}\n0 1 2\n"),
         "escalated, sandboxed, and the escalated sh's own child: {out:#?}"
     );
     assert_eq!(out.code(), 0, "{out:#?}");
@@ -458,9 +501,12 @@ fn escalated_and_sandboxed_programs_get_only_fds_0_1_2() {
 // every way of reaching exec
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn python_subprocess_and_posix_spawn_are_stopped_like_a_shell_exec() {
-    skip_unless!(supervisor_unavailable());
+/// unotify stops python's `subprocess.run` and `posix_spawnp` like a shell's exec. The
+/// wrapper does not see them (its documented limit): python3 itself is asked about (the
+/// patched shell execs it), its children are not, and a forbidden program run that way
+/// runs; the sandbox still holds.
+fn python_subprocess_and_posix_spawn_execs(b: Backend) {
+    skip_unless!(b.unavailable());
     // pyenv and similar put a shell-script shim first in PATH: ask python where it lives.
     let python = Command::new("python3")
         .args(["-c", "import sys; print(sys.executable)"])
@@ -476,6 +522,7 @@ fn python_subprocess_and_posix_spawn_are_stopped_like_a_shell_exec() {
     let script = format!(
         r#"'{python}' -c '
 import os, subprocess
+print(subprocess.run(["/bin/echo", "from python"]).returncode)
 try:
     r = subprocess.run(["rm", "marker-run"])
     print("subprocess.run returned", r.returncode)
@@ -488,30 +535,81 @@ except PermissionError as e:
     print("posix_spawnp PermissionError", e.errno)
 '"#
     );
-    let out = s.supervise(&["forbidden.rules"]).run(&script);
-    assert!(s.path("marker-run").exists(), "{out:#?}");
-    assert!(s.path("marker-spawn").exists(), "{out:#?}");
-    assert_eq!(
-        out.stdout, "subprocess.run PermissionError 13\nposix_spawnp PermissionError 13\n",
-        "{out:#?}"
+    let out = s.supervise(b, &["forbidden.rules"]).run(&script);
+    let lines = s.audit_lines();
+    let programs: Vec<&str> = lines.iter().filter_map(|l| l["program"].as_str()).collect();
+    assert!(
+        lines.iter().any(|l| l["program"] == python.as_str()),
+        "python3 itself is asked about: {programs:?}"
     );
-    assert!(out.denials().len() >= 2, "{out:#?}");
+    match b {
+        Backend::Unotify => {
+            assert!(s.path("marker-run").exists(), "{out:#?}");
+            assert!(s.path("marker-spawn").exists(), "{out:#?}");
+            assert_eq!(
+                out.stdout,
+                "from python\n0\nsubprocess.run PermissionError 13\n\
+                 posix_spawnp PermissionError 13\n",
+                "{out:#?}"
+            );
+            assert!(out.denials().len() >= 2, "{out:#?}");
+            assert!(
+                lines.iter().any(|l| file_name_is(l, "echo")),
+                "the subprocess exec is seen: {programs:?}"
+            );
+        }
+        Backend::Wrapper => {
+            assert!(!s.path("marker-run").exists(), "{out:#?}");
+            assert!(!s.path("marker-spawn").exists(), "{out:#?}");
+            assert_eq!(
+                out.stdout, "from python\n0\nsubprocess.run returned 0\nposix_spawnp status 0\n",
+                "{out:#?}"
+            );
+            assert!(out.denials().is_empty(), "{out:#?}");
+            assert!(
+                !lines
+                    .iter()
+                    .any(|l| file_name_is(l, "echo") || file_name_is(l, "rm")),
+                "the subprocess execs are not seen on this path: {programs:?}"
+            );
+            assert_eq!(lines.len(), 2, "bash and python3 only: {programs:?}");
+        }
+    }
 }
 
-#[test]
-fn find_xargs_env_and_nice_running_rm_are_stopped() {
-    skip_unless!(supervisor_unavailable());
+fn file_name_is(line: &serde_json::Value, name: &str) -> bool {
+    line["program"]
+        .as_str()
+        .is_some_and(|p| Path::new(p).file_name() == Some(name.as_ref()))
+}
+
+/// unotify stops rm run by find, xargs, env and nice; under the wrapper it runs.
+fn find_xargs_env_and_nice_running_rm(b: Backend) {
+    skip_unless!(b.unavailable());
     let s = Scratch::new();
     let tools = ["find", "xargs", "env", "nice"];
     for tool in tools {
         fs::write(s.path(&format!("marker-{tool}")), "").unwrap();
     }
-    let out = s.supervise(&["forbidden.rules"]).run(
+    let out = s.supervise(b, &["forbidden.rules"]).run(
         r#"find . -name marker-find -exec rm {} \;; echo "find $?"
            echo marker-xargs | xargs rm; echo "xargs $?"
            env rm marker-env; echo "env $?"
            nice rm marker-nice; echo "nice $?""#,
     );
+    if b == Backend::Wrapper {
+        // Not the patched shell's execs: the wrapper does not see them and rm runs (the
+        // documented limit of that backend, docs/threat-model.md "Known gaps").
+        for tool in tools {
+            assert!(
+                !s.path(&format!("marker-{tool}")).exists(),
+                "rm via {tool} did not run: {out:#?}"
+            );
+        }
+        assert_eq!(out.stdout, "find 0\nxargs 0\nenv 0\nnice 0\n", "{out:#?}");
+        assert!(out.denials().is_empty(), "{out:#?}");
+        return;
+    }
     for tool in tools {
         assert!(
             s.path(&format!("marker-{tool}")).exists(),
@@ -535,9 +633,9 @@ fn find_xargs_env_and_nice_running_rm_are_stopped() {
     }
 }
 
-#[test]
-fn make_running_rm_is_stopped() {
-    skip_unless!(supervisor_unavailable());
+/// unotify stops rm run by make (directly and via /bin/sh); under the wrapper it runs.
+fn make_running_rm(b: Backend) {
+    skip_unless!(b.unavailable());
     skip_unless!(which("make").is_none().then_some("make is not installed"));
     let s = Scratch::new();
     fs::write(s.path("marker"), "").unwrap();
@@ -547,10 +645,21 @@ fn make_running_rm_is_stopped() {
         "direct:\n\trm marker\nviashell:\n\trm marker && echo removed\n",
     )
     .unwrap();
-    let out = s.supervise(&["forbidden.rules"]).run(
+    let out = s.supervise(b, &["forbidden.rules"]).run(
         r#"make direct; echo "direct $?"
            make viashell; echo "viashell $?""#,
     );
+    if b == Backend::Wrapper {
+        // make execs rm itself: not the patched shell's exec, unseen, and it runs; the
+        // second recipe's rm (via an unpatched /bin/sh) then finds nothing to remove.
+        assert!(!s.path("marker").exists(), "{out:#?}");
+        assert_eq!(
+            out.stdout, "rm marker\ndirect 0\nrm marker && echo removed\nviashell 2\n",
+            "{out:#?}"
+        );
+        assert!(out.denials().is_empty(), "{out:#?}");
+        return;
+    }
     assert!(s.path("marker").exists(), "{out:#?}");
     // make echoes each recipe line, then fails the target (status 2).
     assert_eq!(
@@ -569,12 +678,11 @@ fn make_running_rm_is_stopped() {
 // prompts
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn prompt_answered_deny_leaves_nothing_behind() {
-    skip_unless!(supervisor_unavailable());
+fn prompt_answered_deny_leaves_nothing_behind(b: Backend) {
+    skip_unless!(b.unavailable());
     let s = Scratch::new();
     let out = s
-        .supervise(&["prompt.rules"])
+        .supervise(b, &["prompt.rules"])
         .arg("--on-prompt")
         .arg("deny")
         .run(r#"git init -q; echo "git $?""#);
@@ -585,17 +693,14 @@ fn prompt_answered_deny_leaves_nothing_behind() {
     assert!(denials[0].contains("--on-prompt deny"), "{out:#?}");
 }
 
-#[test]
-fn prompt_answered_allow_runs_escalated() {
-    skip_unless!(escalation_unavailable());
+fn prompt_answered_allow_runs_escalated(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
-    let audit = s.io.join("audit.jsonl");
+    let audit = s.audit();
     let out = s
-        .supervise(&["prompt.rules"])
+        .supervise(b, &["prompt.rules"])
         .arg("--on-prompt")
         .arg("allow")
-        .arg("--audit")
-        .arg(audit.clone())
         .run(r#"git init -q; echo "git $?""#);
     assert!(s.path(".git").is_dir(), "{out:#?}");
     assert_eq!(out.stdout, "git 0\n", "{out:#?}");
@@ -607,29 +712,55 @@ fn prompt_answered_allow_runs_escalated() {
     assert_eq!(git["ran_in"], "escalated", "{git}");
 }
 
-#[test]
-fn a_command_not_found_exits_127_and_says_so() {
-    skip_unless!(supervisor_unavailable());
-    let out = Command::new(EXECGATE)
-        .args([
-            "supervise",
-            "--no-default-rules",
-            "--",
-            "no-such-program-execgate",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(127), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("no-such-program-execgate: command not found in PATH"),
-        "{stderr}"
-    );
+/// A session program that is not bash: unotify runs it (or says it is not found); the
+/// wrapper refuses it, since it only sees the execs of the patched shell.
+fn a_session_program_that_is_not_bash(b: Backend) {
+    skip_unless!(b.unavailable());
+    let run = |argv: &[&str]| {
+        Command::new(EXECGATE)
+            .arg("supervise")
+            .args(b.args())
+            .arg("--no-default-rules")
+            .arg("--")
+            .args(argv)
+            .envs(b.env())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let missing = run(&["no-such-program-execgate"]);
+    let python = run(&["python3", "-c", "print(1)"]);
+    let missing_err = String::from_utf8_lossy(&missing.stderr);
+    let python_err = String::from_utf8_lossy(&python.stderr);
+    match b {
+        Backend::Unotify => {
+            assert_eq!(missing.status.code(), Some(127), "{missing:?}");
+            assert!(
+                missing_err.contains("no-such-program-execgate: command not found in PATH"),
+                "{missing_err}"
+            );
+            assert_eq!(python.status.code(), Some(0), "{python:?}");
+            assert_eq!(python.stdout, b"1\n", "{python:?}");
+        }
+        Backend::Wrapper => {
+            for (out, stderr, name) in [
+                (&missing, &missing_err, "no-such-program-execgate"),
+                (&python, &python_err, "python3"),
+            ] {
+                assert_eq!(out.status.code(), Some(2), "{out:?}");
+                assert!(
+                    stderr.contains(&format!("not `{name}`"))
+                        && stderr.contains("only sees the execs"),
+                    "{stderr}"
+                );
+                assert!(out.stdout.is_empty(), "nothing ran: {out:?}");
+            }
+        }
+    }
 }
 
-#[test]
-fn prompt_without_a_terminal_is_denied_and_says_so() {
-    skip_unless!(supervisor_unavailable());
+fn prompt_without_a_terminal_is_denied_and_says_so(b: Backend) {
+    skip_unless!(b.unavailable());
     skip_unless!(
         which("setsid")
             .is_none()
@@ -637,7 +768,7 @@ fn prompt_without_a_terminal_is_denied_and_says_so() {
     );
     let s = Scratch::new();
     let out = s
-        .supervise(&["prompt.rules"])
+        .supervise(b, &["prompt.rules"])
         .arg("--on-prompt")
         .arg("ask")
         .wrapped_by(&["setsid", "-w"])
@@ -661,18 +792,15 @@ fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn audit_log_has_one_line_per_exec_with_the_outcome() {
-    skip_unless!(escalation_unavailable());
+fn audit_log_has_one_line_per_exec_with_the_outcome(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
     fs::write(s.path("marker"), "").unwrap();
-    let audit = s.io.join("audit.jsonl");
+    let audit = s.audit();
     let out = s
-        .supervise(&["escalate.rules", "forbidden.rules", "prompt.rules"])
+        .supervise(b, &["escalate.rules", "forbidden.rules", "prompt.rules"])
         .arg("--on-prompt")
         .arg("deny")
-        .arg("--audit")
-        .arg(audit.clone())
         .run(r#"/bin/true; sh -c 'exit 3'; rm marker; git init -q; echo done"#);
     assert_eq!(out.stdout, "done\n", "{out:#?}");
     let lines = audit_lines(&audit);
@@ -698,7 +826,12 @@ fn audit_log_has_one_line_per_exec_with_the_outcome() {
         assert!(l["time_ms"].as_u64().unwrap_or(0) > 0, "{name}: {l}");
         l
     };
-    expect("bash", "allow", "supervisor", "sandbox");
+    let bash = expect("bash", "allow", "supervisor", "sandbox");
+    if b == Backend::Wrapper {
+        // The session's bash was replaced by the patched one.
+        let patched = &patched_pieces().unwrap().bash;
+        assert_eq!(bash["program"], patched.to_str().unwrap(), "{bash}");
+    }
     let t = expect("true", "allow", "heuristics", "sandbox");
     assert_eq!(t["program"], "/bin/true", "{t}");
     let sh = expect("sh", "allow", "rule", "escalated");
@@ -720,17 +853,13 @@ fn audit_log_has_one_line_per_exec_with_the_outcome() {
 // hostile callers
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn execve_with_bad_pointers_gets_efault_and_the_supervisor_keeps_serving() {
-    skip_unless!(escalation_unavailable());
+fn execve_with_bad_pointers_gets_efault_and_the_supervisor_keeps_serving(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
-    if let Err(why) = s.helper("badexec") {
-        eprintln!("SKIPPED: {why}");
-        return;
-    }
+    testkit::ok_or_skip!(s.helper("badexec"));
     // `true` is rule-allowed here, so the bad-envp exec takes the escalation path (which
     // reads envp) rather than a continue.
-    let out = s.supervise(&["true.rules", "escalate.rules"]).run(
+    let out = s.supervise(b, &["true.rules", "escalate.rules"]).run(
         r#"./badexec /bin/echo still served; echo "badexec $?"
            /bin/true; echo "true $?"; sh -c 'exit 5'; echo "sh $?""#,
     );
@@ -743,20 +872,14 @@ fn execve_with_bad_pointers_gets_efault_and_the_supervisor_keeps_serving() {
     assert_eq!(out.code(), 0, "{out:#?}");
 }
 
-#[test]
-fn foreign_syscall_abis_are_killed_with_sigsys() {
-    skip_unless!(supervisor_unavailable());
+fn foreign_syscall_abis_are_killed_with_sigsys(b: Backend) {
+    skip_unless!(b.unavailable());
     skip_unless!(
-        (!cfg!(target_arch = "x86_64")).then_some("i386 and x32 are x86_64's foreign ABIs")
+        (!cfg!(target_arch = "x86_64"))
+            .then(|| Skip::exempt("i386 and x32 are x86_64's foreign ABIs", Exempt::NotX86_64))
     );
     let s = Scratch::new();
-    let helper = match s.helper("foreign_abi") {
-        Ok(path) => path,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
+    let helper = testkit::ok_or_skip!(s.helper("foreign_abi"));
     // Control: unsupervised, the i386 call goes through (when the kernel has IA32
     // emulation), so a death under the supervisor is the filter's doing.
     let bare = Command::new(&helper).arg("i386").output().unwrap();
@@ -767,7 +890,7 @@ fn foreign_syscall_abis_are_killed_with_sigsys() {
             bare.status
         );
     }
-    let out = s.supervise(&[]).run(
+    let out = s.supervise(b, &[]).run(
         r#"./foreign_abi i386; echo "i386 $?"
            ./foreign_abi x32; echo "x32 $?"
            echo alive"#,
@@ -821,7 +944,7 @@ fn processes_with(token: &str) -> Vec<u32> {
 /// Starts a tree (background sleeps, a sandboxed loop that keeps exec'ing, an escalated
 /// sh with a child of its own), waits until it is all there, then SIGKILLs execgate.
 /// Returns the scratch dir, the token and the pids seen before the kill.
-fn kill_supervisor_mid_session() -> (Scratch, String, Vec<u32>) {
+fn kill_supervisor_mid_session(b: Backend) -> (Scratch, String, Vec<u32>) {
     let s = Scratch::new();
     let token = format!(
         "{}-{}",
@@ -835,7 +958,7 @@ fn kill_supervisor_mid_session() -> (Scratch, String, Vec<u32>) {
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
     let mut child = s
-        .supervise(&["escalate.rules"])
+        .supervise(b, &["escalate.rules"])
         .env("EXECGATE_E2E_TREE", &token)
         .spawn(
             r#"sleep 600 &
@@ -878,10 +1001,9 @@ fn kill_all(pids: &[u32]) {
     }
 }
 
-#[test]
-fn killing_the_supervisor_leaves_no_process_of_the_tree_able_to_exec() {
-    skip_unless!(escalation_unavailable());
-    let (s, token, _) = kill_supervisor_mid_session();
+fn killing_the_supervisor_leaves_no_process_of_the_tree_able_to_exec(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
+    let (s, token, _) = kill_supervisor_mid_session(b);
     // The listener closed with the supervisor: a sandboxed process still running gets
     // ENOSYS for every exec (bash: 126), so nothing new runs unsupervised. Wait for the
     // loop to try at least once after the kill, or for it to be gone.
@@ -911,11 +1033,10 @@ fn killing_the_supervisor_leaves_no_process_of_the_tree_able_to_exec() {
 /// PDEATHSIG reaches only the session's root and the escalated copies; the orphans
 /// (bash's background children, an escalated copy's children) die by the watchdog, which
 /// kills the supervisor's cgroup. Needs cgroup v2 with `cgroup.kill`.
-#[test]
-fn killing_the_supervisor_leaves_no_process_of_the_tree_running() {
-    skip_unless!(escalation_unavailable());
+fn killing_the_supervisor_leaves_no_process_of_the_tree_running(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     skip_unless!(no_cgroup_kill());
-    let (_s, token, before) = kill_supervisor_mid_session();
+    let (_s, token, before) = kill_supervisor_mid_session(b);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut survivors = processes_with(&token);
     while !survivors.is_empty() && Instant::now() < deadline {
@@ -958,11 +1079,10 @@ fn no_cgroup_kill() -> Option<String> {
 // load
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn many_concurrent_escalated_execs_all_succeed() {
-    skip_unless!(escalation_unavailable());
+fn many_concurrent_escalated_execs_all_succeed(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
-    let out = s.supervise(&["escalate.rules"]).run(
+    let out = s.supervise(b, &["escalate.rules"]).run(
         r#"seq 200 | xargs -P8 -n1 sh -c 'echo "ok $0"; exit 0' | sort -n -k2 > out.txt
            echo "xargs ${PIPESTATUS[1]}"; wc -l < out.txt"#,
     );
@@ -971,13 +1091,12 @@ fn many_concurrent_escalated_execs_all_succeed() {
     assert_eq!(fs::read_to_string(s.path("out.txt")).unwrap(), expected);
 }
 
-#[test]
-fn many_concurrent_sandboxed_and_escalated_execs_all_succeed() {
-    skip_unless!(escalation_unavailable());
+fn many_concurrent_sandboxed_and_escalated_execs_all_succeed(b: Backend) {
+    skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
     // /bin/echo continues in the sandbox (heuristics); each sh is escalated and its own
     // child (/bin/echo again) runs outside, unstopped.
-    let out = s.supervise(&["escalate.rules"]).run(
+    let out = s.supervise(b, &["escalate.rules"]).run(
         r#"seq 200 | xargs -P8 -n1 /bin/echo sandboxed > a.txt; echo "a ${PIPESTATUS[1]}"
            seq 100 | xargs -P8 -n2 sh -c '/bin/echo "escalated $0"; /bin/echo "escalated $1"' > b.txt
            echo "b ${PIPESTATUS[1]}"
@@ -990,27 +1109,8 @@ fn many_concurrent_sandboxed_and_escalated_execs_all_succeed() {
 // process isolation: a PID namespace with its own /proc
 // ---------------------------------------------------------------------------------------
 
-/// Why sandboxed sessions here get no PID namespace, if they do not (doctor's probe).
-fn pid_namespace_unavailable() -> Option<String> {
-    supervisor_unavailable().or_else(|| {
-        let out = Command::new(EXECGATE)
-            .args(["doctor", "--json"])
-            .output()
-            .unwrap();
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let feature = &doc["pid_namespace"];
-        (feature["available"] != true).then(|| {
-            format!(
-                "no PID namespace for sandboxed sessions here: {}",
-                feature["detail"]
-            )
-        })
-    })
-}
-
-#[test]
-fn a_sandboxed_tree_cannot_read_the_environment_of_processes_outside_it() {
-    skip_unless!(pid_namespace_unavailable());
+fn a_sandboxed_tree_cannot_read_the_environment_of_processes_outside_it(b: Backend) {
+    skip_unless!(b.pid_namespace_unavailable());
     let scratch = Scratch::new();
     // A process of the same user outside the session, with a secret in its environment
     // (as an agent keeps its API key).
@@ -1029,10 +1129,10 @@ fn a_sandboxed_tree_cannot_read_the_environment_of_processes_outside_it() {
         echo "init environ bytes: $(tr -d '\0' < /proc/1/environ | wc -c)"
         echo "init cmdline bytes: $(tr -d '\0' < /proc/1/cmdline | wc -c)"
     "#;
-    let sandboxed = scratch.supervise(&[]).run(script);
+    let sandboxed = scratch.supervise(b, &[]).run(script);
     // The same script without a sandbox is the control: the secret is there to be found.
     let unconfined = scratch
-        .supervise(&[])
+        .supervise(b, &[])
         .arg("--sandbox")
         .arg("danger-full-access")
         .run(script);
@@ -1052,11 +1152,10 @@ fn a_sandboxed_tree_cannot_read_the_environment_of_processes_outside_it() {
     );
 }
 
-#[test]
-fn a_sandboxed_tree_keeps_exact_statuses_and_has_its_orphans_reaped() {
-    skip_unless!(pid_namespace_unavailable());
+fn a_sandboxed_tree_keeps_exact_statuses_and_has_its_orphans_reaped(b: Backend) {
+    skip_unless!(b.pid_namespace_unavailable());
     let scratch = Scratch::new();
-    let sup = scratch.supervise(&[]);
+    let sup = scratch.supervise(b, &[]);
     // Signals sent to the session's program still end it with their number.
     assert_eq!(sup.run("kill -TERM $$; sleep 5").code(), 128 + 15);
     assert_eq!(sup.run("exit 42").code(), 42);
@@ -1075,18 +1174,14 @@ print("orphan", "reaped" if not os.path.exists("/proc/" + pid) else "left: " + o
     assert_eq!(out.stdout, "orphan reaped\n", "{out:#?}");
 }
 
-#[test]
-fn an_unprivileged_supervisor_isolates_the_tree_in_a_user_namespace() {
-    skip_unless!(supervisor_unavailable());
+fn an_unprivileged_supervisor_isolates_the_tree_in_a_user_namespace(b: Backend) {
+    skip_unless!(b.unavailable());
     // Run as nobody: no CAP_SYS_ADMIN, so the PID namespace comes with a user namespace.
-    if !is_root() {
-        eprintln!("SKIPPED: needs root to run the supervisor as another, unprivileged user");
-        return;
-    }
-    let Some(setpriv) = which("setpriv") else {
-        eprintln!("SKIPPED: no setpriv (util-linux) to drop privileges");
-        return;
-    };
+    skip_unless!(
+        (!is_root()).then_some("needs root to run the supervisor as another, unprivileged user")
+    );
+    let setpriv =
+        testkit::ok_or_skip!(which("setpriv").ok_or("no setpriv (util-linux) to drop privileges"));
     let as_nobody = |cmd: &mut Command| {
         cmd.args([
             "--reuid=65534",
@@ -1103,13 +1198,10 @@ fn an_unprivileged_supervisor_isolates_the_tree_in_a_user_namespace() {
         .output()
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    if doc["pid_namespace"]["available"] != true {
-        eprintln!(
-            "SKIPPED: no unprivileged PID namespace here: {}",
-            doc["pid_namespace"]["detail"]
-        );
-        return;
-    }
+    skip_unless!((doc["pid_namespace"]["available"] != true).then(|| format!(
+        "no unprivileged PID namespace here: {}",
+        doc["pid_namespace"]["detail"]
+    )));
     let scratch = Scratch::new();
     for dir in [&scratch.work, &scratch.io] {
         use std::os::unix::fs::PermissionsExt;
@@ -1125,7 +1217,7 @@ fn an_unprivileged_supervisor_isolates_the_tree_in_a_user_namespace() {
         .spawn()
         .unwrap();
     let sup = scratch
-        .supervise(&[])
+        .supervise(b, &[])
         .wrapped_by(&[
             setpriv.to_str().unwrap(),
             "--reuid=65534",
@@ -1158,27 +1250,247 @@ fn an_unprivileged_supervisor_isolates_the_tree_in_a_user_namespace() {
     assert_eq!(fs::metadata(scratch.path("made.txt")).unwrap().uid(), 65534);
 }
 
-#[test]
-fn resource_limits_from_the_command_line_bind_the_tree() {
-    skip_unless!(supervisor_unavailable());
+fn resource_limits_from_the_command_line_bind_the_tree(b: Backend) {
+    skip_unless!(b.unavailable());
     let scratch = Scratch::new();
+    if b == Backend::Wrapper {
+        // A wrapper-backend defect, pinned here so that it is seen: the rendezvous socket
+        // is moved to fd 100, which fails with EBADF once nofile is 100 or lower, and the
+        // session does not start. When this is fixed, this block goes and the scenario
+        // runs unchanged.
+        let low = scratch
+            .supervise(b, &[])
+            .arg("--limit")
+            .arg("nofile=64")
+            .run("echo ran");
+        assert_eq!(low.code(), 2, "{low:#?}");
+        assert!(low.stdout.is_empty(), "{low:#?}");
+        assert!(low.stderr.contains("Bad file descriptor"), "{low:#?}");
+    }
+    // Under the wrapper, a nofile above its rendezvous fd (see above).
+    let nofile = match b {
+        Backend::Unotify => "64",
+        Backend::Wrapper => "128",
+    };
     let out = scratch
-        .supervise(&[])
+        .supervise(b, &[])
         .arg("--limit")
-        .arg("nofile=64")
+        .arg(format!("nofile={nofile}"))
         .arg("--limit")
         .arg("fsize=1K")
         .run("ulimit -n; head -c 5000 /dev/zero > big; echo \"head $?\"; stat -c %s big");
     assert_eq!(out.code(), 0, "{out:#?}");
     // head dies of SIGXFSZ (25) at the 1 KiB limit.
-    assert_eq!(out.stdout, "64\nhead 153\n1024\n", "{out:#?}");
+    assert_eq!(
+        out.stdout,
+        format!("{nofile}\nhead 153\n1024\n"),
+        "{out:#?}"
+    );
     // A limit that does not parse is refused before anything runs.
     let bad = scratch
-        .supervise(&[])
+        .supervise(b, &[])
         .arg("--limit")
         .arg("stack=1M")
         .run("echo ran > ran.txt");
     assert_eq!(bad.code(), 2, "{bad:#?}");
     assert!(bad.stderr.contains("unknown limit `stack`"), "{bad:#?}");
     assert!(!scratch.path("ran.txt").exists());
+}
+
+// ---------------------------------------------------------------------------------------
+// the sandbox under an allowed program
+// ---------------------------------------------------------------------------------------
+
+fn sandbox_still_holds_for_an_allowed_program(b: Backend) {
+    skip_unless!(b.unavailable());
+    let s = Scratch::new();
+    // read-only: the heuristics allow `touch`, and it runs in place inside the sandbox.
+    let out = s
+        .supervise(b, &[])
+        .arg("--sandbox")
+        .arg("read-only")
+        .run(r#"touch made 2>/dev/null; echo "touch=$?""#);
+    assert_eq!(out.stdout, "touch=1\n", "{out:#?}");
+    assert!(!s.path("made").exists(), "{out:#?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// choosing the backend (not scenarios of a session: each runs once)
+// ---------------------------------------------------------------------------------------
+
+/// Only the wrapper backend has a patched bash to miss.
+#[test]
+fn wrapper_backend_without_a_patched_bash_says_where_it_looked() {
+    let p = testkit::ok_or_skip!(patched_pieces());
+    let out = Command::new(EXECGATE)
+        .args(["supervise", "--backend", "wrapper", "--no-default-rules"])
+        .args(["--patched-bash", "/nonexistent/bash"])
+        .args(["--", "bash", "-c", "echo ran"])
+        .env("EXECGATE_EXECVE_WRAPPER", &p.wrapper)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the wrapper backend cannot run here")
+            && stderr.contains("--patched-bash /nonexistent/bash")
+            && stderr.contains("build-shells"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing ran: {out:?}");
+}
+#[test]
+fn doctor_shows_both_backends_and_the_wrapper_pieces() {
+    let p = testkit::ok_or_skip!(patched_pieces());
+    let out = Command::new(EXECGATE)
+        .arg("doctor")
+        .env("EXECGATE_PATCHED_BASH", &p.bash)
+        .env("EXECGATE_EXECVE_WRAPPER", &p.wrapper)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let bash_row = table
+        .lines()
+        .find(|l| l.starts_with("patched bash"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(bash_row.contains(p.bash.to_str().unwrap()), "{table}");
+    assert!(table.contains("backend: "), "{table}");
+    // Whichever is chosen, the other is named with the reason it was not.
+    assert!(
+        table.contains("  not wrapper: ") || table.contains("  not unotify: "),
+        "{table}"
+    );
+    let json = Command::new(EXECGATE)
+        .args(["doctor", "--json"])
+        .env("EXECGATE_PATCHED_BASH", &p.bash)
+        .env("EXECGATE_EXECVE_WRAPPER", &p.wrapper)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let candidates = json["backend"]["candidates"].as_array().unwrap();
+    let names: Vec<&str> = candidates
+        .iter()
+        .filter_map(|c| c["backend"].as_str())
+        .collect();
+    assert_eq!(names, ["unotify", "wrapper"], "{json}");
+    assert_eq!(candidates[1]["usable"], true, "{json}");
+    assert_eq!(
+        json["patched_shell"]["wrapper"]["path"],
+        p.wrapper.to_str().unwrap(),
+        "{json}"
+    );
+}
+
+/// `--backend auto` where unotify cannot run picks the wrapper and says so once. Inside an
+/// unotify session a nested listener is refused (the session filter denies it), which is
+/// exactly "this environment blocks user notification": the inner execgate falls back./// `--backend auto` where unotify cannot run picks the wrapper and says so once. Inside an
+/// unotify session a nested listener is refused (the session filter denies it), which is
+/// exactly "this environment blocks user notification": the inner execgate falls back.
+#[test]
+fn auto_falls_back_to_the_wrapper_with_one_notice_where_unotify_is_blocked() {
+    let p = testkit::ok_or_skip!(patched_pieces());
+    let actions = fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
+    skip_unless!(
+        (!actions.split_whitespace().any(|a| a == "user_notif"))
+            .then_some("no seccomp user notification here for the outer session")
+    );
+    let s = Scratch::new();
+    let inner_audit = s.io.join("inner.jsonl");
+    let inner = format!(
+        "'{EXECGATE}' supervise --no-default-rules --audit '{}' -- bash -c 'echo inner; /bin/true; echo $?'; echo outer=$?",
+        inner_audit.display()
+    );
+    let out = Command::new(EXECGATE)
+        .args(["supervise", "--backend", "unotify", "--no-default-rules"])
+        .args([
+            "--sandbox",
+            "danger-full-access",
+            "--",
+            "bash",
+            "-c",
+            &inner,
+        ])
+        .current_dir(&s.work)
+        .env("EXECGATE_PATCHED_BASH", &p.bash)
+        .env("EXECGATE_EXECVE_WRAPPER", &p.wrapper)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout, "inner\n0\nouter=0\n", "{stderr}");
+    let notices: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("using the wrapper backend"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{stderr}");
+    assert!(
+        notices[0].contains("seccomp user notification cannot be used here")
+            && notices[0].contains("python's subprocess"),
+        "the notice says why and what is not seen: {}",
+        notices[0]
+    );
+    let lines: Vec<serde_json::Value> = fs::read_to_string(&inner_audit)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "bash and true: {lines:#?}");
+    assert_eq!(lines[0]["program"], p.bash.to_str().unwrap(), "{lines:#?}");
+    assert_eq!(lines[1]["program"], "/bin/true", "{lines:#?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The table: every scenario on both backends, as `unotify::NAME` and `wrapper::NAME`
+// ---------------------------------------------------------------------------------------
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        /// `--backend unotify` with a stock bash.
+        mod unotify {
+            $( #[test] fn $name() { super::$name(super::Backend::Unotify) } )*
+        }
+        /// `--backend wrapper` with the patched bash and `execgate-execve-wrapper`.
+        mod wrapper {
+            $( #[test] fn $name() { super::$name(super::Backend::Wrapper) } )*
+        }
+    };
+}
+
+// Where the backends differ, the scenario asserts each one's behaviour (`match b`):
+// - python_subprocess_and_posix_spawn_execs, find_xargs_env_and_nice_running_rm,
+//   make_running_rm: unotify stops the forbidden rm; the wrapper does not see an exec that
+//   is not the patched shell's (docs/threat-model.md, "Known gaps"), so rm runs there.
+// - a_session_program_that_is_not_bash: unotify runs it; the wrapper refuses it.
+scenarios! {
+    allowed_runs_in_the_sandbox_and_forbidden_does_not_run,
+    escalated_status_is_exact_as_bash_sees_it,
+    escalated_last_command_is_the_session_status,
+    escalated_command_shares_stdin_and_stdout_in_order,
+    escalated_status_reaches_pipelines_substitutions_and_background_jobs,
+    escalated_command_runs_in_the_callers_cwd_and_environment,
+    an_escalated_copy_does_not_outlive_its_killed_caller,
+    the_session_can_read_its_terminal,
+    escalated_and_sandboxed_programs_inherit_no_stray_fds,
+    python_subprocess_and_posix_spawn_execs,
+    find_xargs_env_and_nice_running_rm,
+    make_running_rm,
+    prompt_answered_deny_leaves_nothing_behind,
+    prompt_answered_allow_runs_escalated,
+    a_session_program_that_is_not_bash,
+    prompt_without_a_terminal_is_denied_and_says_so,
+    audit_log_has_one_line_per_exec_with_the_outcome,
+    execve_with_bad_pointers_gets_efault_and_the_supervisor_keeps_serving,
+    foreign_syscall_abis_are_killed_with_sigsys,
+    killing_the_supervisor_leaves_no_process_of_the_tree_able_to_exec,
+    killing_the_supervisor_leaves_no_process_of_the_tree_running,
+    many_concurrent_escalated_execs_all_succeed,
+    many_concurrent_sandboxed_and_escalated_execs_all_succeed,
+    a_sandboxed_tree_cannot_read_the_environment_of_processes_outside_it,
+    a_sandboxed_tree_keeps_exact_statuses_and_has_its_orphans_reaped,
+    an_unprivileged_supervisor_isolates_the_tree_in_a_user_namespace,
+    resource_limits_from_the_command_line_bind_the_tree,
+    sandbox_still_holds_for_an_allowed_program,
 }
