@@ -73,12 +73,10 @@ fn dot_slash_ls(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.1: fails on 70a5dac: ./ls (the agent's file) escalated and wrote the canary outside"]
 fn dot_slash_ls_unotify() {
     dot_slash_ls(Unotify)
 }
 #[test]
-#[ignore = "attack #14.1: fails on 70a5dac: ./ls (the agent's file) escalated and wrote the canary outside"]
 fn dot_slash_ls_wrapper() {
     dot_slash_ls(Wrapper)
 }
@@ -100,12 +98,10 @@ fn dot_slash_ls_read_only(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.1: fails on 70a5dac: ./ls escalated from read-only and wrote the canary outside"]
 fn dot_slash_ls_read_only_unotify() {
     dot_slash_ls_read_only(Unotify)
 }
 #[test]
-#[ignore = "attack #14.1: fails on 70a5dac: ./ls escalated from read-only and wrote the canary outside"]
 fn dot_slash_ls_read_only_wrapper() {
     dot_slash_ls_read_only(Wrapper)
 }
@@ -134,12 +130,10 @@ fn symlink_dotdot_under_a_pin(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.1: fails on 70a5dac: the symlink-and-.. path matched the /usr/bin/ls pin and the agent's file ran outside"]
 fn symlink_dotdot_under_a_pin_unotify() {
     symlink_dotdot_under_a_pin(Unotify)
 }
 #[test]
-#[ignore = "attack #14.1: fails on 70a5dac: the symlink-and-.. path matched the /usr/bin/ls pin and the agent's file ran outside"]
 fn symlink_dotdot_under_a_pin_wrapper() {
     symlink_dotdot_under_a_pin(Wrapper)
 }
@@ -168,12 +162,10 @@ fn ld_preload(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: LD_PRELOAD reached escalated /usr/bin/ls and git status; the library wrote canaries outside"]
 fn ld_preload_into_escalated_programs_unotify() {
     ld_preload(Unotify)
 }
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: LD_PRELOAD reached escalated /usr/bin/ls and git status; the library wrote canaries outside"]
 fn ld_preload_into_escalated_programs_wrapper() {
     ld_preload(Wrapper)
 }
@@ -193,12 +185,10 @@ fn git_config_env_fsmonitor(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: GIT_CONFIG_* core.fsmonitor ran a command outside under `git status`"]
 fn git_config_env_fsmonitor_unotify() {
     git_config_env_fsmonitor(Unotify)
 }
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: GIT_CONFIG_* core.fsmonitor ran a command outside under `git status`"]
 fn git_config_env_fsmonitor_wrapper() {
     git_config_env_fsmonitor(Wrapper)
 }
@@ -223,12 +213,10 @@ fn bash_env_through_a_script_shim(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: BASH_ENV ran the agent's file in escalated ldd (a bash script), which wrote the canary outside"]
 fn bash_env_through_a_script_shim_unotify() {
     bash_env_through_a_script_shim(Unotify)
 }
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: BASH_ENV ran the agent's file in escalated ldd (a bash script), which wrote the canary outside"]
 fn bash_env_through_a_script_shim_wrapper() {
     bash_env_through_a_script_shim(Wrapper)
 }
@@ -249,12 +237,10 @@ fn pythonpath(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: PYTHONPATH's sitecustomize ran in escalated python3 and wrote the canary outside"]
 fn pythonpath_into_pinned_python_unotify() {
     pythonpath(Unotify)
 }
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: PYTHONPATH's sitecustomize ran in escalated python3 and wrote the canary outside"]
 fn pythonpath_into_pinned_python_wrapper() {
     pythonpath(Wrapper)
 }
@@ -275,12 +261,10 @@ fn makefiles(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: MAKEFILES' $(shell) ran in escalated make -n and wrote the canary outside"]
 fn makefiles_into_make_dry_run_unotify() {
     makefiles(Unotify)
 }
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: MAKEFILES' $(shell) ran in escalated make -n and wrote the canary outside"]
 fn makefiles_into_make_dry_run_wrapper() {
     makefiles(Wrapper)
 }
@@ -306,12 +290,10 @@ fn exec_a_git_difftool(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.4: fails on 70a5dac: argv[0] git-difftool under a `git status` rule ran the agent's o.sh outside"]
 fn exec_a_git_difftool_under_git_status_unotify() {
     exec_a_git_difftool(Unotify)
 }
 #[test]
-#[ignore = "attack #14.4: fails on 70a5dac: argv[0] git-difftool under a `git status` rule ran the agent's o.sh outside"]
 fn exec_a_git_difftool_under_git_status_wrapper() {
     exec_a_git_difftool(Wrapper)
 }
@@ -356,12 +338,10 @@ fn exec_a_git_push(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.4: fails on 70a5dac: argv[0] git-push under a `git status` rule pushed refs/heads/pwned to a repository outside"]
 fn exec_a_git_push_under_git_status_unotify() {
     exec_a_git_push(Unotify)
 }
 #[test]
-#[ignore = "attack #14.4: fails on 70a5dac: argv[0] git-push under a `git status` rule pushed refs/heads/pwned to a repository outside"]
 fn exec_a_git_push_under_git_status_wrapper() {
     exec_a_git_push(Wrapper)
 }

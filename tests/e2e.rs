@@ -148,11 +148,16 @@ impl Scratch {
 
     /// Compiles `tests/helpers/NAME.c` into the workdir. `Err`: why it cannot (no `cc`).
     fn helper(&self, name: &str) -> Result<PathBuf, Skip> {
+        self.helper_in(name, &self.work)
+    }
+
+    /// Compiles `tests/helpers/NAME.c` into `dir`.
+    fn helper_in(&self, name: &str, dir: &Path) -> Result<PathBuf, Skip> {
         let cc = which("cc").ok_or(Skip::from("no C compiler (`cc`) to build the test helpers"))?;
         let source = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/helpers")
             .join(format!("{name}.c"));
-        let out = self.work.join(name);
+        let out = dir.join(name);
         let built = Command::new(cc)
             .args(["-O1", "-Wall", "-o"])
             .arg(&out)
@@ -168,6 +173,40 @@ impl Scratch {
             );
         }
         Ok(out)
+    }
+}
+
+/// A directory of programs outside every writable root (root-owned, 0755, under
+/// /var/lib), first in the supervisor's PATH: what an allow rule's bare name can escalate.
+struct TrustedBin {
+    dir: PathBuf,
+}
+
+impl TrustedBin {
+    fn new() -> TrustedBin {
+        use std::os::unix::fs::PermissionsExt;
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = PathBuf::from(format!("/var/lib/execgate-e2e-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        TrustedBin { dir }
+    }
+
+    /// `PATH` with this directory first.
+    fn path_var(&self) -> String {
+        format!(
+            "{}:{}",
+            self.dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for TrustedBin {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -370,22 +409,25 @@ fn escalated_status_reaches_pipelines_substitutions_and_background_jobs(b: Backe
     assert_eq!(out.code(), 0, "{out:#?}");
 }
 
-fn escalated_command_runs_in_the_callers_cwd_and_environment(b: Backend) {
+fn escalated_command_runs_in_the_callers_cwd_with_a_clean_environment(b: Backend) {
     skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
     fs::create_dir(s.path("sub")).unwrap();
+    // The copy runs outside the sandbox: it gets the caller's cwd, but not the caller's
+    // variables (any of them could steer it: LD_PRELOAD, GIT_CONFIG_*, BASH_ENV...). The
+    // supervisor's own PATH and HOME are its base.
     let out = s
         .supervise(b, &["escalate.rules"])
         .env("OUTER", "from-outside")
         .run(
             r#"cd sub && sh -c pwd
-               FOO=bar sh -c 'echo "FOO=$FOO OUTER=$OUTER"'
-               export LATER=set-in-bash; unset OUTER; sh -c 'echo "LATER=$LATER OUTER=${OUTER-unset}"'"#,
+               FOO=bar sh -c 'echo "FOO=${FOO-unset} OUTER=${OUTER-unset}"'
+               export LATER=set-in-bash; sh -c 'echo "LATER=${LATER-unset} PATH=${PATH:+set}"'"#,
         );
     assert_eq!(
         out.stdout,
         format!(
-            "{}\nFOO=bar OUTER=from-outside\nLATER=set-in-bash OUTER=unset\n",
+            "{}\nFOO=unset OUTER=unset\nLATER=unset PATH=set\n",
             s.path("sub").display()
         ),
         "{out:#?}"
@@ -460,6 +502,11 @@ fn escalated_and_sandboxed_programs_inherit_no_stray_fds(b: Backend) {
     skip_unless!(b.escalation_unavailable());
     let s = Scratch::new();
     let listfds = testkit::ok_or_skip!(s.helper("listfds"));
+    // What is escalated must be a file the session could not have written: the same
+    // helper, installed outside every writable root and found through the supervisor's
+    // PATH (an allow rule's bare name means that file, never `./listfds`).
+    let trusted = TrustedBin::new();
+    testkit::ok_or_skip!(s.helper_in("listfds", &trusted.dir));
     // execgate itself inherits a non-CLOEXEC fd 7; it must reach neither copy.
     let wrapper = ["bash", "-c", r#"exec 7</dev/null; exec "$@""#, "bash"];
     let control = Command::new(wrapper[0])
@@ -478,8 +525,9 @@ fn escalated_and_sandboxed_programs_inherit_no_stray_fds(b: Backend) {
     let out = s
         .supervise(b, &["escalate.rules"])
         .wrapped_by(&wrapper)
+        .env("PATH", &trusted.path_var())
         .run(
-            r#"./listfds escalate; ./listfds sandbox
+            r#"listfds escalate; ./listfds sandbox
            sh -c ./listfds"#,
         );
     // The wrapper backend's rendezvous socket (fd 100, `EXECGATE_ESCALATE_SOCKET`) is shared
@@ -1470,7 +1518,7 @@ scenarios! {
     escalated_last_command_is_the_session_status,
     escalated_command_shares_stdin_and_stdout_in_order,
     escalated_status_reaches_pipelines_substitutions_and_background_jobs,
-    escalated_command_runs_in_the_callers_cwd_and_environment,
+    escalated_command_runs_in_the_callers_cwd_with_a_clean_environment,
     an_escalated_copy_does_not_outlive_its_killed_caller,
     the_session_can_read_its_terminal,
     escalated_and_sandboxed_programs_inherit_no_stray_fds,

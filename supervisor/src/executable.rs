@@ -150,7 +150,9 @@ mod tests {
     use super::*;
 
     fn own_uid() -> u32 {
-        std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0)
     }
 
     #[test]
@@ -170,7 +172,9 @@ mod tests {
         let exe = root.join("ls");
         std::fs::copy("/bin/true", &exe).unwrap();
         let opened = Executable::open(std::process::id(), &exe).unwrap();
-        let why = opened.why_untrusted(std::slice::from_ref(&root), own_uid()).unwrap();
+        let why = opened
+            .why_untrusted(std::slice::from_ref(&root), own_uid())
+            .unwrap();
         assert!(why.contains("which the session can write"), "{why}");
     }
 

@@ -15,11 +15,11 @@ use std::time::Instant;
 
 use seccomp::pidfd::PidFd;
 
-use crate::cgroup::SessionCgroup;
 use crate::cgroup::CgroupJoiner;
+use crate::cgroup::SessionCgroup;
 use crate::rlimits::{PreparedLimits, RlimitError};
-use crate::sandbox::PreparedLandlock;
 use crate::sandbox::LandlockError;
+use crate::sandbox::PreparedLandlock;
 use crate::session::{Decider, RanIn, SessionSpec, SessionStdio};
 use crate::stopwatch::Stopwatch;
 use crate::teardown::{self, ChildRegistry, SessionTree};
@@ -96,11 +96,8 @@ impl Supervisor {
             .find(|(k, _)| k == "TMPDIR")
             .map(|(_, v)| PathBuf::from(v))
             .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from));
-        let agent_roots = crate::sandbox::landlock::agent_roots(
-            &spec.sandbox,
-            &spec.workdir,
-            tmpdir.as_deref(),
-        );
+        let agent_roots =
+            crate::sandbox::landlock::agent_roots(&spec.sandbox, &spec.workdir, tmpdir.as_deref());
         let landlock = crate::sandbox::landlock::prepare(
             &spec.sandbox,
             &spec.workdir,
@@ -327,7 +324,9 @@ impl ChildPlan {
             pid_namespace.enter_in_child()?;
         }
         self.binds.apply_in_child()?;
-        self.landlock.restrict_self_in_child().map_err(errno_to_io)?;
+        self.landlock
+            .restrict_self_in_child()
+            .map_err(errno_to_io)?;
         if let Some(inherit) = &mut self.rendezvous_fd {
             inherit()?;
         }

@@ -149,19 +149,24 @@ impl EscalationSettings {
         use std::os::unix::fs::MetadataExt;
         let base_env = std::env::vars_os()
             .filter(|(k, _)| {
-                k.to_str().is_some_and(|k| {
-                    escalate::BASE_VARIABLES.contains(&k) || k.starts_with("LC_")
-                })
+                k.to_str()
+                    .is_some_and(|k| escalate::BASE_VARIABLES.contains(&k) || k.starts_with("LC_"))
             })
             .collect();
         let trusted_path = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).filter(|d| d.is_absolute()).collect())
+            .map(|p| {
+                std::env::split_paths(&p)
+                    .filter(|d| d.is_absolute())
+                    .collect()
+            })
             .unwrap_or_default();
         EscalationSettings {
             base_env,
             pass_env: pass_env.to_vec(),
             trusted_path,
-            own_uid: std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0),
+            own_uid: std::fs::metadata("/proc/self")
+                .map(|m| m.uid())
+                .unwrap_or(0),
         }
     }
 }

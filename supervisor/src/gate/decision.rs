@@ -15,8 +15,8 @@ use super::{Shared, lock, now_ms};
 use crate::approval::{Approval, ApprovalRequest};
 use crate::escalate;
 use crate::executable::Executable;
-use crate::session::ResolvedProgram;
 use crate::routing::{self, Action};
+use crate::session::ResolvedProgram;
 use crate::session::{Decider, ExecRecord, RanIn};
 use crate::stopwatch::PauseGuard;
 
@@ -279,12 +279,17 @@ impl Shared {
 
     /// The file an escalation would run, if the session could not have written it and it
     /// is the very file the allow rule names.
-    fn escalation_target(&self, facts: &ExecFacts, eval: &Evaluation) -> Result<Executable, String> {
+    fn escalation_target(
+        &self,
+        facts: &ExecFacts,
+        eval: &Evaluation,
+    ) -> Result<Executable, String> {
         let path = facts.cwd.join(&facts.program);
         let pid = u32::try_from(facts.pid).map_err(|_| "the caller is gone".to_owned())?;
         let executable = Executable::open(pid, &path)
             .map_err(|err| format!("{} cannot be opened: {err}", path.display()))?;
-        if let Some(why) = executable.why_untrusted(&self.agent_roots, self.inner.escalation.own_uid)
+        if let Some(why) =
+            executable.why_untrusted(&self.agent_roots, self.inner.escalation.own_uid)
         {
             return Err(why);
         }

@@ -498,7 +498,9 @@ pub(crate) fn agent_roots(
     workdir: &Path,
     tmpdir: Option<&Path>,
 ) -> Vec<PathBuf> {
-    let workdir = workdir.canonicalize().unwrap_or_else(|_| workdir.to_owned());
+    let workdir = workdir
+        .canonicalize()
+        .unwrap_or_else(|_| workdir.to_owned());
     let mut roots = writable_roots(policy, &workdir, tmpdir).unwrap_or_else(|_| vec![workdir]);
     roots.extend(DEVICE_FILES.iter().map(PathBuf::from));
     roots
