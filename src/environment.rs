@@ -14,7 +14,8 @@ use std::ffi::OsString;
 pub enum InheritEnv {
     /// Every variable of execgate's environment (credentials still left out).
     All,
-    /// Only [`CORE`] (credentials still left out).
+    /// Only HOME, LOGNAME, PATH, SHELL, USER(NAME), the temporary directories, the locale
+    /// and TERM (credentials still left out).
     Core,
     /// Nothing but what --pass-env names.
     None,

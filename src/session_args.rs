@@ -67,7 +67,7 @@ pub struct SessionArgs {
     pub require_sandbox: bool,
 
     /// The environment a session starts from: `all` of execgate's own, `core` (HOME,
-    /// LOGNAME, PATH, SHELL, USER, USERNAME, TMPDIR, TEMP, TMP, LANG, LC_*, TERM), or
+    /// LOGNAME, PATH, SHELL, USER, USERNAME, TMPDIR, TEMP, TMP, LANG, LANGUAGE, LC_*, TERM), or
     /// `none`. Either way, variables whose names look like credentials (containing KEY,
     /// SECRET, TOKEN, PASSWORD, PASSWD, CREDENTIAL, AUTH, COOKIE, SESSION; any case) are
     /// left out unless named by --pass-env.
