@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::policy_args::PolicyArgs;
+use crate::session_args::PolicyArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,13 +21,9 @@ pub struct Args {
     pretty: bool,
 
     /// The command to check: the program (a bare name or an absolute path), then its
-    /// arguments. Put it after `--`.
-    #[arg(
-        value_name = "COMMAND",
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// arguments. Put it after `--` (before it, a misspelt option is an error, not the
+    /// command).
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     command: Vec<String>,
 }
 

@@ -1,5 +1,5 @@
 //! `execgate init [supervise flags] -- CMD ARGS...`: `supervise` with the duties of a
-//! container's PID 1, as tini does them.
+//! container's PID 1, as tini does them (the signal side is in `crate::signals`).
 //!
 //! - **Reap orphans.** The supervisor is a child subreaper (PID 1 is one by nature), so
 //!   processes orphaned by escalated commands, and whatever is left when the command's own
@@ -32,20 +32,17 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use supervisor::teardown::ChildRegistry;
-use supervisor::{Session, SessionOutcome, Signal, Signaller};
-use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
+use clap::Parser;
 
 use crate::supervise::{self, Mode};
-
-use clap::Parser;
+use crate::{mcp_server, signals};
 
 pub fn run(args: supervise::Args) -> anyhow::Result<ExitCode> {
     if std::process::id() != 1 {
         tracing::debug!("execgate init is not PID 1; it reaps the orphans it is given");
     }
     if let Some(mcp_args) = own_mcp(args.command()) {
-        let flags = args.session_flags_given();
+        let flags = args.flags_given();
         if !flags.is_empty() {
             anyhow::bail!(
                 "{} apply to a supervised command, not to the MCP server, which supervises \
@@ -54,8 +51,8 @@ pub fn run(args: supervise::Args) -> anyhow::Result<ExitCode> {
                 flags.join(", ")
             );
         }
-        let mcp_args = match mcp::cli::Args::try_parse_from(mcp_args) {
-            Ok(parsed) => parsed,
+        let mcp_args = match mcp_server::Command::try_parse_from(mcp_args) {
+            Ok(parsed) => parsed.args,
             // --help, --version, or a bad flag: clap prints and exits as `execgate mcp` would.
             Err(err) => err.exit(),
         };
@@ -95,22 +92,8 @@ fn resolve(program: &str, path_var: Option<&OsStr>) -> Option<PathBuf> {
 }
 
 /// The MCP server in-process, with PID 1's duties while it serves.
-fn serve_mcp(args: mcp::cli::Args) -> anyhow::Result<ExitCode> {
-    let stopped = mcp::serve_stdio_until(args, || async {
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sigchld = signal(SignalKind::child())?;
-        // Zombies adopted before the handler was there.
-        reap_orphans().await;
-        loop {
-            tokio::select! {
-                _ = sigchld.recv() => reap_orphans().await,
-                _ = sigterm.recv() => return Ok::<u8, std::io::Error>(128 + 15),
-                _ = sigint.recv() => return Ok(128 + 2),
-            }
-        }
-    })?;
-    match stopped {
+fn serve_mcp(args: mcp_server::Args) -> anyhow::Result<ExitCode> {
+    match mcp_server::serve(args, signals::mcp_stop)? {
         // The client went away: a normal end.
         None => Ok(ExitCode::SUCCESS),
         Some(Ok(status)) => {
@@ -118,81 +101,6 @@ fn serve_mcp(args: mcp::cli::Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(status))
         }
         Some(Err(err)) => Err(anyhow::anyhow!("installing PID 1's signal handlers: {err}")),
-    }
-}
-
-/// The signals PID 1 handles, installed before the command starts.
-pub(crate) struct Signals {
-    int: SignalStream,
-    term: SignalStream,
-    hup: SignalStream,
-    quit: SignalStream,
-    usr1: SignalStream,
-    usr2: SignalStream,
-    chld: SignalStream,
-}
-
-impl Signals {
-    /// Needs the tokio runtime.
-    pub(crate) fn install() -> std::io::Result<Signals> {
-        Ok(Signals {
-            int: signal(SignalKind::interrupt())?,
-            term: signal(SignalKind::terminate())?,
-            hup: signal(SignalKind::hangup())?,
-            quit: signal(SignalKind::quit())?,
-            usr1: signal(SignalKind::user_defined1())?,
-            usr2: signal(SignalKind::user_defined2())?,
-            chld: signal(SignalKind::child())?,
-        })
-    }
-}
-
-/// Waits for the session as PID 1: forwards signals, reaps orphans, never exits early.
-pub(crate) async fn wait_as_init(
-    session: Session,
-    signals: &Signaller,
-    on_terminal: bool,
-    incoming: Signals,
-) -> anyhow::Result<SessionOutcome> {
-    let Signals {
-        int: mut sigint,
-        term: mut sigterm,
-        hup: mut sighup,
-        quit: mut sigquit,
-        usr1: mut sigusr1,
-        usr2: mut sigusr2,
-        chld: mut sigchld,
-    } = incoming;
-    let wait = session.wait();
-    tokio::pin!(wait);
-    loop {
-        let forward = tokio::select! {
-            outcome = &mut wait => return Ok(outcome?),
-            _ = sigchld.recv() => {
-                reap_orphans().await;
-                continue;
-            }
-            _ = sigterm.recv() => Signal::Terminate,
-            _ = sighup.recv() => Signal::Hangup,
-            _ = sigusr1.recv() => Signal::User1,
-            _ = sigusr2.recv() => Signal::User2,
-            // On a terminal the session is the foreground group and got the key press
-            // itself; passing it on again would deliver it twice.
-            _ = sigint.recv() => if on_terminal { continue } else { Signal::Interrupt },
-            _ = sigquit.recv() => if on_terminal { continue } else { Signal::Quit },
-        };
-        tracing::debug!(?forward, "forwarding a signal to the session");
-        signals.send(forward);
-    }
-}
-
-/// Reaps adopted zombies off the runtime: it scans `/proc`.
-async fn reap_orphans() {
-    match tokio::task::spawn_blocking(|| ChildRegistry::global().reap_orphans()).await {
-        Ok(Ok(reaped)) if !reaped.is_empty() => tracing::debug!(?reaped, "orphans reaped"),
-        Ok(Ok(_)) => {}
-        Ok(Err(err)) => tracing::warn!("reaping orphans: {err}"),
-        Err(err) => tracing::warn!("reaping orphans: {err}"),
     }
 }
 

@@ -5,8 +5,11 @@
 
 mod check;
 mod doctor;
+mod environment;
 mod init;
-mod policy_args;
+mod mcp_server;
+mod session_args;
+mod signals;
 mod supervise;
 
 use std::process::ExitCode;
@@ -35,9 +38,8 @@ enum Command {
     /// Show which kernel mechanisms are available here, which backend would be used, and
     /// why not the others.
     Doctor(doctor::Args),
-    /// Serve the `shell` MCP tool on stdin/stdout (logs on stderr): every exec of every
-    /// call is decided, prompts become elicitations.
-    Mcp(mcp::cli::Args),
+    #[command(about = MCP_ABOUT, long_about = MCP_LONG_ABOUT)]
+    Mcp(mcp_server::Args),
     /// `supervise` as a container's PID 1 (`ENTRYPOINT ["execgate", "init", "--"]`): also
     /// reaps orphaned zombies, forwards SIGTERM/INT/HUP/QUIT/USR1/USR2 to the tree and
     /// waits for it, then exits with the command's status. `init -- execgate mcp ...`
@@ -46,6 +48,15 @@ enum Command {
     Init(supervise::Args),
 }
 
+/// `execgate mcp`'s help, also for `init -- execgate mcp --help`.
+const MCP_ABOUT: &str = "Serve the `shell` MCP tool on stdin/stdout (logs on stderr): every exec of \
+every call is decided, prompts become elicitations";
+const MCP_LONG_ABOUT: &str = "Serve the `shell` MCP tool on stdin/stdout (logs on stderr): every exec of \
+every call is decided, prompts become elicitations.\n\n\
+Under workspace-write the writable roots are the server's working directory (unless it is /) and \
+each --writable-root, until the client sends a Codex sandbox state, whose roots apply instead. A \
+call's `workdir` is where its command runs, never a writable root.";
+
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
@@ -53,9 +64,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Supervise(args) => supervise::run(args),
         Command::Doctor(args) => doctor::run(args),
-        Command::Mcp(args) => mcp::serve_stdio(args)
-            .map(|()| ExitCode::SUCCESS)
-            .map_err(Into::into),
+        Command::Mcp(args) => mcp_server::run(args),
         Command::Init(args) => init::run(args),
     };
     match result {

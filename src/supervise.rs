@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use supervisor::{
-    Approval, ApprovalRequest, Approver, SandboxMode, SandboxPolicy, SessionError, SessionSpec,
-    SessionStdio, Signal, Supervisor, SupervisorOptions,
-};
+use supervisor::{Approval, ApprovalRequest, Approver, SessionError, SessionSpec, SessionStdio};
 
-use crate::policy_args::{BackendArgs, PolicyArgs};
+use crate::session_args::{SessionArgs, existing_dir};
+use crate::signals;
 
 /// Exit status when the command is not found, as `timeout(1)`.
 const NOT_FOUND_STATUS: u8 = 127;
@@ -24,62 +22,30 @@ const TIMEOUT_STATUS: u8 = 124;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    policy: PolicyArgs,
+    pub session: SessionArgs,
 
     /// What to do when the policy says "prompt": ask on the terminal (/dev/tty; with no
     /// terminal, deny and say so), or answer allow or deny without asking.
     #[arg(long, value_enum, default_value_t = OnPrompt::Ask)]
     on_prompt: OnPrompt,
 
-    /// Append one JSON line per exec to FILE.
-    #[arg(long, value_name = "FILE")]
-    audit: Option<PathBuf>,
-
-    #[command(flatten)]
-    backend: BackendArgs,
-
     /// Run the command through a login shell: `bash -lc 'CMD ARGS'`.
     #[arg(long)]
     login: bool,
 
-    /// Working directory of the command (default: the current directory).
+    /// Working directory of the command (default: the current directory); writable under
+    /// workspace-write.
     #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
-
-    /// Sandbox for allowed execs: read-only, workspace-write, danger-full-access.
-    #[arg(long, default_value = "workspace-write", value_name = "MODE")]
-    sandbox: SandboxMode,
-
-    /// Extra writable directory for workspace-write (repeatable).
-    #[arg(long = "writable-root", value_name = "DIR")]
-    writable_roots: Vec<PathBuf>,
-
-    /// Allow network access inside the sandbox.
-    #[arg(long)]
-    network: bool,
-
-    /// Refuse to run unless the sandbox is fully enforced on this kernel.
-    #[arg(long)]
-    require_sandbox: bool,
-
-    /// A resource limit for every process of the session, as NAME=VALUE (repeatable):
-    /// as, cpu (seconds), fsize, nproc, nofile, core; sizes take K, M, G, T; `unlimited`
-    /// keeps the inherited limit. Defaults: fsize=64G, nofile=1024, core=0.
-    #[arg(long = "limit", value_name = "NAME=VALUE", value_parser = supervisor::ResourceLimits::check_spec)]
-    limits: Vec<String>,
 
     /// Kill the whole tree after this many seconds (time spent waiting for a person
     /// does not count); exit status 124.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
 
-    /// The command, normally `bash -c 'SCRIPT'`. Put it after `--`.
-    #[arg(
-        value_name = "COMMAND",
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    /// The command, normally `bash -c 'SCRIPT'`. Put it after `--`; an option of its own
+    /// before `--` is taken for one of execgate's (a misspelt one is an error).
+    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
     command: Vec<String>,
 }
 
@@ -89,32 +55,21 @@ impl Args {
         &self.command
     }
 
-    /// The session flags given (anything but the command), by name: `init` refuses them
-    /// when its command is the MCP server, which has flags of its own.
-    pub(crate) fn session_flags_given(&self) -> Vec<&'static str> {
-        let given = [
-            (!self.policy.rules.is_empty(), "--rules"),
-            (self.policy.no_default_rules, "--no-default-rules"),
+    /// The flags given (anything but the command), by name: `init` refuses them when its
+    /// command is the MCP server, which takes its flags after `mcp`.
+    pub(crate) fn flags_given(&self) -> Vec<&'static str> {
+        let mut given = self.session.given();
+        for (is_given, name) in [
             (self.on_prompt != OnPrompt::Ask, "--on-prompt"),
-            (self.audit.is_some(), "--audit"),
             (self.login, "--login"),
             (self.workdir.is_some(), "--workdir"),
-            (self.sandbox != SandboxMode::WorkspaceWrite, "--sandbox"),
-            (!self.writable_roots.is_empty(), "--writable-root"),
-            (self.network, "--network"),
-            (self.require_sandbox, "--require-sandbox"),
             (self.timeout.is_some(), "--timeout"),
-            (!self.limits.is_empty(), "--limit"),
-            (
-                self.backend.backend != supervisor::BackendRequest::Auto,
-                "--backend",
-            ),
-            (self.backend.patched_bash.is_some(), "--patched-bash"),
-        ];
+        ] {
+            if is_given {
+                given.push(name);
+            }
+        }
         given
-            .into_iter()
-            .filter_map(|(given, name)| given.then_some(name))
-            .collect()
     }
 }
 
@@ -125,15 +80,12 @@ enum OnPrompt {
     Deny,
 }
 
-/// How the session's end and the signals we receive are handled.
+/// How the session's end and the signals we receive are handled (see `crate::signals`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// `supervise`: SIGINT/SIGTERM are passed on and execgate exits at once (130/143);
-    /// dropping the session kills what is left.
+    /// `supervise`: SIGINT/SIGTERM are passed on and execgate exits at once (130/143).
     Supervise,
-    /// `init`: the duties of PID 1 (see `crate::init`): every forwardable signal is passed
-    /// on and execgate keeps waiting for the command, whose status it exits with;
-    /// orphans re-parented to execgate are reaped on SIGCHLD.
+    /// `init`: PID 1's duties: signals forwarded, orphans reaped, the command waited for.
     Init,
 }
 
@@ -142,11 +94,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
-    let policy = Arc::new(args.policy.load()?);
+    let config = args.session.config()?;
     let workdir = match &args.workdir {
-        Some(dir) => {
-            std::path::absolute(dir).with_context(|| format!("workdir {}", dir.display()))?
-        }
+        Some(dir) => existing_dir("--workdir", dir)?,
         None => std::env::current_dir().context("the current directory")?,
     };
     let argv = if args.login {
@@ -165,13 +115,6 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             reason: "prompts are answered \"deny\" (--on-prompt deny)".into(),
         })),
     };
-    let sandbox = SandboxPolicy {
-        writable_roots: args.writable_roots.clone(),
-        network: args.network,
-        require_full: args.require_sandbox,
-        ..SandboxPolicy::new(args.sandbox)
-    };
-    let limits = supervisor::ResourceLimits::from_specs(&args.limits)?;
     let timeout = match args.timeout {
         Some(secs) if secs.is_finite() && secs > 0.0 => Some(Duration::from_secs_f64(secs)),
         Some(secs) => anyhow::bail!("--timeout {secs}: must be a positive number of seconds"),
@@ -193,29 +136,19 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         // Before the command starts: a SIGTERM that arrives once it runs must not find
-        // PID 1 without a handler (ignored) or any other execgate with the default one.
+        // PID 1 without a handler.
         let init_signals = match mode {
-            Mode::Init => Some(crate::init::Signals::install()?),
+            Mode::Init => Some(signals::InitSignals::install()?),
             Mode::Supervise => None,
         };
-        let supervisor = Supervisor::new(
-            policy,
-            SupervisorOptions {
-                audit: args.audit.clone(),
-                backend: args.backend.backend,
-                patched_bash: args.backend.patched_bash.clone(),
-                ..Default::default()
-            },
-        )?;
-        if let Some(notice) = supervisor.notice() {
-            eprintln!("{notice}");
-        }
+        let supervisor = args.session.supervisor()?;
         let session = supervisor.spawn(SessionSpec {
             argv,
             workdir,
-            env: Vec::new(),
-            sandbox,
-            limits,
+            env: config.env,
+            inherit_env: false,
+            sandbox: config.sandbox,
+            limits: config.limits,
             timeout,
             stdio,
             approver,
@@ -229,15 +162,14 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             }
             Err(err) => return Err(err.into()),
         };
-        let signals = session.signaller();
-        let outcome = match mode {
-            Mode::Supervise => match supervise_signals(session, &signals, on_terminal).await? {
+        let signaller = session.signaller();
+        let outcome = match init_signals {
+            None => match signals::wait_supervised(session, &signaller, on_terminal).await? {
                 Ok(outcome) => outcome,
                 Err(code) => return Ok(code),
             },
-            Mode::Init => {
-                let incoming = init_signals.expect("installed for Mode::Init");
-                crate::init::wait_as_init(session, &signals, on_terminal, incoming).await?
+            Some(incoming) => {
+                signals::wait_as_init(session, &signaller, on_terminal, incoming).await?
             }
         };
         if outcome.timed_out {
@@ -251,39 +183,6 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             u8::try_from(outcome.status.code() & 0xff).unwrap_or(255),
         ))
     })
-}
-
-/// Waits for the session; SIGINT/SIGTERM go to the tree and end execgate at once
-/// (`Err(status)`), after which dropping the session kills whatever is left.
-async fn supervise_signals(
-    session: supervisor::Session,
-    signals: &supervisor::Signaller,
-    on_terminal: bool,
-) -> anyhow::Result<Result<supervisor::SessionOutcome, ExitCode>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let wait = session.wait();
-    tokio::pin!(wait);
-    // Asked to stop: the signal goes to the tree first so programs that clean up on it
-    // can; then dropping the session kills whatever is left.
-    loop {
-        tokio::select! {
-            outcome = &mut wait => return Ok(Ok(outcome?)),
-            _ = sigint.recv() => {
-                // On a terminal the session got the same Ctrl-C; it decides.
-                if on_terminal {
-                    continue;
-                }
-                signals.send(Signal::Interrupt);
-                return Ok(Err(ExitCode::from(130)));
-            }
-            _ = sigterm.recv() => {
-                signals.send(Signal::Terminate);
-                return Ok(Err(ExitCode::from(143)));
-            }
-        }
-    }
 }
 
 /// Answers every prompt the same way.

@@ -775,12 +775,10 @@ fn escalate_env(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: --escalate-env does not exist yet (taken as the command)"]
 fn escalate_env_passes_named_variables_and_never_hook_variables_unotify() {
     escalate_env(Unotify)
 }
 #[test]
-#[ignore = "attack #14.3: fails on 70a5dac: --escalate-env does not exist yet (taken as the command)"]
 fn escalate_env_passes_named_variables_and_never_hook_variables_wrapper() {
     escalate_env(Wrapper)
 }

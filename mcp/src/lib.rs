@@ -6,11 +6,12 @@
 //! only: stdout carries the protocol.
 //!
 //! This crate makes no raw syscall and holds no `unsafe`; processes belong to `supervisor`.
+//! It parses no command line and loads no policy: the `execgate` binary does both, builds
+//! the supervisor and hands this crate a [`ServerSettings`].
 
 #![forbid(unsafe_code)]
 
 pub mod capture;
-pub mod cli;
 pub mod elicitation;
 pub mod runner;
 pub mod sandbox_state;
@@ -81,93 +82,48 @@ where
     Ok(())
 }
 
-/// `execgate mcp`: loads the policy, starts the supervisor and serves MCP on
-/// stdin/stdout until the client disconnects. Blocks; builds its own tokio runtime.
-pub fn serve_stdio(args: cli::Args) -> Result<(), ServeError> {
-    serve_stdio_until(args, std::future::pending::<()>).map(|_| ())
-}
-
-/// [`serve_stdio`], also ending when the future `stop` makes resolves; `stop` is called
-/// inside the runtime once the supervisor runs, before serving (so it may install signal
-/// handlers and reap orphans while it waits). Returns its output if it ended the server,
-/// `None` if the client went away first. Either way, every session is gone by then.
-pub fn serve_stdio_until<F, Fut, T>(args: cli::Args, stop: F) -> Result<Option<T>, ServeError>
+/// [`serve_until`] on this process's stdin/stdout, also ending when `stop` resolves (a
+/// shutdown signal). Returns `stop`'s output if it ended the server, `None` if the client
+/// went away first; either way every session is gone by then. Needs the tokio runtime;
+/// the caller (the binary) builds it, the supervisor and the settings.
+pub async fn serve_stdio_until<Fut, T>(
+    sessions: Arc<dyn Sessions>,
+    settings: ServerSettings,
+    stop: Fut,
+) -> Result<Option<T>, ServeError>
 where
-    F: FnOnce() -> Fut,
     Fut: Future<Output = T>,
 {
-    let options = policy::LoadOptions::from_env(args.rules.clone(), !args.no_default_rules);
-    let policy = Arc::new(policy::Policy::load(&options)?);
-    tracing::info!(rules = policy.rule_count(), "exec policy loaded");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(ServeError::Runtime)?;
-    let result = runtime.block_on(async {
-        let supervisor = supervisor::Supervisor::new(
-            policy,
-            supervisor::SupervisorOptions {
-                audit: args.audit.clone(),
-                backend: args.backend,
-                patched_bash: args.patched_bash.clone(),
-                ..Default::default()
-            },
-        )?;
-        // Once, on stderr (the log stream): auto fell back to the wrapper backend.
-        if let Some(notice) = supervisor.notice() {
-            eprintln!("{notice}");
-        }
-        let sessions = Arc::new(supervised::SupervisedSessions::new(Arc::new(supervisor)));
-        let stop_token = CancellationToken::new();
-        let stopped = stop();
-        // MCP clients connect through pipes: use them directly (non-blocking, on the
-        // reactor). tokio's stdin/stdout hand every read and write to a blocking thread,
-        // a thread hop per message; they remain for anything else (a file, a tty).
-        let serving = async {
-            match stdio_pipes() {
-                Some((reader, writer)) => {
-                    serve_until(
-                        sessions,
-                        args.settings(),
-                        reader,
-                        writer,
-                        stop_token.clone(),
-                    )
-                    .await
-                }
-                None => {
-                    let (reader, writer) = (tokio::io::stdin(), tokio::io::stdout());
-                    serve_until(
-                        sessions,
-                        args.settings(),
-                        reader,
-                        writer,
-                        stop_token.clone(),
-                    )
-                    .await
-                }
+    let stop_token = CancellationToken::new();
+    // MCP clients connect through pipes: use them directly (non-blocking, on the
+    // reactor). tokio's stdin/stdout hand every read and write to a blocking thread,
+    // a thread hop per message; they remain for anything else (a file, a tty).
+    let serving = async {
+        match stdio_pipes() {
+            Some((reader, writer)) => {
+                serve_until(sessions, settings, reader, writer, stop_token.clone()).await
             }
-        };
-        tokio::pin!(serving);
-        tokio::select! {
-            served = &mut serving => served.map(|()| None),
-            output = stopped => {
-                stop_token.cancel();
-                // The calls end at once (their sessions killed); bounded all the same.
-                match tokio::time::timeout(STOP_GRACE, &mut serving).await {
-                    Ok(Err(err)) => tracing::warn!("while stopping: {err}"),
-                    Ok(Ok(())) => {}
-                    Err(_) => tracing::warn!("the MCP service did not close within {STOP_GRACE:?}"),
-                }
-                Ok(Some(output))
+            None => {
+                let (reader, writer) = (tokio::io::stdin(), tokio::io::stdout());
+                serve_until(sessions, settings, reader, writer, stop_token.clone()).await
             }
         }
-    });
-    // A stdin read may still be parked on its blocking thread if the loop ended for another
-    // reason (stdout closed): do not wait for it.
-    runtime.shutdown_timeout(Duration::from_millis(200));
-    result
+    };
+    tokio::pin!(serving);
+    tokio::pin!(stop);
+    tokio::select! {
+        served = &mut serving => served.map(|()| None),
+        output = &mut stop => {
+            stop_token.cancel();
+            // The calls end at once (their sessions killed); bounded all the same.
+            match tokio::time::timeout(STOP_GRACE, &mut serving).await {
+                Ok(Err(err)) => tracing::warn!("while stopping: {err}"),
+                Ok(Ok(())) => {}
+                Err(_) => tracing::warn!("the MCP service did not close within {STOP_GRACE:?}"),
+            }
+            Ok(Some(output))
+        }
+    }
 }
 
 /// How long a stop waits for the service to close after its calls were cancelled.
@@ -203,12 +159,6 @@ fn stdio_pipes() -> Option<(
 /// Why serving stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error(transparent)]
-    Policy(#[from] policy::LoadError),
-    #[error(transparent)]
-    Supervisor(#[from] supervisor::SupervisorError),
-    #[error("starting the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
     #[error("MCP initialization failed: {0}")]
     Initialize(String),
     #[error("the MCP service failed: {0}")]

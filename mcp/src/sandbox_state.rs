@@ -157,6 +157,22 @@ impl SandboxState {
             // Codex's workspace-write makes its cwd writable; so does execgate.
             policy.writable_roots.push(cwd.clone());
         }
+        if policy.mode == SandboxMode::WorkspaceWrite {
+            // A root that is not there would fail every later call: refuse the state now.
+            for root in &policy.writable_roots {
+                if !root.is_dir() {
+                    let what = if Some(root) == sandbox_cwd.as_ref() {
+                        "sandboxCwd"
+                    } else {
+                        "writable_roots entry"
+                    };
+                    return Err(format!(
+                        "{what} `{}` is not an existing directory",
+                        root.display()
+                    ));
+                }
+            }
+        }
         Ok(SandboxState {
             policy,
             sandbox_cwd,
@@ -228,16 +244,18 @@ mod tests {
 
     #[test]
     fn workspace_write_with_every_field_and_unknown_ones() {
+        let code = tempfile::tempdir().unwrap();
+        let repo = tempfile::tempdir().unwrap();
         let s = parse(json!({
             "sandboxPolicy": {
                 "type": "workspace-write",
-                "writable_roots": ["/home/user/code"],
+                "writable_roots": [code.path()],
                 "network_access": true,
                 "exclude_tmpdir_env_var": true,
                 "exclude_slash_tmp": true,
                 "read_only_access": {"type": "full-access"}
             },
-            "sandboxCwd": "/repo",
+            "sandboxCwd": repo.path(),
             "codexLinuxSandboxExe": null,
             "useLegacyLandlock": false
         }))
@@ -246,7 +264,7 @@ mod tests {
         assert_eq!(p.mode, SandboxMode::WorkspaceWrite);
         assert_eq!(
             p.writable_roots,
-            vec![PathBuf::from("/home/user/code"), PathBuf::from("/repo")]
+            vec![code.path().to_owned(), repo.path().to_owned()]
         );
         assert!(p.network && p.exclude_tmpdir_env_var && p.exclude_slash_tmp);
     }
@@ -297,6 +315,16 @@ mod tests {
             (
                 json!({"sandboxPolicy": {"type": "read-only"}, "sandboxCwd": "relative"}),
                 "not an absolute path",
+            ),
+            (
+                json!({"sandboxPolicy": {"type": "workspace-write",
+                        "writable_roots": ["/nonexistent-root-xyz"]}}),
+                "writable_roots entry `/nonexistent-root-xyz` is not an existing directory",
+            ),
+            (
+                json!({"sandboxPolicy": {"type": "workspace-write"},
+                       "sandboxCwd": "/nonexistent-cwd-xyz"}),
+                "sandboxCwd `/nonexistent-cwd-xyz` is not an existing directory",
             ),
         ];
         for (value, want) in cases {

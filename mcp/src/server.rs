@@ -44,6 +44,9 @@ pub struct ServerSettings {
     pub max_output_bytes: usize,
     /// Resource limits of every call's processes.
     pub limits: ResourceLimits,
+    /// The whole environment of every call (built by the caller from its own, credentials
+    /// left out); nothing else of the server's environment reaches a call.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServerSettings {
@@ -53,6 +56,7 @@ impl Default for ServerSettings {
             default_timeout: Duration::from_secs(10),
             max_output_bytes: 1 << 20,
             limits: ResourceLimits::default(),
+            env: Vec::new(),
         }
     }
 }
@@ -113,13 +117,17 @@ impl ShellServer {
         Parameters(params): Parameters<ShellParams>,
     ) -> Result<CallToolResult, McpError> {
         let call = params.check(self.inner.settings.default_timeout)?;
-        let (sandbox, source) = self.sandbox_for(&context)?;
+        let (mut sandbox, source) = self.sandbox_for(&context)?;
+        // The workdir comes from the agent: where the command runs, never a grant. The
+        // writable roots are the person's (the server's flags) or the client's state.
+        sandbox.workdir_writable = false;
         let approver =
             ElicitationApprover::new(context.peer.clone(), self.inner.remembered.clone());
         let spec = SessionSpec {
             argv: call.argv,
             workdir: call.workdir,
-            env: Vec::new(),
+            env: self.inner.settings.env.clone(),
+            inherit_env: false,
             sandbox: sandbox.clone(),
             limits: self.inner.settings.limits,
             timeout: Some(call.timeout),

@@ -438,6 +438,7 @@ async fn sandbox_state_update_then_meta_override() {
         "sandbox-state-update"
     );
 
+    let (w, repo) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let msg = c
         .request(
             3,
@@ -446,8 +447,8 @@ async fn sandbox_state_update_then_meta_override() {
                 "name": "shell",
                 "arguments": {"command": "true", "workdir": workdir()},
                 "_meta": {"codex/sandbox-state-meta": {
-                    "sandboxPolicy": {"type": "workspace-write", "writable_roots": ["/w"], "network_access": true},
-                    "sandboxCwd": "/repo"
+                    "sandboxPolicy": {"type": "workspace-write", "writable_roots": [w.path()], "network_access": true},
+                    "sandboxCwd": repo.path()
                 }}
             }),
         )
@@ -458,11 +459,46 @@ async fn sandbox_state_update_then_meta_override() {
     assert_eq!(sandbox["network"], true);
 
     let specs = double.specs.lock().unwrap().clone();
-    assert_eq!(specs[0].sandbox, SandboxPolicy::new(SandboxMode::ReadOnly));
+    // The call's workdir is never a grant, whatever the state.
+    assert_eq!(
+        specs[0].sandbox,
+        SandboxPolicy {
+            workdir_writable: false,
+            ..SandboxPolicy::new(SandboxMode::ReadOnly)
+        }
+    );
     assert_eq!(specs[1].sandbox.mode, SandboxMode::WorkspaceWrite);
+    assert!(!specs[1].sandbox.workdir_writable);
     assert_eq!(
         specs[1].sandbox.writable_roots,
-        [PathBuf::from("/w"), PathBuf::from("/repo")]
+        [w.path().to_owned(), repo.path().to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn a_writable_root_that_does_not_exist_is_refused_at_once() {
+    let double = Double::new(Behaviour::Exit3);
+    let mut c = Client::start(double.clone(), false).await;
+    let msg = c
+        .request(
+            1,
+            "codex/sandbox-state/update",
+            json!({"sandboxPolicy": {"type": "workspace-write", "writable_roots": ["/nonexistent-root-xyz"]}}),
+        )
+        .await;
+    let (code, message) = error_of(&msg);
+    assert_eq!(code, -32602, "{msg}");
+    assert!(
+        message.contains("`/nonexistent-root-xyz` is not an existing directory"),
+        "{message}"
+    );
+    // Nothing was applied: the next call runs under the command line's sandbox.
+    let msg = c
+        .call(2, json!({"command": "true", "workdir": workdir()}))
+        .await;
+    assert_eq!(
+        msg["result"]["structuredContent"]["sandbox"]["source"], "command-line",
+        "{msg}"
     );
 }
 
@@ -664,6 +700,7 @@ async fn timeout_and_settings_reach_the_session() {
         default_timeout: Duration::from_millis(1234),
         max_output_bytes: 77,
         limits: supervisor::ResourceLimits::from_specs(&["nofile=64"]).unwrap(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
     };
     let mut c = Client::start_with(double.clone(), false, settings).await;
     c.call(1, json!({"command": "a", "workdir": workdir()}))
@@ -677,6 +714,10 @@ async fn timeout_and_settings_reach_the_session() {
     assert_eq!(specs[0].timeout, Some(Duration::from_millis(1234)));
     assert_eq!(specs[0].sandbox.mode, SandboxMode::ReadOnly);
     assert_eq!(specs[0].limits.open_files, Some(64));
+    // The environment is the settings' whole, not the server's own on top.
+    assert_eq!(specs[0].env, [("PATH".into(), "/usr/bin:/bin".into())]);
+    assert!(!specs[0].inherit_env);
+    assert!(!specs[0].sandbox.workdir_writable);
     assert_eq!(specs[1].timeout, Some(Duration::from_millis(50)));
     assert_eq!(specs[1].argv, ["bash", "-c", "b"]);
 }

@@ -43,8 +43,12 @@ pub struct SessionSpec {
     pub argv: Vec<String>,
     /// Working directory; must exist.
     pub workdir: PathBuf,
-    /// Extra environment on top of the supervisor's own.
+    /// Extra environment on top of the supervisor's own, or (`inherit_env` false) the
+    /// whole environment.
     pub env: Vec<(String, String)>,
+    /// Whether the supervisor's own environment is the base `env` is added to. The front
+    /// door passes false with an environment built on purpose (credentials left out).
+    pub inherit_env: bool,
     pub sandbox: SandboxPolicy,
     /// Per-process resource limits inside the session.
     pub limits: ResourceLimits,
@@ -61,6 +65,7 @@ impl std::fmt::Debug for SessionSpec {
             .field("argv", &self.argv)
             .field("workdir", &self.workdir)
             .field("env", &self.env)
+            .field("inherit_env", &self.inherit_env)
             .field("sandbox", &self.sandbox)
             .field("limits", &self.limits)
             .field("timeout", &self.timeout)

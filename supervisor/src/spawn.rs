@@ -162,6 +162,9 @@ impl Supervisor {
         let (stop_tx, stop_rx) = UnixStream::pair().map_err(spawn_err)?;
 
         let mut cmd = Command::new(&program);
+        if !spec.inherit_env {
+            cmd.env_clear();
+        }
         cmd.arg0(argv0)
             .args(&spec.argv[1..])
             .current_dir(&spec.workdir)

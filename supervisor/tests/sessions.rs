@@ -41,6 +41,7 @@ fn spec(workdir: &Path, script: &str, timeout: Option<Duration>) -> SessionSpec 
         argv: vec!["bash".into(), "-c".into(), script.into()],
         workdir: workdir.to_path_buf(),
         env: Vec::new(),
+        inherit_env: true,
         sandbox: SandboxPolicy::new(SandboxMode::WorkspaceWrite),
         limits: ResourceLimits::default(),
         timeout,

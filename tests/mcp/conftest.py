@@ -56,13 +56,20 @@ Elicit = Callable[[Any, types.ElicitRequestParams], Awaitable[types.ElicitResult
 class Server:
     """One `execgate mcp` process: its unique tag finds it in /proc."""
 
-    def __init__(self, tmp_path: Path, rules: Path | None, extra: list[str], env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        tmp_path: Path,
+        rules: Path | None,
+        extra: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ):
         self.tag = f"execgate-test-{uuid.uuid4().hex}"
         self.audit = tmp_path / f"{self.tag}.audit.jsonl"
         args = ["mcp", "--no-default-rules", "--audit", str(self.audit)]
         if rules is not None:
             args += ["--rules", str(rules)]
-        self.params = StdioServerParameters(command=str(execgate_bin()), args=args + extra, env=env)
+        self.params = StdioServerParameters(command=str(execgate_bin()), args=args + extra, env=env, cwd=cwd)
         self.stderr_path = tmp_path / f"{self.tag}.stderr"
 
     def pids(self) -> list[int]:
@@ -123,8 +130,10 @@ async def connect(
     extra: list[str] | None = None,
     elicitation: Elicit | None = None,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> AsyncIterator[tuple[ClientSession, Server]]:
-    server = Server(tmp_path, rules, extra or [], env)
+    """`cwd`: the server's working directory (by default this process's)."""
+    server = Server(tmp_path, rules, extra or [], env, cwd)
     with open(server.stderr_path, "w") as errlog:
         async with stdio_client(server.params, errlog=errlog) as (read, write):
             async with ClientSession(read, write, elicitation_callback=elicitation) as session:

@@ -13,7 +13,8 @@
 //!   never restricted, a terminal is `/dev/pts/N` (allowed), a regular file is checked where
 //!   it lives.
 //! - `workspace-write`: the same, plus every writable root (the workdir, each
-//!   `writable_roots` entry, `/tmp` and `$TMPDIR` unless excluded) with all rights except
+//!   `writable_roots` entry, `/tmp` and `$TMPDIR` unless excluded; the workdir not when
+//!   `workdir_writable` is false) with all rights except
 //!   `MAKE_CHAR`/`MAKE_BLOCK`: root inside the sandbox could otherwise `mknod` a node for
 //!   the disk in the workdir and write the disk through it.
 //! - `danger-full-access`: no Landlock at all.
@@ -511,7 +512,10 @@ fn writable_roots(
     workdir: &Path,
     tmpdir: Option<&Path>,
 ) -> Result<Vec<PathBuf>, LandlockError> {
-    let mut roots = vec![workdir.to_owned()];
+    let mut roots = Vec::new();
+    if policy.workdir_writable {
+        roots.push(workdir.to_owned());
+    }
     for root in &policy.writable_roots {
         let canonical = root
             .canonicalize()

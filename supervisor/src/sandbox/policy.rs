@@ -66,6 +66,14 @@ pub struct SandboxPolicy {
     pub exclude_slash_tmp: bool,
     /// Refuse to run unless every restriction was enforced (`--require-sandbox`).
     pub require_full: bool,
+    /// `workspace-write`: the session's workdir is writable too. False where the workdir
+    /// comes from the agent (an MCP call's `workdir`), which must never be a grant.
+    #[serde(default = "yes")]
+    pub workdir_writable: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl SandboxPolicy {
@@ -78,6 +86,7 @@ impl SandboxPolicy {
             exclude_tmpdir_env_var: false,
             exclude_slash_tmp: false,
             require_full: false,
+            workdir_writable: true,
         }
     }
 }

@@ -1,0 +1,319 @@
+//! The session flags `supervise`, `init` and `mcp` share, and the one place they become a
+//! policy, a sandbox, an environment and a [`Supervisor`].
+//!
+//! Every flag that shapes a session is declared here once, with one help text. What is
+//! not a session flag (the command, `--timeout`, `--on-prompt` for the terminal; the MCP
+//! server's call defaults) lives with its subcommand.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use policy::{LoadOptions, Policy};
+use supervisor::{BackendRequest, ResourceLimits, SandboxMode, SandboxPolicy, Supervisor};
+
+use crate::environment::{EnvPolicy, InheritEnv};
+
+/// The exec-policy flags (also `check`'s).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PolicyArgs {
+    /// A rules file, or a directory of `*.rules` files (repeatable). Loaded after the
+    /// default directories ($CODEX_HOME/rules, $XDG_CONFIG_HOME/execgate/rules).
+    #[arg(short = 'r', long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+
+    /// Load only the --rules paths, not the default directories.
+    #[arg(long)]
+    pub no_default_rules: bool,
+}
+
+impl PolicyArgs {
+    /// Loads the policy; a rules file that does not load is an error, never ignored.
+    pub fn load(&self) -> anyhow::Result<Policy> {
+        let options = LoadOptions::from_env(self.rules.clone(), !self.no_default_rules);
+        let policy = Policy::load(&options)?;
+        tracing::debug!(
+            rules = policy.rule_count(),
+            sources = ?policy.sources(),
+            "exec policy loaded"
+        );
+        Ok(policy)
+    }
+}
+
+/// The flags of every session, whichever subcommand runs it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SessionArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Sandbox for allowed execs: read-only, workspace-write, danger-full-access (no
+    /// sandbox at all, network included). For `mcp`, until the client sends a Codex
+    /// sandbox state.
+    #[arg(long, value_name = "MODE", default_value = "workspace-write", value_parser = parse_mode)]
+    pub sandbox: SandboxMode,
+
+    /// Extra writable directory for workspace-write (repeatable); it must exist.
+    #[arg(long = "writable-root", value_name = "DIR")]
+    pub writable_roots: Vec<PathBuf>,
+
+    /// Allow outbound network (AF_INET/AF_INET6) inside the sandbox (danger-full-access
+    /// always has it).
+    #[arg(long)]
+    pub network: bool,
+
+    /// Refuse to run a command unless every sandbox restriction is enforced on this kernel.
+    #[arg(long)]
+    pub require_sandbox: bool,
+
+    /// The environment a session starts from: `all` of execgate's own, `core` (HOME,
+    /// LOGNAME, PATH, SHELL, USER, USERNAME, TMPDIR, TEMP, TMP, LANG, LANGUAGE, LC_*, TERM), or
+    /// `none`. Either way, variables whose names look like credentials (containing KEY,
+    /// SECRET, TOKEN, PASSWORD, PASSWD, CREDENTIAL, AUTH, COOKIE, SESSION; any case) are
+    /// left out unless named by --pass-env.
+    #[arg(long, value_name = "BASE", value_enum, default_value_t = InheritEnv::All)]
+    pub inherit_env: InheritEnv,
+
+    /// Pass this variable of execgate's environment to sessions even if its name looks
+    /// like a credential or --inherit-env leaves it out (repeatable).
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub pass_env: Vec<String>,
+
+    /// Pass the caller's value of this variable to escalated commands (repeatable). They
+    /// run outside the sandbox, so they get execgate's own PATH, HOME, USER, LOGNAME,
+    /// SHELL, LANG, LANGUAGE, LC_*, TERM, TZ and TMPDIR and nothing else of the caller's;
+    /// loader, interpreter and tool hooks (LD_*, BASH_ENV, PYTHON*, GIT_*, MAKEFLAGS, ...)
+    /// are never passed, even when named.
+    #[arg(long = "escalate-env", value_name = "NAME")]
+    pub escalate_env: Vec<String>,
+
+    /// A resource limit for every process of the session, as NAME=VALUE (repeatable):
+    /// as, cpu (seconds), fsize, nproc, nofile, core; sizes take K, M, G, T; `unlimited`
+    /// keeps the inherited limit. Defaults: fsize=64G, nofile=1024, core=0.
+    #[arg(long = "limit", value_name = "NAME=VALUE", value_parser = ResourceLimits::check_spec)]
+    pub limits: Vec<String>,
+
+    /// Append one JSON line per decided exec to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+
+    /// How execs are decided: `unotify` (a stock bash under seccomp user notification:
+    /// every exec of the tree), `wrapper` (a patched bash asking through
+    /// execgate-execve-wrapper: only that shell's own execs), or `auto` (unotify where the
+    /// kernel and container allow it, else wrapper, with a notice on stderr).
+    #[arg(long, value_name = "BACKEND", default_value = "auto")]
+    pub backend: BackendRequest,
+
+    /// The patched bash for the wrapper backend (default: $EXECGATE_PATCHED_BASH, else
+    /// $EXECGATE_PATCHED_SHELLS/bin/bash, else ../libexec/execgate/bash next to execgate).
+    /// Must be an executable file, whatever the backend.
+    #[arg(long, value_name = "PATH")]
+    pub patched_bash: Option<PathBuf>,
+}
+
+fn parse_mode(s: &str) -> Result<SandboxMode, String> {
+    s.parse()
+        .map_err(|e: <SandboxMode as std::str::FromStr>::Err| e.to_string())
+}
+
+/// The checked session flags: what every session of this process starts from.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub sandbox: SandboxPolicy,
+    /// The whole environment of a session (the supervisor's own is not inherited).
+    pub env: Vec<(String, String)>,
+    pub limits: ResourceLimits,
+}
+
+impl SessionArgs {
+    /// The flags given (anything not at its default), by name: `init` refuses them when
+    /// its command is the MCP server, which takes them after `mcp`.
+    pub fn given(&self) -> Vec<&'static str> {
+        let given = [
+            (!self.policy.rules.is_empty(), "--rules"),
+            (self.policy.no_default_rules, "--no-default-rules"),
+            (self.sandbox != SandboxMode::WorkspaceWrite, "--sandbox"),
+            (!self.writable_roots.is_empty(), "--writable-root"),
+            (self.network, "--network"),
+            (self.require_sandbox, "--require-sandbox"),
+            (self.inherit_env != InheritEnv::All, "--inherit-env"),
+            (!self.pass_env.is_empty(), "--pass-env"),
+            (!self.escalate_env.is_empty(), "--escalate-env"),
+            (!self.limits.is_empty(), "--limit"),
+            (self.audit.is_some(), "--audit"),
+            (self.backend != BackendRequest::Auto, "--backend"),
+            (self.patched_bash.is_some(), "--patched-bash"),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(given, name)| given.then_some(name))
+            .collect()
+    }
+
+    /// Checks the flags and builds what each session gets, from execgate's own
+    /// environment. Every error names the flag.
+    pub fn config(&self) -> anyhow::Result<SessionConfig> {
+        let mut writable_roots = Vec::with_capacity(self.writable_roots.len());
+        for root in &self.writable_roots {
+            writable_roots.push(existing_dir("--writable-root", root)?);
+        }
+        // Under `wrapper` the supervisor refuses it, saying where it looked and how to
+        // build one; under `auto` it would otherwise be ignored whenever unotify works.
+        if let Some(bash) = &self.patched_bash
+            && self.backend != BackendRequest::Wrapper
+        {
+            check_executable("--patched-bash", bash)?;
+        }
+        let sandbox = SandboxPolicy {
+            writable_roots,
+            // danger-full-access confines nothing, the network included (as the same mode
+            // from a Codex sandbox state does).
+            network: self.network || self.sandbox == SandboxMode::DangerFullAccess,
+            require_full: self.require_sandbox,
+            ..SandboxPolicy::new(self.sandbox)
+        };
+        let env = EnvPolicy {
+            inherit: self.inherit_env,
+            pass: self.pass_env.clone(),
+        }
+        .build(std::env::vars_os());
+        Ok(SessionConfig {
+            sandbox,
+            env,
+            // Each spec was checked when the arguments were parsed.
+            limits: ResourceLimits::from_specs(&self.limits)?,
+        })
+    }
+
+    /// The one place a [`Supervisor`] is built: loads the policy and starts it. Needs the
+    /// tokio runtime. A fallback notice (auto chose the wrapper backend) goes to stderr.
+    pub fn supervisor(&self) -> anyhow::Result<Supervisor> {
+        let policy = Arc::new(self.policy.load()?);
+        let supervisor = Supervisor::new(
+            policy,
+            supervisor::SupervisorOptions {
+                audit: self.audit.clone(),
+                backend: self.backend,
+                patched_bash: self.patched_bash.clone(),
+                escalate_env: self.escalate_env.clone(),
+            },
+        )?;
+        if let Some(notice) = supervisor.notice() {
+            eprintln!("{notice}");
+        }
+        Ok(supervisor)
+    }
+}
+
+/// `path` as an absolute, existing directory; else one error naming the flag.
+pub fn existing_dir(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
+    let absolute =
+        std::path::absolute(path).with_context(|| format!("{flag} {}", path.display()))?;
+    match std::fs::metadata(&absolute) {
+        Ok(meta) if meta.is_dir() => Ok(absolute),
+        Ok(_) => anyhow::bail!("{flag} {}: not a directory", path.display()),
+        Err(err) => anyhow::bail!("{flag} {}: {}", path.display(), io_reason(&err)),
+    }
+}
+
+fn check_executable(flag: &str, path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Ok(()),
+        Ok(_) => anyhow::bail!("{flag} {}: not an executable file", path.display()),
+        Err(err) => anyhow::bail!("{flag} {}: {}", path.display(), io_reason(&err)),
+    }
+}
+
+/// "no such file or directory" rather than "No such file or directory (os error 2)".
+fn io_reason(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        session: SessionArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SessionArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied())).map(|c| c.session)
+    }
+
+    #[test]
+    fn defaults() {
+        let args = parse(&[]).unwrap();
+        assert!(args.given().is_empty());
+        let config = args.config().unwrap();
+        assert_eq!(
+            config.sandbox,
+            SandboxPolicy::new(SandboxMode::WorkspaceWrite)
+        );
+    }
+
+    #[test]
+    fn danger_full_access_has_network() {
+        let config = parse(&["--sandbox", "danger-full-access"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert!(config.sandbox.network);
+        let config = parse(&["--sandbox", "read-only"])
+            .unwrap()
+            .config()
+            .unwrap();
+        assert!(!config.sandbox.network);
+    }
+
+    #[test]
+    fn a_missing_writable_root_is_one_clear_error() {
+        let err = parse(&["--writable-root", "/nonexistent-root-xyz"])
+            .unwrap()
+            .config()
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "--writable-root /nonexistent-root-xyz: no such file or directory"
+        );
+        let err = parse(&["--writable-root", "/etc/passwd"])
+            .unwrap()
+            .config()
+            .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "--writable-root /etc/passwd: not a directory"
+        );
+    }
+
+    #[test]
+    fn a_missing_patched_bash_is_an_error_whatever_the_backend() {
+        // `wrapper`: the supervisor's own refusal (tests/supervise_wrapper.rs).
+        for backend in ["auto", "unotify"] {
+            let err = parse(&["--backend", backend, "--patched-bash", "/nonexistent"])
+                .unwrap()
+                .config()
+                .unwrap_err();
+            assert_eq!(
+                format!("{err:#}"),
+                "--patched-bash /nonexistent: no such file or directory"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(parse(&["--sandbox", "yolo"]).is_err());
+        assert!(parse(&["--backend", "ptrace"]).is_err());
+        assert!(parse(&["--inherit-env", "some"]).is_err());
+        assert!(parse(&["--limit", "bogus=1"]).is_err());
+    }
+}

@@ -1,0 +1,154 @@
+"""Attacks on `execgate mcp` through its tool call: the agent's arguments are not grants.
+
+Each test tries what an agent written to get out would try and checks the effect outside
+the session: a canary file in a fresh directory outside /tmp and outside every writable
+root of the server, or the secret's absence from what the call could read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import connect, shell, update_sandbox_state
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "canary-secret-3f9c1e"
+
+
+@pytest.fixture
+def outside() -> Path:
+    """A fresh directory outside /tmp, outside the server's workspace and writable roots."""
+    base = Path("/var/lib")
+    if not base.is_dir():
+        pytest.fail("/var/lib does not exist: the attack needs a directory outside /tmp")
+    d = base / f"execgate-canary-{uuid.uuid4().hex}"
+    d.mkdir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def server_cwd(tmp_path: Path) -> Path:
+    d = tmp_path / "server-cwd"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+WRITE = "echo pwned > {target} ; pwd"
+
+
+async def test_workdir_outside_the_writable_roots_is_not_a_grant(tmp_path, outside):
+    """No sandbox state: the call's workdir is where the command runs, read-only."""
+    canary = outside / "canary"
+    async with connect(tmp_path, cwd=server_cwd(tmp_path)) as (session, _):
+        r = await shell(session, WRITE.format(target=canary), outside)
+    assert not canary.exists(), r
+    # It ran there all the same.
+    assert r["stdout"].strip() == str(outside), r
+    assert str(outside) not in r["sandbox"]["writable_roots"], r
+
+
+async def test_workdir_slash_does_not_make_the_filesystem_writable(tmp_path, outside):
+    """The reported attack: `workdir: "/"` made every directory writable."""
+    canary = outside / "canary"
+    async with connect(tmp_path, cwd=server_cwd(tmp_path)) as (session, _):
+        r = await shell(session, WRITE.format(target=canary), Path("/"))
+    assert not canary.exists(), r
+    assert "/" not in r["sandbox"]["writable_roots"], r
+
+
+async def test_workdir_is_not_a_grant_under_a_sandbox_state_update(tmp_path, workdir, outside):
+    """The client's sandbox state names another sandboxCwd: only that one is writable."""
+    canary = outside / "canary"
+    async with connect(tmp_path, cwd=server_cwd(tmp_path)) as (session, _):
+        await update_sandbox_state(session, {"type": "workspace-write"}, str(workdir))
+        r = await shell(session, WRITE.format(target=canary), Path("/"))
+        ok = await shell(session, "echo fine > inside", workdir)
+    assert not canary.exists(), r
+    assert r["sandbox"]["source"] == "sandbox-state-update", r
+    # The sandboxCwd itself stays writable.
+    assert ok["exit_code"] == 0 and (workdir / "inside").read_text() == "fine\n", ok
+
+
+async def test_workdir_is_not_a_grant_under_tool_call_meta(tmp_path, workdir, outside):
+    canary = outside / "canary"
+    meta = {
+        "codex/sandbox-state-meta": {
+            "sandboxPolicy": {"type": "workspace-write"},
+            "sandboxCwd": str(workdir),
+        }
+    }
+    async with connect(tmp_path, cwd=server_cwd(tmp_path)) as (session, _):
+        result = await session.call_tool(
+            "shell",
+            {"command": WRITE.format(target=canary), "workdir": str(outside), "login": False},
+            meta=meta,
+        )
+    assert not canary.exists(), result
+    assert not result.is_error, result.content
+
+
+async def test_the_servers_writable_roots_stay_writable(tmp_path, outside):
+    """A root the person named on the command line is writable from any workdir."""
+    canary = outside / "granted"
+    async with connect(
+        tmp_path, extra=["--writable-root", str(outside)], cwd=server_cwd(tmp_path)
+    ) as (session, _):
+        r = await shell(session, WRITE.format(target=canary), Path("/"))
+    assert canary.read_text() == "pwned\n", r
+
+
+# What a call reads of its environment: its own, every /proc environ it can see, and
+# its parent's.
+READ_ENV = (
+    "env > env.txt; tr '\\0' '\\n' < /proc/self/environ >> env.txt; "
+    "cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' >> env.txt; "
+    "tr '\\0' '\\n' < /proc/$PPID/environ >> env.txt 2>/dev/null; true"
+)
+
+ENV = {
+    "OPENAI_API_KEY": SECRET,
+    "GITHUB_TOKEN": SECRET + "-gh",
+    "AWS_SECRET_ACCESS_KEY": SECRET + "-aws",
+    "MY_DB_PASSWORD": SECRET + "-db",
+    "EXECGATE_PLAIN_VALUE": "plain-visible",
+}
+
+
+async def test_credentials_in_the_servers_environment_are_not_passed(tmp_path, workdir):
+    async with connect(tmp_path, env=ENV, cwd=server_cwd(tmp_path)) as (session, _):
+        r = await shell(session, READ_ENV, workdir)
+    seen = (workdir / "env.txt").read_text()
+    assert r["exit_code"] == 0, r
+    assert SECRET not in seen, seen
+    assert SECRET not in r["stdout"] + r["stderr"]
+    # Not a blanket wipe: an ordinary variable and PATH still arrive.
+    assert "EXECGATE_PLAIN_VALUE=plain-visible" in seen, seen
+    assert "PATH=" in seen, seen
+
+
+async def test_pass_env_passes_the_named_credential_only(tmp_path, workdir):
+    async with connect(
+        tmp_path, env=ENV, extra=["--pass-env", "OPENAI_API_KEY"], cwd=server_cwd(tmp_path)
+    ) as (session, _):
+        await shell(session, READ_ENV, workdir)
+    seen = (workdir / "env.txt").read_text()
+    assert f"OPENAI_API_KEY={SECRET}" in seen, seen
+    assert SECRET + "-gh" not in seen and SECRET + "-aws" not in seen, seen
+
+
+async def test_inherit_env_none_passes_only_the_named(tmp_path, workdir):
+    async with connect(
+        tmp_path,
+        env=ENV,
+        extra=["--inherit-env", "none", "--pass-env", "EXECGATE_PLAIN_VALUE"],
+        cwd=server_cwd(tmp_path),
+    ) as (session, _):
+        r = await shell(session, "env", workdir)
+    names = sorted(line.split("=", 1)[0] for line in r["stdout"].splitlines() if "=" in line)
+    assert "EXECGATE_PLAIN_VALUE" in names, names
+    assert "HOME" not in names and "OPENAI_API_KEY" not in names, names
