@@ -17,12 +17,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use seccomp::listener::Listener;
-use seccomp::pidfd::PidFd;
-use seccomp::remote_fd::{self, FdHandoff};
+use kernel::pidfd::PidFd;
+use kernel::remote_fd::{self, FdHandoff};
+use kernel::seccomp::listener::Listener;
 
-use crate::ptrace::{self, Resume, Stop};
 use crate::session::ExitStatus;
+use kernel::ptrace::{self, Resume, Stop};
 
 /// What to run, as read from the paused caller.
 #[derive(Debug)]
@@ -144,7 +144,7 @@ pub fn run(mut job: Job, listener: &Listener, registry: &dyn Registry) -> Outcom
     // sandbox, after its caller is gone. Which signal killed the caller is not ours to
     // read, so the copy gets SIGKILL.
     if let Ok(copy) = &copy
-        && seccomp::pidfd::first_exited(&[copy.as_ref(), &caller]).ok() == Some(1)
+        && kernel::pidfd::first_exited(&[copy.as_ref(), &caller]).ok() == Some(1)
     {
         let _ = copy.send_signal(libc::SIGKILL);
     }
@@ -233,7 +233,7 @@ pub(crate) fn spawn_copy(
     cmd.stdin(stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
     cmd.stdout(stdout.map(Stdio::from).unwrap_or_else(Stdio::null));
     cmd.stderr(stderr.map(Stdio::from).unwrap_or_else(Stdio::null));
-    let mut hooks: Vec<seccomp::child::ChildHook> = Vec::new();
+    let mut hooks: Vec<kernel::process::ChildHook> = Vec::new();
     if let Some(joiner) = cgroup {
         hooks.push(Box::new(move || {
             joiner
@@ -241,7 +241,7 @@ pub(crate) fn spawn_copy(
                 .map_err(|e| io::Error::from_raw_os_error(e as i32))
         }));
     }
-    seccomp::child::die_with_supervisor(&mut cmd, hooks);
+    kernel::process::die_with_supervisor(&mut cmd, hooks);
     crate::spawner::spawn(cmd)
 }
 

@@ -8,8 +8,8 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use seccomp::listener::Notification;
-use seccomp::memory::{MAX_STRING, MAX_TOTAL, MemoryAccess, ReadError, RemoteMemory};
+use kernel::memory::{MAX_STRING, MAX_TOTAL, MemoryAccess, ReadError, RemoteMemory};
+use kernel::seccomp::listener::Notification;
 
 /// A decoded `execve`/`execveat`.
 #[derive(Debug, Clone)]

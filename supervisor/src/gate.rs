@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kernel::memory::MemoryAccess;
+use kernel::pidfd::{PidFd, WaitStatus};
+use kernel::remote_fd::FdHandoff;
+use kernel::seccomp::filter::{BpfProgram, FilterError, FilterOptions};
+use kernel::seccomp::listener::{Event, Listener, Notification};
 use policy::{Evaluation, Policy};
-use seccomp::filter::{BpfProgram, FilterError, FilterOptions};
-use seccomp::listener::{Event, Listener, Notification};
-use seccomp::memory::MemoryAccess;
-use seccomp::pidfd::{PidFd, WaitStatus};
-use seccomp::remote_fd::FdHandoff;
 use tokio::task::JoinHandle;
 
 use crate::approval::Approver;
@@ -56,7 +56,7 @@ pub struct SupervisorOptions {
     /// Which backend decides the execs.
     pub backend: BackendRequest,
     /// The patched bash for the wrapper backend (`--patched-bash`); otherwise it is
-    /// searched for (see `features::patched_shell`).
+    /// searched for (see `kernel::detect::patched_shell`).
     pub patched_bash: Option<PathBuf>,
 }
 
@@ -173,10 +173,10 @@ struct Inner {
     filter_net_on: BpfProgram,
     wait_killable: bool,
     /// How sandboxed trees get a PID namespace with their own `/proc`, where they can.
-    pid_namespace: Option<seccomp::pid_ns::Privilege>,
+    pid_namespace: Option<kernel::namespaces::pid::Privilege>,
     /// Notification threads wait in RECV itself and are stopped by a signal; without it
     /// they poll the listener and a stop descriptor.
-    interrupter: Option<seccomp::listener::Interrupter>,
+    interrupter: Option<kernel::seccomp::listener::Interrupter>,
     /// How a paused caller's fds are copied (`pidfd_getfd`, or the /proc reopen where a
     /// container profile blocks it): decided once, here, from feature detection.
     fd_handoff: FdHandoff,
@@ -204,12 +204,12 @@ impl Supervisor {
     /// audit log. A backend that cannot run here is an error naming what is missing,
     /// never a run without supervision.
     pub fn new(policy: Arc<Policy>, options: SupervisorOptions) -> Result<Self, SupervisorError> {
-        let mut features = features::detect();
+        let mut features = kernel::detect();
         if options.patched_bash.is_some() {
             features.patched_shell =
-                features::patched_shell::locate(options.patched_bash.as_deref());
+                kernel::detect::patched_shell::locate(options.patched_bash.as_deref());
         }
-        let choice = features.backend();
+        let choice = crate::backend::choose(&features);
         let reasons = |backend| {
             choice
                 .candidates
@@ -218,8 +218,8 @@ impl Supervisor {
                 .map(|c| (c.usable, c.rejected_because.clone()))
                 .unwrap_or_default()
         };
-        let (unotify_ok, unotify_missing) = reasons(features::Backend::Unotify);
-        let (wrapper_ok, wrapper_missing) = reasons(features::Backend::Wrapper);
+        let (unotify_ok, unotify_missing) = reasons(crate::backend::Backend::Unotify);
+        let (wrapper_ok, wrapper_missing) = reasons(crate::backend::Backend::Wrapper);
         let (backend, notice) = match options.backend {
             BackendRequest::Unotify if !unotify_ok => {
                 return Err(SupervisorError::Unsupported(unotify_missing));
@@ -233,9 +233,9 @@ impl Supervisor {
                 };
                 return Err(SupervisorError::WrapperUnavailable(missing));
             }
-            BackendRequest::Unotify => (features::Backend::Unotify, None),
-            BackendRequest::Wrapper => (features::Backend::Wrapper, None),
-            BackendRequest::Auto if unotify_ok => (features::Backend::Unotify, None),
+            BackendRequest::Unotify => (crate::backend::Backend::Unotify, None),
+            BackendRequest::Wrapper => (crate::backend::Backend::Wrapper, None),
+            BackendRequest::Auto if unotify_ok => (crate::backend::Backend::Unotify, None),
             BackendRequest::Auto if wrapper_ok => {
                 let bash = features.patched_shell.bash.path.clone().unwrap_or_default();
                 let notice = format!(
@@ -243,9 +243,9 @@ impl Supervisor {
                      wrapper backend (patched bash {}): {}",
                     unotify_missing.join("; "),
                     bash.display(),
-                    features::WRAPPER_BLIND_SPOT
+                    crate::backend::WRAPPER_BLIND_SPOT
                 );
-                (features::Backend::Wrapper, Some(notice))
+                (crate::backend::Backend::Wrapper, Some(notice))
             }
             BackendRequest::Auto => {
                 let mut reasons = unotify_missing;
@@ -256,7 +256,7 @@ impl Supervisor {
                 return Err(SupervisorError::Unsupported(reasons));
             }
         };
-        let wrapper = (backend == features::Backend::Wrapper)
+        let wrapper = (backend == crate::backend::Backend::Wrapper)
             .then(|| wrapper::Tools::from_found(&features.patched_shell))
             .flatten();
         let notify_exec = wrapper.is_none();
@@ -274,14 +274,8 @@ impl Supervisor {
             ),
             None => None,
         };
-        let fd_handoff = match choice.stdio_handoff {
-            Some(features::StdioHandoff::ProcFdReopen) => FdHandoff::ProcReopen,
-            _ => FdHandoff::PidfdGetfd,
-        };
-        let memory = match choice.memory_read {
-            Some(features::MemoryRead::ProcMem) => MemoryAccess::ProcMem,
-            _ => MemoryAccess::ProcessVmReadv,
-        };
+        let fd_handoff = choice.stdio_handoff.unwrap_or(FdHandoff::PidfdGetfd);
+        let memory = choice.memory_read.unwrap_or(MemoryAccess::ProcessVmReadv);
         if fd_handoff == FdHandoff::ProcReopen || memory == MemoryAccess::ProcMem {
             tracing::info!(
                 ?fd_handoff,
@@ -289,7 +283,7 @@ impl Supervisor {
                 "a fallback reaches into paused callers"
             );
         }
-        let cap_sys_admin = seccomp::mount_ns::have_cap_sys_admin();
+        let cap_sys_admin = kernel::namespaces::mount::have_cap_sys_admin();
         let (cgroup_parent, watchdog) = arm_watchdog();
         Ok(Supervisor {
             inner: Arc::new(Inner {
@@ -299,11 +293,11 @@ impl Supervisor {
                 _watchdog: watchdog,
                 policy,
                 audit,
-                filter_net_off: seccomp::filter::build(FilterOptions {
+                filter_net_off: kernel::seccomp::filter::build(FilterOptions {
                     network: false,
                     notify_exec,
                 })?,
-                filter_net_on: seccomp::filter::build(FilterOptions {
+                filter_net_on: kernel::seccomp::filter::build(FilterOptions {
                     network: true,
                     notify_exec,
                 })?,
@@ -314,11 +308,11 @@ impl Supervisor {
                     .pid_namespace
                     .available
                     .then_some(if cap_sys_admin {
-                        seccomp::pid_ns::Privilege::CapSysAdmin
+                        kernel::namespaces::pid::Privilege::CapSysAdmin
                     } else {
-                        seccomp::pid_ns::Privilege::UserNamespace
+                        kernel::namespaces::pid::Privilege::UserNamespace
                     }),
-                interrupter: seccomp::listener::Interrupter::get(),
+                interrupter: kernel::seccomp::listener::Interrupter::get(),
                 fd_handoff,
                 memory,
                 git_protection: if cap_sys_admin {
@@ -337,11 +331,11 @@ impl Supervisor {
     }
 
     /// The backend that decides this supervisor's execs.
-    pub fn backend(&self) -> features::Backend {
+    pub fn backend(&self) -> crate::backend::Backend {
         if self.inner.wrapper.is_some() {
-            features::Backend::Wrapper
+            crate::backend::Backend::Wrapper
         } else {
-            features::Backend::Unotify
+            crate::backend::Backend::Unotify
         }
     }
 
@@ -388,15 +382,18 @@ impl Supervisor {
             tmpdir.as_deref(),
             self.inner.git_protection,
         )?;
-        let binds =
-            seccomp::mount_ns::ReadOnlyBinds::new(landlock.read_only_binds()).map_err(spawn_err)?;
+        let binds = kernel::namespaces::mount::ReadOnlyBinds::new(landlock.read_only_binds())
+            .map_err(spawn_err)?;
         // The tree sees only itself in /proc (Landlock does not stop reading other
         // processes' environments). Not for danger-full-access, which confines nothing.
         let pid_namespace = match self.inner.pid_namespace {
             Some(privilege)
                 if spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess =>
             {
-                Some(seccomp::pid_ns::SessionPidNamespace::new(privilege).map_err(spawn_err)?)
+                Some(
+                    kernel::namespaces::pid::SessionPidNamespace::new(privilege)
+                        .map_err(spawn_err)?,
+                )
             }
             _ => None,
         };
@@ -418,7 +415,7 @@ impl Supervisor {
             }
         };
         let joiner = cgroup.as_ref().and_then(|cg| cg.joiner().ok());
-        let mut hooks: Vec<seccomp::child::ChildHook> = Vec::with_capacity(4);
+        let mut hooks: Vec<kernel::process::ChildHook> = Vec::with_capacity(4);
         if let Some(joiner) = joiner {
             hooks.push(Box::new(move || {
                 joiner.join_in_child().map_err(errno_to_io)
@@ -431,7 +428,7 @@ impl Supervisor {
             teardown::child_become_subreaper().map_err(errno_to_io)
         }));
         if let Some(pid_namespace) = pid_namespace {
-            // Forks twice; only the session's program returns (see seccomp::pid_ns).
+            // Forks twice; only the session's program returns (see kernel::namespaces::pid).
             hooks.push(Box::new(move || pid_namespace.enter_in_child()));
         }
         // Mount changes first: Landlock forbids them once the child is restricted.
@@ -444,7 +441,7 @@ impl Supervisor {
             Some(_) => {
                 let (server, shell_end) = escalate_protocol::server::EscalateServer::pair()
                     .map_err(SessionError::Rendezvous)?;
-                hooks.push(seccomp::child::inherit_fd_hook(
+                hooks.push(kernel::process::inherit_fd_hook(
                     shell_end,
                     wrapper::RENDEZVOUS_FD,
                 ));
@@ -479,9 +476,9 @@ impl Supervisor {
         } else {
             self.inner.filter_net_off.clone()
         };
-        seccomp::child::confine(
+        kernel::process::confine(
             &mut cmd,
-            seccomp::child::Confinement {
+            kernel::process::Confinement {
                 filter,
                 wait_killable: self.inner.wait_killable,
                 listener_channel: rendezvous.is_none().then(|| OwnedFd::from(channel_child)),
@@ -858,7 +855,7 @@ impl Shared {
             return;
         }
         if self.own_group {
-            let _ = seccomp::pidfd::kill_process_group(root, sig);
+            let _ = kernel::pidfd::kill_process_group(root, sig);
             return;
         }
         if self.program.get().is_none()
@@ -871,7 +868,7 @@ impl Shared {
         }
         let _ = match self.program.get() {
             Some(program) => program.send_signal(sig),
-            None => seccomp::pidfd::kill_unreaped_child(root, sig),
+            None => kernel::pidfd::kill_unreaped_child(root, sig),
         };
     }
 
@@ -1103,7 +1100,7 @@ fn arm_watchdog() -> (Option<PathBuf>, Option<OwnedFd>) {
         .write(true)
         .open(dir.join("cgroup.kill"))
         .map(OwnedFd::from)
-        .and_then(|kill| seccomp::watchdog::spawn(&kill));
+        .and_then(|kill| kernel::watchdog::spawn(&kill));
     match watchdog {
         Ok(pipe) => (Some(dir), Some(pipe)),
         Err(err) => {
@@ -1161,7 +1158,7 @@ fn serve(
     stop: UnixStream,
     stopped: Option<Arc<AtomicBool>>,
 ) {
-    let listener = match seccomp::child::recv_fd(channel.as_raw_fd()) {
+    let listener = match kernel::process::recv_fd(channel.as_raw_fd()) {
         Ok(Some(fd)) => Arc::new(Listener::from_fd(fd)),
         // The child failed before installing its filter; spawn reports why.
         Ok(None) => return,
@@ -1235,7 +1232,7 @@ pub(crate) fn pidfd_of(tid: u32) -> io::Result<PidFd> {
 /// own next write does not move past (a separate open file description).
 pub(crate) fn tell_caller(tid: u32, handoff: FdHandoff, mut line: String) {
     let Ok(pidfd) = pidfd_of(tid) else { return };
-    let fd = match seccomp::remote_fd::copy_fd(handoff, &pidfd, tid, 2) {
+    let fd = match kernel::remote_fd::copy_fd(handoff, &pidfd, tid, 2) {
         Ok(fd) => fd,
         Err(err) => {
             tracing::debug!(tid, "cannot reach the caller's stderr: {err}");
@@ -1252,7 +1249,7 @@ pub(crate) fn tell_caller(tid: u32, handoff: FdHandoff, mut line: String) {
         line.push_str("...");
     }
     line.push('\n');
-    if seccomp::pidfd::wait_writable(fd.as_fd(), 100) {
+    if kernel::pidfd::wait_writable(fd.as_fd(), 100) {
         let _ = std::fs::File::from(fd).write_all(line.as_bytes());
     }
 }

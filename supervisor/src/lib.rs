@@ -6,11 +6,11 @@
 
 pub mod approval;
 pub mod audit;
+pub mod backend;
 pub mod cgroup;
 mod escalate;
 mod exec_request;
 mod gate;
-mod ptrace;
 pub mod rlimits;
 pub mod routing;
 pub mod sandbox;
@@ -20,8 +20,8 @@ pub mod stopwatch;
 pub mod teardown;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
+pub use backend::Backend;
 pub use cgroup::{CgroupError, CgroupJoiner, SessionCgroup};
-pub use features::Backend;
 pub use gate::{
     BackendRequest, Session, SessionError, Signal, Signaller, Supervisor, SupervisorError,
     SupervisorOptions, shown,

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use escalate_protocol::server::{EscalateServer, Escalation, Incoming, Responder};
 use escalate_protocol::{EscalateRequest, ProtocolError, SOCKET_ENV};
+use kernel::pidfd::PidFd;
 use policy::Evaluation;
-use seccomp::pidfd::PidFd;
 use tokio::sync::oneshot;
 
 use super::decision::{ExecFacts, Gate};
@@ -45,7 +45,7 @@ pub(super) struct Tools {
 }
 
 impl Tools {
-    pub(super) fn from_found(found: &features::PatchedShell) -> Option<Tools> {
+    pub(super) fn from_found(found: &kernel::detect::PatchedShell) -> Option<Tools> {
         Some(Tools {
             bash: found.bash.path.clone()?,
             zsh: found.zsh.path.clone(),
@@ -65,8 +65,8 @@ impl Tools {
                     why: format!(
                         "none found (${} or ${}/bin/zsh; build it with \
                      patches-fallback/build-shells zsh)",
-                        features::patched_shell::ZSH_ENV,
-                        features::patched_shell::SHELLS_ENV
+                        kernel::detect::patched_shell::ZSH_ENV,
+                        kernel::detect::patched_shell::SHELLS_ENV
                     ),
                 }),
             _ => Err(SessionError::NotAShell(argv0.to_owned())),
@@ -348,7 +348,7 @@ async fn escalated(
                     "execgate: escalated copy of `{}` failed to start: {err}\n",
                     shown(&facts.argv)
                 );
-                if seccomp::pidfd::wait_writable(fd.as_fd(), 100) {
+                if kernel::pidfd::wait_writable(fd.as_fd(), 100) {
                     let _ = std::fs::File::from(fd).write_all(line.as_bytes());
                 }
             }

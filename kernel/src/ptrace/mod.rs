@@ -6,6 +6,20 @@
 //! the syscall instruction runs again as `exit_group(status)`. `orig_rax = -1` keeps the
 //! kernel from restarting the exec. Everything here must run on ONE thread per tracee:
 //! ptrace belongs to the thread that seized.
+//!
+//! Owns: seize, interrupt, wait for a stop, detach (portable, here) and the register
+//! rewrite (one file per architecture: [`x86_64`], [`aarch64`]). Must never decide whether
+//! an exec is escalated, nor trace anything but a paused caller of our own session.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "x86_64")]
+mod x86_64;
+
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::set_resume;
+#[cfg(target_arch = "x86_64")]
+pub use x86_64::set_resume;
 
 use std::io;
 
@@ -20,11 +34,11 @@ pub enum Stop {
     Gone,
 }
 
-fn pid(tid: u32) -> libc::pid_t {
+pub(crate) fn pid(tid: u32) -> libc::pid_t {
     libc::pid_t::try_from(tid).unwrap_or(libc::pid_t::MAX)
 }
 
-fn ptrace(req: libc::c_uint, tid: u32, data: usize) -> io::Result<()> {
+pub(crate) fn ptrace(req: libc::c_uint, tid: u32, data: usize) -> io::Result<()> {
     // SAFETY: requests used here take no pointer in `addr`; `data` is either an integer
     // (options, signal) or, for GETREGS/SETREGS, a pointer the caller keeps valid.
     let ret = unsafe {
@@ -97,35 +111,7 @@ pub enum Resume {
     Fail(i32),
 }
 
-/// Rewrites the registers of a tracee stopped right after its exec syscall.
-#[cfg(target_arch = "x86_64")]
-pub fn set_resume(tid: u32, resume: Resume) -> io::Result<()> {
-    // SAFETY: user_regs_struct is plain old data, filled by GETREGS below.
-    let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
-    ptrace(
-        libc::PTRACE_GETREGS,
-        tid,
-        &mut regs as *mut libc::user_regs_struct as usize,
-    )?;
-    // Not a syscall any more: the kernel must not restart the exec.
-    regs.orig_rax = u64::MAX;
-    match resume {
-        Resume::ExitGroup(code) => {
-            regs.rax = libc::SYS_exit_group as u64;
-            regs.rdi = code as u64;
-            // `syscall` is two bytes (0f 05); run it again with the new number.
-            regs.rip -= 2;
-        }
-        Resume::Fail(errno) => regs.rax = (-i64::from(errno)) as u64,
-    }
-    ptrace(
-        libc::PTRACE_SETREGS,
-        tid,
-        &regs as *const libc::user_regs_struct as usize,
-    )
-}
-
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub fn set_resume(_tid: u32, _resume: Resume) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,

@@ -6,7 +6,7 @@
 //! distributions' policies). Probed the way the supervisor will do it, in a throwaway
 //! child whose mount namespace is private.
 
-use crate::{Feature, KernelVersion, child};
+use crate::detect::{Feature, KernelVersion, child};
 
 /// Mount namespaces and the PID namespace's own procfs predate every kernel we run on.
 pub const PID_NAMESPACE_SINCE: KernelVersion = KernelVersion::new(3, 8, 0);
@@ -186,7 +186,7 @@ pub(crate) fn detect(cap_sys_admin: bool) -> Feature {
             .into_iter()
             .find(|(_, e)| *e != 0)
             .unwrap_or(("probe", 0));
-            let mut detail = format!("{step} {how}: {}", crate::errno_name_raw(errno));
+            let mut detail = format!("{step} {how}: {}", crate::detect::errno_name_raw(errno));
             if errno == libc::EPERM && cap_sys_admin {
                 detail.push_str(" (a seccomp profile or LSM refuses it)");
             } else if errno == libc::EPERM {

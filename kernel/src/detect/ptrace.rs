@@ -9,7 +9,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{How, child};
+use crate::detect::{How, child};
 
 /// `CAP_SYS_PTRACE`'s bit in the capability masks.
 const CAP_SYS_PTRACE: u32 = 19;
@@ -99,7 +99,7 @@ pub(crate) fn detect(cap_eff: Option<u64>) -> Ptrace {
                 false,
                 format!(
                     "PTRACE_SEIZE of a forked child: {} (forbidden by {culprit})",
-                    crate::errno_name(&e)
+                    crate::detect::errno_name(&e)
                 ),
             )
         }

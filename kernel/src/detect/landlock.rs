@@ -8,7 +8,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{How, KernelVersion};
+use crate::detect::{How, KernelVersion};
 
 pub const SINCE: KernelVersion = KernelVersion::new(5, 13, 0);
 
@@ -83,7 +83,7 @@ impl Landlock {
                 (
                     None,
                     status,
-                    format!("{call}: {}{hint}", crate::errno_name(&e)),
+                    format!("{call}: {}{hint}", crate::detect::errno_name(&e)),
                 )
             }
         };

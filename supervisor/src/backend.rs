@@ -1,11 +1,14 @@
 //! Which supervisor backend the detected features allow, and why not the others.
 //!
+//! Owns: the choice, from a [`Features`] detected once at start. Pure logic: must never
+//! make a syscall or probe anything (detection is `kernel::detect`).
+//!
 //! - `unotify` (preferred): a stock bash under a seccomp user-notification listener.
 //!   Needs user notification (stop each exec), `FLAG_CONTINUE` (let an allowed exec
 //!   proceed), `pidfd_open` (a race-free handle on the paused child) and ptrace of our
 //!   descendants (end the paused child with the escalated status). How the child's
-//!   stdin/stdout/stderr reach an escalated command ([`StdioHandoff`]) and how its exec
-//!   arguments are read ([`MemoryRead`]) have a fallback each for a container profile that
+//!   stdin/stdout/stderr reach an escalated command ([`FdHandoff`]) and how its exec
+//!   arguments are read ([`MemoryAccess`]) have a fallback each for a container profile that
 //!   blocks `pidfd_getfd` or `process_vm_readv`; the choice and its cost are reported.
 //! - `wrapper`: a patched bash/zsh calls an exec wrapper for every exec. Needs no kernel
 //!   feature, but a patched bash and the `execgate-execve-wrapper` binary, and only sees
@@ -15,7 +18,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Features;
+use kernel::detect::{Feature, Features};
+use kernel::memory::MemoryAccess;
+use kernel::remote_fd::FdHandoff;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,54 +48,15 @@ pub struct Candidate {
     pub rejected_because: Vec<String>,
 }
 
-/// How a paused caller's stdin/stdout/stderr are handed to an escalated command (and its
-/// stderr reached for a refusal's reason).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StdioHandoff {
-    /// `pidfd_getfd`: the caller's very descriptors.
-    PidfdGetfd,
-    /// Reopening `/proc/PID/fd/N`: no sockets or anonymous inodes, and a regular file is a
-    /// separate open file description (its offset is not shared).
-    ProcFdReopen,
-}
-
-impl fmt::Display for StdioHandoff {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StdioHandoff::PidfdGetfd => "pidfd_getfd",
-            StdioHandoff::ProcFdReopen => "/proc/PID/fd reopen",
-        })
-    }
-}
-
-/// How a paused exec's path, argv and environment are read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MemoryRead {
-    ProcessVmReadv,
-    /// `pread` on `/proc/PID/mem`: the same bytes, one `open` more per exec.
-    ProcMem,
-}
-
-impl fmt::Display for MemoryRead {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MemoryRead::ProcessVmReadv => "process_vm_readv",
-            MemoryRead::ProcMem => "/proc/PID/mem",
-        })
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendChoice {
     pub chosen: Backend,
     /// Every backend, in order of preference.
     pub candidates: Vec<Candidate>,
     /// With `unotify`: how the caller's stdio reach an escalated command.
-    pub stdio_handoff: Option<StdioHandoff>,
+    pub stdio_handoff: Option<FdHandoff>,
     /// With `unotify`: how the exec's arguments are read.
-    pub memory_read: Option<MemoryRead>,
+    pub memory_read: Option<MemoryAccess>,
     /// Consequences of the features for the chosen backend (not reasons to reject it).
     pub notes: Vec<String>,
 }
@@ -99,7 +65,7 @@ pub struct BackendChoice {
 fn unotify_missing(f: &Features) -> Vec<String> {
     let mut missing = Vec::new();
     let in_container = f.process.container.is_some();
-    let mut need = |ok: bool, what: &str, feature: &crate::Feature, fix: &str| {
+    let mut need = |ok: bool, what: &str, feature: &Feature, fix: &str| {
         if !ok {
             let kernel = feature.missing_on(&f.kernel).unwrap_or_default();
             let mut reason = format!("{what} is missing ({kernel}; {})", feature.detail);
@@ -156,11 +122,11 @@ const NOTIF_FIX: &str = "the engine's seccomp profile blocks seccomp user notifi
     SECCOMP_FILTER_FLAG_NEW_LISTENER and the SECCOMP_IOCTL_NOTIF_* ioctls";
 
 /// The stdio hand-off, and what the fallback costs, in one line for doctor.
-fn stdio_handoff(f: &Features) -> (StdioHandoff, String) {
+fn stdio_handoff(f: &Features) -> (FdHandoff, String) {
     let getfd = &f.pidfd.getfd;
     if getfd.available {
         return (
-            StdioHandoff::PidfdGetfd,
+            FdHandoff::PidfdGetfd,
             "stdio hand-off: pidfd_getfd (an escalated command gets the caller's own descriptors)"
                 .to_owned(),
         );
@@ -181,15 +147,15 @@ fn stdio_handoff(f: &Features) -> (StdioHandoff, String) {
              Docker's default does)",
         );
     }
-    (StdioHandoff::ProcFdReopen, note)
+    (FdHandoff::ProcReopen, note)
 }
 
 /// How exec arguments are read, in one line for doctor.
-fn memory_read(f: &Features) -> (MemoryRead, String) {
+fn memory_read(f: &Features) -> (MemoryAccess, String) {
     let readv = &f.process_vm_readv;
     if readv.available {
         return (
-            MemoryRead::ProcessVmReadv,
+            MemoryAccess::ProcessVmReadv,
             "exec arguments read with process_vm_readv".to_owned(),
         );
     }
@@ -202,7 +168,7 @@ fn memory_read(f: &Features) -> (MemoryRead, String) {
     if f.process.container.is_some() && f.kernel.at_least(readv.since) {
         note.push_str("; in this container: `--cap-add SYS_PTRACE` allows process_vm_readv");
     }
-    (MemoryRead::ProcMem, note)
+    (MemoryAccess::ProcMem, note)
 }
 
 /// What the wrapper backend lacks here: the patched bash or the wrapper binary.
@@ -218,7 +184,7 @@ fn wrapper_missing(f: &Features) -> Vec<String> {
     if p.wrapper.path.is_none() {
         missing.push(format!(
             "{} {}",
-            crate::patched_shell::WRAPPER_NAME,
+            kernel::detect::patched_shell::WRAPPER_NAME,
             p.wrapper.describe_missing()
         ));
     }
@@ -230,7 +196,8 @@ pub const WRAPPER_BLIND_SPOT: &str = "only the patched shell's own execs are dec
     programs that exec by themselves (python's subprocess, make, xargs, env, find -exec, \
     /bin/sh) run unasked, inside the sandbox";
 
-pub(crate) fn choose(f: &Features) -> BackendChoice {
+/// The backend the detected features allow, and why not the others. Pure: no probe.
+pub fn choose(f: &Features) -> BackendChoice {
     let missing = unotify_missing(f);
     let wrapper_missing = wrapper_missing(f);
     let unotify_ok = missing.is_empty();
@@ -308,7 +275,29 @@ pub(crate) fn choose(f: &Features) -> BackendChoice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::*;
+    use ::kernel::detect::*;
+
+    /// What `execgate doctor --json` prints: the features plus `"backend"`.
+    fn doctor_json(f: &Features) -> serde_json::Value {
+        let mut json = serde_json::to_value(f).unwrap();
+        json["backend"] = serde_json::to_value(choose(f)).unwrap();
+        json
+    }
+
+    /// The backend's lines of the doctor table (`not X: reason`, `note: ...`).
+    fn doctor_lines(f: &Features) -> String {
+        let choice = choose(f);
+        let mut out = String::new();
+        for c in &choice.candidates {
+            for reason in &c.rejected_because {
+                out.push_str(&format!("  not {}: {reason}\n", c.backend));
+            }
+        }
+        for note in &choice.notes {
+            out.push_str(&format!("  note: {note}\n"));
+        }
+        out
+    }
 
     fn feature(available: bool, since: (u32, u32)) -> Feature {
         Feature::probed(available, KernelVersion::new(since.0, since.1, 0), "test")
@@ -378,12 +367,12 @@ mod tests {
 
     #[test]
     fn everything_present_chooses_unotify() {
-        let choice = full().backend();
+        let choice = choose(&full());
         assert_eq!(choice.chosen, Backend::Unotify);
         assert!(choice.candidates[0].usable && choice.candidates[0].rejected_because.is_empty());
         assert!(choice.candidates[1].rejected_because[0].contains("patched shell"));
-        assert_eq!(choice.stdio_handoff, Some(StdioHandoff::PidfdGetfd));
-        assert_eq!(choice.memory_read, Some(MemoryRead::ProcessVmReadv));
+        assert_eq!(choice.stdio_handoff, Some(FdHandoff::PidfdGetfd));
+        assert_eq!(choice.memory_read, Some(MemoryAccess::ProcessVmReadv));
         assert!(choice.notes[0].starts_with("stdio hand-off: pidfd_getfd"));
         assert!(choice.notes[1].contains("process_vm_readv"));
         assert!(choice.notes[2].contains("WAIT_KILLABLE_RECV variant"));
@@ -395,17 +384,21 @@ mod tests {
         // Docker's default profile without CAP_SYS_PTRACE: both answer EPERM.
         let mut f = full();
         f.process.container = Some("docker (/.dockerenv)".into());
-        f.pidfd.getfd = Feature::probed(false, pidfd::GETFD_SINCE, "pidfd_getfd(-1, 0, 0): EPERM");
+        f.pidfd.getfd = Feature::probed(
+            false,
+            ::kernel::detect::pidfd::GETFD_SINCE,
+            "pidfd_getfd(-1, 0, 0): EPERM",
+        );
         f.process_vm_readv = Feature::probed(
             false,
             KernelVersion::new(3, 2, 0),
             "process_vm_readv(self, 1 byte): EPERM",
         );
-        let choice = f.backend();
+        let choice = choose(&f);
         assert_eq!(choice.chosen, Backend::Unotify);
         assert!(choice.candidates[0].usable && choice.candidates[0].rejected_because.is_empty());
-        assert_eq!(choice.stdio_handoff, Some(StdioHandoff::ProcFdReopen));
-        assert_eq!(choice.memory_read, Some(MemoryRead::ProcMem));
+        assert_eq!(choice.stdio_handoff, Some(FdHandoff::ProcReopen));
+        assert_eq!(choice.memory_read, Some(MemoryAccess::ProcMem));
         let stdio = &choice.notes[0];
         assert!(
             stdio.starts_with(
@@ -426,13 +419,13 @@ mod tests {
             ),
             "{memory}"
         );
-        let table = f.render_table();
+        let table = doctor_lines(&f);
         assert!(
             table.contains("note: stdio hand-off: /proc/PID/fd reopen"),
             "{table}"
         );
         assert!(table.contains("process_vm_readv"), "{table}");
-        let json = f.doctor_json();
+        let json = doctor_json(&f);
         assert_eq!(json["backend"]["stdio_handoff"], "proc_fd_reopen");
         assert_eq!(json["backend"]["memory_read"], "proc_mem");
         assert_eq!(json["process_vm_readv"]["available"], false);
@@ -441,8 +434,8 @@ mod tests {
         let mut f = full();
         f.kernel = Kernel::from_uname("5.5.0".into(), "x86_64".into());
         f.pidfd.getfd.available = false;
-        let choice = f.backend();
-        assert_eq!(choice.stdio_handoff, Some(StdioHandoff::ProcFdReopen));
+        let choice = choose(&f);
+        assert_eq!(choice.stdio_handoff, Some(FdHandoff::ProcReopen));
         assert!(
             choice.notes[0].contains("pidfd_getfd needs Linux 5.6"),
             "{:?}",
@@ -459,7 +452,7 @@ mod tests {
     fn the_wrapper_needs_a_patched_bash_and_the_wrapper_binary() {
         let mut f = full();
         f.seccomp.user_notif.available = false;
-        let choice = f.backend();
+        let choice = choose(&f);
         assert_eq!(choice.chosen, Backend::Wrapper);
         assert!(choice.candidates[1].usable);
         let notes = choice.notes.join("\n");
@@ -474,7 +467,7 @@ mod tests {
             searched: vec!["$EXECGATE_PATCHED_BASH /nowhere/bash".into()],
         };
         f.patched_shell.wrapper.path = None;
-        let choice = f.backend();
+        let choice = choose(&f);
         let wrapper = &choice.candidates[1];
         assert!(!wrapper.usable);
         assert_eq!(wrapper.rejected_because.len(), 2, "{wrapper:?}");
@@ -488,7 +481,7 @@ mod tests {
             wrapper.rejected_because[1].starts_with("execgate-execve-wrapper not found"),
             "{wrapper:?}"
         );
-        let table = f.render_table();
+        let table = doctor_lines(&f);
         assert!(
             table.contains("not wrapper: patched bash not found"),
             "{table}"
@@ -519,7 +512,7 @@ mod tests {
         for (breaker, reason) in cases {
             let mut f = full();
             breaker(&mut f);
-            let choice = f.backend();
+            let choice = choose(&f);
             assert_eq!(choice.chosen, Backend::Wrapper, "{reason}");
             let rejected = &choice.candidates[0];
             assert!(!rejected.usable);
@@ -543,7 +536,7 @@ mod tests {
         let mut f = full();
         f.process.container = Some("podman (/run/.containerenv)".into());
         f.seccomp.user_notif.available = false;
-        let reasons = &f.backend().candidates[0].rejected_because;
+        let reasons = &choose(&f).candidates[0].rejected_because;
         assert!(
             reasons[0].contains("--security-opt seccomp=unconfined"),
             "{reasons:?}"
@@ -552,12 +545,12 @@ mod tests {
         // Outside a container, or on a kernel too old to have it, no container advice.
         let mut f = full();
         f.seccomp.user_notif.available = false;
-        assert!(!f.backend().candidates[0].rejected_because[0].contains("container"));
+        assert!(!choose(&f).candidates[0].rejected_because[0].contains("container"));
         let mut f = full();
         f.process.container = Some("docker (/.dockerenv)".into());
         f.kernel = Kernel::from_uname("4.19.0".into(), "x86_64".into());
         f.seccomp.user_notif.available = false;
-        assert!(!f.backend().candidates[0].rejected_because[0].contains("in this container"));
+        assert!(!choose(&f).candidates[0].rejected_because[0].contains("in this container"));
     }
 
     #[test]
@@ -566,7 +559,7 @@ mod tests {
         f.kernel = Kernel::from_uname("5.2.0-150-generic".into(), "x86_64".into());
         f.pidfd.open.available = false;
         f.pidfd.getfd.available = false;
-        let choice = f.backend();
+        let choice = choose(&f);
         assert_eq!(choice.chosen, Backend::Wrapper);
         assert_eq!(choice.stdio_handoff, None);
         assert!(
@@ -585,7 +578,7 @@ mod tests {
         f.seccomp.addfd.available = false;
         f.landlock = Landlock::from_result(Err(std::io::Error::from_raw_os_error(libc::ENOSYS)));
         f.cgroup.kill.available = false;
-        let choice = f.backend();
+        let choice = choose(&f);
         assert_eq!(choice.chosen, Backend::Unotify);
         let notes = choice.notes.join("\n");
         assert!(
@@ -599,7 +592,7 @@ mod tests {
     #[test]
     fn json_round_trips_and_carries_the_backend() {
         let f = full();
-        let json = f.doctor_json();
+        let json = doctor_json(&f);
         assert_eq!(json["backend"]["chosen"], "unotify");
         assert_eq!(json["landlock"]["abi"], 2);
         assert_eq!(json["kernel"]["version"], "6.1.0");

@@ -84,18 +84,18 @@ fn probes_under_a_container_like_filter() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let f: features::Features = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("{}", f.render_table());
+    let f: kernel::detect::Features = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{f:#?}");
 
     assert_eq!(f.process.seccomp_mode, Some(2));
     assert!(f.process.seccomp_filters.is_none_or(|n| n >= 1));
     assert_eq!(f.process.no_new_privs, Some(true));
     // GET_ACTION_AVAIL is still allowed: the probe answers.
     assert!(f.seccomp.user_notif.available);
-    assert_eq!(f.seccomp.user_notif.how, features::How::Probe);
+    assert_eq!(f.seccomp.user_notif.how, kernel::detect::How::Probe);
     // No listener can be made: decided by version, and the detail says why.
     let cont = &f.seccomp.continue_flag;
-    assert_eq!(cont.how, features::How::KernelVersion, "{cont:?}");
+    assert_eq!(cont.how, kernel::detect::How::KernelVersion, "{cont:?}");
     assert!(
         cont.detail.contains("NEW_LISTENER filter: EPERM"),
         "{cont:?}"
@@ -108,12 +108,18 @@ fn probes_under_a_container_like_filter() {
     );
     assert!(f.pidfd.open.available);
 
-    let choice = f.backend();
-    if f.kernel.at_least(features::KernelVersion::new(5, 6, 0)) {
-        assert_eq!(choice.chosen, features::Backend::Unotify, "{choice:?}");
+    let choice = supervisor::backend::choose(&f);
+    if f.kernel
+        .at_least(kernel::detect::KernelVersion::new(5, 6, 0))
+    {
+        assert_eq!(
+            choice.chosen,
+            supervisor::backend::Backend::Unotify,
+            "{choice:?}"
+        );
         assert_eq!(
             choice.stdio_handoff,
-            Some(features::StdioHandoff::ProcFdReopen)
+            Some(kernel::remote_fd::FdHandoff::ProcReopen)
         );
         let want =
             "stdio hand-off: /proc/PID/fd reopen (pidfd_getfd blocked here: Linux has it since 5.6";

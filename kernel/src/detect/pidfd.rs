@@ -7,7 +7,7 @@
 
 use std::io;
 
-use crate::{Feature, KernelVersion};
+use crate::detect::{Feature, KernelVersion};
 
 pub const SEND_SIGNAL_SINCE: KernelVersion = KernelVersion::new(5, 1, 0);
 pub const OPEN_SINCE: KernelVersion = KernelVersion::new(5, 3, 0);
@@ -78,7 +78,7 @@ fn from_bad_args(call: &str, err: &io::Error, since: KernelVersion) -> Feature {
     Feature::probed(
         err.raw_os_error() == Some(libc::EBADF),
         since,
-        format!("{call}: {}", crate::errno_name(err)),
+        format!("{call}: {}", crate::detect::errno_name(err)),
     )
 }
 
@@ -88,7 +88,7 @@ pub(crate) fn detect() -> Pidfd {
         Err(e) => Feature::probed(
             false,
             OPEN_SINCE,
-            format!("pidfd_open(self): {}", crate::errno_name(&e)),
+            format!("pidfd_open(self): {}", crate::detect::errno_name(&e)),
         ),
     };
     Pidfd {

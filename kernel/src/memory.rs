@@ -46,13 +46,23 @@ impl ReadError {
     }
 }
 
-/// How another process's memory is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How another process's memory is read (a paused exec's path, argv and environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MemoryAccess {
     /// `process_vm_readv`: no file to open, one syscall per read.
     ProcessVmReadv,
     /// `pread` on `/proc/PID/mem`, opened once per [`RemoteMemory`].
     ProcMem,
+}
+
+impl std::fmt::Display for MemoryAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MemoryAccess::ProcessVmReadv => "process_vm_readv",
+            MemoryAccess::ProcMem => "/proc/PID/mem",
+        })
+    }
 }
 
 /// The memory of one process.

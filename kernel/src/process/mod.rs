@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use crate::filter::BpfProgram;
+use crate::seccomp::filter::BpfProgram;
 
 /// `sizeof(int)` as the cmsg macros take it.
 #[allow(clippy::cast_possible_truncation)] // 4: an int
@@ -25,7 +25,7 @@ pub type ChildHook = Box<dyn FnMut() -> io::Result<()> + Send + Sync>;
 
 /// Everything the child needs, prepared before fork.
 pub struct Confinement {
-    /// The session filter (see [`crate::filter`]).
+    /// The session filter (see [`crate::seccomp::filter`]).
     pub filter: BpfProgram,
     /// Install with `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (5.19+): once the supervisor
     /// has received a notification, ordinary signals no longer withdraw it.

@@ -1,27 +1,25 @@
-//! Kernel feature detection for execgate: what the running kernel and this process offer
-//! (seccomp user notification and its flags, pidfds, Landlock, ptrace permission, user
-//! namespaces, cgroup v2, and where the patched shell and exec wrapper are), how each answer was found (a probe, or the kernel version when
-//! no probe could answer), and which supervisor backend follows from it.
+//! Kernel feature detection: what the running kernel and this process offer (seccomp
+//! user notification and its flags, pidfds, Landlock, ptrace permission, user namespaces,
+//! cgroup v2, and where the patched shell and exec wrapper are), and how each answer was
+//! found (a probe, or the kernel version when no probe could answer).
 //!
-//! [`detect`] never changes the calling process: anything irreversible (installing a
-//! seccomp filter, NO_NEW_PRIVS, unsharing) happens in a forked child that exits. It is
-//! meant for start-up and `execgate doctor`, not for a hot path: it forks three times.
-//!
-//! `unsafe` here is limited to raw syscalls, each in a small function with its invariant.
+//! Owns: running every probe, once per process start ([`detect`] is called by
+//! `Supervisor::new` and by `execgate doctor`; the result is passed down, never re-probed
+//! per session). Must never change the calling process: anything irreversible (installing
+//! a seccomp filter, NO_NEW_PRIVS, unsharing) happens in a forked child that exits. Must
+//! never choose a backend (that is `supervisor::backend`) or render anything.
 
-mod backend;
 mod cgroup;
 mod child;
 pub mod kernel;
 pub mod landlock;
 pub mod patched_shell;
-mod pidfd;
+pub mod pidfd;
 mod pidns;
 mod process;
 mod process_vm;
 pub mod procfs;
 mod ptrace;
-mod render;
 mod seccomp;
 mod userns;
 
@@ -29,9 +27,6 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-pub use backend::{
-    Backend, BackendChoice, Candidate, MemoryRead, StdioHandoff, WRAPPER_BLIND_SPOT,
-};
 pub use cgroup::Cgroup;
 pub use kernel::{Kernel, KernelVersion};
 pub use landlock::{Landlock, LandlockStatus};
@@ -156,29 +151,6 @@ pub fn detect() -> Features {
         process: process::detect(&status),
         patched_shell: patched_shell::locate(None),
         kernel,
-    }
-}
-
-impl Features {
-    /// Which backend to use and why not the others (see [`backend`]).
-    pub fn backend(&self) -> BackendChoice {
-        backend::choose(self)
-    }
-
-    /// The JSON `execgate doctor --json` prints: the features, plus `"backend"`.
-    pub fn doctor_json(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        if let (Some(map), Ok(backend)) =
-            (value.as_object_mut(), serde_json::to_value(self.backend()))
-        {
-            map.insert("backend".into(), backend);
-        }
-        value
-    }
-
-    /// A human-readable table, one feature per line, and the backend choice.
-    pub fn render_table(&self) -> String {
-        render::table(self)
     }
 }
 

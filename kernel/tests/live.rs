@@ -2,18 +2,19 @@
 //! project supports (or, when older, what the running kernel's version implies) must
 //! report, so the test says something true on the build machine and on a CI runner.
 
-use features::{Backend, How, KernelVersion};
+use kernel::detect::{How, KernelVersion};
+use supervisor::backend::{Backend, choose};
 
 fn at_least(major: u32, minor: u32) -> bool {
-    let f = features::detect();
+    let f = kernel::detect();
     f.kernel.at_least(KernelVersion::new(major, minor, 0))
 }
 
 #[test]
 fn live_detection_matches_the_running_kernel_version() {
-    let f = features::detect();
+    let f = kernel::detect();
     let v = f.kernel.version.expect("uname release parses");
-    eprintln!("{}", f.render_table());
+    eprintln!("{f:#?}");
     let ge = |maj, min| v >= KernelVersion::new(maj, min, 0);
     // Syscalls that can only be missing on older kernels (or under a container's filter,
     // which would show in process.seccomp_mode).
@@ -60,7 +61,7 @@ fn live_detection_matches_the_running_kernel_version() {
     }
     // Detection must not have changed us.
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let after = features::procfs::parse_status(&status);
+    let after = kernel::detect::procfs::parse_status(&status);
     assert_eq!(after.no_new_privs, f.process.no_new_privs);
     assert_eq!(after.seccomp, f.process.seccomp_mode);
 }
@@ -71,7 +72,7 @@ fn this_6_18_machine_has_everything_unotify_needs() {
         eprintln!("SKIP: the running kernel is older than 6.18; the matrix covers older ones");
         return;
     }
-    let f = features::detect();
+    let f = kernel::detect();
     if f.process.euid != 0 || f.process.seccomp_mode != Some(0) {
         eprintln!(
             "SKIP: needs root outside any seccomp filter (euid {}, seccomp {:?})",
@@ -82,13 +83,13 @@ fn this_6_18_machine_has_everything_unotify_needs() {
     assert!(f.ptrace.permitted, "{:?}", f.ptrace);
     assert!(f.user_namespaces.available, "{:?}", f.user_namespaces);
     // Landlock 6.18 is ABI 7 or newer, unless the LSM is not enabled at boot.
-    if f.landlock.status == features::LandlockStatus::Enabled {
+    if f.landlock.status == kernel::detect::LandlockStatus::Enabled {
         assert!(f.landlock.abi.unwrap() >= 7, "{:?}", f.landlock);
     }
     if f.cgroup.v2_mount.is_some() && f.cgroup.writable {
         assert!(f.cgroup.kill.available, "{:?}", f.cgroup);
     }
-    assert_eq!(f.backend().chosen, Backend::Unotify, "{:#?}", f.backend());
+    assert_eq!(choose(&f).chosen, Backend::Unotify, "{:#?}", choose(&f));
 }
 
 #[test]
@@ -99,6 +100,8 @@ fn probe_binary_prints_json() {
         .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["backend"]["chosen"].is_string());
+    // The features only: the backend choice is added by `execgate doctor --json`.
     assert!(v["kernel"]["release"].is_string());
+    let f: kernel::Features = serde_json::from_value(v).unwrap();
+    assert!(f.pidfd.open.available, "{f:#?}");
 }

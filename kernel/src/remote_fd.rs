@@ -26,13 +26,26 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::pidfd::PidFd;
 
-/// How descriptors are copied out of a paused process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How descriptors are copied out of a paused process (a caller's stdin/stdout/stderr
+/// handed to an escalated command, its stderr reached for a refusal's reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FdHandoff {
     /// `pidfd_getfd`: the very same open file description.
     PidfdGetfd,
-    /// `open("/proc/PID/fd/N")`: a new description of the same file (see the module doc).
+    /// `open("/proc/PID/fd/N")`: a new description of the same file (see the module doc):
+    /// no sockets or anonymous inodes, and a regular file's offset is not shared.
+    #[serde(rename = "proc_fd_reopen")]
     ProcReopen,
+}
+
+impl std::fmt::Display for FdHandoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FdHandoff::PidfdGetfd => "pidfd_getfd",
+            FdHandoff::ProcReopen => "/proc/PID/fd reopen",
+        })
+    }
 }
 
 /// Why a descriptor could not be copied.

@@ -6,7 +6,7 @@
 
 use std::io;
 
-use crate::{Feature, KernelVersion};
+use crate::detect::{Feature, KernelVersion};
 
 pub const READV_SINCE: KernelVersion = KernelVersion::new(3, 2, 0);
 
@@ -42,7 +42,10 @@ pub(crate) fn from_result(result: &io::Result<()>) -> Feature {
         Err(e) => Feature::probed(
             false,
             READV_SINCE,
-            format!("process_vm_readv(self, 1 byte): {}", crate::errno_name(e)),
+            format!(
+                "process_vm_readv(self, 1 byte): {}",
+                crate::detect::errno_name(e)
+            ),
         ),
     }
 }
@@ -52,7 +55,7 @@ pub(crate) fn from_result(result: &io::Result<()>) -> Feature {
 pub(crate) fn unreported() -> Feature {
     Feature {
         available: true,
-        how: crate::How::KernelVersion,
+        how: crate::detect::How::KernelVersion,
         detail: "not in this report (written before process_vm_readv was probed); assumed \
                  present"
             .to_owned(),

@@ -5,7 +5,7 @@
 //!
 //! The action is asked for with `SECCOMP_GET_ACTION_AVAIL`, which has no side effect.
 //! The rest needs a listener fd, and creating one installs a filter for good, so that
-//! part runs in a forked child ([`crate::child`]): it sets NO_NEW_PRIVS, installs an
+//! part runs in a forked child ([`crate::detect::child`]): it sets NO_NEW_PRIVS, installs an
 //! allow-everything filter with `NEW_LISTENER | WAIT_KILLABLE_RECV` (EINVAL before 5.19:
 //! then again without the new flag), and sends two requests for a notification id that
 //! does not exist. The kernel validates the request before it looks the id up, so a
@@ -14,8 +14,8 @@
 
 use std::io;
 
-use crate::child;
-use crate::{Feature, How, KernelVersion};
+use crate::detect::child;
+use crate::detect::{Feature, How, KernelVersion};
 
 pub const USER_NOTIF_SINCE: KernelVersion = KernelVersion::new(5, 0, 0);
 pub const CONTINUE_SINCE: KernelVersion = KernelVersion::new(5, 5, 0);
@@ -98,7 +98,7 @@ const _: () = assert!(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE == CONTINUE_FLAG as
 /// A notification id no kernel will have handed out to a fresh listener.
 const BOGUS_ID: u64 = u64::MAX;
 
-/// Runs in the forked child: raw syscalls only (see [`crate::child`]).
+/// Runs in the forked child: raw syscalls only (see [`crate::detect::child`]).
 fn listener_probe(report: &mut [i32; 6]) {
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integer arguments only; this is the
     // throwaway child, so the irreversible bit affects nobody else.
@@ -204,7 +204,7 @@ fn sync_wake_up_unknown() -> Feature {
     Feature::probed(false, SYNC_WAKE_UP_SINCE, "not reported")
 }
 
-pub(crate) fn detect(kernel: &crate::Kernel) -> Seccomp {
+pub(crate) fn detect(kernel: &crate::detect::Kernel) -> Seccomp {
     let user_notif = match action_avail(libc::SECCOMP_RET_USER_NOTIF) {
         Ok(()) => Feature::probed(
             true,
@@ -216,7 +216,7 @@ pub(crate) fn detect(kernel: &crate::Kernel) -> Seccomp {
             USER_NOTIF_SINCE,
             format!(
                 "SECCOMP_GET_ACTION_AVAIL(SECCOMP_RET_USER_NOTIF): {}",
-                crate::errno_name(&e)
+                crate::detect::errno_name(&e)
             ),
         ),
     };
@@ -250,7 +250,7 @@ pub(crate) fn detect(kernel: &crate::Kernel) -> Seccomp {
                     0 => "NOTIF_SET_FLAGS(FD_SYNC_WAKE_UP) = 0".to_owned(),
                     e => format!(
                         "NOTIF_SET_FLAGS(FD_SYNC_WAKE_UP): {}",
-                        crate::errno_name_raw(e)
+                        crate::detect::errno_name_raw(e)
                     ),
                 },
             ),
@@ -261,12 +261,12 @@ pub(crate) fn detect(kernel: &crate::Kernel) -> Seccomp {
             let step = if report[NNP] != 0 {
                 format!(
                     "PR_SET_NO_NEW_PRIVS: {}",
-                    crate::errno_name_raw(report[NNP])
+                    crate::detect::errno_name_raw(report[NNP])
                 )
             } else {
                 format!(
                     "NEW_LISTENER filter: {}",
-                    crate::errno_name_raw(report[LISTENER])
+                    crate::detect::errno_name_raw(report[LISTENER])
                 )
             };
             by_version(kernel, user_notif, notif_sizes, &step)
@@ -281,7 +281,7 @@ pub(crate) fn detect(kernel: &crate::Kernel) -> Seccomp {
 }
 
 fn by_version(
-    kernel: &crate::Kernel,
+    kernel: &crate::detect::Kernel,
     user_notif: Feature,
     notif_sizes: Option<NotifSizes>,
     why: &str,
@@ -305,7 +305,7 @@ fn flag_feature(errno: i32) -> Feature {
         e => Feature::probed(
             false,
             WAIT_KILLABLE_RECV_SINCE,
-            format!("{what}: {}", crate::errno_name_raw(e)),
+            format!("{what}: {}", crate::detect::errno_name_raw(e)),
         ),
     }
 }
@@ -313,7 +313,7 @@ fn flag_feature(errno: i32) -> Feature {
 /// Interprets the errno of an ioctl on an unknown notification id: `ENOENT` means the
 /// kernel accepted the request and only the id was wrong.
 fn ioctl_feature(errno: i32, since: KernelVersion, what: &str) -> Feature {
-    let detail = format!("{what}: {}", crate::errno_name_raw(errno));
+    let detail = format!("{what}: {}", crate::detect::errno_name_raw(errno));
     Feature {
         available: errno == libc::ENOENT,
         how: How::Probe,

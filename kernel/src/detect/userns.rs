@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{How, child};
+use crate::detect::{How, child};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserNamespaces {
@@ -34,7 +34,10 @@ pub(crate) fn detect() -> UserNamespaces {
         Ok([0]) => (true, "unshare(CLONE_NEWUSER) succeeded".to_owned()),
         Ok([e]) => (
             false,
-            format!("unshare(CLONE_NEWUSER): {}", crate::errno_name_raw(e)),
+            format!(
+                "unshare(CLONE_NEWUSER): {}",
+                crate::detect::errno_name_raw(e)
+            ),
         ),
         Err(e) => (false, format!("probe child: {e}")),
     };
