@@ -9,6 +9,8 @@
 //! - [`ptrace`]: ending a paused exec with a chosen status (one file per architecture).
 //! - [`process`]: every fork and clone, and what runs between fork and exec.
 //! - [`namespaces`]: the PID and mount namespaces of the sandboxed tree.
+//! - [`procfs`]: the one parser of each `/proc` file execgate reads.
+//! - [`capabilities`]: the one capability check.
 //! - [`remote_fd`]: copying descriptors out of a paused process.
 //! - [`watchdog`]: the process that kills a session's tree if the supervisor dies.
 //! - [`detect`]: feature detection, run once per process start.
@@ -16,11 +18,13 @@
 //! Must never decide anything: policy lives in `policy`, sessions and backend choice in
 //! `supervisor`.
 
+pub mod capabilities;
 pub mod detect;
 pub mod memory;
 pub mod namespaces;
 pub mod pidfd;
 pub mod process;
+pub mod procfs;
 pub mod ptrace;
 pub mod remote_fd;
 pub mod seccomp;

@@ -25,9 +25,9 @@ pub fn spawn(kill_file: &OwnedFd) -> io::Result<OwnedFd> {
         unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let kill_fd = kill_file.as_raw_fd();
     let read_fd = read_end.as_raw_fd();
-    // SAFETY: the child below only calls async-signal-safe functions (setsid, sigaction,
-    // dup2, close_range, read, write, _exit) and never returns into Rust code.
-    let pid = crate::cvt_int(unsafe { libc::fork() })?;
+    // The child below only calls async-signal-safe functions (setsid, sigaction, dup2,
+    // close_range, read, write, _exit) and never returns into Rust code.
+    let pid = crate::process::fork()?;
     if pid == 0 {
         // SAFETY: async-signal-safe calls only, on descriptors valid in the child.
         unsafe { watch(read_fd, kill_fd) }

@@ -61,7 +61,7 @@ fn live_detection_matches_the_running_kernel_version() {
     }
     // Detection must not have changed us.
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let after = kernel::detect::procfs::parse_status(&status);
+    let after = kernel::procfs::parse_status(&status);
     assert_eq!(after.no_new_privs, f.process.no_new_privs);
     assert_eq!(after.seccomp, f.process.seccomp_mode);
 }

@@ -183,6 +183,8 @@ struct Inner {
     /// How exec arguments are read (`process_vm_readv`, or `/proc/PID/mem`).
     memory: MemoryAccess,
     git_protection: crate::sandbox::landlock::Protection,
+    /// The kernel's Landlock ABI (capped), detected once in `new`.
+    landlock_abi: u8,
     next_session: AtomicU64,
     /// `<own cgroup>/execgate/supervisor-<pid>`: every session's cgroup is beneath it.
     cgroup_parent: Option<PathBuf>,
@@ -283,7 +285,7 @@ impl Supervisor {
                 "a fallback reaches into paused callers"
             );
         }
-        let cap_sys_admin = kernel::namespaces::mount::have_cap_sys_admin();
+        let cap_sys_admin = kernel::capabilities::have_cap_sys_admin();
         let (cgroup_parent, watchdog) = arm_watchdog();
         Ok(Supervisor {
             inner: Arc::new(Inner {
@@ -320,6 +322,7 @@ impl Supervisor {
                 } else {
                     crate::sandbox::landlock::Protection::LandlockSiblings
                 },
+                landlock_abi: crate::sandbox::landlock::capped_abi(&features.landlock),
                 next_session: AtomicU64::new(1),
             }),
         })
@@ -381,6 +384,7 @@ impl Supervisor {
             &spec.workdir,
             tmpdir.as_deref(),
             self.inner.git_protection,
+            self.inner.landlock_abi,
         )?;
         let binds = kernel::namespaces::mount::ReadOnlyBinds::new(landlock.read_only_binds())
             .map_err(spawn_err)?;

@@ -2,7 +2,10 @@
 //!
 //! A [`SessionSpec`] says what to run and in which sandbox; an [`Approver`] answers the
 //! prompts; the session ends with a [`SessionOutcome`] listing what was decided.
-//! This crate owns the process tree of each session: it never leaves one behind.
+//! This crate owns the process tree of each session: it never leaves one behind. It makes
+//! no raw syscall and holds no `unsafe`: every kernel call goes through `kernel`.
+
+#![forbid(unsafe_code)]
 
 pub mod approval;
 pub mod audit;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::procfs::{self, Mount};
 use crate::detect::{Feature, Kernel, KernelVersion};
+use crate::procfs::{self, Mount};
 
 pub const KILL_SINCE: KernelVersion = KernelVersion::new(5, 14, 0);
 

@@ -115,7 +115,7 @@ fn abi_version() -> io::Result<u32> {
     u32::try_from(r).map_err(io::Error::other)
 }
 
-pub(crate) fn detect() -> Landlock {
+pub fn detect() -> Landlock {
     Landlock::from_result(abi_version())
 }
 

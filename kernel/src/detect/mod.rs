@@ -10,7 +10,6 @@
 //! never choose a backend (that is `supervisor::backend`) or render anything.
 
 mod cgroup;
-mod child;
 pub mod kernel;
 pub mod landlock;
 pub mod patched_shell;
@@ -18,7 +17,6 @@ pub mod pidfd;
 mod pidns;
 mod process;
 mod process_vm;
-pub mod procfs;
 mod ptrace;
 mod seccomp;
 mod userns;
@@ -135,9 +133,7 @@ pub fn detect() -> Features {
         version: None,
         machine: String::new(),
     });
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map(|t| procfs::parse_status(&t))
-        .unwrap_or_default();
+    let status = crate::procfs::read_self_status();
     Features {
         seccomp: seccomp::detect(&kernel),
         pidfd: pidfd::detect(),
@@ -146,7 +142,10 @@ pub fn detect() -> Features {
         ptrace: ptrace::detect(status.cap_eff),
         user_namespaces: userns::detect(),
         // CAP_SYS_ADMIN is bit 21.
-        pid_namespace: pidns::detect(status.cap_eff.is_some_and(|caps| caps & (1 << 21) != 0)),
+        pid_namespace: pidns::detect(crate::capabilities::has(
+            status.cap_eff,
+            crate::capabilities::CAP_SYS_ADMIN,
+        )),
         cgroup: cgroup::detect(&kernel),
         process: process::detect(&status),
         patched_shell: patched_shell::locate(None),

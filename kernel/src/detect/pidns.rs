@@ -6,7 +6,8 @@
 //! distributions' policies). Probed the way the supervisor will do it, in a throwaway
 //! child whose mount namespace is private.
 
-use crate::detect::{Feature, KernelVersion, child};
+use crate::detect::{Feature, KernelVersion};
+use crate::process::throwaway as child;
 
 /// Mount namespaces and the PID namespace's own procfs predate every kernel we run on.
 pub const PID_NAMESPACE_SINCE: KernelVersion = KernelVersion::new(3, 8, 0);
@@ -116,21 +117,13 @@ fn probe(report: &mut [i32; 5], user_namespace: bool) {
         report[PRIVATE] = child::errno();
         return;
     }
-    // SAFETY: clone with SIGCHLD only is fork; the child makes raw syscalls only.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::c_ulong::try_from(libc::SIGCHLD).unwrap_or(17),
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
+    let pid = match crate::process::fork() {
+        Ok(pid) => pid,
+        Err(e) => {
+            report[FORK] = e.raw_os_error().unwrap_or(libc::EIO);
+            return;
+        }
     };
-    if pid < 0 {
-        report[FORK] = child::errno();
-        return;
-    }
     if pid == 0 {
         // SAFETY: valid NUL-terminated strings for the duration of the call.
         let mounted = unsafe {

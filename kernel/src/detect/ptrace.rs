@@ -9,10 +9,10 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{How, child};
+use crate::detect::How;
+use crate::process::throwaway as child;
 
-/// `CAP_SYS_PTRACE`'s bit in the capability masks.
-const CAP_SYS_PTRACE: u32 = 19;
+use crate::capabilities::CAP_SYS_PTRACE;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ptrace {
@@ -36,7 +36,7 @@ pub fn yama_allows_child(scope: Option<u8>, cap_sys_ptrace: bool) -> bool {
 }
 
 pub fn has_cap_sys_ptrace(cap_eff: Option<u64>) -> bool {
-    cap_eff.is_some_and(|mask| mask & (1 << CAP_SYS_PTRACE) != 0)
+    crate::capabilities::has(cap_eff, CAP_SYS_PTRACE)
 }
 
 /// The child: dies with its parent, and otherwise waits to be killed.

@@ -5,7 +5,7 @@
 //!
 //! The action is asked for with `SECCOMP_GET_ACTION_AVAIL`, which has no side effect.
 //! The rest needs a listener fd, and creating one installs a filter for good, so that
-//! part runs in a forked child ([`crate::detect::child`]): it sets NO_NEW_PRIVS, installs an
+//! part runs in a forked child ([`crate::process::throwaway`]): it sets NO_NEW_PRIVS, installs an
 //! allow-everything filter with `NEW_LISTENER | WAIT_KILLABLE_RECV` (EINVAL before 5.19:
 //! then again without the new flag), and sends two requests for a notification id that
 //! does not exist. The kernel validates the request before it looks the id up, so a
@@ -14,8 +14,8 @@
 
 use std::io;
 
-use crate::detect::child;
 use crate::detect::{Feature, How, KernelVersion};
+use crate::process::throwaway as child;
 
 pub const USER_NOTIF_SINCE: KernelVersion = KernelVersion::new(5, 0, 0);
 pub const CONTINUE_SINCE: KernelVersion = KernelVersion::new(5, 5, 0);
@@ -98,7 +98,7 @@ const _: () = assert!(libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE == CONTINUE_FLAG as
 /// A notification id no kernel will have handed out to a fresh listener.
 const BOGUS_ID: u64 = u64::MAX;
 
-/// Runs in the forked child: raw syscalls only (see [`crate::detect::child`]).
+/// Runs in the forked child: raw syscalls only (see [`crate::process::throwaway`]).
 fn listener_probe(report: &mut [i32; 6]) {
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS) takes integer arguments only; this is the
     // throwaway child, so the irreversible bit affects nobody else.

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{How, child};
+use crate::detect::How;
+use crate::process::throwaway as child;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserNamespaces {

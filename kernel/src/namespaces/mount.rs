@@ -72,15 +72,3 @@ impl ReadOnlyBinds {
         Ok(())
     }
 }
-
-/// Whether this process holds `CAP_SYS_ADMIN` (needed for [`ReadOnlyBinds`]).
-pub fn have_cap_sys_admin() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << 21) != 0)
-}

@@ -126,7 +126,7 @@ impl SessionPidNamespace {
                 std::ptr::null(),
             )
         })?;
-        let init = raw_fork()?;
+        let init = crate::process::fork()?;
         if init > 0 {
             self.mirror(init);
         }
@@ -143,7 +143,7 @@ impl SessionPidNamespace {
             )
         })?;
         self.wipe_supervisor_strings();
-        let program = raw_fork()?;
+        let program = crate::process::fork()?;
         if program > 0 {
             self.init(program);
         }
@@ -235,39 +235,14 @@ fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
 
 /// Reads the argument and environment block addresses of this process (before fork).
 fn own_arg_and_env_blocks() -> io::Result<[(usize, usize); 2]> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // Fields after the command name, which may hold spaces and parentheses.
-    let rest = stat
-        .rfind(')')
-        .map(|i| &stat[i + 2..])
-        .ok_or_else(|| io::Error::other("unreadable /proc/self/stat"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Field N (1-based) is fields[N - 3]: arg_start 48, arg_end 49, env_start 50, env_end 51.
+    let stat = crate::procfs::read_self_stat()?;
+    // arg_start 48, arg_end 49, env_start 50, env_end 51.
     let field = |n: usize| -> io::Result<usize> {
-        fields
-            .get(n - 3)
+        crate::procfs::stat_field(&stat, n)
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| io::Error::other(format!("no field {n} in /proc/self/stat")))
     };
     Ok([(field(48)?, field(49)?), (field(50)?, field(51)?)])
-}
-
-/// fork(2) as a raw `clone`: libc's fork runs its atfork handlers and takes allocator
-/// locks that another thread of the supervisor may have held at the first fork.
-fn raw_fork() -> io::Result<libc::pid_t> {
-    // SAFETY: clone with only SIGCHLD and no new stack is fork: the child continues on a
-    // copy of this stack; both sides only make raw syscalls afterwards.
-    let pid = crate::cvt(unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::c_ulong::try_from(libc::SIGCHLD).unwrap_or(17),
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    })?;
-    Ok(libc::pid_t::try_from(pid).unwrap_or(-1))
 }
 
 /// `PR_SET_PDEATHSIG` (reset by fork). No `getppid` check as after the first fork: inside

@@ -8,6 +8,8 @@
 //! goes to the supervisor over a socketpair. The program's own exec is then the first
 //! notification.
 
+pub mod throwaway;
+
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -285,4 +287,23 @@ pub fn recv_fd(socket: RawFd) -> io::Result<Option<OwnedFd>> {
     Ok(Some(unsafe {
         <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
     }))
+}
+
+/// fork(2) as a raw `clone`, the one fork of the crate (the session's double fork, the
+/// detection probes, the watchdog): libc's fork runs its atfork handlers and takes allocator
+/// locks that another thread of the supervisor may have held at the first fork.
+pub(crate) fn fork() -> io::Result<libc::pid_t> {
+    // SAFETY: clone with only SIGCHLD and no new stack is fork: the child continues on a
+    // copy of this stack; both sides only make raw syscalls afterwards.
+    let pid = crate::cvt(unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::c_ulong::try_from(libc::SIGCHLD).unwrap_or(17),
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    })?;
+    Ok(libc::pid_t::try_from(pid).unwrap_or(-1))
 }

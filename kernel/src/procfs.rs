@@ -1,7 +1,79 @@
-//! Parsers for the `/proc` files detection reads. Pure functions over the text, so they
-//! are tested on captured contents; the readers around them live with their users.
+//! `/proc`: the one parser of each file execgate reads there (`/proc/PID/stat`,
+//! `/proc/self/status`, mountinfo, `/proc/self/cgroup`) and the small readers around them
+//! (a process's parent, its cwd).
+//!
+//! Owns: the file formats. The parsers are pure functions over the text, so they are tested
+//! on captured contents. Must never write anything under `/proc` nor decide from what it
+//! reads.
 
-/// The fields of `/proc/self/status` detection uses.
+use std::io;
+use std::path::PathBuf;
+
+/// The fields of `/proc/PID/stat` execgate uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Field 3: `R`, `S`, `Z`, ...
+    pub state: char,
+    /// Field 4.
+    pub ppid: i32,
+    /// Field 5.
+    pub pgrp: i32,
+    /// Field 22, in clock ticks since boot.
+    pub start_time: u64,
+}
+
+/// Field `n` (1-based, as proc(5) numbers them) of a `/proc/PID/stat` line, for `n >= 3`:
+/// the fields after the command name, which may hold spaces and parentheses.
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(n.checked_sub(3)?)
+}
+
+/// Parses a `/proc/PID/stat` line.
+pub fn parse_stat(stat: &str) -> Option<Stat> {
+    Some(Stat {
+        state: stat_field(stat, 3)?.chars().next()?,
+        ppid: stat_field(stat, 4)?.parse().ok()?,
+        pgrp: stat_field(stat, 5)?.parse().ok()?,
+        start_time: stat_field(stat, 22)?.parse().ok()?,
+    })
+}
+
+/// Reads and parses `/proc/PID/stat` (`pid` 0 is not special: use [`read_self_stat`]).
+pub fn read_stat(pid: i32) -> io::Result<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&text).ok_or_else(|| io::Error::other(format!("malformed /proc/{pid}/stat")))
+}
+
+/// `/proc/self/stat` as text (for fields [`Stat`] does not carry; see [`stat_field`]).
+pub fn read_self_stat() -> io::Result<String> {
+    std::fs::read_to_string("/proc/self/stat")
+}
+
+/// Parent pid of a process (for the audit log).
+pub fn ppid_of(tid: u32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
+    stat_field(&stat, 4)?.parse().ok()
+}
+
+/// The working directory of a process (empty when it cannot be read).
+pub fn cwd_of(tid: u32) -> PathBuf {
+    std::fs::read_link(format!("/proc/{tid}/cwd")).unwrap_or_default()
+}
+
+/// `/proc/self/status`, parsed.
+pub fn read_self_status() -> Status {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|t| parse_status(&t))
+        .unwrap_or_default()
+}
+
+/// The first cgroup2 mount of a mountinfo text.
+pub fn cgroup2_mount(mounts: &[Mount]) -> Option<&Mount> {
+    mounts.iter().find(|m| m.fs_type == "cgroup2")
+}
+
+/// The fields of `/proc/self/status` execgate uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
     /// `Seccomp:` 0 disabled, 1 strict, 2 filter.
@@ -130,6 +202,15 @@ mod tests {
 32 30 0:28 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:6 - cgroup cgroup rw,memory
 40 22 0:40 /sub /mnt/with\\040space ro,relatime master:9 - cgroup2 cgroup2 rw
 ";
+
+    #[test]
+    fn stat_fields_follow_a_command_with_spaces_and_parentheses() {
+        let line = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 777 0";
+        let s = parse_stat(line).unwrap();
+        assert_eq!((s.state, s.ppid, s.pgrp, s.start_time), ('S', 1, 4242, 777));
+        assert_eq!(stat_field(line, 3), Some("S"));
+        assert_eq!(parse_stat("4242 (a"), None);
+    }
 
     #[test]
     fn mountinfo_finds_cgroup2_mounts() {

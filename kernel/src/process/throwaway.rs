@@ -78,14 +78,9 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read_end, write_end))
 }
 
-/// `fork(2)`: returns 0 in the child, the child's pid in the parent.
+/// `fork(2)` ([`super::fork`]): returns 0 in the child, the child's pid in the parent.
 pub(crate) fn fork() -> io::Result<libc::pid_t> {
-    // SAFETY: the child only runs async-signal-safe code until _exit (module invariant).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(pid)
+    super::fork()
 }
 
 /// `waitpid(pid)`, retried on EINTR; a child that did not exit 0 is an error.
