@@ -13,7 +13,7 @@
 //! - [`capabilities`]: the one capability check.
 //! - [`remote_fd`]: copying descriptors out of a paused process.
 //! - [`watchdog`]: the process that kills a session's tree if the supervisor dies.
-//! - [`detect`]: feature detection, run once per process start.
+//! - [`mod@detect`]: feature detection, run once per process start.
 //!
 //! Must never decide anything: policy lives in `policy`, sessions and backend choice in
 //! `supervisor`.

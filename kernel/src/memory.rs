@@ -7,6 +7,10 @@
 //! decided once at start-up); an unmapped address is `EIO` there, reported as the same fault. Reads are bounded (one string at most
 //! `MAX_ARG_STRLEN`, all strings together at most [`MAX_TOTAL`]), and never cross a page
 //! boundary they do not need to, so a string that ends just before an unmapped page reads.
+//!
+//! Owns: reading a paused process's memory (`process_vm_readv`, `/proc/PID/mem`). Must never
+//! write to it, and never trust what it read beyond the bounds it checked: the exec path
+//! re-checks nothing the child could change (see `supervisor` for TOCTOU handling).
 
 use std::io;
 

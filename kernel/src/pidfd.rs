@@ -1,6 +1,11 @@
 //! pidfds: a stable handle on a process (no pid reuse races), a way to copy its file
 //! descriptors (`pidfd_getfd`, 5.6), and to signal it (`pidfd_send_signal`, 5.1).
+//!
+//! Owns: every `pidfd_*` syscall (open, getfd, send_signal, waitid on a pidfd) and the
+//! process-group kill helpers. Must never reap a process that is being traced (see
+//! [`PidFd::try_reap`]) nor decide when to kill: the supervisor does.
 
+use crate::process::ExitStatus;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -22,34 +27,19 @@ impl PidFd {
 
     /// `pidfd_getfd`: a copy (CLOEXEC) of the process's descriptor `target`.
     pub fn get_fd(&self, target: RawFd) -> io::Result<OwnedFd> {
-        // SAFETY: pidfd_getfd takes three integers and returns a new fd or -1.
-        let fd = crate::cvt(unsafe {
-            libc::syscall(libc::SYS_pidfd_getfd, self.fd.as_raw_fd(), target, 0u32)
-        })?;
-        // SAFETY: the kernel just returned this descriptor and nothing else owns it.
-        Ok(unsafe { OwnedFd::from_raw_fd(raw(fd)) })
+        getfd_raw(self.fd.as_raw_fd(), target)
     }
 
     /// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
     pub fn send_signal(&self, sig: i32) -> io::Result<()> {
-        // SAFETY: integers and a NULL siginfo, which the kernel accepts.
-        crate::cvt(unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.fd.as_raw_fd(),
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0u32,
-            )
-        })?;
-        Ok(())
+        send_signal_raw(self.fd.as_raw_fd(), sig)
     }
 
     /// Reaps the process if it has exited (`waitid(P_PIDFD, WEXITED | WNOHANG)`). Only
     /// exits are collected, so a ptrace stop is never consumed here by accident... as long
     /// as the process is not traced: call it once the pidfd is readable (the process is
     /// gone), never while an escalation holds it.
-    pub fn try_reap(&self) -> io::Result<Option<WaitStatus>> {
+    pub fn try_reap(&self) -> io::Result<Option<ExitStatus>> {
         // SAFETY: siginfo_t is plain old data.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: `info` is a valid siginfo_t for the kernel to fill.
@@ -67,8 +57,8 @@ impl PidFd {
             return Ok(None);
         }
         Ok(Some(match info.si_code {
-            libc::CLD_EXITED => WaitStatus::Exited(status),
-            _ => WaitStatus::Signaled(status),
+            libc::CLD_EXITED => ExitStatus::Exited(status),
+            _ => ExitStatus::Signaled(status),
         }))
     }
 }
@@ -76,7 +66,7 @@ impl PidFd {
 impl PidFd {
     /// Blocks until the process has exited, then reaps it. `Ok(None)`: it was reaped by
     /// someone else (a tracer's `waitpid`).
-    pub fn wait_exit(&self) -> io::Result<Option<WaitStatus>> {
+    pub fn wait_exit(&self) -> io::Result<Option<ExitStatus>> {
         loop {
             let mut pfd = libc::pollfd {
                 fd: self.fd.as_raw_fd(),
@@ -165,13 +155,6 @@ pub fn wait_writable(fd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
     ready == 1 && pfd.revents & libc::POLLOUT != 0
 }
 
-/// How a reaped process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitStatus {
-    Exited(i32),
-    Signaled(i32),
-}
-
 fn raw(fd: libc::c_long) -> RawFd {
     // File descriptors fit in an int by definition; the kernel returned one.
     RawFd::try_from(fd).unwrap_or(-1)
@@ -187,6 +170,30 @@ impl AsRawFd for PidFd {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// `pidfd_getfd(pidfd, target, 0)` on any descriptor number (detection passes -1 to learn
+/// whether the call exists: a kernel that has it answers `EBADF`).
+pub(crate) fn getfd_raw(pidfd: RawFd, target: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_getfd takes three integers and returns a new fd or -1.
+    let fd = crate::cvt(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, target, 0u32) })?;
+    // SAFETY: the kernel just returned this descriptor (CLOEXEC) and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw(fd)) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)` on any descriptor number (see [`getfd_raw`]).
+pub(crate) fn send_signal_raw(pidfd: RawFd, sig: i32) -> io::Result<()> {
+    // SAFETY: integers and a NULL siginfo, which the kernel accepts.
+    crate::cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@
 //! Which way is used is decided once, at start-up, from feature detection
 //! ([`FdHandoff`]); only an unexpected `EPERM`/`ENOSYS` from `pidfd_getfd` falls back per
 //! call.
+//!
+//! Owns: copying descriptors out of a paused process. Must never hand over a file the
+//! caller could not reach itself (mode and identity are checked), nor substitute one.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

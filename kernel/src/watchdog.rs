@@ -10,6 +10,9 @@
 //! Forked without exec from a multi-threaded process: the child only makes
 //! async-signal-safe calls, and closes every descriptor but its two (a copied listener fd
 //! would keep the tree's execs waiting instead of failing).
+//!
+//! Owns: the watchdog process and its pipe. Must never outlive its purpose: it exits when
+//! the pipe closes, after writing `cgroup.kill` if the supervisor died.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

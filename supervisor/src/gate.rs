@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kernel::memory::MemoryAccess;
-use kernel::pidfd::{PidFd, WaitStatus};
+use kernel::pidfd::PidFd;
 use kernel::remote_fd::FdHandoff;
 use kernel::seccomp::filter::{BpfProgram, FilterError, FilterOptions};
 use kernel::seccomp::listener::{Event, Listener, Notification};
@@ -650,7 +650,7 @@ impl Session {
             tokio::select! {
                 reaped = &mut exited => {
                     break match reaped {
-                        Ok(Ok(Some(st))) => convert(st),
+                        Ok(Ok(Some(st))) => st,
                         // Reaped by an escalation thread that was tracing it when it died.
                         Ok(Ok(None)) => ExitStatus::Signaled(libc::SIGKILL),
                         Ok(Err(e)) => return Err(SessionError::Wait(e)),
@@ -789,13 +789,6 @@ impl Drop for Session {
                 .name("execgate-teardown".into())
                 .spawn(sweep);
         }
-    }
-}
-
-fn convert(st: WaitStatus) -> ExitStatus {
-    match st {
-        WaitStatus::Exited(code) => ExitStatus::Exited(code),
-        WaitStatus::Signaled(sig) => ExitStatus::Signaled(sig),
     }
 }
 

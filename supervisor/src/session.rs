@@ -58,23 +58,8 @@ impl std::fmt::Debug for SessionSpec {
     }
 }
 
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExitStatus {
-    Exited(i32),
-    Signaled(i32),
-}
-
-impl ExitStatus {
-    /// The shell's convention: the exit code, or 128 + the signal number.
-    pub fn code(self) -> i32 {
-        match self {
-            ExitStatus::Exited(code) => code,
-            ExitStatus::Signaled(sig) => 128 + sig,
-        }
-    }
-}
+/// How a process ended (the one type, from `kernel::process`).
+pub use kernel::process::ExitStatus;
 
 /// Where an exec ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

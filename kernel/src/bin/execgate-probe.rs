@@ -1,4 +1,4 @@
-//! `execgate-probe [--json]`: prints what [`kernel::detect`] finds, as JSON (the features
+//! `execgate-probe [--json]`: prints what [`fn@kernel::detect`] finds, as JSON (the features
 //! part of `execgate doctor --json`; the backend choice belongs to the supervisor and is
 //! printed by `execgate doctor`). Without `--json` the JSON is pretty-printed. Used by the
 //! detection tests that run it under a container-like seccomp filter, and by the

@@ -23,51 +23,25 @@ pub struct Pidfd {
 
 /// `pidfd_open(getpid(), 0)`; the fd is closed again.
 fn pidfd_open_self() -> io::Result<()> {
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() };
-    // SAFETY: integer arguments only.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = i32::try_from(fd).map_err(io::Error::other)?;
-    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
-    unsafe { libc::close(fd) };
-    Ok(())
+    crate::pidfd::PidFd::open(std::process::id()).map(drop)
 }
 
 /// `pidfd_getfd(-1, 0, 0)`: a valid kernel fails with `EBADF`.
 fn pidfd_getfd_bad_fd() -> io::Error {
-    // SAFETY: integer arguments only; fd -1 cannot refer to anything.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, -1, 0, 0) };
-    if r >= 0 {
-        // Not expected; do not leak whatever it is.
-        if let Ok(fd) = i32::try_from(r) {
-            // SAFETY: the kernel just returned this fd to us.
-            unsafe { libc::close(fd) };
-        }
-        return io::Error::other("pidfd_getfd(-1) unexpectedly succeeded");
+    match crate::pidfd::getfd_raw(-1, 0) {
+        // Not expected; the descriptor is closed on drop.
+        Ok(_) => io::Error::other("pidfd_getfd(-1) unexpectedly succeeded"),
+        Err(e) => e,
     }
-    io::Error::last_os_error()
 }
 
-/// `pidfd_send_signal(-1, 0, NULL, 0)`: a valid kernel fails with `EBADF`.
+/// `pidfd_send_signal(-1, 0, NULL, 0)`: a valid kernel fails with `EBADF`. Signal 0 would
+/// only test, and fd -1 cannot refer to a process.
 fn pidfd_send_signal_bad_fd() -> io::Error {
-    // SAFETY: integer and null pointer arguments; signal 0 would only test, and fd -1
-    // cannot refer to a process.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            -1,
-            0,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if r == 0 {
-        return io::Error::other("pidfd_send_signal(-1) unexpectedly succeeded");
+    match crate::pidfd::send_signal_raw(-1, 0) {
+        Ok(()) => io::Error::other("pidfd_send_signal(-1) unexpectedly succeeded"),
+        Err(e) => e,
     }
-    io::Error::last_os_error()
 }
 
 /// With pidfd -1 the kernel checks the fd first, so its answer is `EBADF`. Anything

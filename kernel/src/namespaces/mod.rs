@@ -4,7 +4,7 @@
 //! Owns: `unshare`, the namespace's mounts and uid/gid maps. Must never fork by itself
 //! outside [`crate::process`]'s rules (only async-signal-safe calls between fork and exec)
 //! and never decide whether a session gets a namespace (the supervisor does, from
-//! [`crate::detect`]).
+//! [`mod@crate::detect`]).
 
 pub mod mount;
 pub mod pid;

@@ -6,6 +6,9 @@
 //! to the host), and bind-mounts each protected path read-only over itself; Landlock then
 //! grants the workspace whole. Must run before Landlock's `restrict_self`, which forbids
 //! mount changes.
+//!
+//! Owns: the private mount namespace and its read-only binds. Must never change a mount
+//! outside the new namespace (propagation is made private first).
 
 use std::ffi::CString;
 use std::io;

@@ -30,7 +30,10 @@
 //! ([`Privilege::UserNamespace`]): the tree keeps its uid and gid (mapped one to one;
 //! every other id shows as the overflow id, 65534), and gets the capabilities for the
 //! namespace and the mount only until its program's exec. Callers probe for either first
-//! (`features`), and a session without both says so.
+//! (`kernel::detect`), and a session without both says so.
+//!
+//! Owns: the session's PID namespace (the double fork, the uid/gid maps, the `/proc` mount).
+//! Must never decide whether a session gets one (the supervisor does, from `kernel::detect`).
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};

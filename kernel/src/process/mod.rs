@@ -7,8 +7,32 @@
 //! Landlock), then `PR_SET_NO_NEW_PRIVS`, and last the filter with its listener, whose fd
 //! goes to the supervisor over a socketpair. The program's own exec is then the first
 //! notification.
+//!
+//! Owns: every fork and clone of execgate (`fork`, a raw clone) and everything that runs
+//! between fork and exec (the [`ChildHook`]s, [`confine`], the throwaway probe child in
+//! [`throwaway`]), plus [`ExitStatus`], how a process ended. Must never allocate, lock or
+//! log in a forked child: only async-signal-safe raw syscalls on data prepared before fork.
 
 pub mod throwaway;
+
+/// How a process ended: the one exit-status type of execgate (a reaped child, a session,
+/// an escalated copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell's convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(sig) => 128 + sig,
+        }
+    }
+}
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};

@@ -8,7 +8,7 @@
 //! ptrace belongs to the thread that seized.
 //!
 //! Owns: seize, interrupt, wait for a stop, detach (portable, here) and the register
-//! rewrite (one file per architecture: [`x86_64`], [`aarch64`]). Must never decide whether
+//! rewrite (one file per architecture: `x86_64.rs`, `aarch64.rs`). Must never decide whether
 //! an exec is escalated, nor trace anything but a paused caller of our own session.
 
 #[cfg(target_arch = "aarch64")]

@@ -16,6 +16,9 @@
 //!
 //! The program is built before fork (libseccomp allocates) and exported as raw BPF, so the
 //! child only issues one `seccomp(2)` call.
+//!
+//! Owns: the BPF program (which syscalls stop, which fail). Must never install it in the
+//! supervisor itself: only the child installs it ([`crate::process::confine`]).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{FromRawFd, OwnedFd};

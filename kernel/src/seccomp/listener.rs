@@ -3,6 +3,9 @@
 //! Raw ioctls rather than libseccomp's notify API: the exec path needs the exact errno of
 //! each step (`ENOENT` when a notification was withdrawn or its task died, `EINTR`), must
 //! not allocate per notification, and waits with `poll` so a session can stop its loop.
+//!
+//! Owns: the listener fd and the `SECCOMP_IOCTL_NOTIF_*` calls. Must never decide an
+//! answer: it receives and sends what the supervisor decided.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
