@@ -100,12 +100,10 @@ pub fn own_cgroup_dir() -> Result<PathBuf, CgroupError> {
     let mountinfo = read("/proc/self/mountinfo")?;
     let (mount_root, mount_point) = cgroup2_mount(&mountinfo).ok_or(CgroupError::NoCgroup2Mount)?;
     let cgroup = read("/proc/self/cgroup")?;
-    let own = cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or(CgroupError::NotInUnifiedHierarchy)?;
+    let own =
+        kernel::procfs::parse_cgroup_v2_path(&cgroup).ok_or(CgroupError::NotInUnifiedHierarchy)?;
     let relative =
-        Path::new(own)
+        Path::new(&own)
             .strip_prefix(&mount_root)
             .map_err(|_| CgroupError::NotVisible {
                 cgroup: own.to_owned(),
