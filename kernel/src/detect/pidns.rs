@@ -103,18 +103,8 @@ fn probe(report: &mut [i32; 5], user_namespace: bool) {
             return;
         }
     }
-    // SAFETY: valid NUL-terminated strings (or NULL) for the duration of the call.
-    let private = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    };
-    if private != 0 {
-        report[PRIVATE] = child::errno();
+    if let Err(e) = crate::namespaces::make_mounts_private() {
+        report[PRIVATE] = e.raw_os_error().unwrap_or(libc::EIO);
         return;
     }
     let pid = match crate::process::fork() {
@@ -125,17 +115,10 @@ fn probe(report: &mut [i32; 5], user_namespace: bool) {
         }
     };
     if pid == 0 {
-        // SAFETY: valid NUL-terminated strings for the duration of the call.
-        let mounted = unsafe {
-            libc::mount(
-                c"proc".as_ptr(),
-                c"/proc".as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            )
+        let code = match crate::namespaces::mount_proc() {
+            Ok(()) => 0,
+            Err(e) => e.raw_os_error().unwrap_or(libc::EIO),
         };
-        let code = if mounted == 0 { 0 } else { child::errno() };
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(code) }
     }

@@ -119,32 +119,14 @@ impl SessionPidNamespace {
             write_file(c"/proc/self/gid_map", &self.gid_map)?;
         }
         // Nothing mounted below propagates back to the host.
-        // SAFETY: valid NUL-terminated strings (or NULL) for the duration of the call.
-        crate::cvt_int(unsafe {
-            libc::mount(
-                std::ptr::null(),
-                c"/".as_ptr(),
-                std::ptr::null(),
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            )
-        })?;
+        super::make_mounts_private()?;
         let init = crate::process::fork()?;
         if init > 0 {
             self.mirror(init);
         }
         // I: PID 1 of the new namespace.
         die_with_parent()?;
-        // SAFETY: valid NUL-terminated strings for the duration of the call.
-        crate::cvt_int(unsafe {
-            libc::mount(
-                c"proc".as_ptr(),
-                c"/proc".as_ptr(),
-                c"proc".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
-            )
-        })?;
+        super::mount_proc()?;
         self.wipe_supervisor_strings();
         let program = crate::process::fork()?;
         if program > 0 {
