@@ -1,7 +1,10 @@
 //! The `execgate` binary: one subcommand per product surface.
 //!
 //! This file only parses arguments and dispatches; every subcommand lives in its own
-//! module and returns the process exit status it wants.
+//! module and returns the process exit status it wants. No `unsafe` here: kernel calls
+//! belong to the `kernel` crate.
+
+#![forbid(unsafe_code)]
 
 mod check;
 mod doctor;

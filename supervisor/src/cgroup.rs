@@ -100,12 +100,10 @@ pub fn own_cgroup_dir() -> Result<PathBuf, CgroupError> {
     let mountinfo = read("/proc/self/mountinfo")?;
     let (mount_root, mount_point) = cgroup2_mount(&mountinfo).ok_or(CgroupError::NoCgroup2Mount)?;
     let cgroup = read("/proc/self/cgroup")?;
-    let own = cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .ok_or(CgroupError::NotInUnifiedHierarchy)?;
+    let own =
+        kernel::procfs::parse_cgroup_v2_path(&cgroup).ok_or(CgroupError::NotInUnifiedHierarchy)?;
     let relative =
-        Path::new(own)
+        Path::new(&own)
             .strip_prefix(&mount_root)
             .map_err(|_| CgroupError::NotVisible {
                 cgroup: own.to_owned(),
@@ -114,40 +112,12 @@ pub fn own_cgroup_dir() -> Result<PathBuf, CgroupError> {
     Ok(mount_point.join(relative))
 }
 
-/// `(root within the hierarchy, mount point)` of the first cgroup2 mount.
+/// `(root within the hierarchy, mount point)` of the first cgroup2 mount (parsed by
+/// `kernel::procfs`, the one mountinfo parser).
 fn cgroup2_mount(mountinfo: &str) -> Option<(PathBuf, PathBuf)> {
-    mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        if right.split(' ').next()? != "cgroup2" {
-            return None;
-        }
-        let mut fields = left.split(' ');
-        let root = fields.nth(3)?;
-        let point = fields.next()?;
-        Some((unescape(root).into(), unescape(point).into()))
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut rest = field;
-    while let Some(i) = rest.find('\\') {
-        out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 4);
-        match code.and_then(|c| u8::from_str_radix(c, 8).ok()) {
-            Some(byte) => {
-                out.push(char::from(byte));
-                rest = &rest[i + 4..];
-            }
-            None => {
-                out.push('\\');
-                rest = &rest[i + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    let mounts = kernel::procfs::parse_mountinfo(mountinfo);
+    kernel::procfs::cgroup2_mount(&mounts)
+        .map(|m| (PathBuf::from(&m.root), PathBuf::from(&m.mount_point)))
 }
 
 /// A session's cgroup directory; removed (after killing what is left) on drop.

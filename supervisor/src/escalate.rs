@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use seccomp::pidfd::PidFd;
+use kernel::pidfd::PidFd;
 
 use crate::executable::Executable;
 use crate::session::ExitStatus;
@@ -141,7 +141,7 @@ pub(crate) fn run<C: Caller>(mut caller: C, copy: Copy, registry: &dyn Registry)
     // sandbox, after its caller is gone. Which signal killed the caller is not ours to
     // read, so the copy gets SIGKILL.
     if let (Ok(copy), Some(process)) = (&copy, caller.process())
-        && seccomp::pidfd::first_exited(&[copy.as_ref(), process]).ok() == Some(1)
+        && kernel::pidfd::first_exited(&[copy.as_ref(), process]).ok() == Some(1)
     {
         let _ = copy.send_signal(libc::SIGKILL);
     }
@@ -185,13 +185,13 @@ fn spawn_copy(job: Copy, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process
     cmd.stdin(stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
     cmd.stdout(stdout.map(Stdio::from).unwrap_or_else(Stdio::null));
     cmd.stderr(stderr.map(Stdio::from).unwrap_or_else(Stdio::null));
-    let mut hooks: Vec<seccomp::child::ChildHook> = Vec::new();
+    let mut hooks: Vec<kernel::process::ChildHook> = Vec::new();
     if job.executable.script {
         // The interpreter opens the script again by the descriptor's path after the exec:
         // keep that descriptor open across it (as the kernel's own fexecve needs too).
         let fd = job.executable.try_clone_fd()?;
         let number = job.executable.fd_number();
-        hooks.push(seccomp::child::inherit_fd_hook(fd, number));
+        hooks.push(kernel::process::inherit_fd_hook(fd, number));
     }
     if let Some(joiner) = job.cgroup {
         hooks.push(Box::new(move || {
@@ -200,7 +200,7 @@ fn spawn_copy(job: Copy, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process
                 .map_err(|e| io::Error::from_raw_os_error(e as i32))
         }));
     }
-    seccomp::child::die_with_supervisor(&mut cmd, hooks);
+    kernel::process::die_with_supervisor(&mut cmd, hooks);
     crate::spawner::spawn(cmd)
 }
 

@@ -8,8 +8,8 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use seccomp::listener::Notification;
-use seccomp::memory::{MAX_STRING, MAX_TOTAL, MemoryAccess, ReadError, RemoteMemory};
+use kernel::memory::{MAX_STRING, MAX_TOTAL, MemoryAccess, ReadError, RemoteMemory};
+use kernel::seccomp::listener::Notification;
 
 /// A decoded `execve`/`execveat`.
 #[derive(Debug, Clone)]
@@ -81,18 +81,7 @@ fn low_u32(v: u64) -> u32 {
     u32::try_from(v & 0xffff_ffff).unwrap_or(0)
 }
 
-/// The caller's working directory.
-pub fn cwd_of(tid: u32) -> PathBuf {
-    std::fs::read_link(format!("/proc/{tid}/cwd")).unwrap_or_default()
-}
-
-/// Parent pid of a process (for the audit log).
-pub fn ppid_of(tid: u32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{tid}/stat")).ok()?;
-    // The comm field may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(1)?.parse().ok()
-}
+pub use kernel::procfs::{cwd_of, ppid_of};
 
 fn resolve(tid: u32, dirfd: i32, path: &Path, empty_path: bool) -> PathBuf {
     if path.is_absolute() {

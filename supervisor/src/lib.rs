@@ -2,16 +2,19 @@
 //!
 //! A [`SessionSpec`] says what to run and in which sandbox; an [`Approver`] answers the
 //! prompts; the session ends with a [`SessionOutcome`] listing what was decided.
-//! This crate owns the process tree of each session: it never leaves one behind.
+//! This crate owns the process tree of each session: it never leaves one behind. It makes
+//! no raw syscall and holds no `unsafe`: every kernel call goes through `kernel`.
+
+#![forbid(unsafe_code)]
 
 pub mod approval;
 pub mod audit;
+pub mod backend;
 pub mod cgroup;
 mod escalate;
 mod exec_request;
 pub mod executable;
 mod gate;
-mod ptrace;
 pub mod rlimits;
 pub mod routing;
 pub mod sandbox;
@@ -23,8 +26,8 @@ mod supervisor;
 pub mod teardown;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
+pub use backend::Backend;
 pub use cgroup::{CgroupError, CgroupJoiner, SessionCgroup};
-pub use features::Backend;
 pub use gate::shown;
 pub use rlimits::{LimitSpecError, PreparedLimits, ResourceLimits};
 pub use sandbox::{Enforcement, EnforcementLevel, PreparedLandlock, SandboxMode, SandboxPolicy};

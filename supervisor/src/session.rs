@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use seccomp::pidfd::{PidFd, WaitStatus};
+use kernel::pidfd::PidFd;
 
 use crate::gate::{Shared, lock};
 use crate::spawn::SessionError;
@@ -74,23 +74,8 @@ impl std::fmt::Debug for SessionSpec {
     }
 }
 
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExitStatus {
-    Exited(i32),
-    Signaled(i32),
-}
-
-impl ExitStatus {
-    /// The shell's convention: the exit code, or 128 + the signal number.
-    pub fn code(self) -> i32 {
-        match self {
-            ExitStatus::Exited(code) => code,
-            ExitStatus::Signaled(sig) => 128 + sig,
-        }
-    }
-}
+/// How a process ended (the one type, from `kernel::process`).
+pub use kernel::process::ExitStatus;
 
 /// Where an exec ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -248,7 +233,7 @@ impl Session {
             tokio::select! {
                 reaped = &mut exited => {
                     break match reaped {
-                        Ok(Ok(Some(st))) => convert(st),
+                        Ok(Ok(Some(st))) => st,
                         // Reaped by an escalation thread that was tracing it when it died.
                         Ok(Ok(None)) => ExitStatus::Signaled(libc::SIGKILL),
                         Ok(Err(e)) => return Err(SessionError::Wait(e)),
@@ -387,13 +372,6 @@ impl Drop for Session {
                 .name("execgate-teardown".into())
                 .spawn(sweep);
         }
-    }
-}
-
-pub(crate) fn convert(st: WaitStatus) -> ExitStatus {
-    match st {
-        WaitStatus::Exited(code) => ExitStatus::Exited(code),
-        WaitStatus::Signaled(sig) => ExitStatus::Signaled(sig),
     }
 }
 

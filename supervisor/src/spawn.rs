@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use seccomp::pidfd::PidFd;
+use kernel::pidfd::PidFd;
 
 use crate::cgroup::CgroupJoiner;
 use crate::cgroup::SessionCgroup;
@@ -103,16 +103,20 @@ impl Supervisor {
             &spec.workdir,
             tmpdir.as_deref(),
             self.inner.git_protection,
+            self.inner.landlock_abi,
         )?;
-        let binds =
-            seccomp::mount_ns::ReadOnlyBinds::new(landlock.read_only_binds()).map_err(spawn_err)?;
+        let binds = kernel::namespaces::mount::ReadOnlyBinds::new(landlock.read_only_binds())
+            .map_err(spawn_err)?;
         // The tree sees only itself in /proc (Landlock does not stop reading other
         // processes' environments). Not for danger-full-access, which confines nothing.
         let pid_namespace = match self.inner.pid_namespace {
             Some(privilege)
                 if spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess =>
             {
-                Some(seccomp::pid_ns::SessionPidNamespace::new(privilege).map_err(spawn_err)?)
+                Some(
+                    kernel::namespaces::pid::SessionPidNamespace::new(privilege)
+                        .map_err(spawn_err)?,
+                )
             }
             _ => None,
         };
@@ -140,7 +144,7 @@ impl Supervisor {
                     .map_err(SessionError::Rendezvous)?;
                 (
                     Some(server),
-                    Some(seccomp::child::inherit_fd_hook(
+                    Some(kernel::process::inherit_fd_hook(
                         shell_end,
                         wrapper::RENDEZVOUS_FD,
                     )),
@@ -156,7 +160,7 @@ impl Supervisor {
             landlock,
             rendezvous_fd,
         };
-        let hooks: Vec<seccomp::child::ChildHook> = vec![Box::new(move || plan.apply())];
+        let hooks: Vec<kernel::process::ChildHook> = vec![Box::new(move || plan.apply())];
         let (marker_key, marker_value) = teardown::marker_env(&session_name);
         let (channel_parent, channel_child) = UnixStream::pair().map_err(spawn_err)?;
         let (stop_tx, stop_rx) = UnixStream::pair().map_err(spawn_err)?;
@@ -187,9 +191,9 @@ impl Supervisor {
         } else {
             self.inner.filter_net_off.clone()
         };
-        seccomp::child::confine(
+        kernel::process::confine(
             &mut cmd,
-            seccomp::child::Confinement {
+            kernel::process::Confinement {
                 filter,
                 wait_killable: self.inner.reach.wait_killable,
                 listener_channel: rendezvous.is_none().then(|| OwnedFd::from(channel_child)),
@@ -295,7 +299,7 @@ impl Supervisor {
 }
 
 /// What the session's child does to itself between fork and exec, before no-new-privs and
-/// the seccomp filter (`seccomp::child::confine` adds those last). Every step's data was
+/// the seccomp filter (`kernel::process::confine` adds those last). Every step's data was
 /// prepared before the fork; [`ChildPlan::apply`] only makes async-signal-safe calls, in
 /// the one order that works.
 struct ChildPlan {
@@ -304,14 +308,14 @@ struct ChildPlan {
     /// 2. Resource limits, inherited by the whole tree.
     limits: PreparedLimits,
     /// 4. A PID namespace with its own `/proc`; forks twice, only the program returns.
-    pid_namespace: Option<seccomp::pid_ns::SessionPidNamespace>,
+    pid_namespace: Option<kernel::namespaces::pid::SessionPidNamespace>,
     /// 5. Read-only binds (git metadata): before Landlock, which forbids mount changes.
-    binds: seccomp::mount_ns::ReadOnlyBinds,
+    binds: kernel::namespaces::mount::ReadOnlyBinds,
     /// 6. Landlock `restrict_self`.
     landlock: PreparedLandlock,
     /// 7. The wrapper backend's socket at its fixed number: last, since that number may
     ///    be a descriptor an earlier step still uses.
-    rendezvous_fd: Option<seccomp::child::ChildHook>,
+    rendezvous_fd: Option<kernel::process::ChildHook>,
 }
 
 impl ChildPlan {

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use kernel::memory::MemoryAccess;
+use kernel::remote_fd::FdHandoff;
+use kernel::seccomp::filter::{BpfProgram, FilterError, FilterOptions};
 use policy::Policy;
-use seccomp::filter::{BpfProgram, FilterError, FilterOptions};
-use seccomp::memory::MemoryAccess;
-use seccomp::remote_fd::FdHandoff;
 
 use crate::audit::AuditLog;
 use crate::teardown::{self};
@@ -32,7 +32,7 @@ pub struct SupervisorOptions {
     /// (`--escalate-env NAME`); loader and tool hook variables are never passed.
     pub escalate_env: Vec<String>,
     /// The patched bash for the wrapper backend (`--patched-bash`); otherwise it is
-    /// searched for (see `features::patched_shell`).
+    /// searched for (see `kernel::detect::patched_shell`).
     pub patched_bash: Option<PathBuf>,
 }
 
@@ -116,13 +116,15 @@ pub(crate) struct Inner {
     /// once, here, from feature detection.
     pub(crate) reach: Reach,
     /// How sandboxed trees get a PID namespace with their own `/proc`, where they can.
-    pub(crate) pid_namespace: Option<seccomp::pid_ns::Privilege>,
+    pub(crate) pid_namespace: Option<kernel::namespaces::pid::Privilege>,
     /// Notification threads wait in RECV itself and are stopped by a signal; without it
     /// they poll the listener and a stop descriptor.
-    pub(crate) interrupter: Option<seccomp::listener::Interrupter>,
+    pub(crate) interrupter: Option<kernel::seccomp::listener::Interrupter>,
     /// What escalated copies are built from, fixed at start.
     pub(crate) escalation: EscalationSettings,
     pub(crate) git_protection: crate::sandbox::landlock::Protection,
+    /// The kernel's Landlock ABI (capped), detected once in `new`.
+    pub(crate) landlock_abi: u8,
     pub(crate) next_session: AtomicU64,
     /// `<own cgroup>/execgate/supervisor-<pid>`: every session's cgroup is beneath it.
     pub(crate) cgroup_parent: Option<PathBuf>,
@@ -185,12 +187,12 @@ impl Supervisor {
     /// audit log. A backend that cannot run here is an error naming what is missing,
     /// never a run without supervision.
     pub fn new(policy: Arc<Policy>, options: SupervisorOptions) -> Result<Self, SupervisorError> {
-        let mut features = features::detect();
+        let mut features = kernel::detect();
         if options.patched_bash.is_some() {
             features.patched_shell =
-                features::patched_shell::locate(options.patched_bash.as_deref());
+                kernel::detect::patched_shell::locate(options.patched_bash.as_deref());
         }
-        let choice = features.backend();
+        let choice = crate::backend::choose(&features);
         let reasons = |backend| {
             choice
                 .candidates
@@ -199,8 +201,8 @@ impl Supervisor {
                 .map(|c| (c.usable, c.rejected_because.clone()))
                 .unwrap_or_default()
         };
-        let (unotify_ok, unotify_missing) = reasons(features::Backend::Unotify);
-        let (wrapper_ok, wrapper_missing) = reasons(features::Backend::Wrapper);
+        let (unotify_ok, unotify_missing) = reasons(crate::backend::Backend::Unotify);
+        let (wrapper_ok, wrapper_missing) = reasons(crate::backend::Backend::Wrapper);
         let (backend, notice) = match options.backend {
             BackendRequest::Unotify if !unotify_ok => {
                 return Err(SupervisorError::Unsupported(unotify_missing));
@@ -214,9 +216,9 @@ impl Supervisor {
                 };
                 return Err(SupervisorError::WrapperUnavailable(missing));
             }
-            BackendRequest::Unotify => (features::Backend::Unotify, None),
-            BackendRequest::Wrapper => (features::Backend::Wrapper, None),
-            BackendRequest::Auto if unotify_ok => (features::Backend::Unotify, None),
+            BackendRequest::Unotify => (crate::backend::Backend::Unotify, None),
+            BackendRequest::Wrapper => (crate::backend::Backend::Wrapper, None),
+            BackendRequest::Auto if unotify_ok => (crate::backend::Backend::Unotify, None),
             BackendRequest::Auto if wrapper_ok => {
                 let bash = features.patched_shell.bash.path.clone().unwrap_or_default();
                 let notice = format!(
@@ -224,9 +226,9 @@ impl Supervisor {
                      wrapper backend (patched bash {}): {}",
                     unotify_missing.join("; "),
                     bash.display(),
-                    features::WRAPPER_BLIND_SPOT
+                    crate::backend::WRAPPER_BLIND_SPOT
                 );
-                (features::Backend::Wrapper, Some(notice))
+                (crate::backend::Backend::Wrapper, Some(notice))
             }
             BackendRequest::Auto => {
                 let mut reasons = unotify_missing;
@@ -237,7 +239,7 @@ impl Supervisor {
                 return Err(SupervisorError::Unsupported(reasons));
             }
         };
-        let wrapper = (backend == features::Backend::Wrapper)
+        let wrapper = (backend == crate::backend::Backend::Wrapper)
             .then(|| wrapper::Tools::from_found(&features.patched_shell))
             .flatten();
         let notify_exec = wrapper.is_none();
@@ -255,14 +257,8 @@ impl Supervisor {
             ),
             None => None,
         };
-        let fd_handoff = match choice.stdio_handoff {
-            Some(features::StdioHandoff::ProcFdReopen) => FdHandoff::ProcReopen,
-            _ => FdHandoff::PidfdGetfd,
-        };
-        let memory = match choice.memory_read {
-            Some(features::MemoryRead::ProcMem) => MemoryAccess::ProcMem,
-            _ => MemoryAccess::ProcessVmReadv,
-        };
+        let fd_handoff = choice.stdio_handoff.unwrap_or(FdHandoff::PidfdGetfd);
+        let memory = choice.memory_read.unwrap_or(MemoryAccess::ProcessVmReadv);
         if fd_handoff == FdHandoff::ProcReopen || memory == MemoryAccess::ProcMem {
             tracing::info!(
                 ?fd_handoff,
@@ -270,7 +266,7 @@ impl Supervisor {
                 "a fallback reaches into paused callers"
             );
         }
-        let cap_sys_admin = seccomp::mount_ns::have_cap_sys_admin();
+        let cap_sys_admin = kernel::capabilities::have_cap_sys_admin();
         let (cgroup_parent, watchdog) = arm_watchdog();
         Ok(Supervisor {
             inner: Arc::new(Inner {
@@ -280,11 +276,11 @@ impl Supervisor {
                 _watchdog: watchdog,
                 policy,
                 audit,
-                filter_net_off: seccomp::filter::build(FilterOptions {
+                filter_net_off: kernel::seccomp::filter::build(FilterOptions {
                     network: false,
                     notify_exec,
                 })?,
-                filter_net_on: seccomp::filter::build(FilterOptions {
+                filter_net_on: kernel::seccomp::filter::build(FilterOptions {
                     network: true,
                     notify_exec,
                 })?,
@@ -299,17 +295,18 @@ impl Supervisor {
                     .pid_namespace
                     .available
                     .then_some(if cap_sys_admin {
-                        seccomp::pid_ns::Privilege::CapSysAdmin
+                        kernel::namespaces::pid::Privilege::CapSysAdmin
                     } else {
-                        seccomp::pid_ns::Privilege::UserNamespace
+                        kernel::namespaces::pid::Privilege::UserNamespace
                     }),
-                interrupter: seccomp::listener::Interrupter::get(),
+                interrupter: kernel::seccomp::listener::Interrupter::get(),
                 escalation: EscalationSettings::from_process(&options.escalate_env),
                 git_protection: if cap_sys_admin {
                     crate::sandbox::landlock::Protection::MountNamespace
                 } else {
                     crate::sandbox::landlock::Protection::LandlockSiblings
                 },
+                landlock_abi: crate::sandbox::landlock::capped_abi(&features.landlock),
                 next_session: AtomicU64::new(1),
             }),
         })
@@ -321,11 +318,11 @@ impl Supervisor {
     }
 
     /// The backend that decides this supervisor's execs.
-    pub fn backend(&self) -> features::Backend {
+    pub fn backend(&self) -> crate::backend::Backend {
         if self.inner.wrapper.is_some() {
-            features::Backend::Wrapper
+            crate::backend::Backend::Wrapper
         } else {
-            features::Backend::Unotify
+            crate::backend::Backend::Unotify
         }
     }
 
@@ -353,7 +350,7 @@ fn arm_watchdog() -> (Option<PathBuf>, Option<OwnedFd>) {
         .write(true)
         .open(dir.join("cgroup.kill"))
         .map(OwnedFd::from)
-        .and_then(|kill| seccomp::watchdog::spawn(&kill));
+        .and_then(|kill| kernel::watchdog::spawn(&kill));
     match watchdog {
         Ok(pipe) => (Some(dir), Some(pipe)),
         Err(err) => {

@@ -104,6 +104,16 @@ pub struct ProcInfo {
 }
 
 impl ProcInfo {
+    fn from_stat(pid: i32, stat: kernel::procfs::Stat) -> ProcInfo {
+        ProcInfo {
+            pid,
+            ppid: stat.ppid,
+            pgid: stat.pgrp,
+            state: stat.state,
+            start_time: stat.start_time,
+        }
+    }
+
     fn is_dead(&self) -> bool {
         matches!(self.state, 'Z' | 'X' | 'x')
     }
@@ -496,22 +506,7 @@ pub fn scan_proc() -> Result<Vec<ProcInfo>, TeardownError> {
 }
 
 fn read_stat(pid: i32) -> io::Result<ProcInfo> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat(pid, &stat).ok_or_else(|| io::Error::other(format!("malformed /proc/{pid}/stat")))
-}
-
-/// Fields after the command (which may hold spaces and parentheses): state is field 3,
-/// ppid 4, pgrp 5, starttime 22.
-fn parse_stat(pid: i32, stat: &str) -> Option<ProcInfo> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(ProcInfo {
-        pid,
-        state: fields.first()?.chars().next()?,
-        ppid: fields.get(1)?.parse().ok()?,
-        pgid: fields.get(2)?.parse().ok()?,
-        start_time: fields.get(19)?.parse().ok()?,
-    })
+    kernel::procfs::read_stat(pid).map(|stat| ProcInfo::from_stat(pid, stat))
 }
 
 #[cfg(test)]
@@ -541,7 +536,7 @@ mod tests {
     #[test]
     fn parses_stat_with_a_hostile_command_name() {
         let line = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 777 0 0";
-        let info = parse_stat(4242, line).unwrap();
+        let info = ProcInfo::from_stat(4242, kernel::procfs::parse_stat(line).unwrap());
         assert_eq!(info, p(4242, 1, 4242, 'S', 777));
     }
 

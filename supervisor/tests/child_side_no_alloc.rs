@@ -56,6 +56,7 @@ fn restrict_self_in_child_does_not_allocate() {
             work.path(),
             None,
             landlock::Protection::LandlockSiblings,
+            landlock::probe_kernel_abi(),
         )
         .unwrap();
         assert!(

@@ -30,6 +30,7 @@ fn two_hundred_prepared_sandboxes_leave_no_fd_behind() {
             repo.path(),
             None,
             landlock::Protection::LandlockSiblings,
+            landlock::probe_kernel_abi(),
         )
         .unwrap();
         let cgroup = cgroups_usable

@@ -27,6 +27,7 @@ fn run_sandboxed(policy: &SandboxPolicy, workdir: &Path, script: &str) -> String
         workdir,
         None,
         landlock::Protection::LandlockSiblings,
+        landlock::probe_kernel_abi(),
     )
     .expect("prepare");
     let mut cmd = Command::new("bash");
@@ -131,6 +132,7 @@ fn write_outside_fails_with_eacces() {
         work.path(),
         None,
         landlock::Protection::LandlockSiblings,
+        landlock::probe_kernel_abi(),
     )
     .unwrap();
     let mut cmd = Command::new("bash");
@@ -177,6 +179,7 @@ fn gitdir_file_target_stays_read_only() {
         &p.join("wt"),
         None,
         landlock::Protection::LandlockSiblings,
+        landlock::probe_kernel_abi(),
     )
     .unwrap();
     let ro = &prepared.enforcement().read_only_inside_roots;
@@ -269,6 +272,7 @@ fn danger_full_access_restricts_nothing() {
         work.path(),
         None,
         landlock::Protection::LandlockSiblings,
+        landlock::probe_kernel_abi(),
     )
     .unwrap();
     assert_eq!(prepared.enforcement().level, EnforcementLevel::NotRequested);
@@ -340,6 +344,7 @@ fn enforcement_on_this_kernel_is_reported_full() {
         work.path(),
         None,
         landlock::Protection::LandlockSiblings,
+        landlock::probe_kernel_abi(),
     )
     .unwrap();
     let e = prepared.enforcement();

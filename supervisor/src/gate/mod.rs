@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use seccomp::pidfd::PidFd;
-use seccomp::remote_fd::FdHandoff;
+use kernel::pidfd::PidFd;
+use kernel::remote_fd::FdHandoff;
 use tokio::task::JoinHandle;
 
 use crate::approval::Approver;
@@ -97,7 +97,7 @@ impl Shared {
             return;
         }
         if self.own_group {
-            let _ = seccomp::pidfd::kill_process_group(root, sig);
+            let _ = kernel::pidfd::kill_process_group(root, sig);
             return;
         }
         if self.program.get().is_none()
@@ -110,7 +110,7 @@ impl Shared {
         }
         let _ = match self.program.get() {
             Some(program) => program.send_signal(sig),
-            None => seccomp::pidfd::kill_unreaped_child(root, sig),
+            None => kernel::pidfd::kill_unreaped_child(root, sig),
         };
     }
 }
@@ -172,7 +172,7 @@ pub(crate) fn pidfd_of(tid: u32) -> io::Result<PidFd> {
 /// own next write does not move past (a separate open file description).
 pub(crate) fn tell_caller(tid: u32, handoff: FdHandoff, mut line: String) {
     let Ok(pidfd) = pidfd_of(tid) else { return };
-    let fd = match seccomp::remote_fd::copy_fd(handoff, &pidfd, tid, 2) {
+    let fd = match kernel::remote_fd::copy_fd(handoff, &pidfd, tid, 2) {
         Ok(fd) => fd,
         Err(err) => {
             tracing::debug!(tid, "cannot reach the caller's stderr: {err}");
@@ -189,7 +189,7 @@ pub(crate) fn tell_caller(tid: u32, handoff: FdHandoff, mut line: String) {
         line.push_str("...");
     }
     line.push('\n');
-    if seccomp::pidfd::wait_writable(fd.as_fd(), 100) {
+    if kernel::pidfd::wait_writable(fd.as_fd(), 100) {
         let _ = std::fs::File::from(fd).write_all(line.as_bytes());
     }
 }

@@ -8,18 +8,18 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use seccomp::listener::{Event, Listener, Notification};
-use seccomp::memory::MemoryAccess;
-use seccomp::pidfd::PidFd;
-use seccomp::remote_fd::{self, FdHandoff};
+use kernel::memory::MemoryAccess;
+use kernel::pidfd::PidFd;
+use kernel::remote_fd::{self, FdHandoff};
+use kernel::seccomp::listener::{Event, Listener, Notification};
 
 use super::decision::{ExecFacts, Gate};
 use super::{Shared, pidfd_of, shown, tell_caller};
 use crate::escalate;
 use crate::exec_request::{self, ExecRequest};
-use crate::ptrace::{self, Resume, Stop};
 use crate::routing::{self, Action};
 use crate::session::{Decider, ExitStatus, RanIn};
+use kernel::ptrace::{self, Resume, Stop};
 
 /// The notification thread: receive the listener from the child, then serve until the
 /// tree is gone or the session stops.
@@ -29,7 +29,7 @@ pub(crate) fn serve(
     stop: UnixStream,
     stopped: Option<Arc<AtomicBool>>,
 ) {
-    let listener = match seccomp::child::recv_fd(channel.as_raw_fd()) {
+    let listener = match kernel::process::recv_fd(channel.as_raw_fd()) {
         Ok(Some(fd)) => Arc::new(Listener::from_fd(fd)),
         // The child failed before installing its filter; spawn reports why.
         Ok(None) => return,

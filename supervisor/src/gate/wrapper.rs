@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use escalate_protocol::server::{EscalateServer, Escalation, Incoming, Responder};
 use escalate_protocol::{EscalateRequest, ProtocolError, SOCKET_ENV};
-use seccomp::pidfd::PidFd;
+use kernel::pidfd::PidFd;
 
 use super::decision::{ExecFacts, Gate};
 use super::{Shared, shown};
@@ -42,7 +42,7 @@ pub(crate) struct Tools {
 }
 
 impl Tools {
-    pub(crate) fn from_found(found: &features::PatchedShell) -> Option<Tools> {
+    pub(crate) fn from_found(found: &kernel::detect::PatchedShell) -> Option<Tools> {
         Some(Tools {
             bash: found.bash.path.clone()?,
             zsh: found.zsh.path.clone(),
@@ -62,8 +62,8 @@ impl Tools {
                     why: format!(
                         "none found (${} or ${}/bin/zsh; build it with \
                      patches-fallback/build-shells zsh)",
-                        features::patched_shell::ZSH_ENV,
-                        features::patched_shell::SHELLS_ENV
+                        kernel::detect::patched_shell::ZSH_ENV,
+                        kernel::detect::patched_shell::SHELLS_ENV
                     ),
                 }),
             _ => Err(SessionError::NotAShell(argv0.to_owned())),
@@ -302,7 +302,7 @@ impl escalate::Caller for WrapperCaller {
             ),
         };
         if let Some(stderr) = self.escalation.as_ref().and_then(|e| e.fd(2))
-            && seccomp::pidfd::wait_writable(stderr, 100)
+            && kernel::pidfd::wait_writable(stderr, 100)
             && let Ok(fd) = stderr.try_clone_to_owned()
         {
             let _ = std::fs::File::from(fd).write_all(line.as_bytes());

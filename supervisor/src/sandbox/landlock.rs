@@ -57,6 +57,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use ::kernel::detect::landlock::ABI_SINCE;
 use ::landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath,
     RestrictSelfError, Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetError,
@@ -112,16 +113,11 @@ impl Feature {
         }
     }
 
-    /// The first Linux release with that ABI.
-    pub fn first_kernel(self) -> &'static str {
-        match self.abi() {
-            1 => "5.13",
-            2 => "5.19",
-            3 => "6.2",
-            4 => "6.7",
-            5 => "6.10",
-            _ => "6.12",
-        }
+    /// The first Linux release with that ABI (`kernel::detect::landlock::ABI_SINCE`, the
+    /// one ABI->kernel table).
+    pub fn first_kernel(self) -> String {
+        let since = ABI_SINCE[usize::from(self.abi()) - 1];
+        format!("{}.{}", since.major, since.minor)
     }
 }
 
@@ -138,7 +134,7 @@ impl From<Feature> for MissingFeature {
         MissingFeature {
             feature,
             landlock_abi: feature.abi(),
-            first_kernel: feature.first_kernel().to_owned(),
+            first_kernel: feature.first_kernel(),
         }
     }
 }
@@ -356,14 +352,15 @@ pub enum Protection {
 }
 
 /// Build the session's ruleset in the parent, before fork. `tmpdir` is the child's
-/// `$TMPDIR`, if set.
+/// `$TMPDIR`, if set. `abi` is the kernel's Landlock ABI as detected once at start
+/// ([`capped_abi`] of `kernel::detect`'s answer): nothing is probed per session.
 pub fn prepare(
     policy: &SandboxPolicy,
     workdir: &Path,
     tmpdir: Option<&Path>,
     protection: Protection,
+    abi: u8,
 ) -> Result<PreparedLandlock, LandlockError> {
-    let abi = probe_kernel_abi();
     let mut enforcement = Enforcement::for_abi(policy.mode, policy.network, abi);
     check_required(policy, &enforcement)?;
     if policy.mode == SandboxMode::DangerFullAccess {
@@ -457,37 +454,20 @@ fn check_required(policy: &SandboxPolicy, enforcement: &Enforcement) -> Result<(
     })
 }
 
-/// The kernel's Landlock ABI, capped at [`TARGET_ABI`]: the newest ABI whose
-/// distinguishing feature a `HardRequirement` ruleset accepts. 0 without Landlock.
+/// The detected Landlock ABI, capped at [`TARGET_ABI`]; 0 without Landlock.
+pub fn capped_abi(detected: &::kernel::detect::Landlock) -> u8 {
+    let target = TARGET_ABI as u32;
+    detected
+        .abi
+        .filter(|_| detected.available())
+        .map_or(0, |abi| u8::try_from(abi.min(target)).unwrap_or(0))
+}
+
+/// The kernel's Landlock ABI, capped at [`TARGET_ABI`], probed now with the one probe
+/// (`kernel::detect::landlock`). For tests and one-shot callers: a supervisor detects once
+/// at start and passes [`capped_abi`] of that answer to [`prepare`].
 pub fn probe_kernel_abi() -> u8 {
-    fn fs(access: AccessFs) -> bool {
-        Ruleset::default()
-            .set_compatibility(CompatLevel::HardRequirement)
-            .handle_access(access)
-            .is_ok()
-    }
-    let probes: [(u8, &dyn Fn() -> bool); 6] = [
-        (6, &|| {
-            Ruleset::default()
-                .set_compatibility(CompatLevel::HardRequirement)
-                .scope(Scope::Signal)
-                .is_ok()
-        }),
-        (5, &|| fs(AccessFs::IoctlDev)),
-        (4, &|| {
-            Ruleset::default()
-                .set_compatibility(CompatLevel::HardRequirement)
-                .handle_access(AccessNet::ConnectTcp)
-                .is_ok()
-        }),
-        (3, &|| fs(AccessFs::Truncate)),
-        (2, &|| fs(AccessFs::Refer)),
-        (1, &|| fs(AccessFs::Execute)),
-    ];
-    probes
-        .iter()
-        .find(|(_, probe)| probe())
-        .map_or(0, |(abi, _)| *abi)
+    capped_abi(&::kernel::detect::landlock::detect())
 }
 
 /// Canonical, existing, de-duplicated writable roots. The workdir and explicit roots must

@@ -1,0 +1,185 @@
+//! Kernel feature detection: what the running kernel and this process offer (seccomp
+//! user notification and its flags, pidfds, Landlock, ptrace permission, user namespaces,
+//! cgroup v2, and where the patched shell and exec wrapper are), and how each answer was
+//! found (a probe, or the kernel version when no probe could answer).
+//!
+//! Owns: running every probe, once per process start ([`detect`] is called by
+//! `Supervisor::new` and by `execgate doctor`; the result is passed down, never re-probed
+//! per session). Must never change the calling process: anything irreversible (installing
+//! a seccomp filter, NO_NEW_PRIVS, unsharing) happens in a forked child that exits. Must
+//! never choose a backend (that is `supervisor::backend`) or render anything.
+
+mod cgroup;
+pub mod kernel;
+pub mod landlock;
+pub mod patched_shell;
+pub mod pidfd;
+mod pidns;
+mod process;
+mod process_vm;
+mod ptrace;
+mod seccomp;
+mod userns;
+
+use std::io;
+
+use serde::{Deserialize, Serialize};
+
+pub use cgroup::Cgroup;
+pub use kernel::{Kernel, KernelVersion};
+pub use landlock::{Landlock, LandlockStatus};
+pub use patched_shell::PatchedShell;
+pub use pidfd::Pidfd;
+pub use process::Process;
+pub use ptrace::Ptrace;
+pub use seccomp::{NotifSizes, Seccomp};
+pub use userns::UserNamespaces;
+
+/// How a value was determined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    /// By trying it on this kernel, in this process's situation.
+    Probe,
+    /// From the kernel version, because no probe could answer (the detail says why).
+    KernelVersion,
+}
+
+/// One kernel feature: whether it is there, how that was found out, and which kernel
+/// introduced it (what to upgrade to when it is missing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Feature {
+    pub available: bool,
+    pub how: How,
+    /// What was tried and what came back, e.g. `pidfd_getfd(-1, 0, 0): EBADF`.
+    pub detail: String,
+    /// The first mainline kernel with the feature.
+    pub since: KernelVersion,
+}
+
+impl Feature {
+    pub fn probed(available: bool, since: KernelVersion, detail: impl Into<String>) -> Self {
+        Self {
+            available,
+            how: How::Probe,
+            detail: detail.into(),
+            since,
+        }
+    }
+
+    /// Decides by the kernel version, keeping the reason no probe could decide.
+    pub fn by_version(kernel: &Kernel, since: KernelVersion, why: &str) -> Self {
+        let available = kernel.at_least(since);
+        let cmp = match kernel.version {
+            Some(_) if available => ">=",
+            Some(_) => "<",
+            None => "unparsable, assumed <",
+        };
+        Self {
+            available,
+            how: How::KernelVersion,
+            detail: format!("{why}; by version: {} {cmp} {since}", kernel.release),
+            since,
+        }
+    }
+
+    /// `needs Linux X.Y` when missing, for messages that name the kernel to upgrade to.
+    pub fn needs(&self) -> Option<String> {
+        (!self.available).then(|| format!("needs Linux {}.{}", self.since.major, self.since.minor))
+    }
+
+    /// Like [`Feature::needs`], but a feature missing on a kernel new enough to have it
+    /// is called what it is: blocked (a seccomp filter or an LSM hides it).
+    pub fn missing_on(&self, kernel: &Kernel) -> Option<String> {
+        if self.available {
+            return None;
+        }
+        let since = format!("{}.{}", self.since.major, self.since.minor);
+        Some(if kernel.at_least(self.since) {
+            format!("blocked here: Linux has it since {since}; a seccomp filter or LSM hides it")
+        } else {
+            format!("needs Linux {since}")
+        })
+    }
+}
+
+/// Everything [`detect`] found out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Features {
+    pub kernel: Kernel,
+    pub seccomp: Seccomp,
+    pub pidfd: Pidfd,
+    /// `process_vm_readv`: reading a paused exec's arguments (else `/proc/PID/mem`).
+    #[serde(default = "process_vm::unreported")]
+    pub process_vm_readv: Feature,
+    pub landlock: Landlock,
+    pub ptrace: Ptrace,
+    pub user_namespaces: UserNamespaces,
+    /// A PID namespace with its own `/proc` for the sandboxed tree.
+    #[serde(default = "pidns::unknown")]
+    pub pid_namespace: Feature,
+    pub cgroup: Cgroup,
+    pub process: Process,
+    /// The patched-shell backend's pieces (older reports have none: nothing found).
+    #[serde(default)]
+    pub patched_shell: PatchedShell,
+}
+
+/// Probes the running kernel and this process. Never fails: what cannot be found out is
+/// reported as missing, with the reason in its `detail`.
+pub fn detect() -> Features {
+    let kernel = kernel::uname().unwrap_or_else(|e| Kernel {
+        release: format!("unknown (uname: {e})"),
+        version: None,
+        machine: String::new(),
+    });
+    let status = crate::procfs::read_self_status();
+    Features {
+        seccomp: seccomp::detect(&kernel),
+        pidfd: pidfd::detect(),
+        process_vm_readv: process_vm::detect(),
+        landlock: landlock::detect(),
+        ptrace: ptrace::detect(status.cap_eff),
+        user_namespaces: userns::detect(),
+        // CAP_SYS_ADMIN is bit 21.
+        pid_namespace: pidns::detect(crate::capabilities::has(
+            status.cap_eff,
+            crate::capabilities::CAP_SYS_ADMIN,
+        )),
+        cgroup: cgroup::detect(&kernel),
+        process: process::detect(&status),
+        patched_shell: patched_shell::locate(None),
+        kernel,
+    }
+}
+
+/// `EBADF`-style name of an io::Error's errno, or its text when it has none.
+pub(crate) fn errno_name(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => errno_name_raw(code),
+        None => err.to_string(),
+    }
+}
+
+pub(crate) fn errno_name_raw(code: i32) -> String {
+    let name = match code {
+        0 => "success",
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EBADF => "EBADF",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EINVAL => "EINVAL",
+        libc::ENOTTY => "ENOTTY",
+        libc::ENOSPC => "ENOSPC",
+        libc::ENOSYS => "ENOSYS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EUSERS => "EUSERS",
+        _ => return format!("errno {code}"),
+    };
+    name.to_owned()
+}

@@ -1,0 +1,333 @@
+//! What runs in the child between fork and exec: confinement, then the listener.
+//!
+//! The supervisor is multi-threaded, so after fork only async-signal-safe calls are
+//! allowed: everything here was prepared before the fork (the BPF program, the socket, the
+//! sandbox hooks' data), and the closure below only issues syscalls. Order matters:
+//! process group and parent-death signal first, then the sandbox steps (rlimits, cgroup,
+//! Landlock), then `PR_SET_NO_NEW_PRIVS`, and last the filter with its listener, whose fd
+//! goes to the supervisor over a socketpair. The program's own exec is then the first
+//! notification.
+//!
+//! Owns: every fork and clone of execgate (`fork`, a raw clone) and everything that runs
+//! between fork and exec (the [`ChildHook`]s, [`confine`], the throwaway probe child in
+//! [`throwaway`]), plus [`ExitStatus`], how a process ended. Must never allocate, lock or
+//! log in a forked child: only async-signal-safe raw syscalls on data prepared before fork.
+
+pub mod throwaway;
+
+/// How a process ended: the one exit-status type of execgate (a reaped child, a session,
+/// an escalated copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell's convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(sig) => 128 + sig,
+        }
+    }
+}
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::seccomp::filter::BpfProgram;
+
+/// `sizeof(int)` as the cmsg macros take it.
+#[allow(clippy::cast_possible_truncation)] // 4: an int
+const FD_SIZE: u32 = std::mem::size_of::<RawFd>() as u32;
+
+/// A sandbox step run in the child before no-new-privs and the filter. It must be
+/// async-signal-safe: no allocation, no locks, only syscalls on prepared data.
+pub type ChildHook = Box<dyn FnMut() -> io::Result<()> + Send + Sync>;
+
+/// Everything the child needs, prepared before fork.
+pub struct Confinement {
+    /// The session filter (see [`crate::seccomp::filter`]).
+    pub filter: BpfProgram,
+    /// Install with `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (5.19+): once the supervisor
+    /// has received a notification, ordinary signals no longer withdraw it.
+    pub wait_killable: bool,
+    /// The child's end of a `SOCK_SEQPACKET` socketpair; the listener fd is sent over it.
+    /// `None`: the filter has no notification (the patched-shell backend) and is
+    /// installed without a listener.
+    pub listener_channel: Option<OwnedFd>,
+    /// The supervisor's pid: if it died before `PR_SET_PDEATHSIG` took effect, give up.
+    pub supervisor_pid: libc::pid_t,
+    /// Start a new process group (the session's), so it can be signalled as one.
+    pub new_process_group: bool,
+    /// Sandbox steps (rlimits, cgroup, Landlock), run in order.
+    pub hooks: Vec<ChildHook>,
+}
+
+impl std::fmt::Debug for Confinement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Confinement")
+            .field("filter", &self.filter)
+            .field("wait_killable", &self.wait_killable)
+            .field("supervisor_pid", &self.supervisor_pid)
+            .field("hooks", &self.hooks.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Arranges for `cmd`'s child to confine itself and hand its listener fd back.
+///
+/// The caller must spawn `cmd` from a thread that lives as long as the session:
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits.
+pub fn confine(cmd: &mut Command, mut c: Confinement) {
+    let max_fd = open_file_limit();
+    let closure = move || -> io::Result<()> {
+        mark_inherited_fds_cloexec(max_fd);
+        if c.new_process_group {
+            // SAFETY: setpgid is async-signal-safe.
+            crate::cvt_int(unsafe { libc::setpgid(0, 0) })?;
+        }
+        // SAFETY: prctl with integer arguments is async-signal-safe.
+        crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;
+        // SAFETY: getppid is async-signal-safe.
+        if unsafe { libc::getppid() } != c.supervisor_pid {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        for hook in &mut c.hooks {
+            hook()?;
+        }
+        // SAFETY: prctl with integer arguments is async-signal-safe.
+        crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+        let Some(channel) = &c.listener_channel else {
+            return install_plain(&c.filter);
+        };
+        let listener = install_listener(&c.filter, c.wait_killable)?;
+        let sent = send_fd(channel.as_raw_fd(), listener);
+        // SAFETY: `listener` is ours; the supervisor holds its own copy once sent.
+        unsafe { libc::close(listener) };
+        sent
+    };
+    // SAFETY: the closure only makes async-signal-safe calls (setpgid, prctl, getppid,
+    // seccomp, sendmsg, close, and hooks bound by the same contract) on data prepared
+    // before the fork; it allocates nothing.
+    unsafe { cmd.pre_exec(closure) };
+}
+
+/// For processes the supervisor starts outside the sandbox (escalated copies): they die
+/// with the supervisor too, so nothing of a session outlives it.
+/// `hooks` run after that, bound by the same rules as [`Confinement::hooks`].
+pub fn die_with_supervisor(cmd: &mut Command, mut hooks: Vec<ChildHook>) {
+    // SAFETY: getpid is async-signal-safe; called here, before fork, in the supervisor.
+    let supervisor_pid = unsafe { libc::getpid() };
+    let max_fd = open_file_limit();
+    let closure = move || -> io::Result<()> {
+        mark_inherited_fds_cloexec(max_fd);
+        // SAFETY: prctl with integer arguments is async-signal-safe.
+        crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;
+        // SAFETY: getppid is async-signal-safe.
+        if unsafe { libc::getppid() } != supervisor_pid {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        for hook in &mut hooks {
+            hook()?;
+        }
+        Ok(())
+    };
+    // SAFETY: the closure only calls close_range/fcntl, prctl, getppid and hooks bound
+    // by the async-signal-safe contract; it allocates nothing.
+    unsafe { cmd.pre_exec(closure) };
+}
+
+/// A [`ChildHook`] that makes `fd` the child's descriptor `target`, inheritable across
+/// exec (the patched-shell backend's rendezvous socket). Run it last: `target` may be
+/// the number of a descriptor an earlier step still uses.
+pub fn inherit_fd_hook(fd: OwnedFd, target: RawFd) -> ChildHook {
+    Box::new(move || {
+        let raw = fd.as_raw_fd();
+        if raw == target {
+            // SAFETY: fcntl with integer arguments is async-signal-safe; `raw` is open
+            // (owned by this closure).
+            crate::cvt_int(unsafe { libc::fcntl(raw, libc::F_SETFD, 0) })?;
+        } else {
+            // SAFETY: dup2 is async-signal-safe; `raw` is open (owned by this closure),
+            // and the new descriptor is created without FD_CLOEXEC.
+            crate::cvt_int(unsafe { libc::dup2(raw, target) })?;
+        }
+        Ok(())
+    })
+}
+
+/// The soft `RLIMIT_NOFILE`: no descriptor is numbered at or above it. Read before fork.
+fn open_file_limit() -> libc::c_uint {
+    // SAFETY: rlimit is plain old data, filled by getrlimit.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `lim` is a valid rlimit for the kernel to fill.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    libc::c_uint::try_from(lim.rlim_cur.min(1 << 20)).unwrap_or(1024)
+}
+
+/// Whatever the supervisor itself inherited (or holds) beyond 0/1/2 must not reach the
+/// program: mark it close-on-exec. Not closed outright, because the steps before exec
+/// still use a few of them (the listener channel, the cgroup file).
+fn mark_inherited_fds_cloexec(max_fd: libc::c_uint) {
+    // close_range(3, ~0, CLOSE_RANGE_CLOEXEC): 5.11+.
+    // SAFETY: integer arguments only; async-signal-safe.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == 0 {
+        return;
+    }
+    for fd in 3..max_fd {
+        let Ok(fd) = libc::c_int::try_from(fd) else {
+            break;
+        };
+        // SAFETY: fcntl on any integer is safe; EBADF for numbers that are not open.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, NEW_LISTENER [| WAIT_KILLABLE_RECV], prog)`.
+fn install_listener(filter: &BpfProgram, wait_killable: bool) -> io::Result<RawFd> {
+    let prog = filter.as_fprog();
+    let mut flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    if wait_killable {
+        flags |= libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
+    }
+    // SAFETY: `prog` points into `filter`, alive for the call; the kernel copies it.
+    let fd = crate::cvt(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    })?;
+    Ok(RawFd::try_from(fd).unwrap_or(-1))
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, 0, prog)`: a filter without a listener.
+fn install_plain(filter: &BpfProgram) -> io::Result<()> {
+    let prog = filter.as_fprog();
+    // SAFETY: `prog` points into `filter`, alive for the call; the kernel copies it.
+    crate::cvt(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        )
+    })?;
+    Ok(())
+}
+
+/// Sends one fd with `SCM_RIGHTS`, building the control message on the stack.
+pub fn send_fd(socket: RawFd, fd: RawFd) -> io::Result<()> {
+    // Room for one cmsghdr carrying one int, 8-byte aligned.
+    #[repr(C, align(8))]
+    struct Cmsg([u8; 32]);
+    let mut cbuf = Cmsg([0; 32]);
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: msghdr is plain old data; every field used is set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(FD_SIZE) } as _;
+    // SAFETY: msg_control points at `cbuf`, large enough for one cmsghdr with one int
+    // (CMSG_SPACE(4) == 24 <= 32), so CMSG_FIRSTHDR is non-null and CMSG_DATA in bounds.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(FD_SIZE) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+    }
+    // SAFETY: `msg` and everything it points to live across the call.
+    crate::cvt(unsafe { libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL) } as libc::c_long)?;
+    Ok(())
+}
+
+/// Receives one fd sent by [`send_fd`]. `Ok(None)`: the other end closed without sending
+/// (the child failed before installing its filter).
+pub fn recv_fd(socket: RawFd) -> io::Result<Option<OwnedFd>> {
+    #[repr(C, align(8))]
+    struct Cmsg([u8; 32]);
+    let mut cbuf = Cmsg([0; 32]);
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: msghdr is plain old data; every field used is set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.0.as_mut_ptr().cast();
+    msg.msg_controllen = cbuf.0.len() as _;
+    let n = loop {
+        // SAFETY: `msg` and the buffers it points to live across the call.
+        let n = unsafe { libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    // SAFETY: recvmsg filled msg_control/msg_controllen; CMSG_FIRSTHDR checks the length.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return Err(io::Error::other("listener message carried no descriptor"));
+    }
+    // SAFETY: cmsg is non-null and within `cbuf`, as checked by CMSG_FIRSTHDR.
+    let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+    if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
+        return Err(io::Error::other("listener message carried no descriptor"));
+    }
+    // SAFETY: an SCM_RIGHTS message carries at least one int at CMSG_DATA.
+    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>()) };
+    // SAFETY: the kernel installed this descriptor for us; nothing else owns it.
+    Ok(Some(unsafe {
+        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }))
+}
+
+/// fork(2) as a raw `clone`, the one fork of the crate (the session's double fork, the
+/// detection probes, the watchdog): libc's fork runs its atfork handlers and takes allocator
+/// locks that another thread of the supervisor may have held at the first fork.
+pub(crate) fn fork() -> io::Result<libc::pid_t> {
+    // SAFETY: clone with only SIGCHLD and no new stack is fork: the child continues on a
+    // copy of this stack; both sides only make raw syscalls afterwards.
+    let pid = crate::cvt(unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::c_ulong::try_from(libc::SIGCHLD).unwrap_or(17),
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    })?;
+    Ok(libc::pid_t::try_from(pid).unwrap_or(-1))
+}

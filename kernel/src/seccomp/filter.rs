@@ -1,0 +1,215 @@
+//! The one seccomp filter program a session's tree runs under.
+//!
+//! It is installed last in the child, with `SECCOMP_FILTER_FLAG_NEW_LISTENER`, and holds
+//! both halves of the exec gate:
+//! - `execve`/`execveat` raise a user notification: the supervisor decides each one;
+//! - the in-sandbox denials that keep that decision meaningful: `ptrace` and
+//!   `process_vm_writev` (no rewriting another process between check and exec), a nested
+//!   `seccomp(..., NEW_LISTENER)` (a later listener on execve would answer before ours),
+//!   `io_uring_*` (syscalls that bypass this filter), and, with the network off, every
+//!   socket family but `AF_UNIX`.
+//!
+//! One program rather than two, because a filter installed first that denies
+//! `NEW_LISTENER` would refuse our own listener. Foreign syscall ABIs (i386 `int 0x80`, x32)
+//! kill the process: libseccomp emits the architecture check, and x32 numbers count as a
+//! foreign architecture in a native x86_64 filter.
+//!
+//! The program is built before fork (libseccomp allocates) and exported as raw BPF, so the
+//! child only issues one `seccomp(2)` call.
+//!
+//! Owns: the BPF program (which syscalls stop, which fail). Must never install it in the
+//! supervisor itself: only the child installs it ([`crate::process::confine`]).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use libseccomp::{
+    ScmpAction, ScmpArgCompare, ScmpCompareOp, ScmpFilterAttr, ScmpFilterContext, ScmpSyscall,
+};
+
+/// What the filter enforces besides the exec notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilterOptions {
+    /// Allow sockets of every family (network on). Off: only `AF_UNIX`.
+    pub network: bool,
+    /// `execve`/`execveat` raise a user notification. Off for the patched-shell backend,
+    /// which decides execs through the wrapper and keeps only the in-sandbox denials.
+    pub notify_exec: bool,
+}
+
+/// Why the filter program could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("building the seccomp filter with libseccomp: {step}: {source}")]
+    Libseccomp {
+        step: &'static str,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    #[error("exporting the seccomp filter as BPF: {0}")]
+    Export(#[source] std::io::Error),
+}
+
+/// A classic-BPF seccomp program, ready for `seccomp(SECCOMP_SET_MODE_FILTER)`.
+#[derive(Clone)]
+pub struct BpfProgram {
+    insns: Vec<libc::sock_filter>,
+}
+
+impl std::fmt::Debug for BpfProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BpfProgram")
+            .field("len", &self.insns.len())
+            .finish()
+    }
+}
+
+impl BpfProgram {
+    /// Number of BPF instructions.
+    pub fn len(&self) -> usize {
+        self.insns.len()
+    }
+
+    /// True for an empty program (never produced by [`build`]).
+    pub fn is_empty(&self) -> bool {
+        self.insns.is_empty()
+    }
+
+    pub(crate) fn as_fprog(&self) -> libc::sock_fprog {
+        libc::sock_fprog {
+            // A seccomp program is at most BPF_MAXINSNS (4096) long; libseccomp refuses more.
+            len: u16::try_from(self.insns.len()).unwrap_or(u16::MAX),
+            filter: self.insns.as_ptr().cast_mut(),
+        }
+    }
+}
+
+/// The errno the in-sandbox denials answer with.
+const DENY_ERRNO: i32 = libc::EPERM;
+
+/// Builds the session filter.
+pub fn build(options: FilterOptions) -> Result<BpfProgram, FilterError> {
+    let lib = |step| move |source| FilterError::Libseccomp { step, source };
+    let mut ctx = ScmpFilterContext::new(ScmpAction::Allow).map_err(lib("create context"))?;
+    ctx.set_act_badarch(ScmpAction::KillProcess)
+        .map_err(lib("set bad-architecture action"))?;
+    // No-new-privs is set explicitly (and earlier) by the child; don't let libseccomp do it.
+    ctx.set_filter_attr(ScmpFilterAttr::CtlNnp, 0)
+        .map_err(lib("disable libseccomp's NNP"))?;
+
+    if options.notify_exec {
+        for name in ["execve", "execveat"] {
+            let sc = ScmpSyscall::from_name(name).map_err(lib("resolve exec syscall"))?;
+            ctx.add_rule(ScmpAction::Notify, sc)
+                .map_err(lib("add exec notification"))?;
+        }
+    }
+    for name in [
+        "ptrace",
+        "process_vm_writev",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+    ] {
+        // A syscall unknown to this libseccomp/arch has nothing to deny.
+        if let Ok(sc) = ScmpSyscall::from_name(name) {
+            ctx.add_rule(ScmpAction::Errno(DENY_ERRNO), sc)
+                .map_err(lib("add syscall denial"))?;
+        }
+    }
+    let seccomp = ScmpSyscall::from_name("seccomp").map_err(lib("resolve seccomp"))?;
+    let new_listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    ctx.add_rule_conditional(
+        ScmpAction::Errno(DENY_ERRNO),
+        seccomp,
+        &[ScmpArgCompare::new(
+            1,
+            ScmpCompareOp::MaskedEqual(new_listener),
+            new_listener,
+        )],
+    )
+    .map_err(lib("deny nested listeners"))?;
+
+    if !options.network {
+        let socket = ScmpSyscall::from_name("socket").map_err(lib("resolve socket"))?;
+        ctx.add_rule_conditional(
+            ScmpAction::Errno(libc::EACCES),
+            socket,
+            &[ScmpArgCompare::new(
+                0,
+                ScmpCompareOp::NotEqual,
+                libc::AF_UNIX as u64,
+            )],
+        )
+        .map_err(lib("deny non-unix sockets"))?;
+    }
+
+    export(&ctx)
+}
+
+/// libseccomp 2.5 only exports to a file descriptor: go through a memfd.
+fn export(ctx: &ScmpFilterContext) -> Result<BpfProgram, FilterError> {
+    let mut file = std::fs::File::from(memfd("execgate-bpf").map_err(FilterError::Export)?);
+    ctx.export_bpf(&file)
+        .map_err(|source| FilterError::Libseccomp {
+            step: "export BPF",
+            source,
+        })?;
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0)).map_err(FilterError::Export)?;
+    file.read_to_end(&mut bytes).map_err(FilterError::Export)?;
+    let size = std::mem::size_of::<libc::sock_filter>();
+    if bytes.is_empty() || bytes.len() % size != 0 {
+        return Err(FilterError::Export(std::io::Error::other(format!(
+            "libseccomp exported {} bytes, not a whole number of instructions",
+            bytes.len()
+        ))));
+    }
+    let insns = bytes
+        .chunks_exact(size)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    Ok(BpfProgram { insns })
+}
+
+fn memfd(name: &str) -> std::io::Result<OwnedFd> {
+    let cname = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: `cname` is a valid NUL-terminated string for the duration of the call.
+    let fd = crate::cvt_int(unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: memfd_create returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_a_program_for_both_network_settings() {
+        let off = build(FilterOptions {
+            network: false,
+            notify_exec: true,
+        })
+        .unwrap();
+        let on = build(FilterOptions {
+            network: true,
+            notify_exec: true,
+        })
+        .unwrap();
+        let plain = build(FilterOptions {
+            network: false,
+            notify_exec: false,
+        })
+        .unwrap();
+        // The exec notification adds instructions.
+        assert!(plain.len() < off.len());
+        assert!(!off.is_empty());
+        // The socket rule adds instructions.
+        assert!(off.len() > on.len(), "off={} on={}", off.len(), on.len());
+    }
+}
