@@ -14,6 +14,7 @@ mod decision;
 mod error;
 mod evaluation;
 pub mod heuristics;
+pub mod lint;
 mod policy;
 mod rule;
 mod rules_file;
@@ -21,6 +22,7 @@ mod shell_script;
 
 pub use decision::{DecidedBy, Decision};
 pub use error::{LoadError, SourceLocation};
-pub use evaluation::{CodexCheckView, Evaluation, HeuristicVerdict, RuleMatch};
+pub use evaluation::{CodexCheckView, Evaluation, HeuristicVerdict, MatchedBy, RuleMatch};
+pub use lint::{Risk, RuleWarning};
 pub use policy::{LoadOptions, Policy};
 pub use rule::RuleOrigin;

@@ -5,9 +5,15 @@
 //! are first looked up by the command's first token exactly; only when none matches and
 //! the program is an absolute path are the rules for its basename tried, and then only if
 //! no `host_executable()` for that name excludes the path.
+//!
+//! At run time ([`RuleSet::matches_exec`]) deny matches broadly on top of that: every
+//! `forbidden` and `prompt` rule whose program token has the program's basename matches
+//! too, whatever the exact-path rules and `host_executable()` say (a second index, keyed
+//! by basename, holds only those rules).
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -61,6 +67,9 @@ pub(crate) struct PrefixRule {
     pub decision: Decision,
     pub justification: Option<String>,
     pub origin: Option<RuleOrigin>,
+    /// The whole pattern as written in the call (first-token alternatives folded back),
+    /// rendered as Starlark: shared by the rules one call expanded into.
+    pub written: Arc<str>,
 }
 
 /// A match found in the index: which rule, how many command tokens it covered, and the
@@ -81,6 +90,9 @@ pub(crate) struct IndexMatch {
 pub(crate) struct RuleSet {
     pub rules: Vec<PrefixRule>,
     roots: HashMap<String, Node>,
+    /// The `forbidden` and `prompt` rules again, keyed by the basename of their program
+    /// token (`git` for both `git` and `/usr/bin/git`): deny matches broadly at run time.
+    deny_roots: HashMap<String, Node>,
     /// `host_executable(name, paths)`: basename -> the only absolute paths that may match
     /// basename rules. Paths are normalised lexically.
     pub host_executables: HashMap<String, Vec<PathBuf>>,
@@ -102,6 +114,7 @@ impl RuleSet {
         let mut set = RuleSet {
             rules: Vec::with_capacity(rules.len()),
             roots: HashMap::new(),
+            deny_roots: HashMap::new(),
             host_executables,
         };
         for rule in rules {
@@ -112,32 +125,17 @@ impl RuleSet {
 
     fn push(&mut self, rule: PrefixRule) {
         let index = self.rules.len();
-        let mut node = self.roots.entry(rule.program.clone()).or_default();
-        for token in &rule.rest {
-            node = match token {
-                PatternToken::Single(single) => node.singles.entry(single.clone()).or_default(),
-                PatternToken::Alts(alts) => {
-                    let position = node.alternatives.iter().position(|(a, _)| a == alts);
-                    let position = position.unwrap_or_else(|| {
-                        let position = node.alternatives.len();
-                        node.alternatives.push((alts.clone(), Node::default()));
-                        for alt in alts {
-                            let edges = node.alternative_index.entry(alt.clone()).or_default();
-                            if !edges.contains(&position) {
-                                edges.push(position);
-                            }
-                        }
-                        position
-                    });
-                    &mut node.alternatives[position].1
-                }
-            };
+        insert(&mut self.roots, &rule.program, &rule.rest, index);
+        if rule.decision != Decision::Allow
+            && let Some(basename) = basename(&rule.program)
+        {
+            insert(&mut self.deny_roots, basename, &rule.rest, index);
         }
-        node.ends.push(index);
         self.rules.push(rule);
     }
 
-    /// All rules matching `[program, args...]`, in the order the rules were written.
+    /// All rules matching `[program, args...]`, in the order the rules were written
+    /// (Codex's matching: exact token first, then the basename fallback).
     pub fn matches(&self, program: &str, args: &[String]) -> Vec<IndexMatch> {
         let normalized;
         let program = if program.starts_with('/') {
@@ -146,13 +144,47 @@ impl RuleSet {
         } else {
             program
         };
+        self.matches_normalized(program, args)
+    }
 
+    /// [`RuleSet::matches`], plus every `forbidden` and `prompt` rule whose program token
+    /// has `program`'s basename (deny matches broadly), in rule order, each rule once. A
+    /// rule found only through the basename records `program` as its resolved program.
+    pub fn matches_exec(&self, program: &str, args: &[String]) -> Vec<IndexMatch> {
+        let normalized;
+        let program = if program.starts_with('/') {
+            normalized = normalize_absolute(program);
+            normalized.as_str()
+        } else {
+            program
+        };
+        let mut found = self.matches_normalized(program, args);
+        let Some(root) = basename(program).and_then(|name| self.deny_roots.get(name)) else {
+            return found;
+        };
+        let before = found.len();
+        for (rule, depth) in walk(root, args) {
+            if !found[..before].iter().any(|m| m.rule == rule) {
+                found.push(IndexMatch {
+                    rule,
+                    prefix_len: depth + 1,
+                    resolved_program: Some(PathBuf::from(program)),
+                });
+            }
+        }
+        if found.len() > before {
+            found.sort_unstable_by_key(|m| m.rule);
+        }
+        found
+    }
+
+    fn matches_normalized(&self, program: &str, args: &[String]) -> Vec<IndexMatch> {
         let exact = self.matches_from_root(program, args, None);
         if !exact.is_empty() || !program.starts_with('/') {
             return exact;
         }
 
-        let Some(basename) = Path::new(program).file_name().and_then(|n| n.to_str()) else {
+        let Some(basename) = basename(program) else {
             return Vec::new();
         };
         if let Some(paths) = self.host_executables.get(basename)
@@ -172,28 +204,7 @@ impl RuleSet {
         let Some(root) = self.roots.get(first) else {
             return Vec::new();
         };
-        let mut found: Vec<(usize, usize)> = Vec::new();
-        // Iterative walk: a pattern can be as long as a rules file makes it.
-        let mut stack: Vec<(&Node, usize)> = vec![(root, 0)];
-        while let Some((node, depth)) = stack.pop() {
-            found.extend(node.ends.iter().map(|&rule| (rule, depth)));
-            let Some(token) = args.get(depth) else {
-                continue;
-            };
-            if let Some(child) = node.singles.get(token.as_str()) {
-                stack.push((child, depth + 1));
-            }
-            for &edge in node
-                .alternative_index
-                .get(token.as_str())
-                .into_iter()
-                .flatten()
-            {
-                stack.push((&node.alternatives[edge].1, depth + 1));
-            }
-        }
-        found.sort_unstable();
-        found
+        walk(root, args)
             .into_iter()
             .map(|(rule, depth)| IndexMatch {
                 rule,
@@ -202,6 +213,67 @@ impl RuleSet {
             })
             .collect()
     }
+}
+
+/// The last path component of a program token or path (`git` for `/usr/bin/git` and for
+/// `git`); `None` for `/` or a path ending in `..`.
+pub(crate) fn basename(program: &str) -> Option<&str> {
+    Path::new(program)
+        .file_name()
+        .and_then(|name| name.to_str())
+}
+
+/// Adds the trie path for `rest` under `roots[first]`; the rule `index` ends there.
+fn insert(roots: &mut HashMap<String, Node>, first: &str, rest: &[PatternToken], index: usize) {
+    let mut node = roots.entry(first.to_string()).or_default();
+    for token in rest {
+        node = match token {
+            PatternToken::Single(single) => node.singles.entry(single.clone()).or_default(),
+            PatternToken::Alts(alts) => {
+                let position = node.alternatives.iter().position(|(a, _)| a == alts);
+                let position = position.unwrap_or_else(|| {
+                    let position = node.alternatives.len();
+                    node.alternatives.push((alts.clone(), Node::default()));
+                    for alt in alts {
+                        let edges = node.alternative_index.entry(alt.clone()).or_default();
+                        if !edges.contains(&position) {
+                            edges.push(position);
+                        }
+                    }
+                    position
+                });
+                &mut node.alternatives[position].1
+            }
+        };
+    }
+    node.ends.push(index);
+}
+
+/// Every rule under `root` whose pattern covers a prefix of `args`: (rule index, how many
+/// of `args` it covered), sorted by rule index.
+fn walk(root: &Node, args: &[String]) -> Vec<(usize, usize)> {
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    // Iterative walk: a pattern can be as long as a rules file makes it.
+    let mut stack: Vec<(&Node, usize)> = vec![(root, 0)];
+    while let Some((node, depth)) = stack.pop() {
+        found.extend(node.ends.iter().map(|&rule| (rule, depth)));
+        let Some(token) = args.get(depth) else {
+            continue;
+        };
+        if let Some(child) = node.singles.get(token.as_str()) {
+            stack.push((child, depth + 1));
+        }
+        for &edge in node
+            .alternative_index
+            .get(token.as_str())
+            .into_iter()
+            .flatten()
+        {
+            stack.push((&node.alternatives[edge].1, depth + 1));
+        }
+    }
+    found.sort_unstable();
+    found
 }
 
 impl PrefixRule {
@@ -269,6 +341,7 @@ mod tests {
             decision,
             justification: None,
             origin: None,
+            written: Arc::from(""),
         }
     }
 
