@@ -92,10 +92,19 @@ pub(crate) struct RuleSet {
     roots: HashMap<String, Node>,
     /// The `forbidden` and `prompt` rules again, keyed by the basename of their program
     /// token (`git` for both `git` and `/usr/bin/git`): deny matches broadly at run time.
-    deny_roots: HashMap<String, Node>,
+    deny_roots: HashMap<String, DenyRoot>,
     /// `host_executable(name, paths)`: basename -> the only absolute paths that may match
     /// basename rules. Paths are normalised lexically.
     pub host_executables: HashMap<String, Vec<PathBuf>>,
+}
+
+/// The deny rules for one basename.
+#[derive(Debug, Default, Clone)]
+struct DenyRoot {
+    node: Node,
+    /// Every rule here has the bare basename as its token (no path rule): a walk of
+    /// `roots[basename]` with the same arguments has already found them all.
+    only_bare: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -129,7 +138,15 @@ impl RuleSet {
         if rule.decision != Decision::Allow
             && let Some(basename) = basename(&rule.program)
         {
-            insert(&mut self.deny_roots, basename, &rule.rest, index);
+            let root = self
+                .deny_roots
+                .entry(basename.to_string())
+                .or_insert_with(|| DenyRoot {
+                    only_bare: true,
+                    ..DenyRoot::default()
+                });
+            root.only_bare &= basename == rule.program;
+            insert_under(&mut root.node, &rule.rest, index);
         }
         self.rules.push(rule);
     }
@@ -144,7 +161,7 @@ impl RuleSet {
         } else {
             program
         };
-        self.matches_normalized(program, args)
+        self.matches_normalized(program, args).0
     }
 
     /// [`RuleSet::matches`], plus every `forbidden` and `prompt` rule whose program token
@@ -158,12 +175,15 @@ impl RuleSet {
         } else {
             program
         };
-        let mut found = self.matches_normalized(program, args);
+        let (mut found, walked_basename) = self.matches_normalized(program, args);
         let Some(root) = basename(program).and_then(|name| self.deny_roots.get(name)) else {
             return found;
         };
+        if root.only_bare && walked_basename {
+            return found;
+        }
         let before = found.len();
-        for (rule, depth) in walk(root, args) {
+        for (rule, depth) in walk(&root.node, args) {
             if !found[..before].iter().any(|m| m.rule == rule) {
                 found.push(IndexMatch {
                     rule,
@@ -178,21 +198,25 @@ impl RuleSet {
         found
     }
 
-    fn matches_normalized(&self, program: &str, args: &[String]) -> Vec<IndexMatch> {
+    /// Codex's matching of a normalised program; also says whether the rules of the
+    /// program's basename (`roots[basename]`) were walked.
+    fn matches_normalized(&self, program: &str, args: &[String]) -> (Vec<IndexMatch>, bool) {
         let exact = self.matches_from_root(program, args, None);
+        let program_is_basename = !program.contains('/');
         if !exact.is_empty() || !program.starts_with('/') {
-            return exact;
+            return (exact, program_is_basename);
         }
 
         let Some(basename) = basename(program) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         if let Some(paths) = self.host_executables.get(basename)
             && !paths.iter().any(|p| p.as_os_str() == program)
         {
-            return Vec::new();
+            return (Vec::new(), false);
         }
-        self.matches_from_root(basename, args, Some(PathBuf::from(program)))
+        let found = self.matches_from_root(basename, args, Some(PathBuf::from(program)));
+        (found, true)
     }
 
     fn matches_from_root(
@@ -225,7 +249,11 @@ pub(crate) fn basename(program: &str) -> Option<&str> {
 
 /// Adds the trie path for `rest` under `roots[first]`; the rule `index` ends there.
 fn insert(roots: &mut HashMap<String, Node>, first: &str, rest: &[PatternToken], index: usize) {
-    let mut node = roots.entry(first.to_string()).or_default();
+    insert_under(roots.entry(first.to_string()).or_default(), rest, index);
+}
+
+/// Adds the trie path for `rest` under `node`; the rule `index` ends there.
+fn insert_under(mut node: &mut Node, rest: &[PatternToken], index: usize) {
     for token in rest {
         node = match token {
             PatternToken::Single(single) => node.singles.entry(single.clone()).or_default(),
@@ -441,6 +469,65 @@ mod tests {
         assert_eq!(set.matches("/usr/bin/../bin//git", &[]).len(), 1);
         assert!(set.matches("/tmp/git", &[]).is_empty());
         assert_eq!(set.matches("git", &[]).len(), 1);
+    }
+
+    #[test]
+    fn matches_exec_is_codex_matching_plus_every_deny_rule_of_the_basename() {
+        let rules = vec![
+            rule("git", &[s("push")], Decision::Forbidden),
+            rule("/usr/bin/git", &[], Decision::Allow),
+            rule("git", &[s("status")], Decision::Allow),
+            rule("/opt/bin/git", &[s("push")], Decision::Prompt),
+            rule("ls", &[], Decision::Allow),
+            rule("rm", &[], Decision::Prompt),
+            rule("/bin/rm", &[s("-rf")], Decision::Forbidden),
+        ];
+        for pinned in [false, true] {
+            let mut hosts = HashMap::new();
+            if pinned {
+                hosts.insert("git".to_string(), vec![PathBuf::from("/usr/bin/git")]);
+                hosts.insert("rm".to_string(), vec![PathBuf::from("/bin/rm")]);
+            }
+            let set = RuleSet::new(rules.clone(), hosts);
+            for program in [
+                "git",
+                "/usr/bin/git",
+                "/tmp/git",
+                "/opt/bin/git",
+                "./git",
+                "ls",
+                "/tmp/ls",
+                "rm",
+                "/bin/rm",
+                "/usr/bin/rm",
+                "/tmp/x/../rm",
+            ] {
+                for command in [&["push"][..], &["status"], &["-rf", "/"], &[]] {
+                    let cmd = args(command);
+                    let name = Path::new(program).file_name().unwrap().to_str().unwrap();
+                    let mut want: Vec<usize> =
+                        set.matches(program, &cmd).iter().map(|m| m.rule).collect();
+                    for (i, r) in rules.iter().enumerate() {
+                        let basename_matches =
+                            Path::new(&r.program).file_name().is_some_and(|n| n == name);
+                        if r.decision != Decision::Allow
+                            && basename_matches
+                            && r.matches_exactly(&r.program, &cmd)
+                            && !want.contains(&i)
+                        {
+                            want.push(i);
+                        }
+                    }
+                    want.sort_unstable();
+                    let got: Vec<usize> = set
+                        .matches_exec(program, &cmd)
+                        .iter()
+                        .map(|m| m.rule)
+                        .collect();
+                    assert_eq!(got, want, "pinned={pinned} {program} {command:?}");
+                }
+            }
+        }
     }
 
     #[test]
