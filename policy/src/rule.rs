@@ -240,11 +240,11 @@ impl RuleSet {
 }
 
 /// The last path component of a program token or path (`git` for `/usr/bin/git` and for
-/// `git`); `None` for `/` or a path ending in `..`.
+/// `git`); `None` when it is empty, `.` or `..` (`/`, `/usr/bin/`). A string split, not
+/// `Path::file_name`: this runs on every exec.
 pub(crate) fn basename(program: &str) -> Option<&str> {
-    Path::new(program)
-        .file_name()
-        .and_then(|name| name.to_str())
+    let name = program.rsplit('/').next().unwrap_or(program);
+    (!name.is_empty() && name != "." && name != "..").then_some(name)
 }
 
 /// Adds the trie path for `rest` under `roots[first]`; the rule `index` ends there.
