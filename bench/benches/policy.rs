@@ -1,5 +1,7 @@
 //! Evaluating one command against 10,000 rules takes microseconds: rules are indexed by
 //! program, then by token, so the cost follows the command's length, not the rule count.
+//! Each case runs `evaluate` (Codex's matching, `execgate check`) and `evaluate_exec` (the
+//! supervisor's: deny rules also match by basename) on the same command.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -43,25 +45,58 @@ fn bench(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(3));
 
-    let cmd = argv(&["tool500", "sub9", "-y", "--verbose", "target"]);
-    group.bench_function("spread_over_1000_programs/match", |b| {
-        b.iter(|| black_box(spread.evaluate(black_box("tool500"), black_box(&cmd))))
-    });
-
-    let cmd = argv(&["git", "sub8999", "--flag", "x"]);
-    group.bench_function("one_program/match", |b| {
-        b.iter(|| black_box(one_program.evaluate(black_box("/usr/bin/git"), black_box(&cmd))))
-    });
-
-    let cmd = argv(&["git", "status", "--short"]);
-    group.bench_function("one_program/no_match_heuristics", |b| {
-        b.iter(|| black_box(one_program.evaluate(black_box("git"), black_box(&cmd))))
-    });
-
-    let cmd = argv(&["bash", "-lc", "ls -la && git status | wc -l; cargo build"]);
-    group.bench_function("spread_over_1000_programs/bash_lc_heuristics", |b| {
-        b.iter(|| black_box(spread.evaluate(black_box("/bin/bash"), black_box(&cmd))))
-    });
+    // (name, policy, program, argv): each evaluated both ways.
+    let spread_match = argv(&["tool500", "sub9", "-y", "--verbose", "target"]);
+    let one_match = argv(&["git", "sub8999", "--flag", "x"]);
+    let one_deny = argv(&["git", "x999", "--flag"]);
+    let one_none = argv(&["git", "status", "--short"]);
+    let bash_lc = argv(&["bash", "-lc", "ls -la && git status | wc -l; cargo build"]);
+    let cases: [(&str, &Policy, &str, &Vec<String>); 6] = [
+        (
+            "spread_over_1000_programs/match",
+            &spread,
+            "tool500",
+            &spread_match,
+        ),
+        (
+            "spread_over_1000_programs/match_abs",
+            &spread,
+            "/usr/bin/tool500",
+            &spread_match,
+        ),
+        (
+            "one_program/match",
+            &one_program,
+            "/usr/bin/git",
+            &one_match,
+        ),
+        (
+            "one_program/match_forbidden",
+            &one_program,
+            "/usr/bin/git",
+            &one_deny,
+        ),
+        (
+            "one_program/no_match_heuristics",
+            &one_program,
+            "git",
+            &one_none,
+        ),
+        (
+            "spread_over_1000_programs/bash_lc_heuristics",
+            &spread,
+            "/bin/bash",
+            &bash_lc,
+        ),
+    ];
+    for (name, policy, program, cmd) in cases {
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(policy.evaluate(black_box(program), black_box(cmd))))
+        });
+        group.bench_function(format!("{name}/exec"), |b| {
+            b.iter(|| black_box(policy.evaluate_exec(black_box(program), black_box(cmd))))
+        });
+    }
     group.finish();
 
     let mut load = c.benchmark_group("load");

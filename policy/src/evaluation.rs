@@ -34,8 +34,42 @@ pub struct RuleMatch {
     pub justification: Option<String>,
     /// Where the rule was written.
     pub origin: Option<RuleOrigin>,
-    /// The absolute program path, when a basename rule matched it through the fallback.
+    /// The program path, when the rule matched it by basename: through Codex's fallback
+    /// (a bare-name rule, an absolute program), or, in [`crate::Policy::evaluate_exec`],
+    /// a `forbidden`/`prompt` rule matching any path with its basename.
     pub resolved_program: Option<PathBuf>,
+}
+
+/// How a rule's program token matched the program (see [`RuleMatch::matched_by`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MatchedBy {
+    /// The rule names a path (its token holds a `/`) and the program is that path, after
+    /// lexical normalisation (`//`, `.`, `..`): the caller must still check that the path
+    /// resolves to the file it executes.
+    ExactPath,
+    /// The rule names a program by name and the program's basename is that name (a bare
+    /// token, or a path token matched by basename at run time). Nothing says which file:
+    /// before escalating, the caller checks the file is the one the name stands for (the
+    /// [`crate::Policy::host_executable_paths`], else a trusted `PATH`).
+    Basename,
+}
+
+impl RuleMatch {
+    /// Whether the rule matched by exact path or by basename. The rule's program token as
+    /// written is `matched_prefix[0]`. Derived from the fields: a match by basename either
+    /// records the program in `resolved_program` or has a token without `/`.
+    pub fn matched_by(&self) -> MatchedBy {
+        let token_is_path = self
+            .matched_prefix
+            .first()
+            .is_some_and(|token| token.contains('/'));
+        if token_is_path && self.resolved_program.is_none() {
+            MatchedBy::ExactPath
+        } else {
+            MatchedBy::Basename
+        }
+    }
 }
 
 /// What the heuristics decided for a command no rule matched.

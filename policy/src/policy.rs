@@ -6,7 +6,8 @@ use crate::decision::DecidedBy;
 use crate::error::LoadError;
 use crate::evaluation::{Evaluation, RuleMatch};
 use crate::heuristics;
-use crate::rule::RuleSet;
+use crate::lint::{self, RuleWarning};
+use crate::rule::{IndexMatch, RuleSet};
 use crate::rules_file::{RulesBuilder, parse_file};
 
 /// Where to find rules files.
@@ -151,17 +152,52 @@ impl Policy {
         &self.sources
     }
 
-    /// The paths `host_executable(name=...)` allows for `name`, if the rules name any.
+    /// Evaluates one command the way `codex execpolicy check` does. `program` is the
+    /// executable as exec'd (an absolute path, or a bare name for `execgate check`); `argv`
+    /// is the full argv, `argv[0]` included (and ignored: `program` stands in its place).
+    ///
+    /// A rule for the exact token matches first; only when none does and `program` is an
+    /// absolute path are the rules for its basename tried, and then only if no
+    /// `host_executable()` for that name excludes the path. The supervisor decides real
+    /// execs with [`Policy::evaluate_exec`] instead.
+    pub fn evaluate(&self, program: &str, argv: &[String]) -> Evaluation {
+        let args = argv.get(1..).unwrap_or_default();
+        self.evaluation(program, args, self.set.matches(program, args))
+    }
+
+    /// Evaluates one exec the kernel is about to run, for the supervisor: allow matches
+    /// narrowly, deny matches broadly. `program` is the absolute path the kernel will
+    /// execute, as the caller wrote it resolved against its cwd (`/work/x/ls`, `/tmp/git`);
+    /// `argv` as for [`Policy::evaluate`].
+    ///
+    /// Every rule [`Policy::evaluate`] matches matches here too, so `allow` rules match as
+    /// there (exact path first, then the basename if `host_executable()` permits the path).
+    /// On top of that every `forbidden` and `prompt` rule whose program token has
+    /// `program`'s basename matches (`git`, and `/usr/bin/git` too, match `/tmp/git`),
+    /// whatever `host_executable()` and the exact-path rules say; the strictest decision
+    /// wins. An `allow` that wins is a claim about the name only: the caller must check
+    /// that the file is the one the rule names (see [`RuleMatch::matched_by`] and
+    /// [`Policy::host_executable_paths`]).
+    pub fn evaluate_exec(&self, program: &str, argv: &[String]) -> Evaluation {
+        let args = argv.get(1..).unwrap_or_default();
+        self.evaluation(program, args, self.set.matches_exec(program, args))
+    }
+
+    /// The absolute paths `host_executable(name=..., paths=[...])` pinned `name` to
+    /// (normalised lexically, `~/` expanded), or `None` when no `host_executable()` names
+    /// it. A later call for the same name replaces an earlier one, as in Codex.
     pub fn host_executable_paths(&self, name: &str) -> Option<&[PathBuf]> {
         self.set.host_executables.get(name).map(Vec::as_slice)
     }
 
-    /// Evaluates one exec. `program` is the executable as exec'd (an absolute path from
-    /// the supervisor, or a bare name for `execgate check`); `argv` is the full argv,
-    /// `argv[0]` included (and ignored: `program` stands in its place).
-    pub fn evaluate(&self, program: &str, argv: &[String]) -> Evaluation {
-        let args = argv.get(1..).unwrap_or_default();
-        let found = self.set.matches(program, args);
+    /// The `allow` rules that hand out code execution (shells, interpreters, build tools,
+    /// wrappers, `git` with hooks and config, ...), in rule order, one warning per
+    /// `prefix_rule` call and reason. See [`crate::lint`] for the table.
+    pub fn lint(&self) -> Vec<RuleWarning> {
+        lint::lint_rules(&self.set.rules)
+    }
+
+    fn evaluation(&self, program: &str, args: &[String], found: Vec<IndexMatch>) -> Evaluation {
         if found.is_empty() {
             let verdict = heuristics::judge(program, args);
             return Evaluation {
@@ -248,6 +284,196 @@ fn collect_rules_files(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::{Decision, MatchedBy};
+
+    fn argv(command: &str) -> Vec<String> {
+        shlex::split(command).expect("test command")
+    }
+
+    fn exec(policy: &Policy, program: &str, command: &str) -> Evaluation {
+        policy.evaluate_exec(program, &argv(command))
+    }
+
+    fn check(policy: &Policy, program: &str, command: &str) -> Evaluation {
+        policy.evaluate(program, &argv(command))
+    }
+
+    const PINNED_GIT: &str = r#"
+host_executable(name = "git", paths = ["/usr/bin/git"])
+prefix_rule(pattern = ["git", "push"], decision = "forbidden")
+prefix_rule(pattern = ["git", "status"], decision = "allow")
+"#;
+
+    #[test]
+    fn deny_matches_any_path_with_the_basename_despite_host_executable() {
+        let policy = Policy::from_source("t.rules", PINNED_GIT).unwrap();
+        // Codex's matching (and `execgate check`) keep the bug compatible:
+        // openai/codex#37079.
+        assert_eq!(
+            check(&policy, "/tmp/git", "git push").decided_by,
+            DecidedBy::Heuristics
+        );
+        for program in [
+            "/tmp/git",
+            "/usr/bin/git",
+            "/work/x/git",
+            "/usr/bin/../../tmp/git",
+        ] {
+            let e = exec(&policy, program, "git push origin main");
+            assert_eq!(e.decision, Decision::Forbidden, "{program}");
+            assert_eq!(e.decided_by, DecidedBy::Rule);
+            assert_eq!(e.matched_rules.len(), 1);
+            assert_eq!(e.matched_rules[0].matched_prefix, ["git", "push"]);
+            assert_eq!(e.matched_rules[0].matched_by(), MatchedBy::Basename);
+        }
+        let e = exec(&policy, "/tmp/git", "git push");
+        assert_eq!(
+            e.matched_rules[0].resolved_program,
+            Some(PathBuf::from("/tmp/git"))
+        );
+    }
+
+    #[test]
+    fn allow_matches_as_codex_does() {
+        let policy = Policy::from_source("t.rules", PINNED_GIT).unwrap();
+        let pinned = exec(&policy, "/usr/bin/git", "git status");
+        assert_eq!(pinned.decision, Decision::Allow);
+        assert_eq!(pinned.decided_by, DecidedBy::Rule);
+        assert_eq!(pinned.matched_rules[0].matched_prefix, ["git", "status"]);
+        assert_eq!(pinned.matched_rules[0].matched_by(), MatchedBy::Basename);
+        assert_eq!(pinned, check(&policy, "/usr/bin/git", "git status"));
+        // Outside the pin: no allow rule matches, the heuristics decide.
+        let other = exec(&policy, "/tmp/git", "git status");
+        assert_eq!(other.decided_by, DecidedBy::Heuristics);
+        assert!(other.matched_rules.is_empty());
+        assert_eq!(
+            policy.host_executable_paths("git"),
+            Some(&[PathBuf::from("/usr/bin/git")][..])
+        );
+        assert_eq!(policy.host_executable_paths("ls"), None);
+    }
+
+    #[test]
+    fn deny_wins_over_exact_path_allow_rules() {
+        let policy = Policy::from_source(
+            "t.rules",
+            r#"
+prefix_rule(pattern = ["/usr/bin/git"], decision = "allow")
+prefix_rule(pattern = ["git", "push"], decision = "prompt")
+prefix_rule(pattern = ["git", "push", "--force"], decision = "forbidden")
+"#,
+        )
+        .unwrap();
+        // Codex: the exact-path rule shadows the basename rules.
+        let codex = check(&policy, "/usr/bin/git", "git push --force");
+        assert_eq!(codex.decision, Decision::Allow);
+
+        let e = exec(&policy, "/usr/bin/git", "git push --force");
+        assert_eq!(e.decision, Decision::Forbidden);
+        let got: Vec<(&str, MatchedBy)> = e
+            .matched_rules
+            .iter()
+            .map(|m| (m.matched_prefix[0].as_str(), m.matched_by()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/usr/bin/git", MatchedBy::ExactPath),
+                ("git", MatchedBy::Basename),
+                ("git", MatchedBy::Basename)
+            ]
+        );
+        assert_eq!(
+            exec(&policy, "/usr/bin/git", "git push").decision,
+            Decision::Prompt
+        );
+        assert_eq!(
+            exec(&policy, "/usr/bin/git", "git log").decision,
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn path_deny_rules_match_their_basename_anywhere() {
+        let policy = Policy::from_source(
+            "t.rules",
+            r#"
+prefix_rule(pattern = ["/usr/bin/rm", "-rf"], decision = "forbidden")
+prefix_rule(pattern = ["/usr/bin/ls"], decision = "allow")
+"#,
+        )
+        .unwrap();
+        // /bin/rm on a merged /usr, a symlinked directory, a copy named rm.
+        for program in ["/usr/bin/rm", "/bin/rm", "/tmp/s/rm", "/work/rm"] {
+            let e = exec(&policy, program, "rm -rf /");
+            assert_eq!(e.decision, Decision::Forbidden, "{program}");
+            assert_eq!(e.matched_rules[0].matched_prefix, ["/usr/bin/rm", "-rf"]);
+        }
+        assert_eq!(
+            exec(&policy, "/usr/bin/rm", "rm -rf /").matched_rules[0].matched_by(),
+            MatchedBy::ExactPath
+        );
+        assert_eq!(
+            exec(&policy, "/bin/rm", "rm -rf /").matched_rules[0].matched_by(),
+            MatchedBy::Basename
+        );
+        // Allow stays narrow: an absolute allow rule matches its path only.
+        assert_eq!(
+            exec(&policy, "/usr/bin/ls", "ls").decided_by,
+            DecidedBy::Rule
+        );
+        assert_eq!(
+            exec(&policy, "/usr/bin/ls", "ls").matched_rules[0].matched_by(),
+            MatchedBy::ExactPath
+        );
+        assert_eq!(
+            exec(&policy, "/tmp/ls", "ls").decided_by,
+            DecidedBy::Heuristics
+        );
+    }
+
+    #[test]
+    fn bare_allow_rules_match_any_basename_and_say_so() {
+        let policy = Policy::from_source("t.rules", r#"prefix_rule(pattern = ["ls"])"#).unwrap();
+        // The supervisor must check the file: the match says it was by basename.
+        let e = exec(&policy, "/work/x/ls", "ls -la");
+        assert_eq!(e.decision, Decision::Allow);
+        assert_eq!(e.matched_rules[0].matched_by(), MatchedBy::Basename);
+        assert_eq!(
+            e.matched_rules[0].resolved_program,
+            Some(PathBuf::from("/work/x/ls"))
+        );
+    }
+
+    #[test]
+    fn evaluate_exec_agrees_with_evaluate_without_deny_rules() {
+        let policy = Policy::from_source(
+            "t.rules",
+            r#"
+prefix_rule(pattern = ["git", ["status", "log"]])
+prefix_rule(pattern = ["/opt/bin/tool"])
+host_executable(name = "ls", paths = ["/bin/ls"])
+prefix_rule(pattern = ["ls"])
+"#,
+        )
+        .unwrap();
+        for (program, command) in [
+            ("/usr/bin/git", "git status"),
+            ("/usr/bin/git", "git push"),
+            ("/opt/bin/tool", "tool x"),
+            ("/usr/bin/tool", "tool x"),
+            ("/bin/ls", "ls"),
+            ("/tmp/ls", "ls"),
+            ("/bin/bash", "bash -c 'ls'"),
+        ] {
+            assert_eq!(
+                exec(&policy, program, command),
+                check(&policy, program, command),
+                "{program} {command}"
+            );
+        }
+    }
 
     #[test]
     fn policy_is_send_and_sync() {

@@ -5,9 +5,15 @@
 //! are first looked up by the command's first token exactly; only when none matches and
 //! the program is an absolute path are the rules for its basename tried, and then only if
 //! no `host_executable()` for that name excludes the path.
+//!
+//! At run time ([`RuleSet::matches_exec`]) deny matches broadly on top of that: every
+//! `forbidden` and `prompt` rule whose program token has the program's basename matches
+//! too, whatever the exact-path rules and `host_executable()` say (a second index, keyed
+//! by basename, holds only those rules).
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -61,6 +67,9 @@ pub(crate) struct PrefixRule {
     pub decision: Decision,
     pub justification: Option<String>,
     pub origin: Option<RuleOrigin>,
+    /// The whole pattern as written in the call (first-token alternatives folded back),
+    /// rendered as Starlark: shared by the rules one call expanded into.
+    pub written: Arc<str>,
 }
 
 /// A match found in the index: which rule, how many command tokens it covered, and the
@@ -81,9 +90,21 @@ pub(crate) struct IndexMatch {
 pub(crate) struct RuleSet {
     pub rules: Vec<PrefixRule>,
     roots: HashMap<String, Node>,
+    /// The `forbidden` and `prompt` rules again, keyed by the basename of their program
+    /// token (`git` for both `git` and `/usr/bin/git`): deny matches broadly at run time.
+    deny_roots: HashMap<String, DenyRoot>,
     /// `host_executable(name, paths)`: basename -> the only absolute paths that may match
     /// basename rules. Paths are normalised lexically.
     pub host_executables: HashMap<String, Vec<PathBuf>>,
+}
+
+/// The deny rules for one basename.
+#[derive(Debug, Default, Clone)]
+struct DenyRoot {
+    node: Node,
+    /// Every rule here has the bare basename as its token (no path rule): a walk of
+    /// `roots[basename]` with the same arguments has already found them all.
+    only_bare: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -102,6 +123,7 @@ impl RuleSet {
         let mut set = RuleSet {
             rules: Vec::with_capacity(rules.len()),
             roots: HashMap::new(),
+            deny_roots: HashMap::new(),
             host_executables,
         };
         for rule in rules {
@@ -112,32 +134,25 @@ impl RuleSet {
 
     fn push(&mut self, rule: PrefixRule) {
         let index = self.rules.len();
-        let mut node = self.roots.entry(rule.program.clone()).or_default();
-        for token in &rule.rest {
-            node = match token {
-                PatternToken::Single(single) => node.singles.entry(single.clone()).or_default(),
-                PatternToken::Alts(alts) => {
-                    let position = node.alternatives.iter().position(|(a, _)| a == alts);
-                    let position = position.unwrap_or_else(|| {
-                        let position = node.alternatives.len();
-                        node.alternatives.push((alts.clone(), Node::default()));
-                        for alt in alts {
-                            let edges = node.alternative_index.entry(alt.clone()).or_default();
-                            if !edges.contains(&position) {
-                                edges.push(position);
-                            }
-                        }
-                        position
-                    });
-                    &mut node.alternatives[position].1
-                }
-            };
+        insert(&mut self.roots, &rule.program, &rule.rest, index);
+        if rule.decision != Decision::Allow
+            && let Some(basename) = basename(&rule.program)
+        {
+            let root = self
+                .deny_roots
+                .entry(basename.to_string())
+                .or_insert_with(|| DenyRoot {
+                    only_bare: true,
+                    ..DenyRoot::default()
+                });
+            root.only_bare &= basename == rule.program;
+            insert_under(&mut root.node, &rule.rest, index);
         }
-        node.ends.push(index);
         self.rules.push(rule);
     }
 
-    /// All rules matching `[program, args...]`, in the order the rules were written.
+    /// All rules matching `[program, args...]`, in the order the rules were written
+    /// (Codex's matching: exact token first, then the basename fallback).
     pub fn matches(&self, program: &str, args: &[String]) -> Vec<IndexMatch> {
         let normalized;
         let program = if program.starts_with('/') {
@@ -146,21 +161,62 @@ impl RuleSet {
         } else {
             program
         };
+        self.matches_normalized(program, args).0
+    }
 
+    /// [`RuleSet::matches`], plus every `forbidden` and `prompt` rule whose program token
+    /// has `program`'s basename (deny matches broadly), in rule order, each rule once. A
+    /// rule found only through the basename records `program` as its resolved program.
+    pub fn matches_exec(&self, program: &str, args: &[String]) -> Vec<IndexMatch> {
+        let normalized;
+        let program = if program.starts_with('/') {
+            normalized = normalize_absolute(program);
+            normalized.as_str()
+        } else {
+            program
+        };
+        let (mut found, walked_basename) = self.matches_normalized(program, args);
+        let Some(root) = basename(program).and_then(|name| self.deny_roots.get(name)) else {
+            return found;
+        };
+        if root.only_bare && walked_basename {
+            return found;
+        }
+        let before = found.len();
+        for (rule, depth) in walk(&root.node, args) {
+            if !found[..before].iter().any(|m| m.rule == rule) {
+                found.push(IndexMatch {
+                    rule,
+                    prefix_len: depth + 1,
+                    resolved_program: Some(PathBuf::from(program)),
+                });
+            }
+        }
+        if found.len() > before {
+            found.sort_unstable_by_key(|m| m.rule);
+        }
+        found
+    }
+
+    /// Codex's matching of a normalised program; also says whether the rules of the
+    /// program's basename (`roots[basename]`) were walked.
+    fn matches_normalized(&self, program: &str, args: &[String]) -> (Vec<IndexMatch>, bool) {
         let exact = self.matches_from_root(program, args, None);
+        let program_is_basename = !program.contains('/');
         if !exact.is_empty() || !program.starts_with('/') {
-            return exact;
+            return (exact, program_is_basename);
         }
 
-        let Some(basename) = Path::new(program).file_name().and_then(|n| n.to_str()) else {
-            return Vec::new();
+        let Some(basename) = basename(program) else {
+            return (Vec::new(), false);
         };
         if let Some(paths) = self.host_executables.get(basename)
             && !paths.iter().any(|p| p.as_os_str() == program)
         {
-            return Vec::new();
+            return (Vec::new(), false);
         }
-        self.matches_from_root(basename, args, Some(PathBuf::from(program)))
+        let found = self.matches_from_root(basename, args, Some(PathBuf::from(program)));
+        (found, true)
     }
 
     fn matches_from_root(
@@ -172,28 +228,7 @@ impl RuleSet {
         let Some(root) = self.roots.get(first) else {
             return Vec::new();
         };
-        let mut found: Vec<(usize, usize)> = Vec::new();
-        // Iterative walk: a pattern can be as long as a rules file makes it.
-        let mut stack: Vec<(&Node, usize)> = vec![(root, 0)];
-        while let Some((node, depth)) = stack.pop() {
-            found.extend(node.ends.iter().map(|&rule| (rule, depth)));
-            let Some(token) = args.get(depth) else {
-                continue;
-            };
-            if let Some(child) = node.singles.get(token.as_str()) {
-                stack.push((child, depth + 1));
-            }
-            for &edge in node
-                .alternative_index
-                .get(token.as_str())
-                .into_iter()
-                .flatten()
-            {
-                stack.push((&node.alternatives[edge].1, depth + 1));
-            }
-        }
-        found.sort_unstable();
-        found
+        walk(root, args)
             .into_iter()
             .map(|(rule, depth)| IndexMatch {
                 rule,
@@ -202,6 +237,71 @@ impl RuleSet {
             })
             .collect()
     }
+}
+
+/// The last path component of a program token or path (`git` for `/usr/bin/git` and for
+/// `git`); `None` when it is empty, `.` or `..` (`/`, `/usr/bin/`). A string split, not
+/// `Path::file_name`: this runs on every exec.
+pub(crate) fn basename(program: &str) -> Option<&str> {
+    let name = program.rsplit('/').next().unwrap_or(program);
+    (!name.is_empty() && name != "." && name != "..").then_some(name)
+}
+
+/// Adds the trie path for `rest` under `roots[first]`; the rule `index` ends there.
+fn insert(roots: &mut HashMap<String, Node>, first: &str, rest: &[PatternToken], index: usize) {
+    insert_under(roots.entry(first.to_string()).or_default(), rest, index);
+}
+
+/// Adds the trie path for `rest` under `node`; the rule `index` ends there.
+fn insert_under(mut node: &mut Node, rest: &[PatternToken], index: usize) {
+    for token in rest {
+        node = match token {
+            PatternToken::Single(single) => node.singles.entry(single.clone()).or_default(),
+            PatternToken::Alts(alts) => {
+                let position = node.alternatives.iter().position(|(a, _)| a == alts);
+                let position = position.unwrap_or_else(|| {
+                    let position = node.alternatives.len();
+                    node.alternatives.push((alts.clone(), Node::default()));
+                    for alt in alts {
+                        let edges = node.alternative_index.entry(alt.clone()).or_default();
+                        if !edges.contains(&position) {
+                            edges.push(position);
+                        }
+                    }
+                    position
+                });
+                &mut node.alternatives[position].1
+            }
+        };
+    }
+    node.ends.push(index);
+}
+
+/// Every rule under `root` whose pattern covers a prefix of `args`: (rule index, how many
+/// of `args` it covered), sorted by rule index.
+fn walk(root: &Node, args: &[String]) -> Vec<(usize, usize)> {
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    // Iterative walk: a pattern can be as long as a rules file makes it.
+    let mut stack: Vec<(&Node, usize)> = vec![(root, 0)];
+    while let Some((node, depth)) = stack.pop() {
+        found.extend(node.ends.iter().map(|&rule| (rule, depth)));
+        let Some(token) = args.get(depth) else {
+            continue;
+        };
+        if let Some(child) = node.singles.get(token.as_str()) {
+            stack.push((child, depth + 1));
+        }
+        for &edge in node
+            .alternative_index
+            .get(token.as_str())
+            .into_iter()
+            .flatten()
+        {
+            stack.push((&node.alternatives[edge].1, depth + 1));
+        }
+    }
+    found.sort_unstable();
+    found
 }
 
 impl PrefixRule {
@@ -269,6 +369,7 @@ mod tests {
             decision,
             justification: None,
             origin: None,
+            written: Arc::from(""),
         }
     }
 
@@ -368,6 +469,65 @@ mod tests {
         assert_eq!(set.matches("/usr/bin/../bin//git", &[]).len(), 1);
         assert!(set.matches("/tmp/git", &[]).is_empty());
         assert_eq!(set.matches("git", &[]).len(), 1);
+    }
+
+    #[test]
+    fn matches_exec_is_codex_matching_plus_every_deny_rule_of_the_basename() {
+        let rules = vec![
+            rule("git", &[s("push")], Decision::Forbidden),
+            rule("/usr/bin/git", &[], Decision::Allow),
+            rule("git", &[s("status")], Decision::Allow),
+            rule("/opt/bin/git", &[s("push")], Decision::Prompt),
+            rule("ls", &[], Decision::Allow),
+            rule("rm", &[], Decision::Prompt),
+            rule("/bin/rm", &[s("-rf")], Decision::Forbidden),
+        ];
+        for pinned in [false, true] {
+            let mut hosts = HashMap::new();
+            if pinned {
+                hosts.insert("git".to_string(), vec![PathBuf::from("/usr/bin/git")]);
+                hosts.insert("rm".to_string(), vec![PathBuf::from("/bin/rm")]);
+            }
+            let set = RuleSet::new(rules.clone(), hosts);
+            for program in [
+                "git",
+                "/usr/bin/git",
+                "/tmp/git",
+                "/opt/bin/git",
+                "./git",
+                "ls",
+                "/tmp/ls",
+                "rm",
+                "/bin/rm",
+                "/usr/bin/rm",
+                "/tmp/x/../rm",
+            ] {
+                for command in [&["push"][..], &["status"], &["-rf", "/"], &[]] {
+                    let cmd = args(command);
+                    let name = Path::new(program).file_name().unwrap().to_str().unwrap();
+                    let mut want: Vec<usize> =
+                        set.matches(program, &cmd).iter().map(|m| m.rule).collect();
+                    for (i, r) in rules.iter().enumerate() {
+                        let basename_matches =
+                            Path::new(&r.program).file_name().is_some_and(|n| n == name);
+                        if r.decision != Decision::Allow
+                            && basename_matches
+                            && r.matches_exactly(&r.program, &cmd)
+                            && !want.contains(&i)
+                        {
+                            want.push(i);
+                        }
+                    }
+                    want.sort_unstable();
+                    let got: Vec<usize> = set
+                        .matches_exec(program, &cmd)
+                        .iter()
+                        .map(|m| m.rule)
+                        .collect();
+                    assert_eq!(got, want, "pinned={pinned} {program} {command:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -370,6 +370,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
             file: location.file.clone(),
             line: location.line,
         };
+        let written: std::sync::Arc<str> = crate::rule::render_pattern(&tokens).into();
         // First-token alternatives become separate rules, each indexed by its program.
         let rules: Vec<PrefixRule> = first
             .alternatives()
@@ -380,6 +381,7 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
                 decision,
                 justification: justification.clone(),
                 origin: Some(origin.clone()),
+                written: written.clone(),
             })
             .collect();
 

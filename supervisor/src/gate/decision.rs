@@ -64,7 +64,7 @@ impl Shared {
         program: &str,
         argv: &[String],
     ) {
-        let eval = self.inner.policy.evaluate(program, argv);
+        let eval = self.inner.policy.evaluate_exec(program, argv);
         let action = routing::route(&eval, self.sandbox.mode);
         self.decide_evaluated(gate, pending, program, argv, eval, action);
     }

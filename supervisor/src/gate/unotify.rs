@@ -93,7 +93,7 @@ impl Shared {
         }
         let argv = req.argv_lossy();
         let program = req.path.to_string_lossy().into_owned();
-        let eval = self.inner.policy.evaluate(&program, &argv);
+        let eval = self.inner.policy.evaluate_exec(&program, &argv);
         let action = routing::route(&eval, self.sandbox.mode);
         // The hot path: an exec that stays in the sandbox, with no audit line to write.
         // Neither `NOTIF_ID_VALID` nor a `stat` is needed: an answer to a notification

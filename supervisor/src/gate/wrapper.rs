@@ -229,7 +229,13 @@ async fn connection(shared: Arc<Shared>, incoming: Incoming) {
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let program = request.path.to_string_lossy().into_owned();
+    // The patched shell names the program as it found it (`./ls` too): decided as the
+    // absolute path the kernel will run.
+    let program = request
+        .cwd
+        .join(&request.path)
+        .to_string_lossy()
+        .into_owned();
     let gate = Wrapped {
         runtime: shared.runtime.clone(),
     };
