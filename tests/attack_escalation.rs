@@ -511,12 +511,12 @@ fn leaving_the_session_cgroup(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.7: fails on 70a5dac: escalated sh wrote 0 to the root cgroup.procs and moved to `/`"]
+#[ignore = "attack #14.7: still fails where the cgroup v2 root is mounted without nsdelegate (this host: hybrid): the copy gets a cgroup namespace, which only bounds migration with nsdelegate"]
 fn escalated_code_cannot_leave_the_session_cgroup_unotify() {
     leaving_the_session_cgroup(Unotify)
 }
 #[test]
-#[ignore = "attack #14.7: fails on 70a5dac: escalated sh wrote 0 to the root cgroup.procs and moved to `/`"]
+#[ignore = "attack #14.7: still fails where the cgroup v2 root is mounted without nsdelegate (this host: hybrid): the copy gets a cgroup namespace, which only bounds migration with nsdelegate"]
 fn escalated_code_cannot_leave_the_session_cgroup_wrapper() {
     leaving_the_session_cgroup(Wrapper)
 }
@@ -709,12 +709,10 @@ fn fifty_pending_escalations(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.7: fails on 70a5dac: one supervisor thread per pending escalation (56 threads for 50; ~31 MB RSS), no cap"]
 fn fifty_pending_escalations_do_not_cost_a_thread_each_unotify() {
     fifty_pending_escalations(Unotify)
 }
 #[test]
-#[ignore = "attack #14.7: fails on 70a5dac: one supervisor thread per pending escalation (56 threads for 50; ~31 MB RSS), no cap"]
 fn fifty_pending_escalations_do_not_cost_a_thread_each_wrapper() {
     fifty_pending_escalations(Wrapper)
 }
@@ -805,12 +803,10 @@ fn python_imports_the_agents_module_from_cwd(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.1 (not listed): fails on 70a5dac: escalated python3 -c imported the agent's ./json.py from its cwd, which wrote the canary outside"]
 fn python_c_imports_the_agents_module_from_the_cwd_unotify() {
     python_imports_the_agents_module_from_cwd(Unotify)
 }
 #[test]
-#[ignore = "attack #14.1 (not listed): fails on 70a5dac: escalated python3 -c imported the agent's ./json.py from its cwd, which wrote the canary outside"]
 fn python_c_imports_the_agents_module_from_the_cwd_wrapper() {
     python_imports_the_agents_module_from_cwd(Wrapper)
 }

@@ -93,6 +93,94 @@ pub enum Outcome {
     CallerGone,
 }
 
+/// Escalations running at once per session; the rest wait their turn in order. Each one
+/// holds an OS thread (ptrace belongs to the thread that seized) while its copy runs.
+pub const MAX_RUNNING: usize = 16;
+
+/// Stack of an escalation thread: it forks nothing itself and holds no deep recursion.
+const THREAD_STACK: usize = 512 * 1024;
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A session's escalations: at most [`MAX_RUNNING`] threads, the rest queued, so a burst
+/// of pending escalations costs a queue entry each, not a thread.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Pool {
+    state: Arc<std::sync::Mutex<PoolState>>,
+}
+
+#[derive(Default)]
+struct PoolState {
+    queue: std::collections::VecDeque<Job>,
+    workers: usize,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for PoolState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolState")
+            .field("queued", &self.queue.len())
+            .field("workers", &self.workers)
+            .finish()
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `job`; starts a worker when fewer than [`MAX_RUNNING`] run. A job that no
+    /// thread can ever run is dropped (its caller answers for itself when dropped).
+    pub fn submit(&self, job: Job) {
+        let mut state = self.lock();
+        state.queue.push_back(job);
+        if state.workers >= MAX_RUNNING {
+            return;
+        }
+        state.workers += 1;
+        let pool = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("execgate-escalate".into())
+            .stack_size(THREAD_STACK)
+            .spawn(move || pool.work());
+        match spawned {
+            Ok(thread) => {
+                state.threads.retain(|t| !t.is_finished());
+                state.threads.push(thread);
+            }
+            Err(err) => {
+                state.workers -= 1;
+                tracing::error!("no thread for an escalation: {err}");
+                if state.workers == 0 {
+                    state.queue.clear();
+                }
+            }
+        }
+    }
+
+    fn work(&self) {
+        loop {
+            let job = {
+                let mut state = self.lock();
+                match state.queue.pop_front() {
+                    Some(job) => job,
+                    None => {
+                        state.workers -= 1;
+                        return;
+                    }
+                }
+            };
+            job();
+        }
+    }
+
+    /// The worker threads, for the session to wait for their records at its end.
+    pub fn take_threads(&self) -> Vec<std::thread::JoinHandle<()>> {
+        std::mem::take(&mut self.lock().threads)
+    }
+}
+
 /// Hooks the session needs: register the copy's process so teardown can kill it.
 pub trait Registry: Send + Sync {
     fn started(&self, pid: u32, pidfd: Arc<PidFd>);
@@ -197,7 +285,12 @@ fn spawn_copy(job: Copy, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process
         hooks.push(Box::new(move || {
             joiner
                 .join_in_child()
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+            // Rooted at the session's cgroup, the copy and its tree cannot move themselves
+            // out of it (a write to the root `cgroup.procs` fails). Best effort: without
+            // CAP_SYS_ADMIN there is no namespace, and no permission to move out either.
+            let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
+            Ok(())
         }));
     }
     kernel::process::die_with_supervisor(&mut cmd, hooks);
@@ -323,6 +416,9 @@ pub fn environment(
     requested: &[OsString],
 ) -> Environment {
     let mut entries: Vec<(OsString, OsString)> = base.to_vec();
+    // Python (3.11+) adds neither the cwd (`-c`, `-m`) nor the script's directory to its
+    // module path: an escalated `python3 -c '...'` must not import the agent's `json.py`.
+    entries.push(("PYTHONSAFEPATH".into(), "1".into()));
     for entry in requested {
         let bytes = entry.as_bytes();
         let Some(eq) = bytes.iter().position(|&b| b == b'=') else {

@@ -251,7 +251,7 @@ impl Session {
         let _ = tokio::task::spawn_blocking(sweep).await;
         // The caller of the last escalation may have ended the session before the thread
         // recorded it. Bounded: a copy started during teardown is not waited for forever.
-        let escalations = std::mem::take(&mut *lock(&self.shared.escalations));
+        let escalations = self.shared.escalations.take_threads();
         let joined = tokio::task::spawn_blocking(move || {
             for thread in escalations {
                 let _ = thread.join();

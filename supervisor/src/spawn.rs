@@ -221,7 +221,7 @@ impl Supervisor {
             tree: OnceLock::new(),
             cgroup,
             marker: (marker_key, marker_value),
-            escalations: Mutex::new(Vec::new()),
+            escalations: crate::escalate::Pool::default(),
             own_group,
             agent_roots,
         });

@@ -198,6 +198,29 @@ fn mark_inherited_fds_cloexec(max_fd: libc::c_uint) {
     }
 }
 
+/// A [`ChildHook`] for an escalated copy: installs `filter` with a listener and sends the
+/// listener over `channel`, so the supervisor decides every exec of the copy's tree (its
+/// own first). Without `CAP_SYS_ADMIN` a filter needs `PR_SET_NO_NEW_PRIVS` first
+/// (`no_new_privs`); with it, setuid programs in that tree keep working. Run it last.
+pub fn exec_listener_hook(
+    filter: BpfProgram,
+    wait_killable: bool,
+    channel: OwnedFd,
+    no_new_privs: bool,
+) -> ChildHook {
+    Box::new(move || {
+        if no_new_privs {
+            // SAFETY: prctl with integer arguments is async-signal-safe.
+            crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+        }
+        let listener = install_listener(&filter, wait_killable)?;
+        let sent = send_fd(channel.as_raw_fd(), listener);
+        // SAFETY: `listener` is ours; the supervisor holds its own copy once sent.
+        unsafe { libc::close(listener) };
+        sent
+    })
+}
+
 /// `seccomp(SECCOMP_SET_MODE_FILTER, NEW_LISTENER [| WAIT_KILLABLE_RECV], prog)`.
 fn install_listener(filter: &BpfProgram, wait_killable: bool) -> io::Result<RawFd> {
     let prog = filter.as_fprog();

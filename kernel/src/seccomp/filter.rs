@@ -148,7 +148,7 @@ pub fn build(options: FilterOptions) -> Result<BpfProgram, FilterError> {
 }
 
 /// libseccomp 2.5 only exports to a file descriptor: go through a memfd.
-fn export(ctx: &ScmpFilterContext) -> Result<BpfProgram, FilterError> {
+pub(crate) fn export(ctx: &ScmpFilterContext) -> Result<BpfProgram, FilterError> {
     let mut file = std::fs::File::from(memfd("execgate-bpf").map_err(FilterError::Export)?);
     ctx.export_bpf(&file)
         .map_err(|source| FilterError::Libseccomp {

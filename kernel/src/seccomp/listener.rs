@@ -51,6 +51,16 @@ pub enum Event {
     Stopped,
 }
 
+/// What [`Listener::wait_any`] produced.
+#[derive(Debug)]
+pub enum Watched {
+    Notification(Notification),
+    /// The watched descriptor at this index became readable.
+    Ready(usize),
+    /// No process uses the filter any more.
+    Hangup,
+}
+
 /// The listener fd returned by `seccomp(SECCOMP_FILTER_FLAG_NEW_LISTENER)`.
 #[derive(Debug)]
 pub struct Listener {
@@ -119,6 +129,58 @@ impl Listener {
             }
             if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
                 return Ok(Event::Hangup);
+            }
+        }
+    }
+
+    /// Waits for the next notification, the end of the tree, or one of `watched` becoming
+    /// readable (a pidfd: that process exited). `Ready(i)` names the first one ready.
+    pub fn wait_any(&self, watched: &[BorrowedFd<'_>]) -> io::Result<Watched> {
+        const MAX: usize = 4;
+        let count = watched.len().min(MAX - 1);
+        loop {
+            let idle = libc::pollfd {
+                fd: -1,
+                events: 0,
+                revents: 0,
+            };
+            let mut fds = [idle; MAX];
+            fds[0] = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            for (slot, fd) in fds[1..].iter_mut().zip(watched) {
+                *slot = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+            }
+            #[allow(clippy::cast_possible_truncation)] // at most MAX (4)
+            let nfds = (count + 1) as libc::nfds_t;
+            // SAFETY: `fds` is a valid array of at least `nfds` pollfd for the call.
+            let ret = unsafe { libc::poll(fds.as_mut_ptr(), nfds, -1) };
+            if ret < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            if fds[0].revents & libc::POLLIN != 0 {
+                match self.recv() {
+                    Ok(n) => return Ok(Watched::Notification(n)),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(i) = fds[1..=count].iter().position(|f| f.revents != 0) {
+                return Ok(Watched::Ready(i));
+            }
+            if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                return Ok(Watched::Hangup);
             }
         }
     }

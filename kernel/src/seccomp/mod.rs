@@ -5,5 +5,6 @@
 //! Must never decide an exec (that is `policy` and `supervisor`) nor read the paused
 //! process's memory (that is [`crate::memory`]).
 
+pub mod exec_listener;
 pub mod filter;
 pub mod listener;

@@ -227,54 +227,42 @@ impl Shared {
             cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
         };
         let this = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("execgate-escalate".into())
-            .spawn(move || {
-                let outcome = escalate::run(caller, copy, this.as_ref());
-                let (ran_in, status, duration, reason) = match outcome {
-                    escalate::Outcome::Ran { status, duration } => (
-                        RanIn::Escalated,
-                        Some(status),
-                        Some(duration),
-                        eval.reason(),
-                    ),
-                    escalate::Outcome::Refused(escalate::Refused::Stdio(error)) => (
-                        RanIn::Denied,
-                        None,
-                        None,
-                        format!("not run outside the sandbox: {error}"),
-                    ),
-                    escalate::Outcome::Refused(escalate::Refused::Spawn(error)) => (
-                        RanIn::Escalated,
-                        None,
-                        None,
-                        format!("escalated copy failed to start: {error}"),
-                    ),
-                    escalate::Outcome::CallerGone => (
-                        RanIn::Escalated,
-                        None,
-                        None,
-                        "the caller went away during escalation".into(),
-                    ),
-                };
-                let mut record = this.make_record(facts, Some(&eval), decider, ran_in, reason);
-                record.time_ms = time_ms;
-                record.resolved = Some(resolved);
-                record.escalation_env = Some(passed);
-                record.status = status;
-                record.duration_ms =
-                    duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-                this.store(record);
-            });
-        // A thread that could not start dropped its caller, which answers for itself.
-        match spawned {
-            Ok(thread) => {
-                let mut threads = lock(&self.escalations);
-                threads.retain(|t| !t.is_finished());
-                threads.push(thread);
-            }
-            Err(err) => tracing::error!("no thread for an escalation: {err}"),
-        }
+        self.escalations.submit(Box::new(move || {
+            let outcome = escalate::run(caller, copy, this.as_ref());
+            let (ran_in, status, duration, reason) = match outcome {
+                escalate::Outcome::Ran { status, duration } => (
+                    RanIn::Escalated,
+                    Some(status),
+                    Some(duration),
+                    eval.reason(),
+                ),
+                escalate::Outcome::Refused(escalate::Refused::Stdio(error)) => (
+                    RanIn::Denied,
+                    None,
+                    None,
+                    format!("not run outside the sandbox: {error}"),
+                ),
+                escalate::Outcome::Refused(escalate::Refused::Spawn(error)) => (
+                    RanIn::Escalated,
+                    None,
+                    None,
+                    format!("escalated copy failed to start: {error}"),
+                ),
+                escalate::Outcome::CallerGone => (
+                    RanIn::Escalated,
+                    None,
+                    None,
+                    "the caller went away during escalation".into(),
+                ),
+            };
+            let mut record = this.make_record(facts, Some(&eval), decider, ran_in, reason);
+            record.time_ms = time_ms;
+            record.resolved = Some(resolved);
+            record.escalation_env = Some(passed);
+            record.status = status;
+            record.duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            this.store(record);
+        }));
     }
 
     /// The file an escalation would run, if the session could not have written it and it

@@ -67,7 +67,7 @@ pub(crate) struct Shared {
     pub(crate) marker: (String, String),
     /// Escalation threads: each writes its exec's record after releasing the caller, so
     /// the session waits for them before it reports (or the process exits).
-    pub(crate) escalations: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    pub(crate) escalations: escalate::Pool,
     /// Where the session can write, whatever its mode (an earlier call may have): no file
     /// there is escalated.
     pub(crate) agent_roots: Vec<PathBuf>,
