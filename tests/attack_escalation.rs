@@ -382,12 +382,10 @@ fn find_exec_rm(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.5: fails on 70a5dac: escalated find -exec ran the forbidden rm outside (the canary is gone)"]
 fn forbidden_rm_through_find_exec_unotify() {
     find_exec_rm(Unotify)
 }
 #[test]
-#[ignore = "attack #14.5: fails on 70a5dac: escalated find -exec ran the forbidden rm outside (the canary is gone)"]
 fn forbidden_rm_through_find_exec_wrapper() {
     find_exec_rm(Wrapper)
 }
@@ -403,12 +401,10 @@ fn git_alias_rm(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.5: fails on 70a5dac: an allowed `git lg` alias (planted in a nested repo) ran the forbidden rm outside"]
 fn forbidden_rm_through_a_git_alias_unotify() {
     git_alias_rm(Unotify)
 }
 #[test]
-#[ignore = "attack #14.5: fails on 70a5dac: an allowed `git lg` alias (planted in a nested repo) ran the forbidden rm outside"]
 fn forbidden_rm_through_a_git_alias_wrapper() {
     git_alias_rm(Wrapper)
 }
@@ -423,12 +419,10 @@ fn make_recipe_rm(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.5: fails on 70a5dac: an allowed make's recipe ran the forbidden rm outside"]
 fn forbidden_rm_through_a_make_recipe_unotify() {
     make_recipe_rm(Unotify)
 }
 #[test]
-#[ignore = "attack #14.5: fails on 70a5dac: an allowed make's recipe ran the forbidden rm outside"]
 fn forbidden_rm_through_a_make_recipe_wrapper() {
     make_recipe_rm(Wrapper)
 }

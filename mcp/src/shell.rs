@@ -283,6 +283,7 @@ impl From<&ExecRecord> for ExecReport {
             ran_in: match r.ran_in {
                 RanIn::Sandbox => "sandbox",
                 RanIn::Escalated => "escalated",
+                RanIn::Outside => "outside",
                 RanIn::Denied => "denied",
             }
             .to_owned(),

@@ -22,7 +22,11 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+
 use kernel::pidfd::PidFd;
+use kernel::seccomp::listener::{Listener, Notification, Watched};
 
 use crate::executable::Executable;
 use crate::session::ExitStatus;
@@ -51,7 +55,23 @@ pub struct Copy {
     pub marker: (String, String),
     /// Joins the session's cgroup before exec, so a timeout kills the copy's tree too.
     pub cgroup: Option<crate::cgroup::CgroupJoiner>,
+    /// The exec listener the copy's tree runs under (none where the kernel has no user
+    /// notification: the wrapper backend's platforms).
+    pub listener: Option<ExecListener>,
 }
+
+/// How an escalated copy's tree stays under the policy: a filter that stops its execs.
+#[derive(Debug, Clone)]
+pub struct ExecListener {
+    pub filter: kernel::seccomp::filter::BpfProgram,
+    pub wait_killable: bool,
+    /// Without `CAP_SYS_ADMIN` the filter needs `PR_SET_NO_NEW_PRIVS` (setuid programs
+    /// in the escalated tree then gain nothing).
+    pub no_new_privs: bool,
+}
+
+/// What the engine does with an exec of the copy's tree.
+pub(crate) type OnExec<'a> = dyn Fn(&Arc<Listener>, Notification) + 'a;
 
 /// Why nothing ran.
 #[derive(Debug)]
@@ -188,7 +208,12 @@ pub trait Registry: Send + Sync {
 }
 
 /// Runs one escalation to its end. Blocking: call on a thread of its own.
-pub(crate) fn run<C: Caller>(mut caller: C, copy: Copy, registry: &dyn Registry) -> Outcome {
+pub(crate) fn run<C: Caller>(
+    mut caller: C,
+    mut copy: Copy,
+    registry: &dyn Registry,
+    on_exec: &OnExec<'_>,
+) -> Outcome {
     if !caller.hold() {
         return Outcome::CallerGone;
     }
@@ -208,9 +233,37 @@ pub(crate) fn run<C: Caller>(mut caller: C, copy: Copy, registry: &dyn Registry)
             return Outcome::Refused(why);
         }
     };
+    let (listener_setup, listener_end) = match copy.listener.take() {
+        Some(setup) => match UnixStream::pair() {
+            Ok((ours, theirs)) => (Some((setup, OwnedFd::from(theirs))), Some(ours)),
+            Err(err) => {
+                let why = Refused::Spawn(err);
+                caller.refuse(&command, &why);
+                return Outcome::Refused(why);
+            }
+        },
+        None => (None, None),
+    };
+    // The copy's own exec is the listener's first notification, and the spawn returns
+    // only once that exec went through: a short thread answers it meanwhile.
+    let first_exec = match listener_end.map(|end| {
+        std::thread::Builder::new()
+            .name("execgate-escalate-first".into())
+            .stack_size(FIRST_EXEC_STACK)
+            .spawn(move || answer_first_exec(&end))
+    }) {
+        Some(Ok(thread)) => Some(thread),
+        Some(Err(err)) => {
+            let why = Refused::Spawn(err);
+            caller.refuse(&command, &why);
+            return Outcome::Refused(why);
+        }
+        None => None,
+    };
     let started = Instant::now();
     let spawned = crate::teardown::ChildRegistry::global()
-        .spawn(|| spawn_copy(copy, stdio), |c| Some(c.id()));
+        .spawn(|| spawn_copy(copy, stdio, listener_setup), |c| Some(c.id()));
+    let listener = first_exec.and_then(|t| t.join().ok().flatten());
     let mut child = match spawned {
         Ok(child) => child,
         Err(err) => {
@@ -224,14 +277,34 @@ pub(crate) fn run<C: Caller>(mut caller: C, copy: Copy, registry: &dyn Registry)
     if let Ok(copy) = &copy {
         registry.started(pid, copy.clone());
     }
-    // The copy stands in for the caller's exec: if the caller is killed while it runs
-    // (`timeout`, a signal to its process group), the copy must not run on, outside the
-    // sandbox, after its caller is gone. Which signal killed the caller is not ours to
-    // read, so the copy gets SIGKILL.
-    if let (Ok(copy), Some(process)) = (&copy, caller.process())
-        && kernel::pidfd::first_exited(&[copy.as_ref(), process]).ok() == Some(1)
-    {
-        let _ = copy.send_signal(libc::SIGKILL);
+    match (&copy, listener) {
+        // The policy follows the copy's tree: each of its execs is decided until the copy
+        // exits; then the listener closes and what it left behind cannot exec any more.
+        (Ok(copy_fd), Some(listener)) => loop {
+            let watched: Vec<BorrowedFd<'_>> = std::iter::once(copy_fd.as_fd())
+                .chain(caller.process().map(AsFd::as_fd))
+                .collect();
+            match listener.wait_any(&watched) {
+                Ok(Watched::Notification(n)) => on_exec(&listener, n),
+                Ok(Watched::Ready(1)) => {
+                    let _ = copy_fd.send_signal(libc::SIGKILL);
+                    break;
+                }
+                Ok(Watched::Ready(_)) | Ok(Watched::Hangup) | Err(_) => break,
+            }
+        },
+        // The copy stands in for the caller's exec: if the caller is killed while it runs
+        // (`timeout`, a signal to its process group), the copy must not run on, outside
+        // the sandbox, after its caller is gone. Which signal killed the caller is not ours
+        // to read, so the copy gets SIGKILL.
+        (Ok(copy_fd), None) => {
+            if let Some(process) = caller.process()
+                && kernel::pidfd::first_exited(&[copy_fd.as_ref(), process]).ok() == Some(1)
+            {
+                let _ = copy_fd.send_signal(libc::SIGKILL);
+            }
+        }
+        (Err(_), _) => {}
     }
     // Our own child, never traced: a plain waitpid on its pid is safe.
     let waited = child.wait();
@@ -244,6 +317,20 @@ pub(crate) fn run<C: Caller>(mut caller: C, copy: Copy, registry: &dyn Registry)
     } else {
         Outcome::CallerGone
     }
+}
+
+/// Stack of the thread that answers a copy's own exec.
+const FIRST_EXEC_STACK: usize = 64 * 1024;
+
+/// Receives the copy's listener and lets its first exec (the copy itself, just checked)
+/// through. `None` when the copy failed before sending it.
+fn answer_first_exec(end: &UnixStream) -> Option<Arc<Listener>> {
+    let fd = kernel::process::recv_fd(end.as_raw_fd()).ok().flatten()?;
+    let listener = Arc::new(Listener::from_fd(fd));
+    if let Ok(n) = listener.recv() {
+        let _ = listener.respond_continue(n.id);
+    }
+    Some(listener)
 }
 
 /// A copy's wait status as the shell sees it (255 when it could not be read).
@@ -259,7 +346,11 @@ fn convert(waited: io::Result<std::process::ExitStatus>) -> ExitStatus {
 }
 
 /// Starts the copy on the caller's fds 0, 1, 2 (`/dev/null` for one it did not have).
-fn spawn_copy(job: Copy, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process::Child> {
+fn spawn_copy(
+    job: Copy,
+    stdio: [Option<OwnedFd>; 3],
+    listener: Option<(ExecListener, OwnedFd)>,
+) -> io::Result<std::process::Child> {
     let mut cmd = Command::new(job.executable.exec_path());
     if let Some(arg0) = job.argv.first() {
         cmd.arg0(arg0);
@@ -292,6 +383,15 @@ fn spawn_copy(job: Copy, stdio: [Option<OwnedFd>; 3]) -> io::Result<std::process
             let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
             Ok(())
         }));
+    }
+    if let Some((setup, channel)) = listener {
+        // Last: once installed, the copy's own exec is the first notification.
+        hooks.push(kernel::process::exec_listener_hook(
+            setup.filter,
+            setup.wait_killable,
+            channel,
+            setup.no_new_privs,
+        ));
     }
     kernel::process::die_with_supervisor(&mut cmd, hooks);
     crate::spawner::spawn(cmd)

@@ -85,6 +85,9 @@ pub enum RanIn {
     Sandbox,
     /// The supervisor ran its own copy outside the sandbox.
     Escalated,
+    /// Continued outside the sandbox, in an escalated copy's tree (decided by the policy
+    /// like every exec; only the audit log lists these).
+    Outside,
     /// It did not run.
     Denied,
 }

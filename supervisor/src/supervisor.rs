@@ -120,6 +120,9 @@ pub(crate) struct Inner {
     /// Notification threads wait in RECV itself and are stopped by a signal; without it
     /// they poll the listener and a stop descriptor.
     pub(crate) interrupter: Option<kernel::seccomp::listener::Interrupter>,
+    /// The exec listener escalated copies run under, where the kernel has user
+    /// notification (so the policy follows their trees).
+    pub(crate) exec_listener: Option<escalate::ExecListener>,
     /// What escalated copies are built from, fixed at start.
     pub(crate) escalation: EscalationSettings,
     pub(crate) git_protection: crate::sandbox::landlock::Protection,
@@ -300,6 +303,15 @@ impl Supervisor {
                         kernel::namespaces::pid::Privilege::UserNamespace
                     }),
                 interrupter: kernel::seccomp::listener::Interrupter::get(),
+                exec_listener: if unotify_ok {
+                    Some(escalate::ExecListener {
+                        filter: kernel::seccomp::exec_listener::build()?,
+                        wait_killable: features.seccomp.wait_killable_recv.available,
+                        no_new_privs: !cap_sys_admin,
+                    })
+                } else {
+                    None
+                },
                 escalation: EscalationSettings::from_process(&options.escalate_env),
                 git_protection: if cap_sys_admin {
                     crate::sandbox::landlock::Protection::MountNamespace

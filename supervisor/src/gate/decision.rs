@@ -16,6 +16,7 @@ use crate::approval::{Approval, ApprovalRequest};
 use crate::escalate;
 use crate::executable::Executable;
 use crate::routing::{self, Action};
+use crate::sandbox::SandboxMode;
 use crate::session::ResolvedProgram;
 use crate::session::{Decider, ExecRecord, RanIn};
 use crate::stopwatch::PauseGuard;
@@ -46,6 +47,12 @@ pub(crate) trait Gate: Clone + Send + Sync + 'static {
 
     /// Refuse it; `reason` reaches the caller's stderr.
     fn deny(&self, pending: Self::Pending, reason: &str);
+
+    /// True for an exec of an escalated copy's tree: it already runs outside the sandbox,
+    /// so an allowed exec continues there and nothing is escalated again.
+    fn runs_outside(&self, _pending: &Self::Pending) -> bool {
+        false
+    }
 
     /// How this backend's caller is held while an escalated copy runs.
     type Caller: escalate::Caller;
@@ -84,8 +91,8 @@ impl Shared {
             Action::Ask => {
                 let key = approval_key(program, argv);
                 if lock(&self.approved).contains(&key) {
-                    let action =
-                        routing::after_approval(&eval, &Approval::Allow, self.sandbox.mode);
+                    let mode = self.mode_for(gate, &pending);
+                    let action = routing::after_approval(&eval, &Approval::Allow, mode);
                     self.act(gate, pending, eval, action, Decider::Human);
                 } else {
                     self.ask(gate, pending, eval, key);
@@ -122,7 +129,8 @@ impl Shared {
             if !gate.still_waiting(&pending) {
                 return;
             }
-            let action = routing::after_approval(&eval, &answer, this.sandbox.mode);
+            let mode = this.mode_for(&gate, &pending);
+            let action = routing::after_approval(&eval, &answer, mode);
             this.act(&gate, pending, eval, action, Decider::Human);
         });
         let mut prompts = lock(&self.prompts);
@@ -141,15 +149,24 @@ impl Shared {
         match action {
             Action::Continue => {
                 // Formatted only if an audit line will carry it.
-                let reason = || match decider {
-                    Decider::Human => "approved by a person; runs in the sandbox".into(),
+                let outside = gate.runs_outside(&pending);
+                let reason = || match (decider, outside) {
+                    (Decider::Human, false) => "approved by a person; runs in the sandbox".into(),
+                    (Decider::Human, true) => {
+                        "approved by a person; runs outside, in an escalated command's tree".into()
+                    }
                     _ => eval.reason(),
+                };
+                let ran_in = if outside {
+                    RanIn::Outside
+                } else {
+                    RanIn::Sandbox
                 };
                 let record = self.record_paused(
                     || gate.facts(&pending),
                     Some(&eval),
                     decider,
-                    RanIn::Sandbox,
+                    ran_in,
                     reason,
                 );
                 gate.run(pending);
@@ -177,6 +194,16 @@ impl Shared {
             }
             // `route` never yields Ask after approval.
             Action::Ask => gate.deny(pending, "asked twice"),
+        }
+    }
+
+    /// Where an exec of `pending` runs once allowed: the session's sandbox, or, in an
+    /// escalated copy's tree, outside (where that tree already runs).
+    fn mode_for<G: Gate>(&self, gate: &G, pending: &G::Pending) -> SandboxMode {
+        if gate.runs_outside(pending) {
+            SandboxMode::DangerFullAccess
+        } else {
+            self.sandbox.mode
         }
     }
 
@@ -225,10 +252,16 @@ impl Shared {
             cwd: requested.cwd,
             marker: self.marker.clone(),
             cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
+            listener: self.inner.exec_listener.clone(),
         };
         let this = self.clone();
         self.escalations.submit(Box::new(move || {
-            let outcome = escalate::run(caller, copy, this.as_ref());
+            let from = crate::shown(&facts.argv);
+            let on_exec = |listener: &Arc<kernel::seccomp::listener::Listener>,
+                           n: kernel::seccomp::listener::Notification| {
+                this.handle_escalated(listener, n, &from);
+            };
+            let outcome = escalate::run(caller, copy, this.as_ref(), &on_exec);
             let (ran_in, status, duration, reason) = match outcome {
                 escalate::Outcome::Ran { status, duration } => (
                     RanIn::Escalated,
@@ -418,7 +451,7 @@ impl Shared {
         ran_in: RanIn,
         reason: impl FnOnce() -> String,
     ) -> Option<ExecRecord> {
-        if ran_in == RanIn::Sandbox && self.inner.audit.is_none() {
+        if matches!(ran_in, RanIn::Sandbox | RanIn::Outside) && self.inner.audit.is_none() {
             return None;
         }
         Some(self.make_record(facts(), eval, decider, ran_in, reason()))
@@ -434,7 +467,7 @@ impl Shared {
         if let Some(audit) = &self.inner.audit {
             audit.write(&record);
         }
-        if record.ran_in != RanIn::Sandbox {
+        if !matches!(record.ran_in, RanIn::Sandbox | RanIn::Outside) {
             lock(&self.notable).push(record);
         }
     }

@@ -18,6 +18,7 @@ use super::{Shared, pidfd_of, shown, tell_caller};
 use crate::escalate;
 use crate::exec_request::{self, ExecRequest};
 use crate::routing::{self, Action};
+use crate::sandbox::SandboxMode;
 use crate::session::{Decider, ExitStatus, RanIn};
 use kernel::ptrace::{self, Resume, Stop};
 
@@ -122,6 +123,48 @@ impl Shared {
             n,
             req,
             reach: self.inner.reach,
+            outside: false,
+        };
+        self.decide_evaluated(listener, pending, &program, &argv, eval, action);
+    }
+
+    /// One exec of an escalated copy's tree (`from` names the escalated command): decided by
+    /// the same policy, but it already runs outside the sandbox, so an allowed exec
+    /// continues there, a forbidden one fails with the reason, and a prompt asks.
+    pub(crate) fn handle_escalated(
+        self: &Arc<Self>,
+        listener: &Arc<Listener>,
+        n: Notification,
+        from: &str,
+    ) {
+        let req = match ExecRequest::read(&n, self.inner.reach.memory) {
+            Ok(req) => req,
+            Err(err) => {
+                let _ = listener.respond_errno(n.id, err.errno());
+                return;
+            }
+        };
+        let argv = req.argv_lossy();
+        let program = req.path.to_string_lossy().into_owned();
+        let eval = self.inner.policy.evaluate_exec(&program, &argv);
+        let action = routing::route(&eval, SandboxMode::DangerFullAccess);
+        if action == Action::Continue && self.inner.audit.is_none() {
+            let _ = listener.respond_continue(n.id);
+            return;
+        }
+        if !listener.id_valid(n.id) {
+            return;
+        }
+        if !req.by_fd && std::fs::metadata(&req.path).is_err() {
+            let _ = listener.respond_errno(n.id, libc::ENOENT);
+            return;
+        }
+        tracing::debug!(from, program, "an exec of an escalated command's tree");
+        let pending = Unotified {
+            n,
+            req,
+            reach: self.inner.reach,
+            outside: true,
         };
         self.decide_evaluated(listener, pending, &program, &argv, eval, action);
     }
@@ -132,6 +175,8 @@ pub(crate) struct Unotified {
     n: Notification,
     req: ExecRequest,
     reach: Reach,
+    /// An exec of an escalated copy's tree, outside the sandbox.
+    outside: bool,
 }
 
 /// How the supervisor reaches into a paused caller, decided once at start.
@@ -150,6 +195,10 @@ pub(crate) struct Reach {
 /// The unotify backend: the listener answers the paused exec.
 impl Gate for Arc<Listener> {
     type Pending = Unotified;
+
+    fn runs_outside(&self, p: &Unotified) -> bool {
+        p.outside
+    }
 
     fn still_waiting(&self, p: &Unotified) -> bool {
         self.id_valid(p.n.id)
