@@ -21,13 +21,29 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let features = kernel::detect();
     let choice = backend::choose(&features);
+    // Session pids/memory limits: which cgroup hierarchy holds them (creates and removes
+    // a probe cgroup).
+    let limits = supervisor::cgroup::probe().map(|support| support.limits);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json(&features, &choice))?
-        );
+        let mut value = json(&features, &choice);
+        if let Some(map) = value.as_object_mut() {
+            let limits = match &limits {
+                Ok(held) => serde_json::to_value(held)?,
+                Err(e) => serde_json::Value::String(e.to_string()),
+            };
+            map.insert("session_limits".into(), limits);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print!("{}", table(&features, &choice));
+        match &limits {
+            Ok(held) => println!(
+                "session pids limit: {}\nsession memory limit: {}",
+                held.pids.describe(),
+                held.memory.describe()
+            ),
+            Err(e) => println!("session pids/memory limits: NOT HELD (no session cgroup: {e})"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use policy::{LoadOptions, Policy};
-use supervisor::{BackendRequest, ResourceLimits, SandboxMode, SandboxPolicy, Supervisor};
+use supervisor::cgroup::{parse_memory_max, parse_pids_max};
+use supervisor::{
+    BackendRequest, CgroupLimits, ResourceLimits, SandboxMode, SandboxPolicy, Supervisor,
+};
 
 use crate::environment::{EnvPolicy, InheritEnv};
 
@@ -93,6 +96,16 @@ pub struct SessionArgs {
     #[arg(long = "limit", value_name = "NAME=VALUE", value_parser = ResourceLimits::check_spec)]
     pub limits: Vec<String>,
 
+    /// Most processes and threads the session may have at once (its cgroup's pids.max,
+    /// escalated commands included); `max` or `unlimited` lifts it. Default 512.
+    #[arg(long, value_name = "N", value_parser = |s: &str| parse_pids_max(s).map(|_| s.to_owned()))]
+    pub pids_max: Option<String>,
+
+    /// Most memory the session may use (its cgroup's memory.max), in bytes with K, M, G
+    /// or T; `max` or `unlimited` lifts it. Default: half of the machine's memory.
+    #[arg(long, value_name = "BYTES", value_parser = |s: &str| parse_memory_max(s).map(|_| s.to_owned()))]
+    pub memory_max: Option<String>,
+
     /// Append one JSON line per decided exec to FILE.
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
@@ -123,6 +136,8 @@ pub struct SessionConfig {
     /// The whole environment of a session (the supervisor's own is not inherited).
     pub env: Vec<(String, String)>,
     pub limits: ResourceLimits,
+    /// pids and memory limits of the session's cgroup.
+    pub cgroup_limits: CgroupLimits,
 }
 
 impl SessionArgs {
@@ -140,6 +155,8 @@ impl SessionArgs {
             (!self.pass_env.is_empty(), "--pass-env"),
             (!self.escalate_env.is_empty(), "--escalate-env"),
             (!self.limits.is_empty(), "--limit"),
+            (self.pids_max.is_some(), "--pids-max"),
+            (self.memory_max.is_some(), "--memory-max"),
             (self.audit.is_some(), "--audit"),
             (self.backend != BackendRequest::Auto, "--backend"),
             (self.patched_bash.is_some(), "--patched-bash"),
@@ -182,6 +199,20 @@ impl SessionArgs {
             env,
             // Each spec was checked when the arguments were parsed.
             limits: ResourceLimits::from_specs(&self.limits)?,
+            cgroup_limits: {
+                let default = CgroupLimits::default();
+                // Each was checked when the arguments were parsed.
+                let pids_max = self.pids_max.as_deref().map(parse_pids_max).transpose();
+                let memory_max = self.memory_max.as_deref().map(parse_memory_max).transpose();
+                CgroupLimits {
+                    pids_max: pids_max
+                        .map_err(|e| anyhow::anyhow!("--pids-max: {e}"))?
+                        .unwrap_or(default.pids_max),
+                    memory_max: memory_max
+                        .map_err(|e| anyhow::anyhow!("--memory-max: {e}"))?
+                        .unwrap_or(default.memory_max),
+                }
+            },
         })
     }
 

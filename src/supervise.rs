@@ -149,6 +149,7 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             inherit_env: false,
             sandbox: config.sandbox,
             limits: config.limits,
+            cgroup_limits: config.cgroup_limits,
             timeout,
             stdio,
             approver,

@@ -584,17 +584,14 @@ fn fork_bomb(b: Backend, extra: &[&str]) {
 }
 
 #[test]
-#[ignore = "attack #15.9: fails on 70a5dac: no pids limit on the session; a fork bomb filled the test's net of 1024 pids"]
 fn a_fork_bomb_is_contained_by_default_unotify() {
     fork_bomb(Unotify, &[])
 }
 #[test]
-#[ignore = "attack #15.9: fails on 70a5dac: no pids limit on the session; a fork bomb filled the test's net of 1024 pids"]
 fn a_fork_bomb_is_contained_by_default_wrapper() {
     fork_bomb(Wrapper, &[])
 }
 #[test]
-#[ignore = "attack #15.9: fails on 70a5dac: --pids-max does not exist yet (usage error)"]
 fn a_fork_bomb_is_contained_by_pids_max_unotify() {
     fork_bomb(Unotify, &["--pids-max", "200"])
 }
@@ -664,7 +661,6 @@ fn an_unanswered_prompt_times_out_as_deny_wrapper() {
 }
 
 #[test]
-#[ignore = "attack #15.9: fails on 70a5dac: --pids-max does not exist yet (usage error)"]
 fn a_fork_bomb_is_contained_by_pids_max_wrapper() {
     fork_bomb(Wrapper, &["--pids-max", "200"])
 }
@@ -799,4 +795,35 @@ fn an_abstract_unix_socket_outside_receives_nothing_unotify() {
 #[test]
 fn an_abstract_unix_socket_outside_receives_nothing_wrapper() {
     abstract_unix_socket_outside(Wrapper)
+}
+
+// ---------------------------------------------------------------------------------------
+// 9: bounded (memory)
+// ---------------------------------------------------------------------------------------
+
+/// A session that grows past `--memory-max` is stopped by its cgroup (the kernel's OOM
+/// killer, inside the session only), and the same program under `--memory-max max` gets
+/// its memory: the limit, not the program, is what stopped it.
+fn memory_max(b: Backend) {
+    skip_unless_available!(b);
+    let script = "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo \"held=${#x}\"";
+    let s = Scratch::new();
+    let out = run(&s, b, &[], &["--memory-max", "32M"], script);
+    assert!(
+        !out.stdout.contains("held=100000000"),
+        "escaped: 100 MB held under --memory-max 32M\n{out:#?}"
+    );
+    assert_ne!(out.status.code(), Some(0), "{out:#?}");
+    let s = Scratch::new();
+    let out = run(&s, b, &[], &["--memory-max", "max"], script);
+    assert!(out.stdout.contains("held=100000000"), "{out:#?}");
+}
+
+#[test]
+fn memory_max_stops_a_session_that_grows_past_it_unotify() {
+    memory_max(Unotify)
+}
+#[test]
+fn memory_max_stops_a_session_that_grows_past_it_wrapper() {
+    memory_max(Wrapper)
 }

@@ -44,6 +44,8 @@ pub struct ServerSettings {
     pub max_output_bytes: usize,
     /// Resource limits of every call's processes.
     pub limits: ResourceLimits,
+    /// pids and memory limits of every call's cgroup.
+    pub cgroup_limits: supervisor::CgroupLimits,
     /// The whole environment of every call (built by the caller from its own, credentials
     /// left out); nothing else of the server's environment reaches a call.
     pub env: Vec<(String, String)>,
@@ -56,6 +58,7 @@ impl Default for ServerSettings {
             default_timeout: Duration::from_secs(10),
             max_output_bytes: 1 << 20,
             limits: ResourceLimits::default(),
+            cgroup_limits: supervisor::CgroupLimits::default(),
             env: Vec::new(),
         }
     }
@@ -130,6 +133,7 @@ impl ShellServer {
             inherit_env: false,
             sandbox: sandbox.clone(),
             limits: self.inner.settings.limits,
+            cgroup_limits: self.inner.settings.cgroup_limits,
             timeout: Some(call.timeout),
             stdio: SessionStdio::Piped,
             approver: Arc::new(approver),

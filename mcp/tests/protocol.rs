@@ -700,6 +700,7 @@ async fn timeout_and_settings_reach_the_session() {
         default_timeout: Duration::from_millis(1234),
         max_output_bytes: 77,
         limits: supervisor::ResourceLimits::from_specs(&["nofile=64"]).unwrap(),
+        cgroup_limits: supervisor::CgroupLimits::default(),
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
     };
     let mut c = Client::start_with(double.clone(), false, settings).await;

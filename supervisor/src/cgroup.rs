@@ -80,13 +80,17 @@ pub struct CgroupSupport {
     pub kill: bool,
     /// `cgroup.freeze` (Linux 5.2).
     pub freeze: bool,
+    /// Which mechanism holds a session's default pids and memory limits here.
+    pub limits: LimitsHeld,
 }
 
 /// Check that a session cgroup can be created here (creates and removes a probe one).
 pub fn probe() -> Result<CgroupSupport, CgroupError> {
     let parent = own_cgroup_dir()?.join("execgate");
-    let cg = SessionCgroup::create_in(&parent, &format!("probe-{}", std::process::id()))?;
+    let mut cg = SessionCgroup::create_in(&parent, &format!("probe-{}", std::process::id()))?;
+    let limits = cg.limit(&CgroupLimits::default());
     let support = CgroupSupport {
+        limits,
         kill: cg.path().join("cgroup.kill").exists(),
         freeze: cg.path().join("cgroup.freeze").exists(),
         parent,
@@ -120,24 +124,192 @@ fn cgroup2_mount(mountinfo: &str) -> Option<(PathBuf, PathBuf)> {
         .map(|m| (PathBuf::from(&m.root), PathBuf::from(&m.mount_point)))
 }
 
-/// A session's cgroup directory; removed (after killing what is left) on drop.
+/// Default `pids.max` of a session: a fork bomb stops there, a parallel build does not.
+pub const DEFAULT_PIDS_MAX: u64 = 512;
+
+/// The pids and memory limits of a session's cgroup; `None` is no limit (`max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupLimits {
+    pub pids_max: Option<u64>,
+    pub memory_max: Option<u64>,
+}
+
+impl LimitHeldBy {
+    /// For `doctor` and the session report: `cgroup v2`, `cgroup v1`, `off`, or why not.
+    pub fn describe(&self) -> String {
+        match self {
+            LimitHeldBy::V2 => "cgroup v2 controller".to_owned(),
+            LimitHeldBy::V1 => "cgroup v1 hierarchy (no v2 controller)".to_owned(),
+            LimitHeldBy::Unlimited => "off (max)".to_owned(),
+            LimitHeldBy::Unavailable(why) => format!("NOT HELD: {why}"),
+        }
+    }
+}
+
+impl Default for CgroupLimits {
+    /// [`DEFAULT_PIDS_MAX`] pids, and half of the machine's memory.
+    fn default() -> Self {
+        CgroupLimits {
+            pids_max: Some(DEFAULT_PIDS_MAX),
+            memory_max: default_memory_max(),
+        }
+    }
+}
+
+/// Half of `MemTotal` (/proc/meminfo), so the host keeps the other half.
+pub fn default_memory_max() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024 / 2)
+}
+
+/// `--pids-max`: a count, or `max`/`unlimited`.
+pub fn parse_pids_max(s: &str) -> Result<Option<u64>, String> {
+    match s {
+        "max" | "unlimited" => Ok(None),
+        _ => match s.parse::<u64>() {
+            Ok(0) => Err("0 pids would run nothing; use a count, or `max`".to_owned()),
+            Ok(n) => Ok(Some(n)),
+            Err(_) => Err(format!("{s:?} is not a count (or `max`, `unlimited`)")),
+        },
+    }
+}
+
+/// `--memory-max`: bytes with an optional K, M, G or T suffix (powers of 1024), or
+/// `max`/`unlimited`.
+pub fn parse_memory_max(s: &str) -> Result<Option<u64>, String> {
+    if s == "max" || s == "unlimited" {
+        return Ok(None);
+    }
+    let err = || format!("{s:?} is not a size (bytes with K, M, G or T; or `max`, `unlimited`)");
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(err()),
+            };
+            (&s[..i], shift)
+        }
+        _ => (s, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| err())?;
+    let bytes = n
+        .checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .ok_or_else(err)?;
+    if bytes < 1 << 20 {
+        return Err(format!("{s:?} is below 1M: nothing would start"));
+    }
+    Ok(Some(bytes))
+}
+
+/// Which mechanism holds one limit of a session.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitHeldBy {
+    /// The controller of the session's cgroup v2.
+    V2,
+    /// A cgroup of the v1 hierarchy of that controller, joined beside the v2 one.
+    V1,
+    /// Not asked for (`max`).
+    Unlimited,
+    /// Asked for, but neither hierarchy could hold it (why).
+    Unavailable(String),
+}
+
+/// Which mechanism holds the pids and memory limits.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LimitsHeld {
+    pub pids: LimitHeldBy,
+    pub memory: LimitHeldBy,
+}
+
+/// One controller's limit: its name, the v2 file, the v1 file.
+struct Controller {
+    name: &'static str,
+    v2_file: &'static str,
+    v1_file: &'static str,
+}
+
+const PIDS: Controller = Controller {
+    name: "pids",
+    v2_file: "pids.max",
+    v1_file: "pids.max",
+};
+const MEMORY: Controller = Controller {
+    name: "memory",
+    v2_file: "memory.max",
+    v1_file: "memory.limit_in_bytes",
+};
+
+/// The directory of our own cgroup in the v1 hierarchy of `controller`, if one is
+/// mounted: `(mount point, our path in it)` from mountinfo's super options and
+/// /proc/self/cgroup's `N:controllers:path` lines.
+fn own_v1_dir(controller: &str) -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    v1_dir_from(&mountinfo, &cgroups, controller)
+}
+
+fn v1_dir_from(mountinfo: &str, cgroups: &str, controller: &str) -> Option<PathBuf> {
+    let own = cgroups.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, names, path) = (parts.next()?, parts.next()?, parts.next()?);
+        names.split(',').any(|n| n == controller).then_some(path)
+    })?;
+    for line in mountinfo.lines() {
+        let (Some((_, tail)), Some(mount)) = (
+            line.split_once(" - "),
+            kernel::procfs::parse_mountinfo(line).pop(),
+        ) else {
+            continue;
+        };
+        let mut fields = tail.split(' ');
+        let (fs_type, _source, super_opts) = (fields.next()?, fields.next()?, fields.next()?);
+        if fs_type != "cgroup" || !super_opts.split(',').any(|o| o == controller) {
+            continue;
+        }
+        let rel = Path::new(own).strip_prefix(&mount.root).ok()?;
+        return Some(Path::new(&mount.mount_point).join(rel));
+    }
+    None
+}
+
+/// A session's cgroup directory; removed (after killing what is left) on drop. With
+/// [`SessionCgroup::limit`], also the v1 cgroups that hold limits the v2 one cannot.
 #[derive(Debug)]
 pub struct SessionCgroup {
     dir: PathBuf,
+    /// v1 cgroups (pids, memory) the session joins besides `dir`, removed after it.
+    v1_dirs: Vec<PathBuf>,
     removed: bool,
 }
 
-/// The pre-opened `cgroup.procs` the child writes itself into.
+/// The pre-opened `cgroup.procs` files the child writes itself into (the v2 one, then
+/// any v1 ones holding limits).
 #[derive(Debug)]
 pub struct CgroupJoiner {
-    procs: OwnedFd,
+    procs: Vec<OwnedFd>,
 }
 
 impl CgroupJoiner {
     /// Child side, between fork and exec: move the calling process into the session's
-    /// cgroup. One `write(2)` on an fd opened before fork: async-signal-safe.
+    /// cgroups. One `write(2)` per fd opened before fork: async-signal-safe.
     pub fn join_in_child(&self) -> Result<(), Errno> {
-        nix::unistd::write(self.procs.as_fd(), b"0").map(drop)
+        for procs in &self.procs {
+            nix::unistd::write(procs.as_fd(), b"0")?;
+        }
+        Ok(())
     }
 }
 
@@ -168,8 +340,81 @@ impl SessionCgroup {
         })?;
         Ok(SessionCgroup {
             dir,
+            v1_dirs: Vec::new(),
             removed: false,
         })
+    }
+
+    /// Put `limits` on the session: each in the v2 cgroup where its controller is
+    /// available to the session's parent directory (enabled in that directory's
+    /// `cgroup.subtree_control`; it holds no process, so that is allowed), else in a
+    /// cgroup of the same name in the controller's v1 hierarchy, which [`Self::joiner`]
+    /// then joins too. Call before [`Self::joiner`].
+    pub fn limit(&mut self, limits: &CgroupLimits) -> LimitsHeld {
+        LimitsHeld {
+            pids: self.limit_one(&PIDS, limits.pids_max),
+            memory: self.limit_one(&MEMORY, limits.memory_max),
+        }
+    }
+
+    fn limit_one(&mut self, controller: &Controller, value: Option<u64>) -> LimitHeldBy {
+        let Some(value) = value else {
+            return LimitHeldBy::Unlimited;
+        };
+        let value = value.to_string();
+        let v2_err = match self.limit_v2(controller, &value) {
+            Ok(()) => return LimitHeldBy::V2,
+            Err(e) => e,
+        };
+        match self.limit_v1(controller, &value) {
+            Ok(()) => LimitHeldBy::V1,
+            Err(v1_err) => LimitHeldBy::Unavailable(format!("v2: {v2_err}; v1: {v1_err}")),
+        }
+    }
+
+    fn limit_v2(&self, controller: &Controller, value: &str) -> Result<(), String> {
+        let parent = self.dir.parent().ok_or("no parent directory")?;
+        let available = read(parent.join("cgroup.controllers")).map_err(|e| e.to_string())?;
+        if !available.split_whitespace().any(|c| c == controller.name) {
+            return Err(format!(
+                "the {} controller is not available in {}",
+                controller.name,
+                parent.display()
+            ));
+        }
+        let file = self.dir.join(controller.v2_file);
+        if !file.exists() {
+            write_file(
+                &parent.join("cgroup.subtree_control"),
+                &format!("+{}", controller.name),
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        write_file(&file, value).map_err(|e| e.to_string())
+    }
+
+    fn limit_v1(&mut self, controller: &Controller, value: &str) -> Result<(), String> {
+        let own = own_v1_dir(controller.name)
+            .ok_or_else(|| format!("no v1 {} hierarchy is mounted", controller.name))?;
+        let (Some(name), Some(parent)) = (self.dir.file_name(), self.dir.parent()) else {
+            return Err("no session directory name".to_owned());
+        };
+        let parent = own.join(
+            parent
+                .file_name()
+                .unwrap_or(std::ffi::OsStr::new("execgate")),
+        );
+        let dir = parent.join(name);
+        // Another session's teardown may remove `parent` between its creation and ours.
+        let mut tries = 0;
+        while let Err(e) = std::fs::create_dir_all(&dir) {
+            tries += 1;
+            if tries == 3 {
+                return Err(format!("creating {}: {e}", dir.display()));
+            }
+        }
+        self.v1_dirs.push(dir.clone());
+        write_file(&dir.join(controller.v1_file), value).map_err(|e| e.to_string())
     }
 
     pub fn path(&self) -> &Path {
@@ -179,12 +424,18 @@ impl SessionCgroup {
     /// Open `cgroup.procs` for the child to join with (call before fork; one per child,
     /// escalated commands included).
     pub fn joiner(&self) -> Result<CgroupJoiner, CgroupError> {
-        let path = self.dir.join("cgroup.procs");
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|source| CgroupError::Open { path, source })?;
-        Ok(CgroupJoiner { procs: file.into() })
+        let procs = std::iter::once(&self.dir)
+            .chain(&self.v1_dirs)
+            .map(|dir| {
+                let path = dir.join("cgroup.procs");
+                OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map(OwnedFd::from)
+                    .map_err(|source| CgroupError::Open { path, source })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CgroupJoiner { procs })
     }
 
     /// The pids in the cgroup now.
@@ -281,27 +532,39 @@ impl SessionCgroup {
         if self.is_populated()? {
             self.kill()?;
         }
-        // rmdir can see EBUSY briefly while the last exiting task leaves.
-        let start = Instant::now();
-        loop {
-            match std::fs::remove_dir(&self.dir) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                Err(e)
-                    if start.elapsed() < KILL_DEADLINE && e.raw_os_error() == Some(libc::EBUSY) =>
-                {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(source) => {
-                    return Err(CgroupError::Write {
-                        path: self.dir.clone(),
-                        source,
-                    });
-                }
+        remove_dir_patiently(&self.dir)?;
+        // Everything in them was in `dir` too, so they are empty (or emptying) now.
+        for dir in std::mem::take(&mut self.v1_dirs) {
+            remove_dir_patiently(&dir)?;
+            // The v1 `execgate` directory is ours too, in a hierarchy nobody else of
+            // execgate's tends: removed when the last session leaves it (busy otherwise).
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
             }
         }
         self.removed = true;
         Ok(())
+    }
+}
+
+/// `rmdir`, retrying while it says EBUSY: it can, briefly, while the last exiting task
+/// leaves.
+fn remove_dir_patiently(dir: &Path) -> Result<(), CgroupError> {
+    let start = Instant::now();
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if start.elapsed() < KILL_DEADLINE && e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(source) => {
+                return Err(CgroupError::Write {
+                    path: dir.to_owned(),
+                    source,
+                });
+            }
+        }
     }
 }
 
@@ -360,6 +623,41 @@ mod tests {
             cgroup2_mount(line),
             Some(("/sub".into(), "/mnt/my cg".into()))
         );
+    }
+
+    #[test]
+    fn limit_values_parse() {
+        assert_eq!(parse_pids_max("200"), Ok(Some(200)));
+        assert_eq!(parse_pids_max("max"), Ok(None));
+        assert_eq!(parse_pids_max("unlimited"), Ok(None));
+        assert!(parse_pids_max("0").is_err());
+        assert!(parse_pids_max("-1").is_err());
+        assert_eq!(parse_memory_max("64M"), Ok(Some(64 << 20)));
+        assert_eq!(parse_memory_max("2g"), Ok(Some(2 << 30)));
+        assert_eq!(parse_memory_max("1048576"), Ok(Some(1 << 20)));
+        assert_eq!(parse_memory_max("max"), Ok(None));
+        assert!(parse_memory_max("12").is_err(), "below 1M");
+        assert!(parse_memory_max("5X").is_err());
+        assert!(parse_memory_max("99999999999T").is_err(), "overflow");
+    }
+
+    #[test]
+    fn finds_our_v1_cgroup_of_a_controller() {
+        let mountinfo = "\
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+33 31 0:30 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        let cgroups = "8:pids:/user.slice\n2:cpu,cpuacct:/\n0::/\n";
+        assert_eq!(
+            v1_dir_from(mountinfo, cgroups, "pids"),
+            Some("/sys/fs/cgroup/pids/user.slice".into())
+        );
+        assert_eq!(
+            v1_dir_from(mountinfo, cgroups, "cpuacct"),
+            Some("/sys/fs/cgroup/cpu,cpuacct".into())
+        );
+        assert_eq!(v1_dir_from(mountinfo, cgroups, "memory"), None);
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod teardown;
 
 pub use approval::{Approval, ApprovalRequest, Approver};
 pub use backend::Backend;
-pub use cgroup::{CgroupError, CgroupJoiner, SessionCgroup};
+pub use cgroup::{CgroupError, CgroupJoiner, CgroupLimits, SessionCgroup};
 pub use gate::shown;
 pub use rlimits::{LimitSpecError, PreparedLimits, ResourceLimits};
 pub use sandbox::{Enforcement, EnforcementLevel, PreparedLandlock, SandboxMode, SandboxPolicy};

@@ -52,6 +52,8 @@ pub struct SessionSpec {
     pub sandbox: SandboxPolicy,
     /// Per-process resource limits inside the session.
     pub limits: ResourceLimits,
+    /// pids and memory limits of the session's cgroup (escalated copies included).
+    pub cgroup_limits: crate::cgroup::CgroupLimits,
     /// Wall-clock limit, not counting time spent waiting for a human.
     pub timeout: Option<Duration>,
     pub stdio: SessionStdio,
@@ -68,6 +70,7 @@ impl std::fmt::Debug for SessionSpec {
             .field("inherit_env", &self.inherit_env)
             .field("sandbox", &self.sandbox)
             .field("limits", &self.limits)
+            .field("cgroup_limits", &self.cgroup_limits)
             .field("timeout", &self.timeout)
             .field("stdio", &self.stdio)
             .finish_non_exhaustive()

@@ -124,7 +124,7 @@ impl Supervisor {
         enforcement.pid_namespace = pid_namespace.is_some();
         let limits = spec.limits.prepare()?;
         let session_name = format!("{}-{id}", std::process::id());
-        let cgroup = match self
+        let mut cgroup = match self
             .inner
             .cgroup_parent
             .as_deref()
@@ -137,6 +137,10 @@ impl Supervisor {
                 None
             }
         };
+        if let Some(cg) = &mut cgroup {
+            let held = cg.limit(&spec.cgroup_limits);
+            tracing::debug!("session cgroup limits: {held:?}");
+        }
         // The wrapper backend's socket, for the patched shell at a fixed descriptor.
         let (rendezvous, rendezvous_fd) = match &self.inner.wrapper {
             Some(_) => {

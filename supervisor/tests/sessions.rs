@@ -44,6 +44,7 @@ fn spec(workdir: &Path, script: &str, timeout: Option<Duration>) -> SessionSpec 
         inherit_env: true,
         sandbox: SandboxPolicy::new(SandboxMode::WorkspaceWrite),
         limits: ResourceLimits::default(),
+        cgroup_limits: supervisor::CgroupLimits::default(),
         timeout,
         stdio: SessionStdio::Piped,
         approver: Arc::new(Deny),
