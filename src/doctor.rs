@@ -112,6 +112,29 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
+/// What a sandboxed session's tree holds here, from the probes: its capabilities and its
+/// namespaces.
+fn held(f: &Features) -> String {
+    let caps = if !f.capability_drop.available {
+        "capabilities NOT dropped (see capability drop)"
+    } else if !f.capability_drop.detail.contains("no CAP_SETPCAP") {
+        "no capability (every set empty, bounding too)"
+    } else if f.pid_namespace.available {
+        "no capability (every set empty; the bounding set inside its own user namespace)"
+    } else {
+        "no capability (effective, permitted, inheritable, ambient empty; bounding set kept, no-new-privs)"
+    };
+    let namespaces = if f.pid_namespace.available {
+        "namespaces pid, mount, ipc, uts, cgroup".to_owned()
+    } else {
+        format!(
+            "NO pid/ipc/uts/cgroup namespaces ({})",
+            f.pid_namespace.detail
+        )
+    };
+    format!("{caps}; {namespaces}")
+}
+
 /// A human-readable table, one feature per line, and the backend choice.
 pub fn table(f: &Features, choice: &BackendChoice) -> String {
     let mut t = Table(Vec::new(), &f.kernel);
@@ -174,7 +197,8 @@ pub fn table(f: &Features, choice: &BackendChoice) -> String {
         how(userns.how),
         &userns_detail,
     );
-    t.feature("pid namespace + /proc", &f.pid_namespace);
+    t.feature("pid, ipc, uts, cgroup ns + /proc", &f.pid_namespace);
+    t.feature("capability drop", &f.capability_drop);
     let cg = &f.cgroup;
     let mount = cg.v2_mount.as_ref().map(|p| p.display().to_string());
     let own = cg.own.as_ref().map(|p| p.display().to_string());
@@ -223,6 +247,11 @@ pub fn table(f: &Features, choice: &BackendChoice) -> String {
 
     let mut out = String::new();
     t.render(&mut out);
+    let _ = writeln!(
+        out,
+        "\nsandboxed sessions (read-only, workspace-write): {}",
+        held(f)
+    );
     let _ = writeln!(out, "\nbackend: {}", choice.chosen);
     for c in &choice.candidates {
         for reason in &c.rejected_because {

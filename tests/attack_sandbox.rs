@@ -58,14 +58,114 @@ fn no_capabilities_inside(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #15.1: fails on 70a5dac: CapPrm/CapEff/CapBnd 000001fffeffffff inside"]
 fn no_capability_inside_unotify() {
     no_capabilities_inside(Unotify)
 }
 #[test]
-#[ignore = "attack #15.1: fails on 70a5dac: CapPrm/CapEff/CapBnd 000001fffeffffff inside"]
 fn no_capability_inside_wrapper() {
     no_capabilities_inside(Wrapper)
+}
+
+/// The descendants of `root` (children by `/proc/PID/stat`'s ppid, transitively).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut parent_of = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The fields after the command (which may hold spaces): state, ppid.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut at = 0;
+    while at < found.len() {
+        let parent = found[at];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        at += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Every process of the tree, read from OUTSIDE while the session runs: the program,
+/// what it started, and the processes above it in the sandbox (the PID namespace's init
+/// and its parent, forks of the supervisor): every capability set empty, and every one
+/// still in the session's cgroup after trying to move itself to the root cgroup.
+fn every_process_holds_no_capability(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let ready = s.path("ready");
+    let mut cmd = supervise_command(
+        &s,
+        b,
+        &[],
+        &[],
+        &format!(
+            "echo 0 > /sys/fs/cgroup/cgroup.procs; echo \"move=$?\"; \
+             sleep 30 & touch {}; wait",
+            ready.display()
+        ),
+    );
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(s.io.join("stdout")).unwrap())
+        .stderr(fs::File::create(s.io.join("stderr")).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    while !ready.exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tree = descendants(child.id());
+    let mut report = Vec::new();
+    for pid in &tree {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let name = status.lines().next().unwrap_or_default().to_string();
+        for line in status.lines().filter(|l| l.starts_with("Cap")) {
+            if !line.ends_with("\t0000000000000000") {
+                report.push(format!("{pid} {name}: {line}"));
+            }
+        }
+        if !cgroup.is_empty() && !cgroup.contains("/execgate/") {
+            report.push(format!("{pid} {name}: left its cgroup: {cgroup}"));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ready.exists(),
+        "the session did not start: {}",
+        s.read_io("stderr")
+    );
+    // The program, sleep, and (with a PID namespace) its init and the process above it.
+    assert!(tree.len() >= 2, "too few processes seen: {tree:?}");
+    assert!(
+        report.is_empty(),
+        "escaped: a process of the tree holds a capability or left its cgroup:\n{}\n{}",
+        report.join("\n"),
+        s.read_io("stdout")
+    );
+}
+
+#[test]
+fn every_process_of_the_tree_holds_no_capability_unotify() {
+    every_process_holds_no_capability(Unotify)
+}
+#[test]
+fn every_process_of_the_tree_holds_no_capability_wrapper() {
+    every_process_holds_no_capability(Wrapper)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -127,12 +227,10 @@ fn hostname_change_stays_inside(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #15.2: fails on 70a5dac: the session changed the host's hostname (restored by the test)"]
 fn hostname_change_does_not_reach_the_host_unotify() {
     hostname_change_stays_inside(Unotify)
 }
 #[test]
-#[ignore = "attack #15.2: fails on 70a5dac: the session changed the host's hostname (restored by the test)"]
 fn hostname_change_does_not_reach_the_host_wrapper() {
     hostname_change_stays_inside(Wrapper)
 }
@@ -165,12 +263,10 @@ fn sysv_segment_outside_unreachable(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #15.2: fails on 70a5dac: the session read and overwrote a SysV segment made outside"]
 fn sysv_segment_of_a_process_outside_is_unreachable_unotify() {
     sysv_segment_outside_unreachable(Unotify)
 }
 #[test]
-#[ignore = "attack #15.2: fails on 70a5dac: the session read and overwrote a SysV segment made outside"]
 fn sysv_segment_of_a_process_outside_is_unreachable_wrapper() {
     sysv_segment_outside_unreachable(Wrapper)
 }
@@ -204,12 +300,10 @@ fn user_keyring_unreadable(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #15.3: fails on 70a5dac: the session read a secret from root's user keyring"]
 fn roots_user_keyring_is_unreadable_unotify() {
     user_keyring_unreadable(Unotify)
 }
 #[test]
-#[ignore = "attack #15.3: fails on 70a5dac: the session read a secret from root's user keyring"]
 fn roots_user_keyring_is_unreadable_wrapper() {
     user_keyring_unreadable(Wrapper)
 }
@@ -232,43 +326,35 @@ fn syscall_refused(b: Backend, call: &str) {
 }
 
 #[test]
-#[ignore = "attack #15.3: fails on 70a5dac: fanotify_init(FAN_CLASS_CONTENT) succeeded inside"]
 fn fanotify_init_is_refused_unotify() {
     syscall_refused(Unotify, "fanotify")
 }
 #[test]
-#[ignore = "attack #15.3: fails on 70a5dac: fanotify_init(FAN_CLASS_CONTENT) succeeded inside"]
 fn fanotify_init_is_refused_wrapper() {
     syscall_refused(Wrapper, "fanotify")
 }
 #[test]
-#[ignore = "attack #15.3: fails on 70a5dac: bpf(BPF_MAP_CREATE) succeeded inside"]
 fn bpf_is_refused_unotify() {
     syscall_refused(Unotify, "bpf")
 }
 #[test]
-#[ignore = "attack #15.3: fails on 70a5dac: bpf(BPF_MAP_CREATE) succeeded inside"]
 fn bpf_is_refused_wrapper() {
     syscall_refused(Wrapper, "bpf")
 }
 #[test]
-#[ignore = "attack #15.3: fails on 70a5dac: perf_event_open on every process of cpu 0 succeeded inside"]
 fn perf_event_open_is_refused_unotify() {
     syscall_refused(Unotify, "perf")
 }
 #[test]
-#[ignore = "attack #15.3: fails on 70a5dac: perf_event_open on every process of cpu 0 succeeded inside"]
 fn perf_event_open_is_refused_wrapper() {
     syscall_refused(Wrapper, "perf")
 }
 
 #[test]
-#[ignore = "attack #15.3: fails on 70a5dac: syslog(READ_ALL) read the kernel log inside (kernel.dmesg_restrict=1 leaves it to privilege)"]
 fn reading_the_kernel_log_is_refused_unotify() {
     syscall_refused(Unotify, "syslog")
 }
 #[test]
-#[ignore = "attack #15.3: fails on 70a5dac: syslog(READ_ALL) read the kernel log inside (kernel.dmesg_restrict=1 leaves it to privilege)"]
 fn reading_the_kernel_log_is_refused_wrapper() {
     syscall_refused(Wrapper, "syslog")
 }

@@ -213,6 +213,16 @@ pub struct SandboxReport {
     /// The call ran in a PID namespace with its own `/proc`: it could see no process
     /// outside its own tree (nor read their environments).
     pub pid_namespace: bool,
+    /// Every process of the call's tree held no capability (empty effective, permitted,
+    /// inheritable and ambient sets; `bounding_set_dropped`: the bounding set too).
+    #[serde(default)]
+    pub capabilities_dropped: bool,
+    #[serde(default)]
+    pub bounding_set_dropped: bool,
+    /// The namespaces the call ran in besides the host's (pid, mount, ipc, uts, cgroup,
+    /// user).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 impl SandboxReport {
@@ -245,6 +255,9 @@ impl SandboxReport {
             writable_roots: paths(&enforced.writable_roots),
             read_only_inside_roots: paths(&enforced.read_only_inside_roots),
             pid_namespace: enforced.pid_namespace,
+            capabilities_dropped: enforced.capabilities_dropped,
+            bounding_set_dropped: enforced.bounding_set_dropped,
+            namespaces: enforced.namespaces.clone(),
         }
     }
 }

@@ -109,19 +109,49 @@ impl Supervisor {
             .map_err(spawn_err)?;
         // The tree sees only itself in /proc (Landlock does not stop reading other
         // processes' environments). Not for danger-full-access, which confines nothing.
-        let pid_namespace = match self.inner.pid_namespace {
-            Some(privilege)
-                if spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess =>
-            {
-                Some(
-                    kernel::namespaces::pid::SessionPidNamespace::new(privilege)
-                        .map_err(spawn_err)?,
-                )
-            }
-            _ => None,
+        // Nothing of this for danger-full-access, which confines nothing.
+        let confined = spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess;
+        let privilege = self.inner.pid_namespace.filter(|_| confined);
+        // Every capability set emptied in every process of the tree (#15): the bounding set
+        // too where the child will hold CAP_SETPCAP (a root supervisor, or its own user
+        // namespace).
+        let drop_caps = confined.then(|| {
+            kernel::capabilities::DropAll::new(
+                privilege == Some(kernel::namespaces::pid::Privilege::UserNamespace)
+                    || kernel::capabilities::have_cap_setpcap(),
+            )
+        });
+        let pid_namespace = match privilege {
+            Some(privilege) => Some(
+                kernel::namespaces::pid::SessionPidNamespace::new(privilege, true, drop_caps)
+                    .map_err(spawn_err)?,
+            ),
+            None => None,
         };
+        // IPC, UTS and cgroup namespaces: made with the PID namespace, else directly where
+        // CAP_SYS_ADMIN allows.
+        let isolate_alone =
+            confined && pid_namespace.is_none() && kernel::capabilities::have_cap_sys_admin();
         let mut enforcement = landlock.enforcement().clone();
         enforcement.pid_namespace = pid_namespace.is_some();
+        enforcement.capabilities_dropped = drop_caps.is_some();
+        enforcement.bounding_set_dropped = drop_caps.is_some_and(|d| d.bounding());
+        enforcement.namespaces = match privilege {
+            Some(privilege) => kernel::namespaces::names(
+                privilege == kernel::namespaces::pid::Privilege::UserNamespace,
+            ),
+            None if isolate_alone => {
+                let mut names: Vec<String> = ["ipc", "uts", "cgroup"]
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                if !binds.is_empty() {
+                    names.push("mount".to_owned());
+                }
+                names
+            }
+            None => Vec::new(),
+        };
         let limits = spec.limits.prepare()?;
         let session_name = format!("{}-{id}", std::process::id());
         let mut cgroup = match self
@@ -160,9 +190,11 @@ impl Supervisor {
             cgroup: cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
             limits,
             pid_namespace,
+            isolate_alone,
             binds,
             landlock,
             rendezvous_fd,
+            drop_caps,
         };
         let hooks: Vec<kernel::process::ChildHook> = vec![Box::new(move || plan.apply())];
         let (marker_key, marker_value) = teardown::marker_env(&session_name);
@@ -190,7 +222,9 @@ impl Supervisor {
                     .stderr(Stdio::piped());
             }
         }
-        let filter = if spec.sandbox.network {
+        let filter = if !confined {
+            self.inner.filter_danger.clone()
+        } else if spec.sandbox.network {
             self.inner.filter_net_on.clone()
         } else {
             self.inner.filter_net_off.clone()
@@ -311,8 +345,13 @@ struct ChildPlan {
     cgroup: Option<CgroupJoiner>,
     /// 2. Resource limits, inherited by the whole tree.
     limits: PreparedLimits,
-    /// 4. A PID namespace with its own `/proc`; forks twice, only the program returns.
+    /// 4. A PID namespace with its own `/proc`, and IPC, UTS and cgroup namespaces (after
+    ///    the cgroup join: the session's cgroup is the tree's root); forks twice, only the
+    ///    program returns, and the two processes above it drop their capabilities.
     pid_namespace: Option<kernel::namespaces::pid::SessionPidNamespace>,
+    /// 4b. Without a PID namespace but with CAP_SYS_ADMIN: the IPC, UTS and cgroup
+    ///     namespaces alone.
+    isolate_alone: bool,
     /// 5. Read-only binds (git metadata): before Landlock, which forbids mount changes.
     binds: kernel::namespaces::mount::ReadOnlyBinds,
     /// 6. Landlock `restrict_self`.
@@ -320,6 +359,9 @@ struct ChildPlan {
     /// 7. The wrapper backend's socket at its fixed number: last, since that number may
     ///    be a descriptor an earlier step still uses.
     rendezvous_fd: Option<kernel::process::ChildHook>,
+    /// 8. Every capability set emptied, once nothing after needs one (no-new-privs and the
+    ///    filter do not): `None` only for danger-full-access.
+    drop_caps: Option<kernel::capabilities::DropAll>,
 }
 
 impl ChildPlan {
@@ -334,12 +376,18 @@ impl ChildPlan {
         if let Some(pid_namespace) = &self.pid_namespace {
             pid_namespace.enter_in_child()?;
         }
+        if self.isolate_alone {
+            kernel::namespaces::unshare_isolation_in_child()?;
+        }
         self.binds.apply_in_child()?;
         self.landlock
             .restrict_self_in_child()
             .map_err(errno_to_io)?;
         if let Some(inherit) = &mut self.rendezvous_fd {
             inherit()?;
+        }
+        if let Some(drop) = &self.drop_caps {
+            drop.apply_in_child()?;
         }
         Ok(())
     }

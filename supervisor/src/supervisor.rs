@@ -112,6 +112,8 @@ pub(crate) struct Inner {
     pub(crate) audit: Option<AuditLog>,
     pub(crate) filter_net_off: BpfProgram,
     pub(crate) filter_net_on: BpfProgram,
+    /// `danger-full-access`: the exec gate and its own denials, no host-wide denials.
+    pub(crate) filter_danger: BpfProgram,
     /// How a paused caller is reached (fds, memory, how its wait is answered): decided
     /// once, here, from feature detection.
     pub(crate) reach: Reach,
@@ -282,10 +284,17 @@ impl Supervisor {
                 filter_net_off: kernel::seccomp::filter::build(FilterOptions {
                     network: false,
                     notify_exec,
+                    host: true,
                 })?,
                 filter_net_on: kernel::seccomp::filter::build(FilterOptions {
                     network: true,
                     notify_exec,
+                    host: true,
+                })?,
+                filter_danger: kernel::seccomp::filter::build(FilterOptions {
+                    network: true,
+                    notify_exec,
+                    host: false,
                 })?,
                 reach: Reach {
                     fd_handoff,

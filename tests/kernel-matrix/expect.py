@@ -83,7 +83,15 @@ def check(version, landlock_built, doc):
     want("ptrace.permitted", doc["ptrace"]["permitted"], True)
     want("user_namespaces.available", doc["user_namespaces"]["available"], True)
     # Root: sandboxed sessions get a PID namespace with their own /proc.
+    # (with the IPC, UTS and cgroup namespaces in the same unshare, on every kernel >= 4.6)
     want("pid_namespace.available", doc["pid_namespace"]["available"], True)
+    # Root holds CAP_SETPCAP: a sandboxed tree empties every capability set, bounding too
+    # (PR_CAP_AMBIENT since 4.3: every kernel of the matrix).
+    cap_drop = doc.get("capability_drop", {})
+    want("capability_drop.available", cap_drop.get("available"), True)
+    want("capability_drop.how", cap_drop.get("how"), "probe")
+    if "no CAP_SETPCAP" in cap_drop.get("detail", ""):
+        problems.append("capability_drop: root kept its bounding set: " + cap_drop["detail"])
     want("cgroup.v2_mount", doc["cgroup"]["v2_mount"], "/sys/fs/cgroup")
     want("process.seccomp_mode", doc["process"]["seccomp_mode"], 0)
     want("process.no_new_privs", doc["process"]["no_new_privs"], False)
@@ -101,6 +109,7 @@ def check(version, landlock_built, doc):
     return (
         f"PASS {release}: user notif, CONTINUE, pidfd_getfd; "
         f"{', '.join(optional) or 'no ADDFD/WAIT_KILLABLE_RECV/cgroup.kill'}; {landlock}; "
+        f"capabilities dropped, pid/ipc/uts/cgroup namespaces; "
         f"backend {doc['backend']['chosen']}"
     )
 

@@ -9,6 +9,7 @@
 //! a seccomp filter, NO_NEW_PRIVS, unsharing) happens in a forked child that exits. Must
 //! never choose a backend (that is `supervisor::backend`) or render anything.
 
+mod capabilities;
 mod cgroup;
 pub mod kernel;
 pub mod landlock;
@@ -118,6 +119,10 @@ pub struct Features {
     /// A PID namespace with its own `/proc` for the sandboxed tree.
     #[serde(default = "pidns::unknown")]
     pub pid_namespace: Feature,
+    /// The sandboxed tree can empty its capability sets (bounding set too when this
+    /// process holds `CAP_SETPCAP`).
+    #[serde(default = "capabilities::unknown")]
+    pub capability_drop: Feature,
     pub cgroup: Cgroup,
     pub process: Process,
     /// The patched-shell backend's pieces (older reports have none: nothing found).
@@ -145,6 +150,10 @@ pub fn detect() -> Features {
         pid_namespace: pidns::detect(crate::capabilities::has(
             status.cap_eff,
             crate::capabilities::CAP_SYS_ADMIN,
+        )),
+        capability_drop: capabilities::detect(crate::capabilities::has(
+            status.cap_eff,
+            crate::capabilities::CAP_SETPCAP,
         )),
         cgroup: cgroup::detect(&kernel),
         process: process::detect(&status),

@@ -1,5 +1,6 @@
 //! A PID namespace with its own `/proc` for the sandboxed tree (so it cannot read other
-//! processes' environments): `unshare(CLONE_NEWPID | CLONE_NEWNS)` and a `proc` mount made
+//! processes' environments), with the IPC, UTS and cgroup namespaces made in the same call
+//! (`crate::namespaces::ISOLATION`): `unshare(CLONE_NEWPID | CLONE_NEWNS | ...)` and a `proc` mount made
 //! by the namespace's first process. With `CAP_SYS_ADMIN` directly; without it, inside a
 //! new user namespace that maps only our own uid and gid (unprivileged user namespaces:
 //! often allowed on hosts, refused by container engines' default profiles and by some
@@ -76,7 +77,7 @@ fn write_proc(path: &std::ffi::CStr, bytes: &[u8]) -> i32 {
 /// fork the namespace's PID 1 and have it mount `/proc` (raw `clone`: the caller may be
 /// multi-threaded).
 fn probe(report: &mut [i32; 5], user_namespace: bool) {
-    let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS;
+    let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | crate::namespaces::ISOLATION;
     if user_namespace {
         flags |= libc::CLONE_NEWUSER;
     }
@@ -149,11 +150,16 @@ pub(crate) fn detect(cap_sys_admin: bool) -> Feature {
         Ok([0, 0, 0, 0, 0]) => Feature::probed(
             true,
             since,
-            format!("unshare(CLONE_NEWPID|CLONE_NEWNS) and a /proc of its own succeeded {how}"),
+            format!(
+                "unshare(CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWCGROUP) and a /proc of its own succeeded {how}"
+            ),
         ),
         Ok(report) => {
             let (step, errno) = [
-                ("unshare(CLONE_NEWPID|CLONE_NEWNS)", report[UNSHARE]),
+                (
+                    "unshare(CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWCGROUP)",
+                    report[UNSHARE],
+                ),
                 ("writing the user namespace's uid/gid maps", report[MAPS]),
                 ("making mounts private", report[PRIVATE]),
                 ("fork in the namespace", report[FORK]),

@@ -31,6 +31,11 @@ impl ReadOnlyBinds {
         Ok(ReadOnlyBinds { paths })
     }
 
+    /// No path to protect: no mount namespace is made.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
     /// Child side: unshare the mount namespace and bind each path read-only. Only syscalls
     /// on prepared strings: async-signal-safe.
     pub fn apply_in_child(&self) -> io::Result<()> {

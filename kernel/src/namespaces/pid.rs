@@ -24,6 +24,13 @@
 //!   of the supervisor's environment and arguments is wiped before anything can read it.
 //! - Both die with their parent (`PR_SET_PDEATHSIG`), so a dead supervisor still takes
 //!   the whole namespace with it.
+//! - Both are copies of the supervisor: with a [`DropAll`] they empty every capability set
+//!   as soon as their last privileged step is done (`C` after forking `I`, `I` after
+//!   mounting `/proc` and forking `P`), so no process of the tree holds one. `P` drops its
+//!   own later, after the steps that still need them (binds, Landlock).
+//! - The same `unshare` makes the IPC, UTS and cgroup namespaces
+//!   ([`super::ISOLATION`]), when asked: `C` has already joined the session's cgroup, which
+//!   becomes the tree's cgroup root.
 //!
 //! Needs `CAP_SYS_ADMIN` (for `unshare(CLONE_NEWPID | CLONE_NEWNS)` and the mount), or,
 //! without it, an unprivileged user namespace created in the same call
@@ -37,6 +44,8 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::capabilities::DropAll;
 
 /// Signals a session is sent as a group; `C` ignores them (`P` receives its own copy).
 /// The job-control stops too: a stopped `C` would not end when `P` does.
@@ -76,11 +85,21 @@ pub struct SessionPidNamespace {
     /// The supervisor's argument and environment blocks (`/proc/self/stat` fields 48-51):
     /// `I` is a copy of the supervisor and wipes them.
     wipe: [(usize, usize); 2],
+    /// Namespaces made in the same `unshare` besides PID and mount (and user).
+    isolation: libc::c_int,
+    /// `C` and `I` empty their capability sets once done with them.
+    drop_caps: Option<DropAll>,
 }
 
 impl SessionPidNamespace {
-    /// Prepares the status pipe and finds what `I` must wipe.
-    pub fn new(privilege: Privilege) -> io::Result<SessionPidNamespace> {
+    /// Prepares the status pipe and finds what `I` must wipe. `isolate`: make the IPC, UTS
+    /// and cgroup namespaces in the same call. `drop_caps`: `C` and `I` empty their
+    /// capability sets.
+    pub fn new(
+        privilege: Privilege,
+        isolate: bool,
+        drop_caps: Option<DropAll>,
+    ) -> io::Result<SessionPidNamespace> {
         let mut fds = [0; 2];
         // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
         crate::cvt_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
@@ -100,13 +119,15 @@ impl SessionPidNamespace {
             status_read,
             status_write,
             wipe: own_arg_and_env_blocks()?,
+            isolation: if isolate { super::ISOLATION } else { 0 },
+            drop_caps,
         })
     }
 
     /// Child side (a confinement hook): returns only in `P`, inside the new namespace with
     /// its `/proc` mounted. `C` and `I` never return: they end with `_exit` or a signal.
     pub fn enter_in_child(&self) -> io::Result<()> {
-        let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS;
+        let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS | self.isolation;
         if self.privilege == Privilege::UserNamespace {
             // Created first, it owns the other two: its capabilities cover them.
             flags |= libc::CLONE_NEWUSER;
@@ -122,6 +143,7 @@ impl SessionPidNamespace {
         super::make_mounts_private()?;
         let init = crate::process::fork()?;
         if init > 0 {
+            self.drop_caps_or_die();
             self.mirror(init);
         }
         // I: PID 1 of the new namespace.
@@ -130,11 +152,23 @@ impl SessionPidNamespace {
         self.wipe_supervisor_strings();
         let program = crate::process::fork()?;
         if program > 0 {
+            self.drop_caps_or_die();
             self.init(program);
         }
         // P: the session's program-to-be.
         die_with_parent()?;
         Ok(())
+    }
+
+    /// `C` or `I` after its last privileged step: empties its capability sets. A failed
+    /// drop kills the process (and so, by `PDEATHSIG`, everything below it): the session
+    /// then fails instead of running with a privileged process in its tree.
+    fn drop_caps_or_die(&self) {
+        if let Some(drop) = &self.drop_caps
+            && drop.apply_in_child().is_err()
+        {
+            die_of(libc::SIGKILL);
+        }
     }
 
     /// `C`: wait for `I`'s report and end the same way `P` did.

@@ -7,7 +7,12 @@
 //!   `process_vm_writev` (no rewriting another process between check and exec), a nested
 //!   `seccomp(..., NEW_LISTENER)` (a later listener on execve would answer before ours),
 //!   `io_uring_*` (syscalls that bypass this filter), and, with the network off, every
-//!   socket family but `AF_UNIX`.
+//!   socket family but `AF_UNIX`;
+//! - with [`FilterOptions::host`], what a sandboxed build never needs and a host never
+//!   wants touched ([`HOST_WIDE`]: eBPF, perf, fanotify, keyrings, modules, kexec, reboot,
+//!   swap, the kernel log, process accounting, clocks, host names, file handles) and the
+//!   terminal ioctls that push input (`TIOCSTI`) or drive the console (`TIOCLINUX`). All
+//!   refused with `EPERM`, so programs fail as they would unprivileged.
 //!
 //! One program rather than two, because a filter installed first that denies
 //! `NEW_LISTENER` would refuse our own listener. Foreign syscall ABIs (i386 `int 0x80`, x32)
@@ -35,7 +40,46 @@ pub struct FilterOptions {
     /// `execve`/`execveat` raise a user notification. Off for the patched-shell backend,
     /// which decides execs through the wrapper and keeps only the in-sandbox denials.
     pub notify_exec: bool,
+    /// Refuse the host-wide operations of [`HOST_WIDE`] and `ioctl(TIOCSTI|TIOCLINUX)`.
+    /// Off only for `danger-full-access`, which confines nothing.
+    pub host: bool,
 }
+
+/// Syscalls that act on the whole host (or read what belongs to it), refused with `EPERM`
+/// when [`FilterOptions::host`] is set. Capabilities are dropped in the tree as well; this
+/// is the second wall, and it holds where the tree keeps a capability (root of its own
+/// user namespace) or a call needs none (`keyctl` on the user's own keyring,
+/// `perf_event_open` under a lax `perf_event_paranoid`).
+pub const HOST_WIDE: &[&str] = &[
+    "bpf",
+    "perf_event_open",
+    "fanotify_init",
+    "add_key",
+    "request_key",
+    "keyctl",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "syslog",
+    "acct",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "sethostname",
+    "setdomainname",
+    "open_by_handle_at",
+];
+
+/// `ioctl` requests refused when [`FilterOptions::host`] is set: pushing bytes into a
+/// terminal's input (`TIOCSTI`: the person's shell would read them) and the Linux console
+/// controls (`TIOCLINUX`, which can paste a selection as input too).
+pub const HOST_IOCTLS: [u64; 2] = [libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
 
 /// Why the filter program could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +161,30 @@ pub fn build(options: FilterOptions) -> Result<BpfProgram, FilterError> {
                 .map_err(lib("add syscall denial"))?;
         }
     }
+    if options.host {
+        for name in HOST_WIDE {
+            // Unknown to this libseccomp/arch (kexec_file_load on some): nothing to deny.
+            if let Ok(sc) = ScmpSyscall::from_name(name) {
+                ctx.add_rule(ScmpAction::Errno(DENY_ERRNO), sc)
+                    .map_err(lib("add host-wide denial"))?;
+            }
+        }
+        let ioctl = ScmpSyscall::from_name("ioctl").map_err(lib("resolve ioctl"))?;
+        for request in HOST_IOCTLS {
+            // The kernel takes the request as an unsigned int: compare the low 32 bits
+            // only, so garbage in the upper half cannot slip past.
+            ctx.add_rule_conditional(
+                ScmpAction::Errno(DENY_ERRNO),
+                ioctl,
+                &[ScmpArgCompare::new(
+                    1,
+                    ScmpCompareOp::MaskedEqual(0xffff_ffff),
+                    request,
+                )],
+            )
+            .map_err(lib("deny terminal ioctls"))?;
+        }
+    }
     let seccomp = ScmpSyscall::from_name("seccomp").map_err(lib("resolve seccomp"))?;
     let new_listener = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
     ctx.add_rule_conditional(
@@ -194,18 +262,38 @@ mod tests {
         let off = build(FilterOptions {
             network: false,
             notify_exec: true,
+            host: true,
         })
         .unwrap();
         let on = build(FilterOptions {
             network: true,
             notify_exec: true,
+            host: true,
         })
         .unwrap();
         let plain = build(FilterOptions {
             network: false,
             notify_exec: false,
+            host: true,
         })
         .unwrap();
+        let danger = build(FilterOptions {
+            network: true,
+            notify_exec: true,
+            host: false,
+        })
+        .unwrap();
+        // Every host-wide call is known here: none is silently skipped on x86_64/aarch64.
+        for name in HOST_WIDE {
+            assert!(ScmpSyscall::from_name(name).is_ok(), "{name}");
+        }
+        // The host-wide denials add instructions.
+        assert!(
+            danger.len() < on.len(),
+            "danger={} on={}",
+            danger.len(),
+            on.len()
+        );
         // The exec notification adds instructions.
         assert!(plain.len() < off.len());
         assert!(!off.is_empty());

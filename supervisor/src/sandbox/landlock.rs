@@ -173,6 +173,19 @@ pub struct Enforcement {
     /// environment of) any process outside it.
     #[serde(default)]
     pub pid_namespace: bool,
+    /// Every process of the tree emptied its effective, permitted, inheritable and ambient
+    /// capability sets after the set-up steps that needed them (#15).
+    #[serde(default)]
+    pub capabilities_dropped: bool,
+    /// The bounding set was emptied too (the tree held CAP_SETPCAP: a root supervisor, or
+    /// its own user namespace). Without it nothing can raise a capability again anyway:
+    /// no-new-privs.
+    #[serde(default)]
+    pub bounding_set_dropped: bool,
+    /// The namespaces the tree runs in besides the host's: pid, mount, ipc, uts, cgroup
+    /// (and user, when made without CAP_SYS_ADMIN).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 impl Enforcement {
@@ -219,6 +232,9 @@ impl Enforcement {
             writable_roots: Vec::new(),
             read_only_inside_roots: Vec::new(),
             pid_namespace: false,
+            capabilities_dropped: false,
+            bounding_set_dropped: false,
+            namespaces: Vec::new(),
         }
     }
 
