@@ -68,7 +68,7 @@ fn no_capability_inside_wrapper() {
 
 /// The descendants of `root` (children by `/proc/PID/stat`'s ppid, transitively).
 fn descendants(root: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
+    let mut parent_of: Vec<(u32, u32)> = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -127,7 +127,20 @@ fn every_process_holds_no_capability(b: Backend) {
     while !ready.exists() && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let tree = descendants(child.id());
+    // Not the supervisor's own helpers (its watchdog: a direct child with no children),
+    // which are outside the session by design.
+    let all = descendants(child.id());
+    let children_of = |pid: u32| {
+        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default()
+    };
+    let direct = children_of(child.id());
+    let tree: Vec<u32> = all
+        .into_iter()
+        .filter(|pid| {
+            !(direct.split_whitespace().any(|c| c == pid.to_string())
+                && children_of(*pid).trim().is_empty())
+        })
+        .collect();
     let mut report = Vec::new();
     for pid in &tree {
         let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -79,6 +79,7 @@ pub const HOST_WIDE: &[&str] = &[
 /// `ioctl` requests refused when [`FilterOptions::host`] is set: pushing bytes into a
 /// terminal's input (`TIOCSTI`: the person's shell would read them) and the Linux console
 /// controls (`TIOCLINUX`, which can paste a selection as input too).
+#[allow(clippy::unnecessary_cast)] // the request type differs between libc targets
 pub const HOST_IOCTLS: [u64; 2] = [libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
 
 /// Why the filter program could not be built.
