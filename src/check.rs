@@ -29,6 +29,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let policy = args.policy.load()?;
+    // Allow rules that hand out a shell outside the sandbox, each with file:line and what
+    // to write instead (on stderr: stdout stays the JSON `codex execpolicy check` prints).
+    for warning in policy.lint() {
+        eprintln!("execgate: warning: {warning}");
+    }
 
     let Some(program) = args.command.first() else {
         anyhow::bail!("no command to check: give it after `--`");

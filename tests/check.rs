@@ -255,3 +255,37 @@ fn options_after_the_program_belong_to_the_command() {
         "`grep --pretty x` only reads (heuristics' read-only list)"
     );
 }
+
+/// Allow rules that hand out a shell are named on stderr, with file:line; the JSON on
+/// stdout is what it would be without them.
+#[test]
+fn allow_rules_that_hand_out_a_shell_are_named() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rules/lint/hands-out-a-shell.rules");
+    let rules_arg = rules.to_str().unwrap();
+    let out = check(&[
+        "--no-default-rules",
+        "--rules",
+        rules_arg,
+        "--",
+        "bash",
+        "-c",
+        "true",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let err = stderr(&out);
+    let bash_line = format!("{}:5: allow rule", rules.display());
+    assert!(err.contains(&bash_line), "{err}");
+    assert!(err.contains("make"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"decision\":\"allow\""));
+    let narrow =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rules/lint/narrow.rules");
+    let out = check(&[
+        "--no-default-rules",
+        "--rules",
+        narrow.to_str().unwrap(),
+        "--",
+        "ls",
+    ]);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
