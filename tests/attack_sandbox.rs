@@ -423,12 +423,10 @@ fn prompt_answered_from_inside(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #15.4: fails on 70a5dac: TIOCSTI typed `y` into the session's own question; the prompted touch ran escalated"]
 fn a_prompt_cannot_be_answered_from_inside_unotify() {
     prompt_answered_from_inside(Unotify)
 }
 #[test]
-#[ignore = "attack #15.4: fails on 70a5dac: TIOCSTI typed `y` into the session's own question; the prompted touch ran escalated"]
 fn a_prompt_cannot_be_answered_from_inside_wrapper() {
     prompt_answered_from_inside(Wrapper)
 }
@@ -458,12 +456,10 @@ fn tiocsti_into_the_users_shell(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #15.4: fails on 70a5dac: TIOCSTI pushed a line that the user's shell ran after execgate exited"]
 fn tiocsti_cannot_type_into_the_users_shell_unotify() {
     tiocsti_into_the_users_shell(Unotify)
 }
 #[test]
-#[ignore = "attack #15.4: fails on 70a5dac: TIOCSTI pushed a line that the user's shell ran after execgate exited"]
 fn tiocsti_cannot_type_into_the_users_shell_wrapper() {
     tiocsti_into_the_users_shell(Wrapper)
 }
@@ -802,17 +798,14 @@ fn secret_environment(b: Backend, pass: bool) {
 }
 
 #[test]
-#[ignore = "attack #15.6: fails on 70a5dac: OPENAI_API_KEY of the supervisor's environment is readable in the session"]
 fn a_credential_variable_is_not_passed_by_default_unotify() {
     secret_environment(Unotify, false)
 }
 #[test]
-#[ignore = "attack #15.6: fails on 70a5dac: OPENAI_API_KEY of the supervisor's environment is readable in the session"]
 fn a_credential_variable_is_not_passed_by_default_wrapper() {
     secret_environment(Wrapper, false)
 }
 #[test]
-#[ignore = "attack #15.6: fails on 70a5dac: --pass-env does not exist yet (taken as the command)"]
 fn pass_env_passes_a_named_credential_variable_unotify() {
     secret_environment(Unotify, true)
 }
