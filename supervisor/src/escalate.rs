@@ -71,7 +71,7 @@ pub struct ExecListener {
 }
 
 /// What the engine does with an exec of the copy's tree.
-pub(crate) type OnExec<'a> = dyn Fn(&Arc<Listener>, Notification) + 'a;
+pub(crate) type OnExec = Arc<dyn Fn(&Arc<Listener>, Notification) + Send + Sync + 'static>;
 
 /// Why nothing ran.
 #[derive(Debug)]
@@ -212,7 +212,7 @@ pub(crate) fn run<C: Caller>(
     mut caller: C,
     mut copy: Copy,
     registry: &dyn Registry,
-    on_exec: &OnExec<'_>,
+    on_exec: OnExec,
 ) -> Outcome {
     if !caller.hold() {
         return Outcome::CallerGone;
@@ -277,9 +277,11 @@ pub(crate) fn run<C: Caller>(
     if let Ok(copy) = &copy {
         registry.started(pid, copy.clone());
     }
+    let mut leftovers = None;
     match (&copy, listener) {
-        // The policy follows the copy's tree: each of its execs is decided until the copy
-        // exits; then the listener closes and what it left behind cannot exec any more.
+        // The policy follows the copy's tree: each of its execs is decided, also after the
+        // copy exits (what it started in the background), until no process of that tree
+        // is left.
         (Ok(copy_fd), Some(listener)) => loop {
             let watched: Vec<BorrowedFd<'_>> = std::iter::once(copy_fd.as_fd())
                 .chain(caller.process().map(AsFd::as_fd))
@@ -288,9 +290,14 @@ pub(crate) fn run<C: Caller>(
                 Ok(Watched::Notification(n)) => on_exec(&listener, n),
                 Ok(Watched::Ready(1)) => {
                     let _ = copy_fd.send_signal(libc::SIGKILL);
+                    leftovers = Some(listener);
                     break;
                 }
-                Ok(Watched::Ready(_)) | Ok(Watched::Hangup) | Err(_) => break,
+                Ok(Watched::Ready(_)) => {
+                    leftovers = Some(listener);
+                    break;
+                }
+                Ok(Watched::Hangup) | Err(_) => break,
             }
         },
         // The copy stands in for the caller's exec: if the caller is killed while it runs
@@ -312,10 +319,30 @@ pub(crate) fn run<C: Caller>(
     registry.finished(pid);
     let duration = started.elapsed();
     let status = convert(waited);
+    if let Some(listener) = leftovers {
+        serve_leftovers(listener, on_exec);
+    }
     if caller.hand_back(status) {
         Outcome::Ran { status, duration }
     } else {
         Outcome::CallerGone
+    }
+}
+
+/// Decides the execs of what an escalated copy left running after it exited, on a small
+/// thread of its own, until none of that tree is left (the session's teardown kills it).
+fn serve_leftovers(listener: Arc<Listener>, on_exec: OnExec) {
+    let spawned = std::thread::Builder::new()
+        .name("execgate-escalated-tree".into())
+        .stack_size(FIRST_EXEC_STACK)
+        .spawn(move || {
+            while let Ok(Watched::Notification(n)) = listener.wait_any(&[]) {
+                on_exec(&listener, n);
+            }
+        });
+    if let Err(err) = spawned {
+        // Then the listener closes here, and that tree's later execs fail (ENOSYS).
+        tracing::warn!("no thread for an escalated command's leftovers: {err}");
     }
 }
 

@@ -257,11 +257,14 @@ impl Shared {
         let this = self.clone();
         self.escalations.submit(Box::new(move || {
             let from = crate::shown(&facts.argv);
-            let on_exec = |listener: &Arc<kernel::seccomp::listener::Listener>,
-                           n: kernel::seccomp::listener::Notification| {
-                this.handle_escalated(listener, n, &from);
-            };
-            let outcome = escalate::run(caller, copy, this.as_ref(), &on_exec);
+            let deciding = this.clone();
+            let on_exec: escalate::OnExec = Arc::new(
+                move |listener: &Arc<kernel::seccomp::listener::Listener>,
+                      n: kernel::seccomp::listener::Notification| {
+                    deciding.handle_escalated(listener, n, &from);
+                },
+            );
+            let outcome = escalate::run(caller, copy, this.as_ref(), on_exec);
             let (ran_in, status, duration, reason) = match outcome {
                 escalate::Outcome::Ran { status, duration } => (
                     RanIn::Escalated,
