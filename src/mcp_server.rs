@@ -63,6 +63,7 @@ impl Args {
             default_timeout: Duration::from_millis(self.default_timeout_ms),
             max_output_bytes: self.max_output_bytes,
             limits: config.limits,
+            prompt_timeout: config.prompt_timeout,
         })
     }
 }

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use policy::{LoadOptions, Policy};
@@ -109,7 +110,16 @@ pub struct SessionArgs {
     /// Must be an executable file, whatever the backend.
     #[arg(long, value_name = "PATH")]
     pub patched_bash: Option<PathBuf>,
+
+    /// A question nobody answers within SECONDS is denied, with a message saying so (the
+    /// program fails as if forbidden). Time spent on answered questions does not count
+    /// against a session's timeout; an open question never holds a session past it.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_PROMPT_TIMEOUT_SECS)]
+    pub prompt_timeout: f64,
 }
+
+/// How long a question waits for a person by default: five minutes.
+pub const DEFAULT_PROMPT_TIMEOUT_SECS: f64 = 300.0;
 
 fn parse_mode(s: &str) -> Result<SandboxMode, String> {
     s.parse()
@@ -123,6 +133,8 @@ pub struct SessionConfig {
     /// The whole environment of a session (the supervisor's own is not inherited).
     pub env: Vec<(String, String)>,
     pub limits: ResourceLimits,
+    /// How long a question waits for an answer before it is denied.
+    pub prompt_timeout: Duration,
 }
 
 impl SessionArgs {
@@ -143,6 +155,10 @@ impl SessionArgs {
             (self.audit.is_some(), "--audit"),
             (self.backend != BackendRequest::Auto, "--backend"),
             (self.patched_bash.is_some(), "--patched-bash"),
+            (
+                self.prompt_timeout != DEFAULT_PROMPT_TIMEOUT_SECS,
+                "--prompt-timeout",
+            ),
         ];
         given
             .into_iter()
@@ -177,9 +193,14 @@ impl SessionArgs {
             pass: self.pass_env.clone(),
         }
         .build(std::env::vars_os());
+        let prompt_timeout = match self.prompt_timeout {
+            secs if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
+            secs => anyhow::bail!("--prompt-timeout {secs}: must be a positive number of seconds"),
+        };
         Ok(SessionConfig {
             sandbox,
             env,
+            prompt_timeout,
             // Each spec was checked when the arguments were parsed.
             limits: ResourceLimits::from_specs(&self.limits)?,
         })

@@ -701,6 +701,7 @@ async fn timeout_and_settings_reach_the_session() {
         max_output_bytes: 77,
         limits: supervisor::ResourceLimits::from_specs(&["nofile=64"]).unwrap(),
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        prompt_timeout: Duration::from_secs(300),
     };
     let mut c = Client::start_with(double.clone(), false, settings).await;
     c.call(1, json!({"command": "a", "workdir": workdir()}))

@@ -1,9 +1,14 @@
-//! A session's timeout clock: running time only, paused while a human is being asked.
+//! A session's timeout clock: running time, with the time spent on answered questions given
+//! back.
 //!
-//! This module owns the arithmetic of "how long has the session really run". Prompts
-//! overlap (two execs may wait for answers at once), so pauses are counted: the clock stops
-//! at the first [`Stopwatch::pause`] and starts again when the last [`PauseGuard`] is
-//! dropped. It never kills anything itself: whoever awaits [`Stopwatch::expired`] does.
+//! This module owns the arithmetic of "how long has the session really run". While a
+//! question is open the clock keeps running, so `--timeout` ends a session even while
+//! nobody answers; once the question is answered (its [`PauseGuard`] dropped) the time it
+//! was open is credited back, so a person's thinking time never counts. Prompts overlap (two
+//! execs may wait for answers at once): the credit is the time during which at least one
+//! question was open, counted once. The approvers bound each question by the prompt timeout,
+//! so the credit is bounded too. It never kills anything itself: whoever awaits
+//! [`Stopwatch::expired`] does.
 //!
 //! Time is `tokio::time::Instant`, so tests drive it with `tokio::time::pause`/`advance`.
 
@@ -22,29 +27,32 @@ pub struct Stopwatch {
 #[derive(Debug)]
 struct Shared {
     state: Mutex<State>,
-    /// Ticks on every pause/resume, so `expired` recomputes its deadline.
+    /// Ticks whenever time is credited back, so `expired` recomputes its deadline.
     changed: watch::Sender<()>,
 }
 
 #[derive(Debug)]
 struct State {
     limit: Option<Duration>,
-    /// Running time accumulated before `running_since`.
-    accumulated: Duration,
-    /// `Some` while running.
-    running_since: Option<Instant>,
+    started: Instant,
+    /// Time given back for questions that were answered.
+    credited: Duration,
+    /// Since when at least one question has been open.
+    asking_since: Option<Instant>,
     pauses: usize,
 }
 
 impl State {
+    /// Running time: wall time minus the answered questions' time. An open question's time
+    /// counts until it is answered.
     fn elapsed(&self, now: Instant) -> Duration {
-        self.accumulated + self.running_since.map_or(Duration::ZERO, |t| now - t)
+        (now - self.started).saturating_sub(self.credited)
     }
 }
 
-/// Keeps the stopwatch paused while alive (a prompt being answered).
+/// Marks a question open while alive; dropping it (the answer) gives the time back.
 #[derive(Debug)]
-#[must_use = "the stopwatch resumes as soon as the guard is dropped"]
+#[must_use = "the question counts as answered as soon as the guard is dropped"]
 pub struct PauseGuard {
     shared: Arc<Shared>,
 }
@@ -57,8 +65,9 @@ impl Stopwatch {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
                     limit,
-                    accumulated: Duration::ZERO,
-                    running_since: Some(Instant::now()),
+                    started: Instant::now(),
+                    credited: Duration::ZERO,
+                    asking_since: None,
                     pauses: 0,
                 }),
                 changed,
@@ -70,24 +79,20 @@ impl Stopwatch {
         self.shared.state()
     }
 
-    /// Stop the clock until the returned guard (and every other outstanding one) drops.
+    /// A question is open until the returned guard drops; the time until the last open
+    /// question is answered is then credited back.
     pub fn pause(&self) -> PauseGuard {
-        {
-            let mut st = self.state();
-            st.pauses += 1;
-            if st.pauses == 1 {
-                let now = Instant::now();
-                st.accumulated = st.elapsed(now);
-                st.running_since = None;
-            }
+        let mut st = self.state();
+        st.pauses += 1;
+        if st.pauses == 1 {
+            st.asking_since = Some(Instant::now());
         }
-        self.shared.changed.send_replace(());
         PauseGuard {
             shared: Arc::clone(&self.shared),
         }
     }
 
-    /// Running time so far (time paused excluded).
+    /// Running time so far (answered questions excluded, open ones included).
     pub fn elapsed(&self) -> Duration {
         self.state().elapsed(Instant::now())
     }
@@ -99,7 +104,7 @@ impl Stopwatch {
             .map(|l| l.saturating_sub(st.elapsed(Instant::now())))
     }
 
-    /// Whether at least one prompt is pausing the clock.
+    /// Whether at least one question is open.
     pub fn is_paused(&self) -> bool {
         self.state().pauses > 0
     }
@@ -108,50 +113,30 @@ impl Stopwatch {
         self.state().limit
     }
 
-    /// Completes once the running time reaches the limit; never without a limit.
-    /// Cancel-safe: dropping the future loses nothing.
+    /// Completes once the running time reaches the limit, open questions or not; never
+    /// without a limit. Cancel-safe: dropping the future loses nothing.
     pub async fn expired(&self) {
         let mut changes = self.shared.changed.subscribe();
         loop {
-            // Mark the current state seen before reading it, so a pause/resume that
-            // happens after the read wakes us.
+            // Mark the current state seen before reading it, so a credit that happens
+            // after the read wakes us.
             changes.borrow_and_update();
-            let next = {
+            let deadline = {
                 let st = self.state();
-                let now = Instant::now();
-                match st.limit {
-                    None => Next::Never,
-                    Some(limit) if st.elapsed(now) >= limit => Next::Expired,
-                    Some(limit) => match st.running_since {
-                        Some(_) => Next::At(now + (limit - st.elapsed(now))),
-                        None => Next::Resumed,
-                    },
-                }
+                st.limit.map(|limit| st.started + st.credited + limit)
             };
-            match next {
-                Next::Expired => return,
-                Next::Never => std::future::pending::<()>().await,
-                Next::At(deadline) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(deadline) => {}
-                        _ = changes.changed() => {}
-                    }
-                }
-                Next::Resumed => {
-                    // Paused: wait for a resume. The sender lives as long as `self`.
-                    let _ = changes.changed().await;
-                }
+            let Some(deadline) = deadline else {
+                return std::future::pending::<()>().await;
+            };
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                _ = changes.changed() => {}
             }
         }
     }
-}
-
-/// What `expired` waits for next.
-enum Next {
-    Expired,
-    Never,
-    At(Instant),
-    Resumed,
 }
 
 impl Shared {
@@ -167,8 +152,11 @@ impl Drop for PauseGuard {
         {
             let mut st = self.shared.state();
             st.pauses -= 1;
-            if st.pauses == 0 {
-                st.running_since = Some(Instant::now());
+            if st.pauses == 0
+                && let Some(since) = st.asking_since.take()
+            {
+                let now = Instant::now();
+                st.credited += now - since;
             }
         }
         self.shared.changed.send_replace(());
@@ -212,24 +200,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_prompt_does_not_count() {
+    async fn an_answered_prompt_does_not_count() {
         let sw = Stopwatch::start(Some(Duration::from_secs(10)));
         let waiter = watch_expiry(&sw);
         step(Duration::from_secs(4)).await;
         let prompt = sw.pause();
         assert!(sw.is_paused());
-        step(Duration::from_secs(100)).await;
-        assert!(!waiter.is_finished(), "time spent asking a human counted");
-        assert_eq!(sw.elapsed(), Duration::from_secs(4));
-        drop(prompt);
-        step(Duration::from_secs(6) - MS).await;
+        step(Duration::from_secs(5)).await;
         assert!(!waiter.is_finished());
+        drop(prompt); // answered after 5 s: given back
+        settle().await;
+        assert_eq!(sw.elapsed(), Duration::from_secs(4));
+        step(Duration::from_secs(6) - MS).await;
+        assert!(!waiter.is_finished(), "time spent asking a human counted");
         step(MS).await;
         assert!(waiter.is_finished());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn overlapping_prompts_resume_only_when_the_last_one_ends() {
+    async fn overlapping_prompts_are_credited_once() {
         let sw = Stopwatch::start(Some(Duration::from_secs(10)));
         let waiter = watch_expiry(&sw);
         step(Duration::from_secs(2)).await; // running 2
@@ -237,12 +226,13 @@ mod tests {
         step(Duration::from_secs(1)).await;
         let second = sw.pause();
         step(Duration::from_secs(2)).await;
-        drop(first); // the second prompt still holds the clock
+        drop(first); // the second question is still open
         assert!(sw.is_paused());
         step(Duration::from_secs(3)).await;
-        assert_eq!(sw.elapsed(), Duration::from_secs(2));
-        drop(second);
+        drop(second); // questions were open from 2 s to 8 s
+        settle().await;
         assert!(!sw.is_paused());
+        assert_eq!(sw.elapsed(), Duration::from_secs(2));
         step(Duration::from_secs(8) - MS).await;
         assert!(!waiter.is_finished());
         step(MS).await;
@@ -250,15 +240,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_prompt_that_outlasts_the_limit_does_not_expire_it() {
-        let sw = Stopwatch::start(Some(Duration::from_secs(1)));
-        let prompt = sw.pause();
-        let waiter = watch_expiry(&sw);
-        step(Duration::from_secs(3600)).await;
-        assert!(!waiter.is_finished());
-        drop(prompt);
+    async fn an_open_question_does_not_hold_off_the_timeout() {
+        let sw = Stopwatch::start(Some(Duration::from_secs(3)));
         step(Duration::from_secs(1)).await;
-        assert!(waiter.is_finished());
+        let _prompt = sw.pause();
+        let waiter = watch_expiry(&sw);
+        step(Duration::from_secs(2) - MS).await;
+        assert!(!waiter.is_finished());
+        step(MS).await;
+        assert!(
+            waiter.is_finished(),
+            "an unanswered question kept the session past its timeout"
+        );
     }
 
     #[tokio::test(start_paused = true)]
