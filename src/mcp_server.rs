@@ -64,6 +64,7 @@ impl Args {
             max_output_bytes: self.max_output_bytes,
             limits: config.limits,
             cgroup_limits: config.cgroup_limits,
+            prompt_timeout: config.prompt_timeout,
         })
     }
 }

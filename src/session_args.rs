@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use policy::{LoadOptions, Policy};
@@ -65,6 +66,12 @@ pub struct SessionArgs {
     #[arg(long)]
     pub network: bool,
 
+    /// With the network off, a unix socket file outside the session that its programs may
+    /// connect to (repeatable), e.g. /run/user/1000/ssh-agent.sock. Others outside fail
+    /// with EACCES; sockets the session listens on itself always work.
+    #[arg(long = "allow-unix-socket", value_name = "PATH")]
+    pub allow_unix_sockets: Vec<PathBuf>,
+
     /// Refuse to run a command unless every sandbox restriction is enforced on this kernel.
     #[arg(long)]
     pub require_sandbox: bool,
@@ -122,7 +129,16 @@ pub struct SessionArgs {
     /// Must be an executable file, whatever the backend.
     #[arg(long, value_name = "PATH")]
     pub patched_bash: Option<PathBuf>,
+
+    /// A question nobody answers within SECONDS is denied, with a message saying so (the
+    /// program fails as if forbidden). Time spent waiting for a person does not count
+    /// against a session's timeout; this is what bounds it.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_PROMPT_TIMEOUT_SECS)]
+    pub prompt_timeout: f64,
 }
+
+/// How long a question waits for a person by default: five minutes.
+pub const DEFAULT_PROMPT_TIMEOUT_SECS: f64 = 300.0;
 
 fn parse_mode(s: &str) -> Result<SandboxMode, String> {
     s.parse()
@@ -138,6 +154,8 @@ pub struct SessionConfig {
     pub limits: ResourceLimits,
     /// pids and memory limits of the session's cgroup.
     pub cgroup_limits: CgroupLimits,
+    /// How long a question waits for an answer before it is denied.
+    pub prompt_timeout: Duration,
 }
 
 impl SessionArgs {
@@ -160,6 +178,10 @@ impl SessionArgs {
             (self.audit.is_some(), "--audit"),
             (self.backend != BackendRequest::Auto, "--backend"),
             (self.patched_bash.is_some(), "--patched-bash"),
+            (
+                self.prompt_timeout != DEFAULT_PROMPT_TIMEOUT_SECS,
+                "--prompt-timeout",
+            ),
         ];
         given
             .into_iter()
@@ -181,12 +203,21 @@ impl SessionArgs {
         {
             check_executable("--patched-bash", bash)?;
         }
+        for socket in &self.allow_unix_sockets {
+            use std::os::unix::fs::FileTypeExt;
+            match std::fs::metadata(socket) {
+                Ok(meta) if meta.file_type().is_socket() => {}
+                Ok(_) => anyhow::bail!("--allow-unix-socket {}: not a socket", socket.display()),
+                Err(err) => anyhow::bail!("--allow-unix-socket {}: {err}", socket.display()),
+            }
+        }
         let sandbox = SandboxPolicy {
             writable_roots,
             // danger-full-access confines nothing, the network included (as the same mode
             // from a Codex sandbox state does).
             network: self.network || self.sandbox == SandboxMode::DangerFullAccess,
             require_full: self.require_sandbox,
+            allow_unix_sockets: self.allow_unix_sockets.clone(),
             ..SandboxPolicy::new(self.sandbox)
         };
         let env = EnvPolicy {
@@ -194,9 +225,14 @@ impl SessionArgs {
             pass: self.pass_env.clone(),
         }
         .build(std::env::vars_os());
+        let prompt_timeout = match self.prompt_timeout {
+            secs if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
+            secs => anyhow::bail!("--prompt-timeout {secs}: must be a positive number of seconds"),
+        };
         Ok(SessionConfig {
             sandbox,
             env,
+            prompt_timeout,
             // Each spec was checked when the arguments were parsed.
             limits: ResourceLimits::from_specs(&self.limits)?,
             cgroup_limits: {

@@ -1,14 +1,22 @@
 //! `execgate supervise -- CMD ARGS...`: run one command under the supervisor, asking on the
 //! terminal, and exit with its status.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::fs::File;
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::termios::{
+    self, FlushArg, InputFlags, LocalFlags, SetArg, SpecialCharacterIndices, Termios,
+};
 use supervisor::{Approval, ApprovalRequest, Approver, SessionError, SessionSpec, SessionStdio};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::session_args::{SessionArgs, existing_dir};
 use crate::signals;
@@ -38,8 +46,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
 
-    /// Kill the whole tree after this many seconds (time spent waiting for a person
-    /// does not count); exit status 124.
+    /// Kill the whole tree after this many seconds (time spent waiting for a person does
+    /// not count; --prompt-timeout bounds that); exit status 124.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
 
@@ -108,8 +116,14 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
     } else {
         args.command.clone()
     };
+    // A person who ends the session at a question (Ctrl-C, SIGTERM) is heard here.
+    let (ended, mut ended_at_question) = tokio::sync::watch::channel(None::<u8>);
     let approver: Arc<dyn Approver> = match args.on_prompt {
-        OnPrompt::Ask => Arc::new(TerminalApprover::default()),
+        OnPrompt::Ask => Arc::new(TerminalApprover {
+            one_at_a_time: tokio::sync::Mutex::new(()),
+            prompt_timeout: config.prompt_timeout,
+            ended,
+        }),
         OnPrompt::Allow => Arc::new(FixedApprover(Approval::Allow)),
         OnPrompt::Deny => Arc::new(FixedApprover(Approval::Deny {
             reason: "prompts are answered \"deny\" (--on-prompt deny)".into(),
@@ -134,7 +148,7 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         // Before the command starts: a SIGTERM that arrives once it runs must not find
         // PID 1 without a handler.
         let init_signals = match mode {
@@ -164,13 +178,24 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             Err(err) => return Err(err.into()),
         };
         let signaller = session.signaller();
-        let outcome = match init_signals {
-            None => match signals::wait_supervised(session, &signaller, on_terminal).await? {
+        let waiting = async {
+            match init_signals {
+                None => signals::wait_supervised(session, &signaller, on_terminal).await,
+                Some(incoming) => signals::wait_as_init(session, &signaller, on_terminal, incoming)
+                    .await
+                    .map(Ok),
+            }
+        };
+        // Ctrl-C or SIGTERM at a question: denied, and the session ends (dropping it kills
+        // the tree) with 130/143 as the shell would report.
+        let outcome = tokio::select! {
+            waited = waiting => match waited? {
                 Ok(outcome) => outcome,
                 Err(code) => return Ok(code),
             },
-            Some(incoming) => {
-                signals::wait_as_init(session, &signaller, on_terminal, incoming).await?
+            Ok(status) = ended_at_question.wait_for(Option::is_some) => {
+                let code = (*status).unwrap_or(130);
+                return Ok(ExitCode::from(code));
             }
         };
         if outcome.timed_out {
@@ -183,7 +208,10 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::from(
             u8::try_from(outcome.status.code() & 0xff).unwrap_or(255),
         ))
-    })
+    });
+    // A question's reader is called off when its session goes; do not wait long for it.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 /// Answers every prompt the same way.
@@ -197,26 +225,177 @@ impl Approver for FixedApprover {
     }
 }
 
-/// Asks on `/dev/tty`, one question at a time.
-#[derive(Debug, Default)]
+/// Why a question stopped waiting for its answer (see [`TerminalApprover`]).
+const STILL_ASKING: u8 = 0;
+/// The session ended (the question's future was dropped).
+const GONE: u8 = 1;
+/// The person pressed Ctrl-C.
+const INTERRUPTED: u8 = 2;
+/// execgate got SIGTERM.
+const TERMINATED: u8 = 3;
+
+/// How often the reader looks whether its question was called off.
+const POLL_TICK: Duration = Duration::from_millis(100);
+
+/// Asks on the controlling terminal (`/dev/tty`, opened by execgate itself, never the
+/// session's stdin), one question at a time.
+///
+/// Input typed before the question is shown is discarded (`tcflush`), so whatever the
+/// session (or a stray key press) left in the terminal's queue cannot answer it. A question
+/// nobody answers within the prompt timeout is denied. Ctrl-C or SIGTERM while it waits
+/// denies it and ends the session (130/143, through `ended`).
+#[derive(Debug)]
 struct TerminalApprover {
     one_at_a_time: tokio::sync::Mutex<()>,
+    prompt_timeout: Duration,
+    /// Set to the exit status when a person ended the session at a question.
+    ended: tokio::sync::watch::Sender<Option<u8>>,
+}
+
+/// Tells the blocking reader to stop when the question's future is dropped.
+struct CallOff(Arc<AtomicU8>);
+
+impl Drop for CallOff {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .compare_exchange(STILL_ASKING, GONE, Ordering::SeqCst, Ordering::SeqCst);
+    }
 }
 
 impl Approver for TerminalApprover {
     fn ask(&self, request: ApprovalRequest) -> supervisor::approval::ApprovalFuture<'_> {
         Box::pin(async move {
-            let _turn = self.one_at_a_time.lock().await;
-            tokio::task::spawn_blocking(move || ask_on_tty(&request))
-                .await
-                .unwrap_or_else(|e| Approval::Deny {
+            let deadline = tokio::time::Instant::now() + self.prompt_timeout;
+            // A question queued behind another one waits within its own time limit.
+            let Ok(_turn) = tokio::time::timeout_at(deadline, self.one_at_a_time.lock()).await
+            else {
+                return not_answered(self.prompt_timeout);
+            };
+            let (Ok(mut sigint), Ok(mut sigterm)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return Approval::Deny {
+                    reason: "could not watch for Ctrl-C while asking: denied".into(),
+                };
+            };
+            let state = Arc::new(AtomicU8::new(STILL_ASKING));
+            let call_off = CallOff(state.clone());
+            let limit = self.prompt_timeout;
+            let deadline = deadline.into_std();
+            let mut reader =
+                tokio::task::spawn_blocking(move || ask_on_tty(&request, deadline, limit, &state));
+            let stop = |why: u8, status: u8| {
+                let _ = call_off.0.compare_exchange(
+                    STILL_ASKING,
+                    why,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                );
+                self.ended.send_replace(Some(status));
+            };
+            let answer = tokio::select! {
+                answer = &mut reader => answer.unwrap_or_else(|e| Approval::Deny {
                     reason: format!("asking on the terminal failed: {e}"),
-                })
+                }),
+                _ = sigint.recv() => {
+                    stop(INTERRUPTED, 130);
+                    reader.await.unwrap_or(Approval::Deny { reason: "interrupted".into() })
+                }
+                _ = sigterm.recv() => {
+                    stop(TERMINATED, 143);
+                    reader.await.unwrap_or(Approval::Deny { reason: "terminated".into() })
+                }
+            };
+            drop(call_off);
+            answer
         })
     }
 }
 
-fn ask_on_tty(request: &ApprovalRequest) -> Approval {
+fn not_answered(limit: Duration) -> Approval {
+    Approval::Deny {
+        reason: format!(
+            "nobody answered the question within {}s (--prompt-timeout): denied",
+            limit.as_secs_f64()
+        ),
+    }
+}
+
+/// The question as the person sees it; every piece that comes from the session (argv,
+/// paths) has its control characters escaped.
+fn question(request: &ApprovalRequest, limit: Duration) -> String {
+    let esc = supervisor::approval::escape_control;
+    let mut q = format!(
+        "\nexecgate: allow `{}`?\n",
+        esc(&supervisor::shown(&request.argv))
+    );
+    q += &format!("  program: {}\n", esc(&request.program.to_string_lossy()));
+    if let Some(argv0) = request.differing_argv0() {
+        q += &format!("  argv[0]: {argv0}  (not the program's name: it may change what it does)\n");
+    }
+    q += &format!("  in:      {}\n", esc(&request.cwd.to_string_lossy()));
+    if request.escalates() {
+        q += "  runs:    OUTSIDE the sandbox, with execgate's own rights (a rule asked)\n";
+    } else {
+        q += "  runs:    inside the sandbox\n";
+    }
+    q += &format!("  why:     {}\n", esc(&request.evaluation.reason()));
+    q += &format!(
+        "  y = yes, this once   a = always: this exact command line, until this session ends   n = no\n  \
+         (no answer within {}s means no) [y/a/n]: ",
+        limit.as_secs_f64()
+    );
+    q
+}
+
+/// What a line typed at the question means; `None` for anything else (asked again).
+fn parse_answer(line: &str) -> Option<Approval> {
+    match line.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Some(Approval::Allow),
+        "a" | "always" => Some(Approval::AllowForSession),
+        "n" | "no" => Some(Approval::Deny {
+            reason: "denied by the person at the terminal".into(),
+        }),
+        _ => None,
+    }
+}
+
+/// Puts the terminal's line discipline back as it was when dropped.
+struct RestoreTermios<'a> {
+    tty: &'a File,
+    saved: Option<Termios>,
+}
+
+impl Drop for RestoreTermios<'_> {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = termios::tcsetattr(self.tty, SetArg::TCSANOW, saved);
+        }
+    }
+}
+
+/// A line discipline a person can answer in, whatever the session set: canonical input,
+/// echo, Ctrl-C as a signal, Enter as the end of a line, and no extra end-of-line
+/// characters (which the session could have set to cut an answer short).
+fn answerable(tty: &File) -> Option<Termios> {
+    let saved = termios::tcgetattr(tty).ok()?;
+    let mut t = saved.clone();
+    t.local_flags |= LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG;
+    t.input_flags |= InputFlags::ICRNL;
+    t.control_chars[SpecialCharacterIndices::VEOL as usize] = 0;
+    t.control_chars[SpecialCharacterIndices::VEOL2 as usize] = 0;
+    termios::tcsetattr(tty, SetArg::TCSANOW, &t).ok()?;
+    Some(saved)
+}
+
+fn ask_on_tty(
+    request: &ApprovalRequest,
+    deadline: std::time::Instant,
+    limit: Duration,
+    state: &AtomicU8,
+) -> Approval {
     let tty = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -232,29 +411,198 @@ fn ask_on_tty(request: &ApprovalRequest) -> Approval {
             };
         }
     };
-    let mut out = &tty;
-    let question = format!(
-        "\nexecgate: allow `{}` in {}?\n  why asked: {}\n  [y]es / [a]lways in this session / [N]o: ",
-        supervisor::shown(&request.argv),
-        request.cwd.display(),
-        request.evaluation.reason(),
-    );
-    if out.write_all(question.as_bytes()).is_err() {
-        return Approval::Deny {
-            reason: "could not write the question to the terminal".into(),
+    let _restore = RestoreTermios {
+        tty: &tty,
+        saved: answerable(&tty),
+    };
+    let mut text = question(request, limit);
+    loop {
+        if (&tty).write_all(text.as_bytes()).is_err() {
+            return Approval::Deny {
+                reason: "could not write the question to the terminal".into(),
+            };
+        }
+        // Only what is typed after the question is shown can answer it.
+        if let Err(err) = termios::tcflush(&tty, FlushArg::TCIFLUSH) {
+            return Approval::Deny {
+                reason: format!("could not discard pending terminal input ({err}): denied"),
+            };
+        }
+        let line = match read_line(&tty, deadline, state) {
+            Ok(line) => line,
+            Err(stopped) => {
+                let (note, approval) = match stopped {
+                    Stopped::TimedOut => (
+                        format!(
+                            "\nexecgate: no answer within {}s: denied\n",
+                            limit.as_secs_f64()
+                        ),
+                        not_answered(limit),
+                    ),
+                    Stopped::EndOfInput => (
+                        "\nexecgate: end of input: denied\n".to_owned(),
+                        Approval::Deny {
+                            reason: "the terminal closed its input (Ctrl-D): denied".into(),
+                        },
+                    ),
+                    Stopped::Failed(err) => (
+                        format!("\nexecgate: reading the answer failed ({err}): denied\n"),
+                        Approval::Deny {
+                            reason: format!("could not read an answer from the terminal ({err})"),
+                        },
+                    ),
+                    Stopped::CalledOff(INTERRUPTED) => (
+                        "\nexecgate: interrupted: denied; ending the session\n".to_owned(),
+                        Approval::Deny {
+                            reason: "the person pressed Ctrl-C at the question: denied".into(),
+                        },
+                    ),
+                    Stopped::CalledOff(TERMINATED) => (
+                        "\nexecgate: terminated: denied; ending the session\n".to_owned(),
+                        Approval::Deny {
+                            reason: "execgate was terminated while asking: denied".into(),
+                        },
+                    ),
+                    Stopped::CalledOff(_) => (
+                        "\nexecgate: the session ended; question withdrawn\n".to_owned(),
+                        Approval::Deny {
+                            reason: "the session ended while asking".into(),
+                        },
+                    ),
+                };
+                let _ = (&tty).write_all(note.as_bytes());
+                return approval;
+            }
         };
+        match parse_answer(&line) {
+            Some(answer) => return answer,
+            None => {
+                text = format!(
+                    "execgate: `{}` is not an answer; type y, a or n and Enter [y/a/n]: ",
+                    supervisor::approval::escape_control(line.trim_end_matches('\n'))
+                );
+            }
+        }
     }
-    let mut line = String::new();
-    if BufReader::new(&tty).read_line(&mut line).is_err() {
-        return Approval::Deny {
-            reason: "could not read an answer from the terminal".into(),
-        };
+}
+
+/// Why no line was read.
+enum Stopped {
+    TimedOut,
+    EndOfInput,
+    Failed(std::io::Error),
+    /// The question was called off: one of `GONE`, `INTERRUPTED`, `TERMINATED`.
+    CalledOff(u8),
+}
+
+/// Reads one line from the terminal, looking every [`POLL_TICK`] whether the question was
+/// called off, until `deadline`.
+fn read_line(
+    tty: &File,
+    deadline: std::time::Instant,
+    state: &AtomicU8,
+) -> Result<String, Stopped> {
+    let mut line = Vec::new();
+    loop {
+        let why = state.load(Ordering::SeqCst);
+        if why != STILL_ASKING {
+            return Err(Stopped::CalledOff(why));
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Err(Stopped::TimedOut);
+        }
+        let wait = POLL_TICK.min(deadline - now);
+        let mut fds = [PollFd::new(tty.as_fd(), PollFlags::POLLIN)];
+        let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(err) => return Err(Stopped::Failed(err.into())),
+        }
+        let mut buf = [0u8; 256];
+        match (&*tty).read(&mut buf) {
+            Ok(0) => return Err(Stopped::EndOfInput),
+            Ok(n) => {
+                line.extend_from_slice(&buf[..n]);
+                if line.contains(&b'\n') || line.len() > 4096 {
+                    return Ok(String::from_utf8_lossy(&line).into_owned());
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(Stopped::Failed(err)),
+        }
     }
-    match line.trim().to_ascii_lowercase().as_str() {
-        "y" | "yes" => Approval::Allow,
-        "a" | "always" => Approval::AllowForSession,
-        _ => Approval::Deny {
-            reason: "denied by the person at the terminal".into(),
-        },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use policy::{DecidedBy, Decision, Evaluation, RuleMatch};
+
+    fn request(program: &str, argv: &[&str], decided_by: DecidedBy) -> ApprovalRequest {
+        ApprovalRequest {
+            program: program.into(),
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            cwd: "/work/\u{1b}]0;x\u{7}dir".into(),
+            evaluation: Evaluation {
+                decision: Decision::Prompt,
+                decided_by,
+                matched_rules: vec![RuleMatch {
+                    matched_prefix: vec!["git".into()],
+                    decision: Decision::Prompt,
+                    justification: None,
+                    origin: None,
+                    resolved_program: None,
+                }],
+                heuristic: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_question_escapes_what_the_session_controls() {
+        let q = question(
+            &request(
+                "/usr/bin/git",
+                &["git-difftool", "log", "\u{1b}[2K\rok"],
+                DecidedBy::Rule,
+            ),
+            Duration::from_secs(300),
+        );
+        assert!(
+            !q.contains('\u{1b}') && !q.contains('\r') && !q.contains('\u{7}'),
+            "{q}"
+        );
+        assert!(q.contains("program: /usr/bin/git"), "{q}");
+        assert!(q.contains("argv[0]: git-difftool"), "{q}");
+        assert!(q.contains("in:      /work/\\e]0;x\\u{7}dir"), "{q}");
+        assert!(q.contains("OUTSIDE the sandbox"), "{q}");
+        assert!(
+            q.contains("this exact command line, until this session ends"),
+            "{q}"
+        );
+        assert!(q.contains("within 300s"), "{q}");
+    }
+
+    #[test]
+    fn argv0_is_shown_only_when_it_differs() {
+        let q = question(
+            &request("/usr/bin/touch", &["touch", "x"], DecidedBy::Heuristics),
+            Duration::from_secs(5),
+        );
+        assert!(!q.contains("argv[0]"), "{q}");
+        assert!(q.contains("inside the sandbox"), "{q}");
+    }
+
+    #[test]
+    fn only_a_clear_answer_counts() {
+        assert_eq!(parse_answer("y\n"), Some(Approval::Allow));
+        assert_eq!(parse_answer(" YES \n"), Some(Approval::Allow));
+        assert_eq!(parse_answer("a\n"), Some(Approval::AllowForSession));
+        assert!(matches!(parse_answer("n\n"), Some(Approval::Deny { .. })));
+        assert_eq!(parse_answer("yy\n"), None);
+        assert_eq!(parse_answer("\n"), None);
+        assert_eq!(parse_answer("t\n"), None);
     }
 }

@@ -1433,8 +1433,6 @@ fn doctor_shows_both_backends_and_the_wrapper_pieces() {
 
 /// `--backend auto` where unotify cannot run picks the wrapper and says so once. Inside an
 /// unotify session a nested listener is refused (the session filter denies it), which is
-/// exactly "this environment blocks user notification": the inner execgate falls back./// `--backend auto` where unotify cannot run picks the wrapper and says so once. Inside an
-/// unotify session a nested listener is refused (the session filter denies it), which is
 /// exactly "this environment blocks user notification": the inner execgate falls back.
 #[test]
 fn auto_falls_back_to_the_wrapper_with_one_notice_where_unotify_is_blocked() {

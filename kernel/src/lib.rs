@@ -12,6 +12,7 @@
 //! - [`procfs`]: the one parser of each `/proc` file execgate reads.
 //! - [`capabilities`]: the one capability check.
 //! - [`remote_fd`]: copying descriptors out of a paused process.
+//! - [`unix_socket`]: unix socket addresses, `sock_diag`, connecting on a caller's behalf.
 //! - [`watchdog`]: the process that kills a session's tree if the supervisor dies.
 //! - [`mod@detect`]: feature detection, run once per process start.
 //!
@@ -28,6 +29,7 @@ pub mod procfs;
 pub mod ptrace;
 pub mod remote_fd;
 pub mod seccomp;
+pub mod unix_socket;
 pub mod watchdog;
 
 pub use detect::{Features, detect};

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use policy::{DecidedBy, Evaluation};
 use rmcp::model::{
@@ -17,7 +18,7 @@ use rmcp::model::{
 };
 use rmcp::service::ElicitationMode;
 use rmcp::{Peer, RoleServer};
-use supervisor::approval::ApprovalFuture;
+use supervisor::approval::{ApprovalFuture, escape_control};
 use supervisor::{Approval, ApprovalRequest, Approver};
 
 /// Form field holding the choice.
@@ -59,7 +60,11 @@ impl Remembered {
 pub struct ElicitationApprover {
     peer: Peer<RoleServer>,
     remembered: Arc<Remembered>,
+    prompt_timeout: Duration,
 }
+
+/// How long an elicitation waits for the human by default (as the CLI's `--prompt-timeout`).
+pub const DEFAULT_PROMPT_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for ElicitationApprover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,7 +75,18 @@ impl std::fmt::Debug for ElicitationApprover {
 
 impl ElicitationApprover {
     pub fn new(peer: Peer<RoleServer>, remembered: Arc<Remembered>) -> Self {
-        ElicitationApprover { peer, remembered }
+        ElicitationApprover {
+            peer,
+            remembered,
+            prompt_timeout: DEFAULT_PROMPT_TIMEOUT,
+        }
+    }
+
+    /// A question nobody answers within `limit` is denied, saying so.
+    #[must_use]
+    pub fn with_prompt_timeout(mut self, limit: Duration) -> Self {
+        self.prompt_timeout = limit;
+        self
     }
 
     async fn ask_client(&self, request: ApprovalRequest) -> Approval {
@@ -93,7 +109,16 @@ impl ElicitationApprover {
             message: message(&request),
             requested_schema: form(),
         };
-        match self.peer.create_elicitation(params).await {
+        let asked = self.peer.create_elicitation(params);
+        let Ok(answered) = tokio::time::timeout(self.prompt_timeout, asked).await else {
+            return Approval::Deny {
+                reason: format!(
+                    "nobody answered the approval request within {}s (--prompt-timeout): denied",
+                    self.prompt_timeout.as_secs_f64()
+                ),
+            };
+        };
+        match answered {
             Ok(result) => {
                 let approval = answer(&result);
                 if approval == Approval::AllowForSession {
@@ -114,14 +139,30 @@ impl Approver for ElicitationApprover {
     }
 }
 
-/// "Allow agent to run `CMD ARGS` in `CWD`?" and, below it, why it is asked.
+/// "Allow agent to run `CMD ARGS` in `CWD`?", argv\[0\] when the caller's differs from
+/// the program's name, whether it runs outside the sandbox, and why it is asked. Control
+/// characters from the session (argv, paths) are escaped: they cannot repaint the question.
 pub fn message(request: &ApprovalRequest) -> String {
     let mut text = format!(
         "Allow agent to run `{}` in `{}`?",
-        command_line(&request.program, &request.argv),
-        request.cwd.display()
+        escape_control(&command_line(&request.program, &request.argv)),
+        escape_control(&request.cwd.to_string_lossy())
     );
-    let why = reason(&request.evaluation);
+    if let Some(argv0) = request.differing_argv0() {
+        text.push_str(&format!(
+            "\nargv[0] is `{argv0}`, not the program's name: it may change what the program does."
+        ));
+    }
+    if request.escalates() {
+        text.push_str("\nIt runs OUTSIDE the sandbox, with the server's own rights.");
+    }
+    // Line by line: the reason's own line breaks are ours, what is inside a line may come
+    // from the session (a heuristic quotes the command).
+    let why = reason(&request.evaluation)
+        .lines()
+        .map(escape_control)
+        .collect::<Vec<_>>()
+        .join("\n");
     if !why.is_empty() {
         text.push_str("\n\n");
         text.push_str(&why);
@@ -276,7 +317,8 @@ mod tests {
         let m = message(&request(rule_eval()));
         assert_eq!(
             m,
-            "Allow agent to run `/usr/bin/git init .` in `/tmp/w`?\n\n\
+            "Allow agent to run `/usr/bin/git init .` in `/tmp/w`?\n\
+             It runs OUTSIDE the sandbox, with the server's own rights.\n\n\
              Rule: prefix_rule(pattern=[\"git\",\"init\"], decision=\"prompt\") at /r/default.rules:3\n\
              Justification: creates a repository"
         );

@@ -49,6 +49,8 @@ pub struct ServerSettings {
     /// The whole environment of every call (built by the caller from its own, credentials
     /// left out); nothing else of the server's environment reaches a call.
     pub env: Vec<(String, String)>,
+    /// How long an approval request waits for the human before it is denied.
+    pub prompt_timeout: Duration,
 }
 
 impl Default for ServerSettings {
@@ -60,6 +62,7 @@ impl Default for ServerSettings {
             limits: ResourceLimits::default(),
             cgroup_limits: supervisor::CgroupLimits::default(),
             env: Vec::new(),
+            prompt_timeout: crate::elicitation::DEFAULT_PROMPT_TIMEOUT,
         }
     }
 }
@@ -125,7 +128,8 @@ impl ShellServer {
         // writable roots are the person's (the server's flags) or the client's state.
         sandbox.workdir_writable = false;
         let approver =
-            ElicitationApprover::new(context.peer.clone(), self.inner.remembered.clone());
+            ElicitationApprover::new(context.peer.clone(), self.inner.remembered.clone())
+                .with_prompt_timeout(self.inner.settings.prompt_timeout);
         let spec = SessionSpec {
             argv: call.argv,
             workdir: call.workdir,

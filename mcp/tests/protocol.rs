@@ -702,6 +702,7 @@ async fn timeout_and_settings_reach_the_session() {
         limits: supervisor::ResourceLimits::from_specs(&["nofile=64"]).unwrap(),
         cgroup_limits: supervisor::CgroupLimits::default(),
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        prompt_timeout: Duration::from_secs(300),
     };
     let mut c = Client::start_with(double.clone(), false, settings).await;
     c.call(1, json!({"command": "a", "workdir": workdir()}))

@@ -30,7 +30,10 @@ pub enum SessionStdio {
     Inherit,
     /// The supervisor's own stdio, the session staying in the terminal's foreground
     /// process group so it can read the terminal (the CLI on a terminal). Ctrl-C reaches
-    /// the session's programs directly.
+    /// the session's programs directly. The terminal is then shared: the session can read
+    /// and write it and change its modes (docs/threat-model.md, "Known gaps"); what keeps
+    /// questions the person's is the approver reading `/dev/tty` itself after discarding
+    /// pending input, and the filter's refusal of TIOCSTI/TIOCLINUX.
     InheritForeground,
     /// Fresh pipes: stdin at EOF, stdout and stderr handed to the caller (MCP).
     Piped,

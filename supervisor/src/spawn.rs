@@ -222,6 +222,7 @@ impl Supervisor {
                     .stderr(Stdio::piped());
             }
         }
+        let network = !confined || spec.sandbox.network;
         let filter = if !confined {
             self.inner.filter_danger.clone()
         } else if spec.sandbox.network {
@@ -229,12 +230,20 @@ impl Supervisor {
         } else {
             self.inner.filter_net_off.clone()
         };
+        // The listener decides execs (unotify) and, with the network off, unix socket
+        // connects (either backend).
+        let listens = rendezvous.is_none() || (!network && self.inner.unix_sockets.is_guarded());
+        enforcement.unix_sockets = match &self.inner.unix_sockets {
+            _ if network => "open".into(),
+            crate::gate::sockets::UnixSocketGuard::SeccompNotify => "decided".into(),
+            crate::gate::sockets::UnixSocketGuard::Unguarded(why) => why.clone(),
+        };
         kernel::process::confine(
             &mut cmd,
             kernel::process::Confinement {
                 filter,
                 wait_killable: self.inner.reach.wait_killable,
-                listener_channel: rendezvous.is_none().then(|| OwnedFd::from(channel_child)),
+                listener_channel: listens.then(|| OwnedFd::from(channel_child)),
                 supervisor_pid: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
                 new_process_group: own_group,
                 hooks,
@@ -266,18 +275,26 @@ impl Supervisor {
         let serving = shared.clone();
         let stopped = Arc::new(AtomicBool::new(false));
         let serve_stopped = self.inner.interrupter.map(|_| stopped.clone());
-        let notify_thread = match rendezvous {
-            None => Some(
+        let stop_rx = match rendezvous {
+            None => stop_rx,
+            Some(server) => {
+                let stop = wrapper::stop_signal(stop_rx.try_clone().map_err(spawn_err)?)
+                    .map_err(spawn_err)?;
+                shared
+                    .runtime
+                    .spawn(wrapper::serve(shared.clone(), server, stop));
+                stop_rx
+            }
+        };
+        let notify_thread = if listens {
+            Some(
                 std::thread::Builder::new()
                     .name(format!("execgate-session-{id}"))
                     .spawn(move || serve(&serving, channel_parent, stop_rx, serve_stopped))
                     .map_err(spawn_err)?,
-            ),
-            Some(server) => {
-                let stop = wrapper::stop_signal(stop_rx).map_err(spawn_err)?;
-                shared.runtime.spawn(wrapper::serve(serving, server, stop));
-                None
-            }
+            )
+        } else {
+            None
         };
 
         let started = Instant::now();

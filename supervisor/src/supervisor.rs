@@ -130,6 +130,8 @@ pub(crate) struct Inner {
     pub(crate) git_protection: crate::sandbox::landlock::Protection,
     /// The kernel's Landlock ABI (capped), detected once in `new`.
     pub(crate) landlock_abi: u8,
+    /// Whether the tree's unix socket connects are decided here (network off).
+    pub(crate) unix_sockets: crate::gate::sockets::UnixSocketGuard,
     pub(crate) next_session: AtomicU64,
     /// `<own cgroup>/execgate/supervisor-<pid>`: every session's cgroup is beneath it.
     pub(crate) cgroup_parent: Option<PathBuf>,
@@ -207,6 +209,8 @@ impl Supervisor {
                 .unwrap_or_default()
         };
         let (unotify_ok, unotify_missing) = reasons(crate::backend::Backend::Unotify);
+        let unix_sockets =
+            crate::gate::sockets::UnixSocketGuard::choose(unotify_ok, &unotify_missing, &features);
         let (wrapper_ok, wrapper_missing) = reasons(crate::backend::Backend::Wrapper);
         let (backend, notice) = match options.backend {
             BackendRequest::Unotify if !unotify_ok => {
@@ -248,6 +252,7 @@ impl Supervisor {
             .then(|| wrapper::Tools::from_found(&features.patched_shell))
             .flatten();
         let notify_exec = wrapper.is_none();
+        let notify_connect = unix_sockets.is_guarded();
         // Orphans of every session are re-parented to us, not to init, so teardown finds
         // and reaps them.
         if let Err(err) = teardown::become_subreaper() {
@@ -284,16 +289,19 @@ impl Supervisor {
                 filter_net_off: kernel::seccomp::filter::build(FilterOptions {
                     network: false,
                     notify_exec,
+                    notify_connect,
                     host: true,
                 })?,
                 filter_net_on: kernel::seccomp::filter::build(FilterOptions {
                     network: true,
                     notify_exec,
+                    notify_connect,
                     host: true,
                 })?,
                 filter_danger: kernel::seccomp::filter::build(FilterOptions {
                     network: true,
                     notify_exec,
+                    notify_connect,
                     host: false,
                 })?,
                 reach: Reach {
@@ -328,6 +336,7 @@ impl Supervisor {
                     crate::sandbox::landlock::Protection::LandlockSiblings
                 },
                 landlock_abi: crate::sandbox::landlock::capped_abi(&features.landlock),
+                unix_sockets,
                 next_session: AtomicU64::new(1),
             }),
         })

@@ -40,6 +40,9 @@ pub struct FilterOptions {
     /// `execve`/`execveat` raise a user notification. Off for the patched-shell backend,
     /// which decides execs through the wrapper and keeps only the in-sandbox denials.
     pub notify_exec: bool,
+    /// With the network off, `connect` raises a user notification: the supervisor decides
+    /// which unix sockets the tree may reach (a listener is needed, for either backend).
+    pub notify_connect: bool,
     /// Refuse the host-wide operations of [`HOST_WIDE`] and `ioctl(TIOCSTI|TIOCLINUX)`.
     /// Off only for `danger-full-access`, which confines nothing.
     pub host: bool,
@@ -211,6 +214,11 @@ pub fn build(options: FilterOptions) -> Result<BpfProgram, FilterError> {
             )],
         )
         .map_err(lib("deny non-unix sockets"))?;
+        if options.notify_connect {
+            let connect = ScmpSyscall::from_name("connect").map_err(lib("resolve connect"))?;
+            ctx.add_rule(ScmpAction::Notify, connect)
+                .map_err(lib("add connect notification"))?;
+        }
     }
 
     export(&ctx)
@@ -263,24 +271,28 @@ mod tests {
         let off = build(FilterOptions {
             network: false,
             notify_exec: true,
+            notify_connect: true,
             host: true,
         })
         .unwrap();
         let on = build(FilterOptions {
             network: true,
             notify_exec: true,
+            notify_connect: true,
             host: true,
         })
         .unwrap();
         let plain = build(FilterOptions {
             network: false,
             notify_exec: false,
+            notify_connect: false,
             host: true,
         })
         .unwrap();
         let danger = build(FilterOptions {
             network: true,
             notify_exec: true,
+            notify_connect: true,
             host: false,
         })
         .unwrap();
@@ -298,6 +310,15 @@ mod tests {
         // The exec notification adds instructions.
         assert!(plain.len() < off.len());
         assert!(!off.is_empty());
+        // The connect notification adds instructions where the network is off.
+        let off_no_connect = build(FilterOptions {
+            network: false,
+            notify_exec: true,
+            notify_connect: false,
+            host: true,
+        })
+        .unwrap();
+        assert!(off_no_connect.len() < off.len());
         // The socket rule adds instructions.
         assert!(off.len() > on.len(), "off={} on={}", off.len(), on.len());
     }

@@ -61,6 +61,10 @@ pub(crate) fn serve(
 
 impl Shared {
     fn handle(self: &Arc<Self>, listener: &Arc<Listener>, n: Notification) {
+        if i64::from(n.nr) == libc::SYS_connect {
+            self.handle_connect(listener, n);
+            return;
+        }
         let req = match ExecRequest::read(&n, self.inner.reach.memory) {
             Ok(req) => req,
             Err(err) => {

@@ -186,6 +186,11 @@ pub struct Enforcement {
     /// (and user, when made without CAP_SYS_ADMIN).
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// How unix socket connects are held: `decided` (network off: only the session's own
+    /// sockets and those named by `--allow-unix-socket`), `open` (network on, or no
+    /// sandbox), or why they cannot be held here.
+    #[serde(default)]
+    pub unix_sockets: String,
 }
 
 impl Enforcement {
@@ -233,6 +238,7 @@ impl Enforcement {
             read_only_inside_roots: Vec::new(),
             pid_namespace: false,
             capabilities_dropped: false,
+            unix_sockets: String::new(),
             bounding_set_dropped: false,
             namespaces: Vec::new(),
         }

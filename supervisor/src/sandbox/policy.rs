@@ -70,6 +70,11 @@ pub struct SandboxPolicy {
     /// comes from the agent (an MCP call's `workdir`), which must never be a grant.
     #[serde(default = "yes")]
     pub workdir_writable: bool,
+    /// With the network off, unix socket files outside the session that its programs may
+    /// connect to (`--allow-unix-socket`). Sockets the session listens on itself always
+    /// work (`gate::sockets`).
+    #[serde(default)]
+    pub allow_unix_sockets: Vec<PathBuf>,
 }
 
 fn yes() -> bool {
@@ -87,6 +92,7 @@ impl SandboxPolicy {
             exclude_slash_tmp: false,
             require_full: false,
             workdir_writable: true,
+            allow_unix_sockets: Vec::new(),
         }
     }
 }
