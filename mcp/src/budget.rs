@@ -191,8 +191,8 @@ fn cut_to_cost(text: &str, share: usize, budget: usize) -> (String, u64) {
         .map_or(head_end, |(i, c)| head_end + i + c.len_utf8());
     let removed = tail_start - head_end;
     let text = format!(
-        "{}\n[... execgate: {removed} more bytes of this text cut here to keep the response \
-         within its {budget}-byte budget ...]\n{}",
+        "{}\n[... execgate: {removed} more bytes cut here to keep the whole response within \
+         its {budget}-byte budget ...]\n{}",
         &text[..head_end],
         &text[tail_start..]
     );

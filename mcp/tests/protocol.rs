@@ -1047,7 +1047,7 @@ async fn flood_under(budget: usize) {
     for stream in ["stdout", "stderr", "output"] {
         let s = result[stream].as_str().unwrap();
         assert!(
-            s.contains("bytes of this text cut here to keep the response within its"),
+            s.contains("more bytes cut here to keep the whole response within its"),
             "{stream}"
         );
         assert!(
