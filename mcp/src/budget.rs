@@ -79,6 +79,26 @@ pub fn fit(result: &mut ShellResult, budget: usize) {
     ));
 }
 
+/// Longest error message sent: errors quote what the client sent (a tool name, a serde
+/// error naming a wrong value), which may be megabytes.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// `message` cut to [`MAX_ERROR_MESSAGE_BYTES`] (at a character boundary), the cut marked.
+pub fn clip(message: &str) -> String {
+    if message.len() <= MAX_ERROR_MESSAGE_BYTES {
+        return message.to_owned();
+    }
+    let end = (0..=MAX_ERROR_MESSAGE_BYTES)
+        .rev()
+        .find(|i| message.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!(
+        "{}[... {} more bytes of this message cut]",
+        &message[..end],
+        message.len() - end
+    )
+}
+
 /// Drops `execs` from the middle (first and last kept), then shortens what is left, until
 /// the result without its texts is within `limit`.
 fn fit_execs(result: &mut ShellResult, limit: usize) {
@@ -218,6 +238,22 @@ mod tests {
             // Minus the quotes each copy adds around the string (2, then 4 escaped + 2).
             assert_eq!(cost(s), once.len() - 2 + twice.len() - 6, "{s:?}");
         }
+    }
+
+    #[test]
+    fn long_messages_are_clipped_at_a_character() {
+        assert_eq!(clip("short"), "short");
+        let long = format!("a{}", "€".repeat(2000));
+        let clipped = clip(&long);
+        assert!(
+            clipped.len() < MAX_ERROR_MESSAGE_BYTES + 64,
+            "{}",
+            clipped.len()
+        );
+        assert!(
+            clipped.ends_with("more bytes of this message cut]"),
+            "{clipped}"
+        );
     }
 
     #[test]

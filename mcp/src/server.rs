@@ -266,10 +266,10 @@ impl ServerHandler for ShellServer {
     ) -> Result<CallToolResponse, McpError> {
         if request.name != TOOL_NAME {
             return Err(McpError::invalid_params(
-                format!(
+                budget::clip(&format!(
                     "unknown tool `{}`: this server has one tool, `{TOOL_NAME}`",
                     request.name
-                ),
+                )),
                 None,
             ));
         }
@@ -279,7 +279,7 @@ impl ServerHandler for ShellServer {
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         if let Err(e) = serde_json::from_value::<ShellParams>(arguments) {
             return Err(McpError::invalid_params(
-                format!("invalid `{TOOL_NAME}` arguments: {e}"),
+                budget::clip(&format!("invalid `{TOOL_NAME}` arguments: {e}")),
                 None,
             ));
         }
@@ -295,18 +295,18 @@ impl ServerHandler for ShellServer {
         if STANDARD_METHODS.contains(&request.method.as_str()) {
             // rmcp hands a standard request whose params did not decode to this fallback.
             return Err(McpError::invalid_params(
-                crate::transport::describe_bad_params(
+                budget::clip(&crate::transport::describe_bad_params(
                     &request.method,
                     request.params.as_ref(),
                     "malformed params",
-                ),
+                )),
                 None,
             ));
         }
         if request.method != sandbox_state::UPDATE_METHOD {
             return Err(McpError::new(
                 ErrorCode::METHOD_NOT_FOUND,
-                format!("unknown method `{}`", request.method),
+                budget::clip(&format!("unknown method `{}`", request.method)),
                 None,
             ));
         }

@@ -140,7 +140,7 @@ fn error_reply(id: Value, code: ErrorCode, message: String) -> Value {
     json!({
         "jsonrpc": "2.0",
         "id": id,
-        "error": { "code": code.0, "message": message },
+        "error": { "code": code.0, "message": crate::budget::clip(&message) },
     })
 }
 

@@ -483,6 +483,35 @@ async fn bad_requests_get_precise_errors_and_the_server_keeps_serving() {
         assert_eq!(got_code, code, "{msg}");
         assert!(message.contains(want), "{message} !~ {want}");
     }
+    // Errors that quote what was sent stay short, however much was sent.
+    let huge = "x".repeat(4 << 20);
+    for (id, params) in [
+        (30, json!({"name": huge, "arguments": {}})),
+        (
+            31,
+            json!({"name": "shell", "arguments": {"command": "true", "workdir": wd, "timeout_ms": huge}}),
+        ),
+        (
+            32,
+            json!({"name": "shell", "arguments": {"command": "true", "workdir": wd, "login": huge}}),
+        ),
+    ] {
+        let msg = c.request(id, "tools/call", params).await;
+        let (code, message) = error_of(&msg);
+        assert_eq!(code, -32602, "{message}");
+        assert!(
+            c.last_line_len < 2048,
+            "{id}: a {}-byte error",
+            c.last_line_len
+        );
+        assert!(
+            message.ends_with("more bytes of this message cut]"),
+            "{message}"
+        );
+    }
+    let msg = c.request(33, &huge, json!({})).await;
+    assert!(c.last_line_len < 2048, "a {}-byte error", c.last_line_len);
+    assert_eq!(error_of(&msg).0, -32601);
     let ok = c.call(99, json!({"command": "true", "workdir": wd})).await;
     assert_eq!(ok["result"]["structuredContent"]["exit_code"], 3);
 }
