@@ -31,6 +31,23 @@ pub struct Args {
     /// Cap on each of stdout, stderr and the interleaved output, in bytes (head and tail kept).
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     pub max_output_bytes: usize,
+
+    /// Cap on a whole `shell` response as sent (both copies of the result, every field,
+    /// after invalid bytes became U+FFFD), in bytes; output is cut further to fit.
+    #[arg(long, value_name = "BYTES", default_value_t = mcp::budget::DEFAULT_MAX_RESPONSE_BYTES,
+          value_parser = parse_response_budget)]
+    pub max_response_bytes: usize,
+}
+
+fn parse_response_budget(raw: &str) -> Result<usize, String> {
+    let min = mcp::budget::MIN_MAX_RESPONSE_BYTES;
+    match raw.parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        Ok(_) => Err(format!(
+            "at least {min} bytes: a result's fixed fields need room"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `execgate mcp ARGS` as `init` finds it in its command (`ARGS` after `mcp`).
@@ -62,6 +79,7 @@ impl Args {
             env: config.env,
             default_timeout: Duration::from_millis(self.default_timeout_ms),
             max_output_bytes: self.max_output_bytes,
+            max_response_bytes: self.max_response_bytes,
             limits: config.limits,
             cgroup_limits: config.cgroup_limits,
             prompt_timeout: config.prompt_timeout,
@@ -124,6 +142,7 @@ mod tests {
         assert_eq!(s.sandbox, want);
         assert_eq!(s.default_timeout, Duration::from_secs(10));
         assert_eq!(s.max_output_bytes, 1 << 20);
+        assert_eq!(s.max_response_bytes, 2 << 20);
         assert!(args.session.given().is_empty());
         assert_eq!(args.session.backend, BackendRequest::Auto);
     }
@@ -155,6 +174,8 @@ mod tests {
             "500",
             "--max-output-bytes",
             "4096",
+            "--max-response-bytes",
+            "100000",
             "--backend",
             "wrapper",
             "--pass-env",
@@ -173,6 +194,18 @@ mod tests {
         assert!(s.sandbox.network && args.session.policy.no_default_rules);
         assert_eq!(s.default_timeout, Duration::from_millis(500));
         assert_eq!(s.max_output_bytes, 4096);
+        assert_eq!(s.max_response_bytes, 100_000);
+    }
+
+    #[test]
+    fn a_writable_root_that_does_not_exist_stops_the_server_at_start() {
+        let err = parse(&["--writable-root", "/nonexistent-root-xyz"])
+            .settings(Path::new("/srv"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--writable-root /nonexistent-root-xyz: no such file or directory"
+        );
     }
 
     #[test]
@@ -181,6 +214,7 @@ mod tests {
             &["--sandbox", "yolo"][..],
             &["--backend", "ptrace"],
             &["--default-timeout-ms", "0"],
+            &["--max-response-bytes", "100"],
         ] {
             assert!(
                 Command::try_parse_from(std::iter::once("mcp").chain(bad.iter().copied())).is_err()

@@ -2,9 +2,12 @@
 //!
 //! The message names the exact command and directory ("Allow agent to run `...` in
 //! `...`?") and the rule that asked; the form offers "approve once" and "approve for the
-//! rest of this session". Decline and cancel deny. A client that did not declare the
-//! elicitation capability is never sent one: the exec is denied with a reason saying so,
-//! so nothing waits for an answer that cannot come.
+//! rest of this session". Decline and cancel deny, and so does an accept that carries no
+//! offered choice (a client that accepts forms it cannot show must not approve commands).
+//! A client that did not declare the elicitation capability is never sent one: the exec
+//! is denied with a reason saying so, so nothing waits for an answer that cannot come.
+//! [`Answered`] records which commands a person actually answered, so a result claims a
+//! human decision only for those.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -34,12 +37,19 @@ pub struct Remembered {
     commands: Mutex<HashSet<(String, Vec<String>)>>,
 }
 
+/// A command as approvals name it: the program's path and the arguments after argv\[0\].
+type Key = (String, Vec<String>);
+
+fn key(program: &Path, argv: &[String]) -> Key {
+    (
+        program.to_string_lossy().into_owned(),
+        argv.iter().skip(1).cloned().collect(),
+    )
+}
+
 impl Remembered {
-    fn key(request: &ApprovalRequest) -> (String, Vec<String>) {
-        (
-            request.program.to_string_lossy().into_owned(),
-            request.argv.iter().skip(1).cloned().collect(),
-        )
+    fn key(request: &ApprovalRequest) -> Key {
+        key(&request.program, &request.argv)
     }
 
     fn contains(&self, request: &ApprovalRequest) -> bool {
@@ -56,11 +66,36 @@ impl Remembered {
     }
 }
 
+/// The commands of one call that a person answered (approved or refused), as opposed to
+/// those settled without anybody asked (no elicitation, a failed request, an answer that
+/// was no choice).
+#[derive(Debug, Default)]
+pub struct Answered {
+    commands: Mutex<HashSet<Key>>,
+}
+
+impl Answered {
+    /// True when a person answered for `program` with `argv` in this call.
+    pub fn by_person(&self, program: &Path, argv: &[String]) -> bool {
+        self.lock().contains(&key(program, argv))
+    }
+
+    fn insert(&self, request: &ApprovalRequest) {
+        self.lock().insert(Remembered::key(request));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Key>> {
+        // A panic while holding this lock leaves a valid set: keep using it.
+        self.commands.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Answers a session's prompts by asking the MCP client.
 pub struct ElicitationApprover {
     peer: Peer<RoleServer>,
     remembered: Arc<Remembered>,
     prompt_timeout: Duration,
+    answered: Arc<Answered>,
 }
 
 /// How long an elicitation waits for the human by default (as the CLI's `--prompt-timeout`).
@@ -79,6 +114,7 @@ impl ElicitationApprover {
             peer,
             remembered,
             prompt_timeout: DEFAULT_PROMPT_TIMEOUT,
+            answered: Arc::default(),
         }
     }
 
@@ -89,8 +125,15 @@ impl ElicitationApprover {
         self
     }
 
+    /// The commands a person answered, filled while the call runs.
+    pub fn answered(&self) -> Arc<Answered> {
+        self.answered.clone()
+    }
+
     async fn ask_client(&self, request: ApprovalRequest) -> Approval {
         if self.remembered.contains(&request) {
+            // A person approved it earlier in this connection.
+            self.answered.insert(&request);
             return Approval::AllowForSession;
         }
         if !self
@@ -120,7 +163,10 @@ impl ElicitationApprover {
         };
         match answered {
             Ok(result) => {
-                let approval = answer(&result);
+                let (approval, by_person) = answer_from(&result);
+                if by_person {
+                    self.answered.insert(&request);
+                }
                 if approval == Approval::AllowForSession {
                     self.remembered.insert(&request);
                 }
@@ -233,31 +279,63 @@ pub fn form() -> ElicitationSchema {
         .unwrap_or_else(|e| unreachable!("static elicitation schema is valid: {e}"))
 }
 
-/// Turns the client's answer into an approval. Accept without a recognised choice is
-/// "approve once": the human said yes.
+/// Turns the client's answer into an approval. Only an offered choice approves: an accept
+/// with no content, no `decision`, or a value that was not offered denies, saying why.
 pub fn answer(result: &ElicitResult) -> Approval {
+    answer_from(result).0
+}
+
+/// [`answer`], and whether it was a person's answer (a choice, a decline or a cancel) rather
+/// than an accept that chose nothing.
+fn answer_from(result: &ElicitResult) -> (Approval, bool) {
     match result.action {
         ElicitationAction::Accept => {
-            let choice = result
-                .content
-                .as_ref()
-                .and_then(|c| c.get(DECISION_FIELD))
-                .and_then(|v| v.as_str());
-            if choice == Some(APPROVE_FOR_SESSION) {
-                Approval::AllowForSession
-            } else {
-                Approval::Allow
+            let field = result.content.as_ref().and_then(|c| c.get(DECISION_FIELD));
+            match field.and_then(|v| v.as_str()) {
+                Some(APPROVE) => (Approval::Allow, true),
+                Some(APPROVE_FOR_SESSION) => (Approval::AllowForSession, true),
+                _ => {
+                    let got = match (&result.content, field) {
+                        (None, _) => "no content".to_owned(),
+                        (Some(_), None) => format!("no `{DECISION_FIELD}`"),
+                        (Some(_), Some(v)) => format!("`{DECISION_FIELD}` = {}", short(v)),
+                    };
+                    let reason = format!(
+                        "the client accepted the approval form with {got}, which is none of \
+                         the offered choices (`{APPROVE}`, `{APPROVE_FOR_SESSION}`): denied"
+                    );
+                    (Approval::Deny { reason }, false)
+                }
             }
         }
-        ElicitationAction::Decline => Approval::Deny {
-            reason: "the human declined to run it".to_owned(),
-        },
-        ElicitationAction::Cancel => Approval::Deny {
-            reason: "the human cancelled the approval request".to_owned(),
-        },
-        _ => Approval::Deny {
-            reason: "the client answered the approval request with an unknown action".to_owned(),
-        },
+        ElicitationAction::Decline => (
+            Approval::Deny {
+                reason: "the human declined to run it".to_owned(),
+            },
+            true,
+        ),
+        ElicitationAction::Cancel => (
+            Approval::Deny {
+                reason: "the human cancelled the approval request".to_owned(),
+            },
+            true,
+        ),
+        _ => (
+            Approval::Deny {
+                reason: "the client answered the approval request with an unknown action"
+                    .to_owned(),
+            },
+            false,
+        ),
+    }
+}
+
+/// A JSON value in at most 100 characters, for a reason.
+fn short(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(100) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text,
     }
 }
 
@@ -364,10 +442,28 @@ mod tests {
             answer(&accept(json!({"decision": "approve-for-session"}))),
             Approval::AllowForSession
         );
-        assert_eq!(
-            answer(&ElicitResult::new(ElicitationAction::Accept)),
-            Approval::Allow
-        );
+        // An accept that chose nothing offered denies, and says what came.
+        for (result, want) in [
+            (
+                ElicitResult::new(ElicitationAction::Accept),
+                "with no content",
+            ),
+            (accept(json!({})), "with no `decision`"),
+            (accept(json!({"decision": ""})), r#"`decision` = """#),
+            (accept(json!({"decision": "yes"})), r#"`decision` = "yes""#),
+            (accept(json!({"decision": true})), "`decision` = true"),
+            (accept(json!({"decision": "Approve"})), r#""Approve""#),
+        ] {
+            match answer(&result) {
+                Approval::Deny { reason } => {
+                    assert!(reason.contains(want), "{reason} !~ {want}");
+                    assert!(reason.contains("none of the offered choices"), "{reason}");
+                }
+                other => panic!("{result:?} approved: {other:?}"),
+            }
+            assert!(!answer_from(&result).1, "not a person's answer: {result:?}");
+        }
+        assert!(answer_from(&ElicitResult::new(ElicitationAction::Decline)).1);
         assert!(matches!(
             answer(&ElicitResult::new(ElicitationAction::Decline)),
             Approval::Deny { reason } if reason.contains("declined")

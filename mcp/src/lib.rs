@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod capture;
 pub mod elicitation;
 pub mod runner;

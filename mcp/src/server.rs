@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use supervisor::{ResourceLimits, SandboxPolicy, SessionSpec, SessionStdio};
 use tokio_util::sync::CancellationToken;
 
+use crate::budget;
 use crate::elicitation::{ElicitationApprover, Remembered};
 use crate::runner::{RunError, Sessions};
 use crate::sandbox_state::{self, SandboxState};
@@ -31,7 +32,7 @@ pub const TOOL_NAME: &str = "shell";
 
 /// Standard MCP requests this server serves; one arriving as a custom request had params
 /// that did not decode.
-const STANDARD_METHODS: &[&str] = &["initialize", "ping", "tools/list", "tools/call"];
+pub(crate) const STANDARD_METHODS: &[&str] = &["initialize", "ping", "tools/list", "tools/call"];
 
 /// What the server does when a call does not say otherwise.
 #[derive(Debug, Clone)]
@@ -40,8 +41,11 @@ pub struct ServerSettings {
     pub sandbox: SandboxPolicy,
     /// `timeout_ms` when the call has none.
     pub default_timeout: Duration,
-    /// Cap for each of stdout, stderr and the interleaved output.
+    /// Cap for each of stdout, stderr and the interleaved output, in bytes the command
+    /// wrote (what the server keeps in memory).
     pub max_output_bytes: usize,
+    /// Cap on a whole `shell` response, serialized (see [`crate::budget`]).
+    pub max_response_bytes: usize,
     /// Resource limits of every call's processes.
     pub limits: ResourceLimits,
     /// pids and memory limits of every call's cgroup.
@@ -59,6 +63,7 @@ impl Default for ServerSettings {
             sandbox: SandboxPolicy::default(),
             default_timeout: Duration::from_secs(10),
             max_output_bytes: 1 << 20,
+            max_response_bytes: budget::DEFAULT_MAX_RESPONSE_BYTES,
             limits: ResourceLimits::default(),
             cgroup_limits: supervisor::CgroupLimits::default(),
             env: Vec::new(),
@@ -123,13 +128,19 @@ impl ShellServer {
         Parameters(params): Parameters<ShellParams>,
     ) -> Result<CallToolResult, McpError> {
         let call = params.check(self.inner.settings.default_timeout)?;
-        let (mut sandbox, source) = self.sandbox_for(&context)?;
+        let (mut sandbox, source, warnings) = self.sandbox_for(&context);
         // The workdir comes from the agent: where the command runs, never a grant. The
         // writable roots are the person's (the server's flags) or the client's state.
         sandbox.workdir_writable = false;
+        // Unix sockets outside are the person's to open (the server's flags), whatever
+        // the client's state says.
+        sandbox
+            .allow_unix_sockets
+            .clone_from(&self.inner.settings.sandbox.allow_unix_sockets);
         let approver =
             ElicitationApprover::new(context.peer.clone(), self.inner.remembered.clone())
                 .with_prompt_timeout(self.inner.settings.prompt_timeout);
+        let answered = approver.answered();
         let spec = SessionSpec {
             argv: call.argv,
             workdir: call.workdir,
@@ -158,12 +169,18 @@ impl ShellServer {
         };
         match finished {
             Ok(finished) => {
-                let result =
-                    ShellResult::new(&finished.outcome, finished.captured, &sandbox, source);
-                let value = serde_json::to_value(&result).map_err(|e| {
+                let mut result = ShellResult::new(
+                    &finished.outcome,
+                    finished.captured,
+                    &sandbox,
+                    source,
+                    warnings,
+                    &answered,
+                );
+                budget::fit(&mut result, self.inner.settings.max_response_bytes);
+                budget::call_result(&result).map_err(|e| {
                     McpError::internal_error(format!("cannot serialize the result: {e}"), None)
-                })?;
-                Ok(CallToolResult::structured(value))
+                })
             }
             // The tool itself failed (not the command): the agent reads why.
             Err(error) => Ok(tool_failure(&error)),
@@ -178,27 +195,34 @@ fn tool_failure(error: &RunError) -> CallToolResult {
 }
 
 impl ShellServer {
-    /// The call's `_meta` sandbox state, else the last update, else the command line.
+    /// The call's `_meta` sandbox state, else the last update, else the command line,
+    /// with what of the client's state was not understood or not honoured.
     fn sandbox_for(
         &self,
         context: &RequestContext<RoleServer>,
-    ) -> Result<(SandboxPolicy, SandboxSource), McpError> {
-        if let Some(value) = context.meta.get(sandbox_state::META_CAPABILITY) {
-            let state = SandboxState::from_json(value).map_err(|e| {
-                McpError::invalid_params(
-                    format!("_meta[\"{}\"]: {e}", sandbox_state::META_CAPABILITY),
-                    None,
-                )
-            })?;
-            return Ok((state.policy, SandboxSource::ToolCallMeta));
+    ) -> (SandboxPolicy, SandboxSource, Vec<String>) {
+        let (state, source) = match context.meta.get(sandbox_state::META_CAPABILITY) {
+            Some(value) => (
+                Some(SandboxState::from_json(value)),
+                SandboxSource::ToolCallMeta,
+            ),
+            None => (self.lock_state().clone(), SandboxSource::SandboxStateUpdate),
+        };
+        let settings = &self.inner.settings.sandbox;
+        let Some(state) = state else {
+            return (settings.clone(), SandboxSource::CommandLine, Vec::new());
+        };
+        for warning in &state.warnings {
+            tracing::warn!("sandbox state: {warning}");
         }
-        if let Some(state) = self.lock_state().as_ref() {
-            return Ok((state.policy.clone(), SandboxSource::SandboxStateUpdate));
+        match state.policy {
+            Some(mut policy) => {
+                // Demanded on the command line: the client's state cannot waive it.
+                policy.require_full |= settings.require_full;
+                (policy, source, state.warnings)
+            }
+            None => (settings.clone(), SandboxSource::CommandLine, state.warnings),
         }
-        Ok((
-            self.inner.settings.sandbox.clone(),
-            SandboxSource::CommandLine,
-        ))
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, Option<SandboxState>> {
@@ -251,10 +275,10 @@ impl ServerHandler for ShellServer {
     ) -> Result<CallToolResponse, McpError> {
         if request.name != TOOL_NAME {
             return Err(McpError::invalid_params(
-                format!(
+                budget::clip(&format!(
                     "unknown tool `{}`: this server has one tool, `{TOOL_NAME}`",
                     request.name
-                ),
+                )),
                 None,
             ));
         }
@@ -264,7 +288,7 @@ impl ServerHandler for ShellServer {
         let arguments = Value::Object(request.arguments.clone().unwrap_or_default());
         if let Err(e) = serde_json::from_value::<ShellParams>(arguments) {
             return Err(McpError::invalid_params(
-                format!("invalid `{TOOL_NAME}` arguments: {e}"),
+                budget::clip(&format!("invalid `{TOOL_NAME}` arguments: {e}")),
                 None,
             ));
         }
@@ -280,32 +304,30 @@ impl ServerHandler for ShellServer {
         if STANDARD_METHODS.contains(&request.method.as_str()) {
             // rmcp hands a standard request whose params did not decode to this fallback.
             return Err(McpError::invalid_params(
-                crate::transport::describe_bad_params(
+                budget::clip(&crate::transport::describe_bad_params(
                     &request.method,
                     request.params.as_ref(),
                     "malformed params",
-                ),
+                )),
                 None,
             ));
         }
         if request.method != sandbox_state::UPDATE_METHOD {
             return Err(McpError::new(
                 ErrorCode::METHOD_NOT_FOUND,
-                format!("unknown method `{}`", request.method),
+                budget::clip(&format!("unknown method `{}`", request.method)),
                 None,
             ));
         }
         let params = request.params.unwrap_or(Value::Null);
-        let state = SandboxState::from_json(&params).map_err(|e| {
-            McpError::invalid_params(format!("{}: {e}", sandbox_state::UPDATE_METHOD), None)
-        })?;
-        tracing::info!(sandbox = ?state.policy, "sandbox state updated");
+        // Never refused: what cannot be used is said in every later call's result.
+        let state = SandboxState::from_json(&params);
+        tracing::info!(sandbox = ?state.policy, warnings = ?state.warnings, "sandbox state updated");
         *self.lock_state() = Some(state);
         Ok(CustomResult::new(json!({})))
     }
 
-    /// Some Codex builds send the update as a notification: apply it the same way. There
-    /// is nobody to answer, so a malformed one is logged and ignored.
+    /// Some Codex builds send the update as a notification: apply it the same way.
     async fn on_custom_notification(
         &self,
         notification: CustomNotification,
@@ -315,15 +337,8 @@ impl ServerHandler for ShellServer {
             tracing::debug!(method = %notification.method, "ignoring an unknown notification");
             return;
         }
-        match SandboxState::from_json(&notification.params.unwrap_or(Value::Null)) {
-            Ok(state) => {
-                tracing::info!(sandbox = ?state.policy, "sandbox state updated (notification)");
-                *self.lock_state() = Some(state);
-            }
-            Err(e) => tracing::warn!(
-                "ignoring a {} notification: {e}",
-                sandbox_state::UPDATE_METHOD
-            ),
-        }
+        let state = SandboxState::from_json(&notification.params.unwrap_or(Value::Null));
+        tracing::info!(sandbox = ?state.policy, warnings = ?state.warnings, "sandbox state updated (notification)");
+        *self.lock_state() = Some(state);
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use supervisor::{Decider, Enforcement, ExecRecord, RanIn, SandboxPolicy, SessionOutcome};
 
 use crate::capture::{Captured, StreamText};
+use crate::elicitation::Answered;
 
 /// Linux refuses a single argv string longer than this (`MAX_ARG_STRLEN`, 32 pages,
 /// including the NUL): `bash -c COMMAND` could never start with a longer command.
@@ -24,7 +25,12 @@ The result has `exit_code`, `stdout`, `stderr`, `output` (both interleaved), `du
 A non-zero exit is a normal result, not a tool error. Output over the cap keeps its beginning and end, with a marker where bytes were cut.";
 
 /// The `shell` tool's arguments, with Codex's names and meaning.
+///
+/// The schema is plain for every client's validator: an optional property is just absent
+/// from `required` (never `"type": [T, "null"]`, which form-driven clients such as MCP
+/// Inspector cannot fill), and no `format` outside JSON Schema's own.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[schemars(transform = plain_input_schema)]
 pub struct ShellParams {
     /// The bash string to execute.
     pub command: String,
@@ -32,6 +38,7 @@ pub struct ShellParams {
     pub workdir: String,
     /// The timeout for the command in milliseconds (default 10000). Time spent waiting
     /// for a human to approve a command does not count.
+    #[schemars(range(min = 1))]
     pub timeout_ms: Option<u64>,
     /// Launch Bash with -lc instead of -c: defaults to true.
     pub login: Option<bool>,
@@ -93,6 +100,72 @@ impl ShellParams {
     }
 }
 
+/// `format`s JSON Schema 2020-12 defines; schemars adds others (`uint64`, `int32`, ...)
+/// that validators such as Ajv do not know and warn about.
+const STANDARD_FORMATS: &[&str] = &[
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+];
+
+fn plain_input_schema(schema: &mut schemars::Schema) {
+    if let Some(object) = schema.as_object_mut() {
+        plain(object, true);
+    }
+}
+
+fn plain_output_schema(schema: &mut schemars::Schema) {
+    if let Some(object) = schema.as_object_mut() {
+        plain(object, false);
+    }
+}
+
+/// Removes non-standard `format`s from a schema and every schema inside it, and with
+/// `not_null`, `null` from `type` lists (an optional input is absent, not null).
+fn plain(object: &mut serde_json::Map<String, serde_json::Value>, not_null: bool) {
+    use serde_json::Value;
+    if object
+        .get("format")
+        .and_then(Value::as_str)
+        .is_some_and(|f| !STANDARD_FORMATS.contains(&f))
+    {
+        object.remove("format");
+    }
+    if not_null && let Some(Value::Array(types)) = object.get_mut("type") {
+        types.retain(|t| t != "null");
+        if let [only] = types.as_slice() {
+            let only = only.clone();
+            object.insert("type".to_owned(), only);
+        }
+    }
+    for value in object.values_mut() {
+        match value {
+            Value::Object(child) => plain(child, not_null),
+            Value::Array(items) => items
+                .iter_mut()
+                .filter_map(Value::as_object_mut)
+                .for_each(|child| plain(child, not_null)),
+            _ => {}
+        }
+    }
+}
+
 fn check_workdir(raw: &str) -> Result<PathBuf, McpError> {
     let path = Path::new(raw);
     if raw.is_empty() {
@@ -123,8 +196,10 @@ fn check_workdir(raw: &str) -> Result<PathBuf, McpError> {
 /// What the `shell` tool returns (`structuredContent`, and the same as JSON text).
 ///
 /// Nested types are inlined in the output schema (no `$ref`): clients validate every
-/// result against it, and a self-contained schema is quicker to check.
+/// result against it, and a self-contained schema is quicker to check. It has no `format`
+/// outside JSON Schema's own (Ajv warns about each `uint64`/`int32`).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(transform = plain_output_schema)]
 pub struct ShellResult {
     /// The shell's exit code; 128 + N when it was killed by signal N.
     pub exit_code: i32,
@@ -146,6 +221,10 @@ pub struct ShellResult {
     pub sandbox: SandboxReport,
     /// Programs that were denied or ran outside the sandbox, with the reason.
     pub execs: Vec<ExecReport>,
+    /// What execgate could not do as asked, one line each: a sandbox state it could not
+    /// read or honour (and what it used instead), output cut to fit the response budget.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -165,6 +244,10 @@ pub struct StreamReport {
     pub cut_bytes: u64,
     /// True when bytes that are not UTF-8 were replaced by U+FFFD.
     pub lossy: bool,
+    /// Bytes of the text (UTF-8, after replacement) left out besides, to keep the whole
+    /// response within its byte budget.
+    #[serde(default)]
+    pub budget_cut_bytes: u64,
 }
 
 impl From<&StreamText> for StreamReport {
@@ -173,6 +256,7 @@ impl From<&StreamText> for StreamReport {
             total_bytes: t.total_bytes,
             cut_bytes: t.cut_bytes,
             lossy: t.lossy,
+            budget_cut_bytes: 0,
         }
     }
 }
@@ -273,10 +357,11 @@ pub struct ExecReport {
     pub decision: String,
     /// denied, escalated (ran outside the sandbox) or sandbox.
     pub ran_in: String,
-    /// Who settled it: rule, heuristics, human or supervisor.
+    /// Who settled it: rule, heuristics, human (a person answered) or supervisor (nobody
+    /// could answer: the client has no elicitation, the request failed, or its answer was
+    /// none of the offered choices; `reason` says which).
     pub decided_by: String,
-    /// True when the approver settled it: a person answered, or the client could not ask
-    /// one (then `reason` says so).
+    /// True only when a person answered for this command.
     pub asked_human: bool,
     /// Why, in one line.
     pub reason: String,
@@ -286,8 +371,10 @@ pub struct ExecReport {
     pub exit_code: Option<i32>,
 }
 
-impl From<&ExecRecord> for ExecReport {
-    fn from(r: &ExecRecord) -> Self {
+impl ExecReport {
+    /// `by_person`: a person answered for this command (see [`crate::elicitation::Answered`]).
+    pub fn new(r: &ExecRecord, by_person: bool) -> Self {
+        let human = r.decided_by == Decider::Human && by_person;
         ExecReport {
             program: r.program.display().to_string(),
             argv: r.argv.clone(),
@@ -303,11 +390,11 @@ impl From<&ExecRecord> for ExecReport {
             decided_by: match r.decided_by {
                 Decider::Rule => "rule",
                 Decider::Heuristics => "heuristics",
-                Decider::Human => "human",
-                Decider::Supervisor => "supervisor",
+                Decider::Human if human => "human",
+                Decider::Human | Decider::Supervisor => "supervisor",
             }
             .to_owned(),
-            asked_human: r.decided_by == Decider::Human,
+            asked_human: human,
             reason: r.reason.clone(),
             rules: r
                 .matched_rules
@@ -331,11 +418,15 @@ impl From<&ExecRecord> for ExecReport {
 }
 
 impl ShellResult {
+    /// `by_person` tells which execs' approvals a person gave; `warnings` come from the
+    /// sandbox state.
     pub fn new(
         outcome: &SessionOutcome,
         captured: Captured,
         policy: &SandboxPolicy,
         source: SandboxSource,
+        warnings: Vec<String>,
+        by_person: &Answered,
     ) -> Self {
         let sandbox = SandboxReport::new(policy, source, &outcome.sandbox);
         let signal = match outcome.status {
@@ -356,7 +447,12 @@ impl ShellResult {
             duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
             timed_out: outcome.timed_out,
             sandbox,
-            execs: outcome.notable_execs.iter().map(ExecReport::from).collect(),
+            execs: outcome
+                .notable_execs
+                .iter()
+                .map(|r| ExecReport::new(r, by_person.by_person(&r.program, &r.argv)))
+                .collect(),
+            warnings,
         }
     }
 }

@@ -1,17 +1,30 @@
 //! MCP over a byte stream (stdio): one JSON-RPC message per line.
 //!
-//! rmcp's own stdio transport answers a well-formed request it cannot decode (say,
-//! `tools/call` whose `arguments` is a string) with an error that has no `id`, which a client
-//! cannot match to its request and so waits forever. This transport answers such requests
-//! itself, with their `id` and `invalid_params` naming the field. It also reports the end
-//! of input (the client went away) through a cancellation token, so running sessions are
-//! killed at once instead of after rmcp's drain timeout.
+//! This is execgate's own line filter in front of rmcp, because rmcp's stdio transport and
+//! handshake get the edges of JSON-RPC wrong, and a client then waits forever or loses the
+//! server:
+//!
+//! - a well-formed request rmcp cannot decode (say, `tools/call` whose `arguments` is a
+//!   string) gets an error without its `id`: answered here with the `id` and
+//!   `invalid_params` naming the field;
+//! - a line that is not JSON, or not UTF-8, or a batch, gets no answer at all: answered here
+//!   with -32700 (parse error) or -32600 (invalid request), with the request's `id` when it
+//!   can still be read, else a null `id`, as JSON-RPC says;
+//! - any notification (`notifications/initialized` sent too early) or response before
+//!   `initialize` ends rmcp's handshake, and the server with it: dropped here;
+//! - an `initialize` whose params do not decode reaches rmcp as some other request and is
+//!   answered with an unrelated error: answered here with what is wrong in the params, and
+//!   the server keeps waiting for a good one; so are other requests before `initialize`
+//!   (ping excepted, which rmcp answers).
+//!
+//! It also reports the end of input (the client went away) through a cancellation token, so
+//! running sessions are killed at once instead of after rmcp's drain timeout.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use rmcp::RoleServer;
-use rmcp::model::ErrorCode;
+use rmcp::model::{ClientRequest, ErrorCode, InitializeRequestParams};
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use serde_json::{Value, json};
@@ -33,6 +46,8 @@ pub struct JsonLines<R, W> {
     line: Vec<u8>,
     /// The current line is over the limit: skip to its end.
     discarding: bool,
+    /// A well-formed `initialize` was handed to rmcp: its handshake is done with.
+    initialize_seen: bool,
 }
 
 impl<R, W> std::fmt::Debug for JsonLines<R, W> {
@@ -54,6 +69,7 @@ where
             disconnected,
             line: Vec::new(),
             discarding: false,
+            initialize_seen: false,
         }
     }
 
@@ -108,33 +124,152 @@ async fn write_line<W: AsyncWrite + Unpin>(
     writer.flush().await
 }
 
-/// What to do with a line that did not decode as a message.
-#[derive(Debug, PartialEq)]
-enum Undecodable {
-    /// Not JSON, or a notification/response: nothing to answer.
-    Ignore,
-    /// A request: answer with this error.
+/// What to do with one line from the client.
+#[derive(Debug)]
+enum Line {
+    /// Hand it to rmcp.
+    Message(Box<RxJsonRpcMessage<RoleServer>>),
+    /// Nothing to answer (a notification or response that cannot be used).
+    Ignore(String),
+    /// Answer with this error, and hand nothing to rmcp.
     Answer(Value),
 }
 
-fn classify(line: &[u8], error: &serde_json::Error) -> Undecodable {
-    let Ok(value) = serde_json::from_slice::<Value>(line) else {
-        return Undecodable::Ignore;
-    };
-    let (Some(id), Some(method)) = (
-        value
-            .get("id")
-            .filter(|id| id.is_string() || id.is_number()),
-        value.get("method").and_then(Value::as_str),
-    ) else {
-        return Undecodable::Ignore;
-    };
-    let message = describe_bad_params(method, value.get("params"), &error.to_string());
-    Undecodable::Answer(json!({
+/// A JSON-RPC error reply; `id` null when the request's could not be read.
+fn error_reply(id: Value, code: ErrorCode, message: String) -> Value {
+    json!({
         "jsonrpc": "2.0",
         "id": id,
-        "error": { "code": ErrorCode::INVALID_PARAMS.0, "message": message },
-    }))
+        "error": { "code": code.0, "message": crate::budget::clip(&message) },
+    })
+}
+
+/// The `id` of a request, when `value` is one with a usable id.
+fn request_id(value: &Value) -> Option<&Value> {
+    value.get("method")?;
+    value
+        .get("id")
+        .filter(|id| id.is_string() || id.is_number())
+}
+
+/// Decides what to do with `line` (without its line end). `initialized`: rmcp got a good
+/// `initialize` already.
+fn read_line_message(line: &[u8], initialized: bool) -> Line {
+    let text = match std::str::from_utf8(line) {
+        Ok(text) => text,
+        Err(e) => {
+            // Answer a request with its id if the rest of it reads.
+            let lossy = String::from_utf8_lossy(line);
+            let value = serde_json::from_str::<Value>(&lossy).ok();
+            let id = value.as_ref().and_then(request_id).cloned();
+            if value.is_some() && id.is_none() {
+                return Line::Ignore(format!("a notification that is not UTF-8 ({e})"));
+            }
+            return Line::Answer(error_reply(
+                id.unwrap_or(Value::Null),
+                ErrorCode::PARSE_ERROR,
+                format!(
+                    "parse error: the message is not valid UTF-8 (invalid byte at offset {})",
+                    e.valid_up_to()
+                ),
+            ));
+        }
+    };
+    let value = match serde_json::from_str::<Value>(text) {
+        Ok(value) => value,
+        Err(e) => {
+            return Line::Answer(error_reply(
+                Value::Null,
+                ErrorCode::PARSE_ERROR,
+                format!("parse error: the line is not JSON ({e})"),
+            ));
+        }
+    };
+    let Some(object) = value.as_object() else {
+        let message = if value.is_array() {
+            "invalid request: JSON-RPC batches are not supported; send one message per line"
+                .to_owned()
+        } else {
+            format!(
+                "invalid request: a message must be a JSON object, got {}",
+                json_kind(&value)
+            )
+        };
+        return Line::Answer(error_reply(
+            Value::Null,
+            ErrorCode::INVALID_REQUEST,
+            message,
+        ));
+    };
+    let method = object.get("method").and_then(Value::as_str);
+    let id = request_id(&value).cloned();
+    if !initialized {
+        match (method, id) {
+            (Some("initialize"), Some(id)) => {
+                let params = object.get("params").cloned().unwrap_or(Value::Null);
+                if let Err(e) = serde_json::from_value::<InitializeRequestParams>(params.clone()) {
+                    return Line::Answer(error_reply(
+                        id,
+                        ErrorCode::INVALID_PARAMS,
+                        describe_bad_params("initialize", Some(&params), &e.to_string()),
+                    ));
+                }
+            }
+            (Some("ping" | "server/discover"), Some(_)) => {}
+            (Some(method), Some(id)) => {
+                return Line::Answer(error_reply(
+                    id,
+                    ErrorCode::INVALID_REQUEST,
+                    format!(
+                        "`{method}` before `initialize`: the server is not initialized yet; \
+                         send `initialize` first"
+                    ),
+                ));
+            }
+            (Some(method), None) => {
+                return Line::Ignore(format!("`{method}` before `initialize`"));
+            }
+            (None, _) => return Line::Ignore("a response before `initialize`".to_owned()),
+        }
+    }
+    // From the text, as rmcp's own transport does: decoding from a `Value` lets rmcp take a
+    // standard request with bad params for a custom one.
+    match serde_json::from_str::<RxJsonRpcMessage<RoleServer>>(text) {
+        Ok(rmcp::model::JsonRpcMessage::Request(request))
+            if matches!(&request.request, ClientRequest::CustomRequest(c)
+                if crate::server::STANDARD_METHODS.contains(&c.method.as_str())) =>
+        {
+            // rmcp takes a standard request whose params do not decode for a custom one.
+            let method = method.unwrap_or_default();
+            Line::Answer(error_reply(
+                serde_json::to_value(&request.id).unwrap_or(Value::Null),
+                ErrorCode::INVALID_PARAMS,
+                describe_bad_params(method, object.get("params"), "malformed params"),
+            ))
+        }
+        Ok(message) => Line::Message(Box::new(message)),
+        Err(error) => match (method, request_id(&value)) {
+            (Some(method), Some(id)) => Line::Answer(error_reply(
+                id.clone(),
+                ErrorCode::INVALID_PARAMS,
+                describe_bad_params(method, object.get("params"), &error.to_string()),
+            )),
+            (Some(_), None) => Line::Ignore(format!("an undecodable notification: {error}")),
+            (None, _) => match object.get("id") {
+                Some(id) if object.contains_key("result") || object.contains_key("error") => {
+                    Line::Ignore(format!("an undecodable response to {id}: {error}"))
+                }
+                _ => Line::Answer(error_reply(
+                    Value::Null,
+                    ErrorCode::INVALID_REQUEST,
+                    format!(
+                        "invalid request: neither a request, a notification nor a response \
+                         ({error})"
+                    ),
+                )),
+            },
+        },
+    }
 }
 
 /// One line for a client whose request `method` had params that did not decode.
@@ -190,22 +325,29 @@ where
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(text) {
-                Ok(message) => return Some(message),
-                Err(error) => match classify(text, &error) {
-                    Undecodable::Ignore => {
-                        tracing::warn!("ignoring an undecodable message: {error}");
+            match read_line_message(text, self.initialize_seen) {
+                Line::Message(message) => {
+                    if !self.initialize_seen
+                        && matches!(
+                            &*message,
+                            rmcp::model::JsonRpcMessage::Request(r)
+                                if matches!(r.request, ClientRequest::InitializeRequest(_))
+                        )
+                    {
+                        self.initialize_seen = true;
                     }
-                    Undecodable::Answer(reply) => {
-                        tracing::warn!("rejecting a malformed request: {error}");
-                        let writer = self.writer.clone();
-                        if let Err(e) = write_line(&writer, &reply).await {
-                            tracing::error!("writing to the client failed: {e}");
-                            self.disconnected.cancel();
-                            return None;
-                        }
+                    return Some(*message);
+                }
+                Line::Ignore(what) => tracing::warn!("ignoring {what}"),
+                Line::Answer(reply) => {
+                    tracing::warn!("answering a bad message: {}", reply["error"]["message"]);
+                    let writer = self.writer.clone();
+                    if let Err(e) = write_line(&writer, &reply).await {
+                        tracing::error!("writing to the client failed: {e}");
+                        self.disconnected.cancel();
+                        return None;
                     }
-                },
+                }
             }
         }
     }
@@ -219,16 +361,17 @@ where
 mod tests {
     use super::*;
 
-    fn err() -> serde_json::Error {
-        serde_json::from_str::<u8>("\"x\"").unwrap_err()
+    fn answer(line: &[u8], initialized: bool) -> Value {
+        match read_line_message(line, initialized) {
+            Line::Answer(reply) => reply,
+            other => panic!("{}: no answer: {other:?}", String::from_utf8_lossy(line)),
+        }
     }
 
     #[test]
     fn non_object_arguments_are_answered_with_the_request_id() {
         let line = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"shell","arguments":"ls"}}"#;
-        let Undecodable::Answer(reply) = classify(line, &err()) else {
-            panic!("no answer");
-        };
+        let reply = answer(line, true);
         assert_eq!(reply["id"], 7);
         assert_eq!(reply["error"]["code"], -32602);
         assert_eq!(
@@ -240,9 +383,7 @@ mod tests {
     #[test]
     fn non_object_params_are_answered() {
         let line = br#"{"jsonrpc":"2.0","id":"a","method":"tools/list","params":[1]}"#;
-        let Undecodable::Answer(reply) = classify(line, &err()) else {
-            panic!("no answer");
-        };
+        let reply = answer(line, true);
         assert_eq!(reply["id"], "a");
         assert!(
             reply["error"]["message"]
@@ -253,11 +394,89 @@ mod tests {
     }
 
     #[test]
-    fn junk_and_notifications_are_ignored() {
-        assert_eq!(classify(b"not json", &err()), Undecodable::Ignore);
+    fn junk_is_a_parse_error_with_a_null_id() {
+        for line in [&b"not json"[..], b"{\"jsonrpc\":", b"\xff\xfe"] {
+            let reply = answer(line, true);
+            assert_eq!(reply["id"], Value::Null, "{reply}");
+            assert_eq!(reply["error"]["code"], -32700, "{reply}");
+        }
+        let reply = answer(b"[1, 2]", true);
+        assert_eq!(reply["error"]["code"], -32600);
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("batches")
+        );
+        assert_eq!(answer(b"42", true)["error"]["code"], -32600);
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_request_is_answered_with_its_id() {
+        let line = b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\",\"params\":{\"name\":\"shell\",\"arguments\":{\"command\":\"echo \xff\",\"workdir\":\"/\"}}}";
+        let reply = answer(line, true);
+        assert_eq!(reply["id"], 9);
+        assert_eq!(reply["error"]["code"], -32700);
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not valid UTF-8 (invalid byte at offset 100)"),
+            "{reply}"
+        );
+    }
+
+    #[test]
+    fn notifications_are_ignored() {
+        for (line, initialized) in [
+            (&br#"{"jsonrpc":"2.0","method":"x","params":1}"#[..], true),
+            (
+                br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+                false,
+            ),
+            (br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, false),
+        ] {
+            assert!(
+                matches!(read_line_message(line, initialized), Line::Ignore(_)),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn before_initialize_only_initialize_and_ping_pass() {
+        let init = br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+        assert!(matches!(read_line_message(init, false), Line::Message(_)));
+        let ping = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        assert!(matches!(read_line_message(ping, false), Line::Message(_)));
+        let list = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+        let reply = answer(list, false);
         assert_eq!(
-            classify(br#"{"jsonrpc":"2.0","method":"x","params":1}"#, &err()),
-            Undecodable::Ignore
+            (reply["id"].clone(), reply["error"]["code"].clone()),
+            (json!(2), json!(-32600))
+        );
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("send `initialize` first")
+        );
+        let bad = br#"{"jsonrpc":"2.0","id":3,"method":"initialize","params":{"capabilities":{}}}"#;
+        let reply = answer(bad, false);
+        assert_eq!(reply["id"], 3);
+        assert_eq!(reply["error"]["code"], -32602);
+        assert_eq!(
+            reply["error"]["message"],
+            "invalid `initialize` params: missing field `protocolVersion`"
+        );
+        let reply = answer(br#"{"jsonrpc":"2.0","id":4,"method":"initialize"}"#, false);
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("initialize"),
+            "{reply}"
         );
     }
 }

@@ -73,7 +73,8 @@ async def test_result_is_structured_and_a_nonzero_exit_is_not_an_error(tmp_path,
     assert sorted(r["output"].splitlines()) == ["err", "out"]
     assert r["timed_out"] is False
     assert r["sandbox"]["source"] == "command-line"
-    assert r["streams"]["stdout"] == {"total_bytes": 4, "cut_bytes": 0, "lossy": False}
+    assert r["streams"]["stdout"] == {"total_bytes": 4, "cut_bytes": 0, "lossy": False, "budget_cut_bytes": 0}
+    assert r["warnings"] == []
 
 
 async def test_workdir_and_login_shell(tmp_path, workdir):
@@ -286,11 +287,12 @@ def test_non_object_arguments_get_an_error_with_the_request_id(tmp_path, workdir
         proc.kill()
 
 
-async def test_malformed_sandbox_state_is_invalid_params(tmp_path):
+async def test_malformed_sandbox_state_falls_back_with_a_warning(tmp_path, workdir):
     async with connect(tmp_path) as (session, _):
-        with pytest.raises(MCPError) as info:
-            await update_sandbox_state(session, {"type": "sometimes"})
-        assert info.value.code == -32602
+        await update_sandbox_state(session, {"type": "sometimes"})
+        r = await shell(session, "true", workdir)
+    assert r["sandbox"]["source"] == "command-line"
+    assert "unknown variant `sometimes`" in " ".join(r["warnings"]), r
 
 
 async def test_sandbox_state_from_tool_call_meta(tmp_path, workdir):

@@ -1,0 +1,282 @@
+//! One byte budget for a whole `shell` response.
+//!
+//! Clients read a response as one line and cap it (the TypeScript SDKs close the
+//! connection past 10 MiB). The capture caps each stream in raw bytes, but what is sent is
+//! larger: invalid bytes become U+FFFD (3 bytes each), control characters become `\u00XX`
+//! escapes, there are three texts (stdout, stderr, both interleaved), and the result goes
+//! out twice (as JSON text and as `structuredContent`), the text copy escaped once more.
+//! So the budget is counted here on the serialized result, every field and both copies,
+//! and the texts (then, if need be, the `execs` list) are cut until it fits: head and tail
+//! kept, the cut marked, the result's `warnings` saying so.
+
+use rmcp::model::CallToolResult;
+
+use crate::shell::{ExecReport, ShellResult};
+
+/// Default budget: far under every common client's line limit (10 MiB in the TypeScript
+/// SDKs), and still a lot of output for a model to read.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 2 << 20;
+
+/// The smallest budget accepted: room for a result's fixed fields with a little output.
+pub const MIN_MAX_RESPONSE_BYTES: usize = 16 << 10;
+
+/// Room left for each cut marker and the JSON around the texts.
+const MARKER_ROOM: usize = 512;
+
+/// The result as it goes to the client: JSON text plus the same as `structuredContent`.
+pub fn call_result(result: &ShellResult) -> Result<CallToolResult, serde_json::Error> {
+    Ok(CallToolResult::structured(serde_json::to_value(result)?))
+}
+
+/// Bytes of the serialized [`call_result`] of `result`.
+pub fn serialized_len(result: &ShellResult) -> usize {
+    call_result(result)
+        .and_then(|r| serde_json::to_vec(&r))
+        .map_or(usize::MAX, |v| v.len())
+}
+
+/// Cuts `result` until its serialized [`call_result`] is at most `budget` bytes.
+pub fn fit(result: &mut ShellResult, budget: usize) {
+    let budget = budget.max(MIN_MAX_RESPONSE_BYTES);
+    if serialized_len(result) <= budget {
+        return;
+    }
+    let texts = [
+        std::mem::take(&mut result.stdout),
+        std::mem::take(&mut result.stderr),
+        std::mem::take(&mut result.output),
+    ];
+    // The fields besides the texts get at most half the budget.
+    fit_execs(result, budget / 2);
+    let fixed = serialized_len(result);
+    let costs = texts.each_ref().map(|t| cost(t));
+    let mut available = budget.saturating_sub(fixed + 3 * MARKER_ROOM);
+    for _ in 0..8 {
+        let shares = water_fill(costs, available);
+        let mut cut = [0u64; 3];
+        let [out, err, both] = std::array::from_fn(|i| {
+            let (text, removed) = cut_to_cost(&texts[i], shares[i], budget);
+            cut[i] = removed;
+            text
+        });
+        result.stdout = out;
+        result.stderr = err;
+        result.output = both;
+        result.streams.stdout.budget_cut_bytes = cut[0];
+        result.streams.stderr.budget_cut_bytes = cut[1];
+        result.streams.output.budget_cut_bytes = cut[2];
+        let size = serialized_len(result);
+        if size <= budget {
+            break;
+        }
+        // Markers and rounding took more than planned: shrink by the excess and retry.
+        available = available.saturating_sub((size - budget) + budget / 64);
+    }
+    result.warnings.push(format!(
+        "the result was over the {budget}-byte response budget (counted on the whole JSON \
+         response, both copies): stdout, stderr and output were cut further, head and tail \
+         kept (see streams.*.budget_cut_bytes)"
+    ));
+}
+
+/// Longest error message sent: errors quote what the client sent (a tool name, a serde
+/// error naming a wrong value), which may be megabytes.
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// `message` cut to [`MAX_ERROR_MESSAGE_BYTES`] (at a character boundary), the cut marked.
+pub fn clip(message: &str) -> String {
+    if message.len() <= MAX_ERROR_MESSAGE_BYTES {
+        return message.to_owned();
+    }
+    let end = (0..=MAX_ERROR_MESSAGE_BYTES)
+        .rev()
+        .find(|i| message.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!(
+        "{}[... {} more bytes of this message cut]",
+        &message[..end],
+        message.len() - end
+    )
+}
+
+/// Drops `execs` from the middle (first and last kept), then shortens what is left, until
+/// the result without its texts is within `limit`.
+fn fit_execs(result: &mut ShellResult, limit: usize) {
+    let before = result.execs.len();
+    while serialized_len(result) > limit && result.execs.len() > 2 {
+        let keep = result.execs.len() / 2;
+        let drop = result.execs.len() - keep;
+        let start = keep / 2;
+        result.execs.drain(start..start + drop);
+    }
+    if result.execs.len() < before {
+        result.warnings.push(format!(
+            "{} of {before} execs were left out of `execs` (the middle ones) to stay within the \
+             response budget",
+            before - result.execs.len()
+        ));
+    }
+    if serialized_len(result) > limit {
+        for exec in &mut result.execs {
+            shorten_exec(exec);
+        }
+        result.warnings.push(
+            "long arguments and reasons in `execs` were shortened to stay within the response \
+             budget"
+                .to_owned(),
+        );
+    }
+}
+
+fn shorten_exec(exec: &mut ExecReport) {
+    const KEEP: usize = 256;
+    let shorten = |s: &mut String| {
+        if s.len() > KEEP {
+            let end = (0..=KEEP)
+                .rev()
+                .find(|i| s.is_char_boundary(*i))
+                .unwrap_or(0);
+            let cut = s.len() - end;
+            s.truncate(end);
+            s.push_str(&format!("[... {cut} bytes cut]"));
+        }
+    };
+    if exec.argv.len() > 64 {
+        let cut = exec.argv.len() - 64;
+        exec.argv.truncate(64);
+        exec.argv.push(format!("[... {cut} more arguments cut]"));
+    }
+    exec.argv.iter_mut().for_each(shorten);
+    exec.rules.truncate(16);
+    exec.rules.iter_mut().for_each(shorten);
+    shorten(&mut exec.program);
+    shorten(&mut exec.cwd);
+    shorten(&mut exec.reason);
+}
+
+/// Bytes `c` takes in the response: escaped once in `structuredContent`, and escaped
+/// twice in the text copy (the JSON text is itself a JSON string).
+fn char_cost(c: char) -> usize {
+    match c {
+        '"' | '\\' => 2 + 4,
+        '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2 + 3,
+        c if u32::from(c) < 0x20 => 6 + 7,
+        c => 2 * c.len_utf8(),
+    }
+}
+
+/// Bytes `text` takes in the response, both copies.
+pub fn cost(text: &str) -> usize {
+    text.chars().map(char_cost).sum()
+}
+
+/// Shares of `available` for texts costing `costs`: a text that needs less than an even
+/// share keeps all of it, and what it leaves goes to the others.
+fn water_fill(costs: [usize; 3], available: usize) -> [usize; 3] {
+    let mut order = [0, 1, 2];
+    order.sort_by_key(|&i| costs[i]);
+    let mut shares = [0; 3];
+    let mut left = available;
+    for (n, &i) in order.iter().enumerate() {
+        let even = left / (3 - n);
+        shares[i] = costs[i].min(even);
+        left -= shares[i];
+    }
+    shares
+}
+
+/// `text` within `share` bytes of response: its head and tail, with a marker where the
+/// middle was cut. Returns the text and how many of its bytes were left out.
+fn cut_to_cost(text: &str, share: usize, budget: usize) -> (String, u64) {
+    if cost(text) <= share {
+        return (text.to_owned(), 0);
+    }
+    let half = share / 2;
+    let mut spent = 0;
+    let head_end = text
+        .char_indices()
+        .find(|(_, c)| {
+            spent += char_cost(*c);
+            spent > half
+        })
+        .map_or(text.len(), |(i, _)| i);
+    let mut spent = 0;
+    let tail_start = text[head_end..]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| {
+            spent += char_cost(*c);
+            spent > share - half
+        })
+        .map_or(head_end, |(i, c)| head_end + i + c.len_utf8());
+    let removed = tail_start - head_end;
+    let text = format!(
+        "{}\n[... execgate: {removed} more bytes cut here to keep the whole response within \
+         its {budget}-byte budget ...]\n{}",
+        &text[..head_end],
+        &text[tail_start..]
+    );
+    (text, removed as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_counts_both_copies_as_serde_json_writes_them() {
+        for s in [
+            "plain",
+            "quo\"te",
+            "back\\slash",
+            "new\nline",
+            "ctl\u{1}\u{7f}",
+            "é€😀\u{FFFD}",
+        ] {
+            let once = serde_json::to_string(s).unwrap();
+            let twice = serde_json::to_string(&once).unwrap();
+            // Minus the quotes each copy adds around the string (2, then 4 escaped + 2).
+            assert_eq!(cost(s), once.len() - 2 + twice.len() - 6, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn long_messages_are_clipped_at_a_character() {
+        assert_eq!(clip("short"), "short");
+        let long = format!("a{}", "€".repeat(2000));
+        let clipped = clip(&long);
+        assert!(
+            clipped.len() < MAX_ERROR_MESSAGE_BYTES + 64,
+            "{}",
+            clipped.len()
+        );
+        assert!(
+            clipped.ends_with("more bytes of this message cut]"),
+            "{clipped}"
+        );
+    }
+
+    #[test]
+    fn water_fill_gives_what_small_texts_leave_to_big_ones() {
+        assert_eq!(water_fill([10, 1000, 1000], 610), [10, 300, 300]);
+        assert_eq!(water_fill([10, 20, 30], 1000), [10, 20, 30]);
+        assert_eq!(water_fill([0, 0, 900], 300), [0, 0, 300]);
+    }
+
+    #[test]
+    fn a_cut_keeps_head_and_tail_within_the_share() {
+        let text = format!("HEAD{}TAIL", "\u{1}".repeat(10_000));
+        let (cut, removed) = cut_to_cost(&text, 200, 1 << 20);
+        assert!(cut.starts_with("HEAD") && cut.ends_with("TAIL"), "{cut}");
+        assert!(
+            cut.contains(&format!("[... execgate: {removed} more bytes")),
+            "{cut}"
+        );
+        let kept: String = cut.lines().filter(|l| !l.contains("execgate")).collect();
+        assert!(cost(&kept) <= 200, "{}", cost(&kept));
+        assert_eq!(removed + kept.len() as u64, text.len() as u64);
+        // Never inside a character.
+        let (cut, _) = cut_to_cost(&"€".repeat(1000), 100, 1 << 20);
+        assert!(cut.starts_with('€') && cut.ends_with('€'));
+    }
+}
