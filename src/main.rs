@@ -79,12 +79,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr only: stdout belongs to the command (and to MCP's JSON-RPC).
+/// Logs go to stderr only: stdout belongs to the command (and to MCP's JSON-RPC). The level
+/// comes from `EXECGATE_LOG`, else `RUST_LOG`, else `warn`; colour only on a terminal (and
+/// never with `NO_COLOR`), so a log file or an MCP client's stderr capture gets plain text.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EXECGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
+    let filter = ["EXECGATE_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|var| {
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        })
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 }

@@ -289,3 +289,28 @@ fn flag_help_finds_a_flags_block() {
     );
     assert!(flag_help(help, "--nope").is_none());
 }
+
+/// Logs: `RUST_LOG` is honoured as `EXECGATE_LOG` is (the latter wins), and a stderr that
+/// is not a terminal gets no colour codes (an MCP client's log capture, a file).
+#[test]
+fn logs_follow_rust_log_without_colour_codes_on_a_pipe() {
+    skip_unless!(supervisor_unavailable());
+    let args = ["supervise", "--no-default-rules", "--", "true"];
+    let quiet = execgate(&args, &[]);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert!(
+        !stderr(&quiet).contains("DEBUG"),
+        "debug lines without asking: {}",
+        stderr(&quiet)
+    );
+    let debug = execgate(&args, &[("RUST_LOG", "debug")]);
+    let text = stderr(&debug);
+    assert!(text.contains("DEBUG"), "RUST_LOG=debug ignored: {text}");
+    assert!(!text.contains('\u{1b}'), "colour codes on a pipe: {text:?}");
+    let overridden = execgate(&args, &[("RUST_LOG", "debug"), ("EXECGATE_LOG", "warn")]);
+    assert!(
+        !stderr(&overridden).contains("DEBUG"),
+        "EXECGATE_LOG did not win over RUST_LOG: {}",
+        stderr(&overridden)
+    );
+}
