@@ -223,6 +223,10 @@ impl Approver for FixedApprover {
         let answer = self.0.clone();
         Box::pin(async move { answer })
     }
+
+    fn asks_a_person(&self) -> bool {
+        false
+    }
 }
 
 /// Why a question stopped waiting for its answer (see [`TerminalApprover`]).

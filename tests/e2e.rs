@@ -756,7 +756,8 @@ fn prompt_answered_allow_runs_escalated(b: Backend) {
         .into_iter()
         .find(|l| l["argv"][0] == "git")
         .unwrap_or_else(|| panic!("no git line in the audit log: {out:#?}"));
-    assert_eq!(git["decided_by"], "human", "{git}");
+    // Nobody was asked: the setting answered, and the record says so.
+    assert_eq!(git["decided_by"], "supervisor", "{git}");
     assert_eq!(git["ran_in"], "escalated", "{git}");
 }
 

@@ -44,6 +44,12 @@ pub type ApprovalFuture<'a> = Pin<Box<dyn Future<Output = Approval> + Send + 'a>
 pub trait Approver: Send + Sync {
     /// Ask about one exec. Cancellation (the future dropped) means the session ended.
     fn ask(&self, request: ApprovalRequest) -> ApprovalFuture<'_>;
+
+    /// Whether a person gives the answers (the terminal, an MCP elicitation) rather than a
+    /// fixed setting (`--on-prompt allow|deny`): records say `decided_by: human` only then.
+    fn asks_a_person(&self) -> bool {
+        true
+    }
 }
 
 impl ApprovalRequest {

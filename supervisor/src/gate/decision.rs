@@ -131,7 +131,12 @@ impl Shared {
             }
             let mode = this.mode_for(&gate, &pending);
             let action = routing::after_approval(&eval, &answer, mode);
-            this.act(&gate, pending, eval, action, Decider::Human);
+            let decider = if this.approver.asks_a_person() {
+                Decider::Human
+            } else {
+                Decider::Supervisor
+            };
+            this.act(&gate, pending, eval, action, decider);
         });
         let mut prompts = lock(&self.prompts);
         prompts.retain(|t| !t.is_finished());
@@ -154,6 +159,9 @@ impl Shared {
                     (Decider::Human, false) => "approved by a person; runs in the sandbox".into(),
                     (Decider::Human, true) => {
                         "approved by a person; runs outside, in an escalated command's tree".into()
+                    }
+                    (Decider::Supervisor, _) if eval.decision == policy::Decision::Prompt => {
+                        "a prompt answered by --on-prompt, nobody asked".into()
                     }
                     _ => eval.reason(),
                 };
