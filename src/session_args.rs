@@ -256,6 +256,11 @@ impl SessionArgs {
     /// tokio runtime. A fallback notice (auto chose the wrapper backend) goes to stderr.
     pub fn supervisor(&self) -> anyhow::Result<Supervisor> {
         let policy = Arc::new(self.policy.load()?);
+        // Once per start, as `check` does: allow rules that hand out a shell outside the
+        // sandbox (a bare `git`, `bash`, `make`, ...), each with file:line and what to write.
+        for warning in policy.lint() {
+            eprintln!("execgate: warning: {warning}");
+        }
         let supervisor = Supervisor::new(
             policy,
             supervisor::SupervisorOptions {

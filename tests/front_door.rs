@@ -314,3 +314,47 @@ fn logs_follow_rust_log_without_colour_codes_on_a_pipe() {
         stderr(&overridden)
     );
 }
+
+/// Session start names allow rules that hand out a shell outside the sandbox, once, with
+/// file:line, as `check` does; a plain rules file gets no warning.
+#[test]
+fn session_start_names_allow_rules_that_hand_out_a_shell() {
+    skip_unless!(supervisor_unavailable());
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rules");
+    let risky = format!("{fixtures}/lint/hands-out-a-shell.rules");
+    let out = execgate(
+        &[
+            "supervise",
+            "--no-default-rules",
+            "-r",
+            &risky,
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    let text = stderr(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("{risky}:5")) && text.contains("warning"),
+        "the bare `bash` allow rule (line 5) was not named: {text}"
+    );
+    assert_eq!(
+        text.matches(&format!("{risky}:5")).count(),
+        1,
+        "named more than once: {text}"
+    );
+    let plain = format!("{fixtures}/supervise/true.rules");
+    let quiet = execgate(
+        &[
+            "supervise",
+            "--no-default-rules",
+            "-r",
+            &plain,
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
+}
