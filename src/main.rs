@@ -49,6 +49,14 @@ enum Command {
     /// serves MCP in-process instead (it supervises its own sessions), reaping orphans,
     /// and stops on SIGTERM/SIGINT.
     Init(supervise::Args),
+    /// Print a shell completion script, e.g. `execgate completions bash >
+    /// /etc/bash_completion.d/execgate` (or `source <(execgate completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `execgate man > /usr/local/share/man/man1/execgate.1`.
+    Man,
 }
 
 /// `execgate mcp`'s help, also for `init -- execgate mcp --help`.
@@ -69,6 +77,12 @@ fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(args),
         Command::Mcp(args) => mcp_server::run(args),
         Command::Init(args) => init::run(args),
+        Command::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "execgate", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => man_page(),
     };
     match result {
         Ok(code) => code,
@@ -77,6 +91,41 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The manual: the top-level page with every subcommand's own page appended as a section,
+/// so `man execgate` shows all the flags in one place.
+fn man_page() -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let cli = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cli.clone()).render(&mut out)?;
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("execgate {}", sub.get_name());
+        let mut page = Vec::new();
+        let sub = sub
+            .clone()
+            .display_name(name.clone())
+            .bin_name(name.clone());
+        clap_mangen::Man::new(sub)
+            .title(name.to_uppercase())
+            .render(&mut page)?;
+        // Only the sections: drop the page header (`.TH`) of each appended page.
+        let text = String::from_utf8_lossy(&page);
+        out.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with(".TH") && !l.starts_with(".ie") && !l.starts_with(".el"))
+        {
+            let line = line
+                .strip_prefix(".SH ")
+                .map_or(line.to_owned(), |h| format!(".SS {h}"));
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    std::io::stdout().write_all(&out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Logs go to stderr only: stdout belongs to the command (and to MCP's JSON-RPC). The level

@@ -358,3 +358,54 @@ fn session_start_names_allow_rules_that_hand_out_a_shell() {
     );
     assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
 }
+
+/// Shell completions and the manual come from the same definitions as `--help`: a flag
+/// added to a session is completed and documented without anyone remembering to.
+#[test]
+fn completions_and_the_manual_cover_every_subcommand_and_session_flag() {
+    let bash = execgate(&["completions", "bash"], &[]);
+    assert!(bash.status.success(), "{}", stderr(&bash));
+    let script = String::from_utf8_lossy(&bash.stdout).into_owned();
+    for word in [
+        "supervise",
+        "mcp",
+        "init",
+        "check",
+        "doctor",
+        "--allow-unix-socket",
+        "--prompt-timeout",
+    ] {
+        assert!(script.contains(word), "bash completion lacks {word}");
+    }
+    let parsed = Command::new("bash")
+        .args(["-n", "-c", &script])
+        .output()
+        .expect("run bash -n");
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let man = execgate(&["man"], &[]);
+    assert!(man.status.success(), "{}", stderr(&man));
+    let roff = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        roff.starts_with(".ie") || roff.starts_with(".TH"),
+        "not roff: {roff:.200}"
+    );
+    for section in [
+        "EXECGATE SUPERVISE",
+        "EXECGATE MCP",
+        "EXECGATE INIT",
+        "EXECGATE CHECK",
+    ] {
+        assert!(
+            roff.contains(&format!(".SH \"{section}\"")),
+            "no section {section}"
+        );
+    }
+    assert!(
+        roff.contains("allow\\-unix\\-socket"),
+        "the manual lacks --allow-unix-socket"
+    );
+}
