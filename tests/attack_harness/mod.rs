@@ -263,32 +263,39 @@ pub fn outside(program: &str, args: &[&str], cwd: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Result of [`on_pty`].
+/// Result of [`drive_pty`] and [`on_pty`].
 #[derive(Debug)]
 pub struct PtyRun {
     /// The exit status of the command on the pty, or None if the driver had to kill it.
     pub code: Option<i32>,
     /// Everything written to the terminal.
     pub transcript: String,
+    /// How long the whole run took.
+    pub seconds: f64,
 }
 
+/// Runs CMD (argv, env, cwd of a `Command`) as the session leader of a fresh pty. Steps are
+/// (cue, action): once the terminal showed `cue` (after the previous cue's place), `action`
+/// is done a second later: `type:TEXT` types TEXT (`\n`, `\x03` understood), `signal:TERM`
+/// sends SIGTERM to execgate. Killed after `limit` seconds.
 const PTY_DRIVER: &str = r#"
-import os, pty, select, sys, time, signal
-cmd, limit = sys.argv[1], float(sys.argv[2])
-cues = sys.argv[3:]
+import json, os, pty, select, signal, sys, time
+spec = json.loads(sys.argv[1])
 pid, fd = pty.fork()
 if pid == 0:
-    os.execvp("sh", ["sh", "-c", cmd])
+    os.chdir(spec["cwd"])
+    env = dict(os.environ)
+    env.update(spec["env"])
+    os.execve(spec["argv"][0], spec["argv"], env)
 out = b""
-seen = 0
-deadline = time.time() + limit
+pos = 0
+step = 0
+steps = spec["steps"]
+deadline = time.time() + spec["limit"]
 code = None
 while True:
     if time.time() > deadline:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         break
     r, _, _ = select.select([fd], [], [], 0.1)
@@ -302,41 +309,80 @@ while True:
             code = os.waitstatus_to_exitcode(st)
             break
         out += d
-    while seen < len(cues) // 2 and cues[2 * seen].encode() in out:
+    while step < len(steps):
+        cue, action = steps[step]
+        at = out.find(cue.encode(), pos)
+        if at < 0:
+            break
+        pos = at + len(cue)
         time.sleep(1.0)
-        os.write(fd, cues[2 * seen + 1].encode().decode("unicode_escape").encode())
-        seen += 1
+        kind, _, arg = action.partition(":")
+        if kind == "type":
+            os.write(fd, arg.encode().decode("unicode_escape").encode())
+        elif kind == "signal":
+            os.kill(pid, getattr(signal, "SIG" + arg))
+        step += 1
 sys.stdout.buffer.write(b"CODE=" + str(code).encode() + b"\n" + out)
 "#;
 
-/// Runs `sh -c CMD` as the session leader of a fresh pseudo-terminal (python's `pty`),
-/// for at most `limit_secs` (then killed). `cues`: (text, reply) pairs: once the terminal
-/// showed `text`, `reply` is typed (after a second), in order; `\n` in a reply is a newline.
-pub fn on_pty(cmd: &str, limit_secs: u32, cues: &[(&str, &str)], env: &[(&str, &str)]) -> PtyRun {
-    let mut c = Command::new("/usr/bin/python3");
-    c.arg("-c")
+/// Runs `cmd` (its program, arguments, environment and directory) as the session leader of
+/// a fresh pseudo-terminal (python's `pty`), reading what a person would see and acting as
+/// one would: `steps` are (cue, action) pairs done in order, each once the terminal showed
+/// its cue after the previous one's place, a second later: `type:TEXT` types TEXT (`\n`,
+/// `\x03` understood), `signal:TERM` signals the command. Killed after `limit` seconds.
+pub fn drive_pty(cmd: &Command, limit: u32, steps: &[(&str, &str)]) -> PtyRun {
+    let mut argv = vec![cmd.get_program().to_str().unwrap().to_owned()];
+    argv.extend(cmd.get_args().map(|a| a.to_str().unwrap().to_owned()));
+    let env: serde_json::Map<String, serde_json::Value> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.into())))
+        .collect();
+    let cwd = cmd
+        .get_current_dir()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| std::env::current_dir().unwrap());
+    let spec = serde_json::json!({
+        "argv": argv,
+        "env": env,
+        "cwd": cwd,
+        "steps": steps,
+        "limit": limit,
+    });
+    let started = std::time::Instant::now();
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
         .arg(PTY_DRIVER)
-        .arg(cmd)
-        .arg(limit_secs.to_string());
-    for (cue, reply) in cues {
-        c.arg(cue).arg(reply);
-    }
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let out = c.stdin(Stdio::null()).output().expect("python3 pty driver");
+        .arg(spec.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 pty driver");
     let all = String::from_utf8_lossy(&out.stdout).into_owned();
     let (first, rest) = all.split_once('\n').unwrap_or((&all, ""));
-    let code = first
-        .strip_prefix("CODE=")
-        .and_then(|c| c.parse::<i32>().ok());
     PtyRun {
-        code,
+        code: first.strip_prefix("CODE=").and_then(|c| c.parse().ok()),
         transcript: format!(
             "{rest}\n[driver stderr] {}",
             String::from_utf8_lossy(&out.stderr)
         ),
+        seconds: started.elapsed().as_secs_f64(),
     }
+}
+
+/// Runs `sh -c CMD` on a fresh pseudo-terminal (see [`drive_pty`]) with `env` added, for at
+/// most `limit_secs`. `cues`: (text, reply) pairs: once the terminal showed `text`, `reply`
+/// is typed (after a second), in order; `\n` in a reply is a newline.
+pub fn on_pty(cmd: &str, limit_secs: u32, cues: &[(&str, &str)], env: &[(&str, &str)]) -> PtyRun {
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c").arg(cmd).envs(env.iter().copied());
+    let steps: Vec<(String, String)> = cues
+        .iter()
+        .map(|(cue, reply)| ((*cue).to_owned(), format!("type:{reply}")))
+        .collect();
+    let steps: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    drive_pty(&c, limit_secs, &steps)
 }
 
 /// Quotes a string for sh.
