@@ -105,6 +105,7 @@ impl Supervisor {
             self.inner.git_protection,
             self.inner.landlock_abi,
         )?;
+        let git_trust = landlock.git_trust().clone();
         let binds = kernel::namespaces::mount::ReadOnlyBinds::new(landlock.read_only_binds())
             .map_err(spawn_err)?;
         // The tree sees only itself in /proc (Landlock does not stop reading other
@@ -262,6 +263,7 @@ impl Supervisor {
             escalations: crate::escalate::Pool::default(),
             own_group,
             agent_roots,
+            git_trust,
         });
         let serving = shared.clone();
         let stopped = Arc::new(AtomicBool::new(false));
