@@ -1070,6 +1070,40 @@ fn startup_files_in_a_writable_home_are_read_only_wrapper() {
     startup_files_are_read_only(Wrapper)
 }
 
+/// A rules file the supervisor loaded from inside the workdir: the session cannot give
+/// itself a rule for the next session.
+fn loaded_rules_file_is_read_only(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let rules = s.path("project.rules");
+    let text = "prefix_rule(pattern = [\"true\"], decision = \"allow\")\n";
+    fs::write(&rules, text).unwrap();
+    let rules_arg = rules.display().to_string();
+    let out = run(
+        &s,
+        b,
+        &[],
+        &["--rules", &rules_arg],
+        "echo 'prefix_rule(pattern = [\"bash\"], decision = \"allow\")' >> project.rules; echo \"append=$?\"
+         echo x > other.rules; echo \"other=$?\"",
+    );
+    assert_eq!(
+        fs::read_to_string(&rules).unwrap(),
+        text,
+        "escaped: the loaded rules file was changed\n{out:#?}"
+    );
+    assert!(out.stdout.contains("other=0"), "{out:#?}");
+}
+
+#[test]
+fn a_loaded_rules_file_inside_the_workdir_is_read_only_unotify() {
+    loaded_rules_file_is_read_only(Unotify)
+}
+#[test]
+fn a_loaded_rules_file_inside_the_workdir_is_read_only_wrapper() {
+    loaded_rules_file_is_read_only(Wrapper)
+}
+
 /// What agents do in a repository still works inside the sandbox: `git add` and
 /// `git commit` in a nested repository write its index, objects and refs.
 fn git_commit_inside_a_nested_repository(b: Backend) {

@@ -25,9 +25,12 @@
 //!   command, or any process outside the sandbox's Landlock domain.
 //!
 //! # What would run later outside stays read-only inside writable roots
-//! At start, [`prepare`] searches the writable roots for repositories (breadth first,
-//! bounded by [`GIT_SCAN_MAX_DEPTH`], [`GIT_SCAN_MAX_DIRS`], [`GIT_SCAN_MAX_REPOS`],
-//! skipping hidden directories and [`GIT_SCAN_SKIP`]) and the workdir's ancestors. Of every
+//! At start, [`prepare`] searches the workdir and the explicit writable roots (not /tmp
+//! and `$TMPDIR`, only their own `.git`) for repositories (breadth first, bounded by
+//! [`GIT_SCAN_MAX_DEPTH`], [`GIT_SCAN_MAX_DIRS`], [`GIT_SCAN_BUDGET`],
+//! [`GIT_SCAN_MAX_REPOS`], skipping hidden directories and [`GIT_SCAN_SKIP`]) and the
+//! workdir's ancestors. The rules files the supervisor loaded are added
+//! ([`prepare_protecting`]). Of every
 //! git directory found (`.git` directories, `gitdir:` files and links, submodules'
 //! `.git/modules/**`, linked worktrees' `.git/worktrees/*`) the entries that configure what
 //! git runs (`config`, `config.worktree`, `hooks`, `info`, `commondir`, `gitdir`) and the
@@ -54,9 +57,8 @@
 //! protected path (every repository root, `.git` itself, `$HOME` when writable) nothing
 //! can be created, removed or renamed directly, so `git add`/`git commit` inside fail
 //! there; existing files stay writable and unrelated subdirectories are fully writable.
-//! /tmp and `$TMPDIR` are not searched in this mode (only their own `.git`), so a clone
-//! somewhere in /tmp does not take /tmp's create right away; escalated git does not trust
-//! what was not searched.
+//! Since /tmp and `$TMPDIR` are not searched, a clone somewhere in /tmp does not take
+//! /tmp's create right away; escalated git does not trust what was not searched.
 //!
 //! # Best effort, reported
 //! The ruleset asks for everything up to [`TARGET_ABI`] in `CompatLevel::BestEffort`; the
@@ -70,7 +72,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use ::kernel::detect::landlock::ABI_SINCE;
 use ::landlock::{
@@ -399,6 +401,19 @@ pub fn prepare(
     protection: Protection,
     abi: u8,
 ) -> Result<PreparedLandlock, LandlockError> {
+    prepare_protecting(policy, workdir, tmpdir, protection, abi, &[])
+}
+
+/// [`prepare`], keeping `also_read_only` (the rules files and directories the supervisor
+/// loaded) read-only too where they lie inside a writable root.
+pub fn prepare_protecting(
+    policy: &SandboxPolicy,
+    workdir: &Path,
+    tmpdir: Option<&Path>,
+    protection: Protection,
+    abi: u8,
+    also_read_only: &[PathBuf],
+) -> Result<PreparedLandlock, LandlockError> {
     let since = trusted_before();
     let mut enforcement = Enforcement::for_abi(policy.mode, policy.network, abi);
     check_required(policy, &enforcement)?;
@@ -455,12 +470,11 @@ pub fn prepare(
             .map(PathBuf::from)
             .filter(|h| h.is_absolute())
             .and_then(|h| h.canonicalize().ok());
-        // Under Landlock siblings every directory on the way to a protected path loses its
-        // create rights: /tmp and $TMPDIR are not searched there (only their own `.git`),
-        // so a repository somewhere in /tmp does not make /tmp read-only. Escalated git
-        // does not trust what was not searched.
-        // The workdir and explicit roots are searched first, so a busy /tmp cannot use up
-        // the budget before them.
+        // Only the workdir and the explicit roots are searched: /tmp and $TMPDIR are shared
+        // and often large (thousands of directories: the search would cost milliseconds per
+        // session), and under Landlock siblings a repository somewhere in /tmp would take
+        // /tmp's create rights away. Their own `.git` is still protected; escalated git does
+        // not trust what was not searched.
         let mut walk: Vec<PathBuf> = Vec::new();
         if policy.workdir_writable {
             walk.push(workdir.clone());
@@ -471,15 +485,16 @@ pub fn prepare(
                 .iter()
                 .filter_map(|r| r.canonicalize().ok()),
         );
-        if protection == Protection::MountNamespace {
-            let rest: Vec<PathBuf> = roots
-                .iter()
-                .filter(|r| !walk.contains(r))
-                .cloned()
-                .collect();
-            walk.extend(rest);
+        let mut found = scan(&roots, &walk, &workdir, home.as_deref());
+        for path in also_read_only {
+            if let Ok(path) = path.canonicalize()
+                && roots.iter().any(|r| path.starts_with(r))
+            {
+                found.present.push(path);
+            }
         }
-        let found = scan(&roots, &walk, &workdir, home.as_deref());
+        found.present.sort();
+        found.present.dedup();
         let protected = match protection {
             Protection::LandlockSiblings => {
                 let mut all = found.present.clone();
@@ -657,6 +672,11 @@ pub const STARTUP_FILES: &[&str] = &[
 pub const GIT_SCAN_MAX_DEPTH: usize = 6;
 /// At most this many directories are listed per session (all roots together).
 pub const GIT_SCAN_MAX_DIRS: usize = 4000;
+/// And for at most this long: listing a directory costs 3 to 10 us, so a huge tree would
+/// otherwise add tens of milliseconds to every session start (#15: at most 1 ms).
+/// Breadth first, so what is cut is the deepest levels; what is cut is neither protected
+/// nor trusted by escalated git ([`GitTrust::truncated`]).
+pub const GIT_SCAN_BUDGET: Duration = Duration::from_micros(750);
 /// At most this many git directories are protected (each costs a few bind mounts in the
 /// child); those beyond are neither protected nor trusted by escalated git.
 pub const GIT_SCAN_MAX_REPOS: usize = 64;
@@ -1009,10 +1029,11 @@ fn scan(roots: &[PathBuf], walk: &[PathBuf], workdir: &Path, home: Option<&Path>
         found.dot_git(&r.join(".git"), roots);
     }
     // Breadth first, so that a huge tree uses up the budget on its deep levels last.
+    let deadline = Instant::now() + GIT_SCAN_BUDGET;
     let mut queue: std::collections::VecDeque<(PathBuf, usize)> =
         walk.iter().map(|r| (r.clone(), 0)).collect();
     while let Some((dir, depth)) = queue.pop_front() {
-        if found.dirs_listed >= GIT_SCAN_MAX_DIRS {
+        if found.dirs_listed >= GIT_SCAN_MAX_DIRS || Instant::now() >= deadline {
             found.trust.truncated = true;
             break;
         }
