@@ -1070,6 +1070,50 @@ fn startup_files_in_a_writable_home_are_read_only_wrapper() {
     startup_files_are_read_only(Wrapper)
 }
 
+/// `.git/commondir` does not exist in an ordinary repository, so no bind covers it; git
+/// reads `config` and `hooks/` from the directory it names. What the session created
+/// there is moved aside when it ends: the user's next `git status` outside runs nothing
+/// it planted. (Under Landlock siblings it cannot be created at all.)
+fn planted_commondir(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    outside("git", &["init", "-q", "-b", "main"], &s.work);
+    let script = format!(
+        "git init -q --bare evil && printf '[core]\\n\\tfsmonitor = \"echo escaped > {canary}; false\"\\n' >> evil/config
+         echo ../evil > .git/commondir; echo \"commondir=$?\"",
+        canary = c.p("canary"),
+    );
+    let out = run(&s, b, &[], &[], &script);
+    let status = Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(&s.work)
+        .output()
+        .unwrap();
+    assert!(
+        !c.path("canary").exists(),
+        "escaped: the user's git outside ran the planted fsmonitor\n{out:#?}\n{status:?}"
+    );
+    assert!(status.status.success(), "{status:?}");
+    // The plant happened inside (the test would be vacuous otherwise) and was set aside.
+    assert!(out.stdout.contains("commondir=0"), "{out:#?}");
+    let set_aside = fs::read_dir(s.path(".git")).unwrap().flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with("commondir.execgate-planted-")
+    });
+    assert!(set_aside, "{out:#?}");
+}
+
+#[test]
+fn a_planted_commondir_is_set_aside_when_the_session_ends_unotify() {
+    planted_commondir(Unotify)
+}
+#[test]
+fn a_planted_commondir_is_set_aside_when_the_session_ends_wrapper() {
+    planted_commondir(Wrapper)
+}
+
 /// A rules file the supervisor loaded from inside the workdir: the session cannot give
 /// itself a rule for the next session.
 fn loaded_rules_file_is_read_only(b: Backend) {

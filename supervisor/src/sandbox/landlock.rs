@@ -520,6 +520,10 @@ pub fn prepare_protecting(
         git_trust.scanned = true;
         git_trust.dirs = found.trust.dirs;
         git_trust.truncated = found.trust.truncated;
+        if protection == Protection::MountNamespace {
+            // No bind for what does not exist: looked at again when the session ends.
+            git_trust.absent_at_start = found.absent.clone();
+        }
         let mut rules = Vec::new();
         for root in &roots {
             grant_writable(root, root, landlock_protected, &mut rules)?;
@@ -734,6 +738,11 @@ pub struct GitTrust {
     /// The scan stopped at [`GIT_SCAN_MAX_DIRS`] or [`GIT_SCAN_MAX_REPOS`]: repositories
     /// beyond are not protected (and not trusted).
     pub truncated: bool,
+    /// Protected paths that did not exist at start, under [`Protection::MountNamespace`]
+    /// (a bind needs a target): `.git/commondir`, `.git/hooks`, an absent `~/.bashrc`...
+    /// What the session created there is moved aside when it ends
+    /// ([`GitTrust::set_aside_created`]).
+    absent_at_start: Vec<PathBuf>,
 }
 
 impl Default for GitTrust {
@@ -744,6 +753,7 @@ impl Default for GitTrust {
             scanned: false,
             since: SystemTime::UNIX_EPOCH,
             truncated: false,
+            absent_at_start: Vec::new(),
         }
     }
 }
@@ -838,6 +848,33 @@ impl GitTrust {
             .iter()
             .any(|t| t.path == dir && t.dev == meta.dev() && t.ino == meta.ino());
         (recorded || !self.scanned) && unchanged_since(dir, self.since)
+    }
+
+    /// After the session's tree is gone: every protected path that was absent at start
+    /// and exists now (a `.git/commondir` naming a configured directory, a `hooks/`, a
+    /// start-up file the binds could not cover) is renamed to `NAME.execgate-planted-PID-N`,
+    /// so that git and shells outside do not read it. Returns (from, to) for each.
+    pub fn set_aside_created(&self) -> Vec<(PathBuf, PathBuf)> {
+        let mut moved = Vec::new();
+        for path in &self.absent_at_start {
+            if path.symlink_metadata().is_err() {
+                continue;
+            }
+            let Some(name) = path.file_name() else {
+                continue;
+            };
+            let mut to_name = name.to_owned();
+            to_name.push(format!(
+                ".execgate-planted-{}-{}",
+                std::process::id(),
+                moved.len()
+            ));
+            let to = path.with_file_name(to_name);
+            if std::fs::rename(path, &to).is_ok() {
+                moved.push((path.clone(), to));
+            }
+        }
+        moved
     }
 
     /// The git directories recorded at session start.
