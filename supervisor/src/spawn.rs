@@ -98,13 +98,15 @@ impl Supervisor {
             .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from));
         let agent_roots =
             crate::sandbox::landlock::agent_roots(&spec.sandbox, &spec.workdir, tmpdir.as_deref());
-        let landlock = crate::sandbox::landlock::prepare(
+        let landlock = crate::sandbox::landlock::prepare_protecting(
             &spec.sandbox,
             &spec.workdir,
             tmpdir.as_deref(),
             self.inner.git_protection,
             self.inner.landlock_abi,
+            self.inner.policy.sources(),
         )?;
+        let git_trust = landlock.git_trust().clone();
         let binds = kernel::namespaces::mount::ReadOnlyBinds::new(landlock.read_only_binds())
             .map_err(spawn_err)?;
         // The tree sees only itself in /proc (Landlock does not stop reading other
@@ -271,6 +273,7 @@ impl Supervisor {
             escalations: crate::escalate::Pool::default(),
             own_group,
             agent_roots,
+            git_trust,
         });
         let serving = shared.clone();
         let stopped = Arc::new(AtomicBool::new(false));

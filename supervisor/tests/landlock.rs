@@ -183,9 +183,12 @@ fn gitdir_file_target_stays_read_only() {
     )
     .unwrap();
     let ro = &prepared.enforcement().read_only_inside_roots;
-    assert!(ro.contains(&gitdir), "{ro:?}");
+    // The worktree's git directory keeps `commondir` (where config and hooks are read)
+    // from being written or created; the main repository its config and hooks.
+    assert!(ro.contains(&gitdir.join("commondir")), "{ro:?}");
     assert!(ro.contains(&p.join("wt/.git")), "{ro:?}");
-    assert!(ro.contains(&p.join("main/.git")), "{ro:?}");
+    assert!(ro.contains(&p.join("main/.git/config")), "{ro:?}");
+    assert!(ro.contains(&p.join("main/.git/hooks")), "{ro:?}");
     let script = format!(
         "{TRY}
 t gitdir_write sh -c 'echo x > {g}/HEAD'
@@ -409,5 +412,175 @@ fn doctor_probe_reports_this_kernel() {
         assert_eq!(e.level, EnforcementLevel::Full, "{}", e.summary());
     } else {
         eprintln!("note: partial on this kernel: {}", e.summary());
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+#[test]
+fn nested_repositories_keep_config_and_hooks_read_only_under_landlock_siblings() {
+    require_landlock!(1);
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().canonicalize().unwrap();
+    git(&w, &["init", "-q"]);
+    std::fs::create_dir_all(w.join("a/b")).unwrap();
+    git(&w.join("a/b"), &["init", "-q"]);
+    std::fs::create_dir_all(w.join("src")).unwrap();
+    let script = format!(
+        "{TRY}
+t hook sh -c 'echo x > {w}/a/b/.git/hooks/pre-commit'
+t config sh -c 'echo x >> {w}/a/b/.git/config'
+t info sh -c 'echo x > {w}/a/b/.git/info/attributes'
+t objects sh -c 'echo x > {w}/a/b/.git/objects/x'
+t src sh -c 'echo x > {w}/src/f'
+",
+        w = w.display()
+    );
+    let r = results(&run_sandboxed(&workspace_policy(), &w, &script));
+    assert_eq!(r["hook"], "fail");
+    assert_eq!(r["config"], "fail");
+    assert_eq!(r["info"], "fail");
+    assert_eq!(r["objects"], "ok");
+    assert_eq!(r["src"], "ok");
+    assert!(!w.join("a/b/.git/hooks/pre-commit").exists());
+}
+
+#[test]
+fn git_trust_covers_only_repositories_protected_at_start() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().canonicalize().unwrap();
+    git(&w, &["init", "-q"]);
+    std::fs::create_dir_all(w.join("nested/src")).unwrap();
+    git(&w.join("nested"), &["init", "-q"]);
+    std::fs::create_dir_all(w.join("plain")).unwrap();
+    // What git reads must be older than the first session (less a clock tick).
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let prepared = landlock::prepare(
+        &workspace_policy(),
+        &w,
+        None,
+        landlock::Protection::MountNamespace,
+        landlock::probe_kernel_abi().max(1),
+    )
+    .unwrap();
+    let trust = prepared.git_trust();
+    assert!(trust.git_dir_is_protected(&w));
+    assert!(trust.git_dir_is_protected(&w.join("nested/src")));
+    let binds = prepared.read_only_binds();
+    assert!(binds.contains(&w.join("nested/.git/config")), "{binds:?}");
+    assert!(binds.contains(&w.join("nested/.git/hooks")), "{binds:?}");
+    assert!(
+        !binds.contains(&w.join(".git")),
+        "index, objects, refs stay writable"
+    );
+    // Made during the session: a new repository, and one re-created under the same name.
+    std::fs::create_dir_all(w.join("later")).unwrap();
+    git(&w.join("later"), &["init", "-q"]);
+    assert!(!trust.git_dir_is_protected(&w.join("later")));
+    std::fs::rename(w.join("nested/.git"), w.join("nested/old-git")).unwrap();
+    git(&w.join("nested"), &["init", "-q"]);
+    assert!(!trust.git_dir_is_protected(&w.join("nested/src")));
+    // A `.git` file repointed at a directory the session made.
+    std::fs::write(
+        w.join("plain/.git"),
+        format!("gitdir: {}\n", w.join("later/.git").display()),
+    )
+    .unwrap();
+    assert!(!trust.git_dir_is_protected(&w.join("plain")));
+    // A bare repository is a git directory of its own, found before the one above it.
+    git(&w, &["init", "-q", "--bare", "bare.git"]);
+    assert!(!trust.git_dir_is_protected(&w.join("bare.git")));
+    // Not a repository: nothing of one to read.
+    let outside_repo = tempfile::tempdir().unwrap();
+    assert!(trust.git_dir_is_protected(outside_repo.path()));
+    // Outside every writable root, git reads only the user's own files.
+    assert!(trust.git_dir_is_protected(Path::new("/")));
+    // Config changed since the first session began (by an earlier session, or anyone):
+    // not trusted, though protected at start.
+    git(&w, &["config", "core.fsmonitor", "true"]);
+    assert!(!trust.git_dir_is_protected(&w));
+    // `git -C DIR` is followed; `--git-dir` is refused.
+    let git_bin = Path::new("/usr/bin/git");
+    let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(
+        trust
+            .why_untrusted_git(git_bin, &argv(&["git", "status"]), Path::new("/"))
+            .is_none()
+    );
+    assert!(
+        trust
+            .why_untrusted_git(
+                git_bin,
+                &argv(&[
+                    "git",
+                    "-C",
+                    &w.join("later").display().to_string(),
+                    "status"
+                ]),
+                Path::new("/")
+            )
+            .is_some()
+    );
+    assert!(
+        trust
+            .why_untrusted_git(
+                git_bin,
+                &argv(&["git", "--git-dir=/x", "status"]),
+                Path::new("/")
+            )
+            .is_some()
+    );
+    assert!(
+        trust
+            .why_untrusted_git(Path::new("/usr/bin/ls"), &argv(&["ls"]), &w.join("later"))
+            .is_none()
+    );
+}
+
+/// The cost of the repository search at session start, on a typical repository (300
+/// directories, one nested repository) and on a huge tree (20 000 directories, cut at
+/// the bound). A measurement, not a check: `cargo nextest run -p execgate-supervisor
+/// --test landlock --run-ignored only -E 'test(measure_)' --no-capture`.
+#[test]
+#[ignore = "measurement"]
+fn measure_prepare_cost_on_many_directories() {
+    let measure = |w: &Path, protection| {
+        let mut times: Vec<f64> = (0..50)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let p = landlock::prepare(&workspace_policy(), w, None, protection, 6).unwrap();
+                std::hint::black_box(p);
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    for (name, n) in [("typical", 300usize), ("huge", 20_000)] {
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path().canonicalize().unwrap();
+        git(&w, &["init", "-q"]);
+        for i in 0..n {
+            std::fs::create_dir_all(w.join(format!("d{}/e{}", i % 20, i))).unwrap();
+        }
+        git(&w.join("d1"), &["init", "-q"]);
+        let flat = tempfile::tempdir().unwrap();
+        println!(
+            "{name} ({n} dirs): prepare median {:.3} ms (mount namespace), {:.3} ms (landlock siblings); empty workdir {:.3} ms",
+            measure(&w, landlock::Protection::MountNamespace),
+            measure(&w, landlock::Protection::LandlockSiblings),
+            measure(flat.path(), landlock::Protection::MountNamespace),
+        );
     }
 }

@@ -325,6 +325,14 @@ impl Shared {
         {
             return Err(why);
         }
+        // Escalated git reads the repository's config and hooks, which may run commands
+        // (core.fsmonitor, hooks, ...): only where the session could not have written them.
+        if let Some(why) =
+            self.git_trust
+                .why_untrusted_git(&executable.path, &facts.argv, &facts.cwd)
+        {
+            return Err(why);
+        }
         // A person who approved a prompt saw the path; an allow rule must name this file.
         if eval.decision == Decision::Allow
             && !eval

@@ -72,6 +72,9 @@ pub(crate) struct Shared {
     /// Where the session can write, whatever its mode (an earlier call may have): no file
     /// there is escalated.
     pub(crate) agent_roots: Vec<PathBuf>,
+    /// The repositories whose config and hooks the session cannot change: where escalated
+    /// git may run.
+    pub(crate) git_trust: crate::sandbox::landlock::GitTrust,
     /// The session has a process group of its own (pgid == the root's pid).
     pub(crate) own_group: bool,
 }

@@ -24,26 +24,41 @@
 //!   (ABI 6), so nothing inside can signal or connect to the supervisor, an escalated
 //!   command, or any process outside the sandbox's Landlock domain.
 //!
-//! # `.git` stays read-only inside writable roots
-//! Landlock has only allow rules, and a rule on a directory covers everything beneath it.
-//! So a writable root that contains a protected path (a `.git` directory or file, or the
-//! target of a `.git` file's `gitdir:` line) is not granted itself: [`prepare`] descends
-//! into it and grants each *sibling* of the protected path instead, descending again only
-//! into the siblings that themselves contain a protected path. Regular files next to
-//! `.git` get the file rights (write, truncate) on the file itself. Symlinks are never
-//! granted (a link to `/etc` would otherwise make `/etc` writable); writes through them
-//! are checked at their target. Entries are opened `O_PATH|O_NOFOLLOW` under a pinned
-//! parent (`/proc/self/fd/N/name`), so a directory swapped for a symlink while we look is
-//! not followed.
+//! # What would run later outside stays read-only inside writable roots
+//! At start, [`prepare`] searches the workdir and the explicit writable roots (not /tmp
+//! and `$TMPDIR`, only their own `.git`) for repositories (breadth first, bounded by
+//! [`GIT_SCAN_MAX_DEPTH`], [`GIT_SCAN_MAX_DIRS`], [`GIT_SCAN_BUDGET`],
+//! [`GIT_SCAN_MAX_REPOS`], skipping hidden directories and [`GIT_SCAN_SKIP`]) and the
+//! workdir's ancestors. The rules files the supervisor loaded are added
+//! ([`prepare_protecting`]). Of every
+//! git directory found (`.git` directories, `gitdir:` files and links, submodules'
+//! `.git/modules/**`, linked worktrees' `.git/worktrees/*`) the entries that configure what
+//! git runs (`config`, `config.worktree`, `hooks`, `info`, `commondir`, `gitdir`) and the
+//! `.git` files are protected; so are the [`STARTUP_FILES`] in `$HOME` (when inside a
+//! root) and directly in each root. Index, objects and refs stay writable: `git add` and
+//! `git commit` work inside. [`GitTrust`] records the git directories protected (path,
+//! device, inode) for the escalation decision.
 //!
-//! Consequences, accepted: in a directory on the path to a protected `.git` (the repo root,
-//! and `/tmp` when the workdir is a repo under `/tmp`) nothing can be created, removed or
-//! renamed directly; existing files there stay writable and subdirectories are fully
-//! writable. Entries created after [`prepare`] in such a directory (by an escalated
-//! command) are read-only for the rest of the session. Protected paths are found for
-//! `.git` directly in each writable root and in the workdir's ancestors that lie inside a
-//! writable root; `.git` files deeper in the tree (submodules) are not searched, to keep
-//! the set-up cost bounded: their `gitdir:` target inside the main `.git` is protected.
+//! With [`Protection::MountNamespace`] the protected paths that exist are bound read-only
+//! in the child's private mount namespace; an absent one can be created (a mount needs a
+//! target; see docs/threat-model.md). With [`Protection::LandlockSiblings`] (no
+//! `CAP_SYS_ADMIN`): Landlock has only allow rules, and a rule on a directory covers
+//! everything beneath it. So a writable root that contains a protected path is not
+//! granted itself: [`prepare`] descends into it and grants each *sibling* of the protected
+//! path instead, descending again only into the siblings that themselves contain a
+//! protected path. Regular files next to it get the file rights (write, truncate) on the
+//! file itself. Symlinks are never granted (a link to `/etc` would otherwise make `/etc`
+//! writable); writes through them are checked at their target. Entries are opened
+//! `O_PATH|O_NOFOLLOW` under a pinned parent (`/proc/self/fd/N/name`), so a directory
+//! swapped for a symlink while we look is not followed. Absent protected paths are
+//! covered too (their directory gets no create right).
+//!
+//! Consequences under Landlock siblings, accepted: in a directory on the path to a
+//! protected path (every repository root, `.git` itself, `$HOME` when writable) nothing
+//! can be created, removed or renamed directly, so `git add`/`git commit` inside fail
+//! there; existing files stay writable and unrelated subdirectories are fully writable.
+//! Since /tmp and `$TMPDIR` are not searched, a clone somewhere in /tmp does not take
+//! /tmp's create right away; escalated git does not trust what was not searched.
 //!
 //! # Best effort, reported
 //! The ruleset asks for everything up to [`TARGET_ABI`] in `CompatLevel::BestEffort`; the
@@ -56,6 +71,8 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
 
 use ::kernel::detect::landlock::ABI_SINCE;
 use ::landlock::{
@@ -167,7 +184,8 @@ pub struct Enforcement {
     pub missing: Vec<MissingFeature>,
     /// Writable roots actually granted (canonical).
     pub writable_roots: Vec<PathBuf>,
-    /// Paths kept read-only inside writable roots (`.git` and `gitdir:` targets).
+    /// Paths kept read-only inside writable roots (git configuration and hooks, `.git`
+    /// files, start-up files).
     pub read_only_inside_roots: Vec<PathBuf>,
     /// The tree runs in a PID namespace with its own `/proc`: it cannot see (nor read the
     /// environment of) any process outside it.
@@ -320,6 +338,7 @@ pub struct PreparedLandlock {
     ruleset: Option<RulesetCreated>,
     enforcement: Enforcement,
     read_only_binds: Vec<PathBuf>,
+    git_trust: GitTrust,
 }
 
 impl PreparedLandlock {
@@ -332,6 +351,11 @@ impl PreparedLandlock {
     /// private mount namespace) before it restricts itself.
     pub fn read_only_binds(&self) -> &[PathBuf] {
         &self.read_only_binds
+    }
+
+    /// Where escalated git may run: the repositories the session cannot configure.
+    pub fn git_trust(&self) -> &GitTrust {
+        &self.git_trust
     }
 
     /// Child side, between fork and exec: enforce the ruleset on the calling thread (the
@@ -383,13 +407,35 @@ pub fn prepare(
     protection: Protection,
     abi: u8,
 ) -> Result<PreparedLandlock, LandlockError> {
+    prepare_protecting(policy, workdir, tmpdir, protection, abi, &[])
+}
+
+/// [`prepare`], keeping `also_read_only` (the rules files and directories the supervisor
+/// loaded) read-only too where they lie inside a writable root.
+pub fn prepare_protecting(
+    policy: &SandboxPolicy,
+    workdir: &Path,
+    tmpdir: Option<&Path>,
+    protection: Protection,
+    abi: u8,
+    also_read_only: &[PathBuf],
+) -> Result<PreparedLandlock, LandlockError> {
+    let since = trusted_before();
     let mut enforcement = Enforcement::for_abi(policy.mode, policy.network, abi);
     check_required(policy, &enforcement)?;
+    // Every place the session can write whatever its mode (an earlier call may have):
+    // no repository there is trusted unless shown unchanged.
+    let mut git_trust = GitTrust {
+        roots: agent_roots(policy, workdir, tmpdir),
+        since,
+        ..GitTrust::default()
+    };
     if policy.mode == SandboxMode::DangerFullAccess {
         return Ok(PreparedLandlock {
             ruleset: None,
             enforcement,
             read_only_binds: Vec::new(),
+            git_trust,
         });
     }
 
@@ -426,7 +472,50 @@ pub fn prepare(
     let mut read_only_binds = Vec::new();
     if policy.mode == SandboxMode::WorkspaceWrite {
         let roots = writable_roots(policy, &workdir, tmpdir)?;
-        let protected = protected_paths(&roots, &workdir);
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|h| h.is_absolute())
+            .and_then(|h| h.canonicalize().ok());
+        // Only the workdir and the explicit roots are searched: /tmp and $TMPDIR are shared
+        // and often large (thousands of directories: the search would cost milliseconds per
+        // session), and under Landlock siblings a repository somewhere in /tmp would take
+        // /tmp's create rights away. Their own `.git` is still protected; escalated git does
+        // not trust what was not searched.
+        let mut walk: Vec<PathBuf> = Vec::new();
+        if policy.workdir_writable {
+            walk.push(workdir.clone());
+        }
+        walk.extend(
+            policy
+                .writable_roots
+                .iter()
+                .filter_map(|r| r.canonicalize().ok()),
+        );
+        let mut found = scan(&roots, &walk, &workdir, home.as_deref());
+        for path in also_read_only {
+            if let Ok(path) = path.canonicalize()
+                && roots.iter().any(|r| path.starts_with(r))
+            {
+                found.present.push(path);
+            }
+        }
+        found.present.sort();
+        found.present.dedup();
+        let protected = match protection {
+            Protection::LandlockSiblings => {
+                let mut all = found.present.clone();
+                all.extend(found.absent.iter().cloned());
+                all.sort();
+                all
+            }
+            // A mount needs an existing target (a dangling link has none).
+            Protection::MountNamespace => found
+                .present
+                .iter()
+                .filter(|p| p.metadata().is_ok())
+                .cloned()
+                .collect(),
+        };
         let landlock_protected: &[PathBuf] = match protection {
             Protection::LandlockSiblings => &protected,
             Protection::MountNamespace => {
@@ -434,6 +523,13 @@ pub fn prepare(
                 &[]
             }
         };
+        git_trust.scanned = true;
+        git_trust.dirs = found.trust.dirs;
+        git_trust.truncated = found.trust.truncated;
+        if protection == Protection::MountNamespace {
+            // No bind for what does not exist: looked at again when the session ends.
+            git_trust.absent_at_start = found.absent.clone();
+        }
         let mut rules = Vec::new();
         for root in &roots {
             grant_writable(root, root, landlock_protected, &mut rules)?;
@@ -452,6 +548,7 @@ pub fn prepare(
         ruleset: Some(created),
         enforcement,
         read_only_binds,
+        git_trust,
     })
 }
 
@@ -542,37 +639,491 @@ fn writable_roots(
     Ok(roots)
 }
 
-/// `.git` entries (and `gitdir:` targets) that must stay read-only: those directly in a
-/// writable root or in an ancestor of the workdir, when they lie inside a writable root.
-fn protected_paths(roots: &[PathBuf], workdir: &Path) -> Vec<PathBuf> {
-    let inside_roots = |p: &Path| roots.iter().any(|r| p.starts_with(r));
-    let mut candidates: Vec<PathBuf> = roots.iter().map(|r| r.join(".git")).collect();
-    candidates.extend(workdir.ancestors().map(|a| a.join(".git")));
-    let mut protected = Vec::new();
-    for dot_git in candidates {
-        let Ok(meta) = dot_git.symlink_metadata() else {
-            continue;
-        };
-        // A `.git` symlink: its target (a sibling, say) must stay read-only too.
-        if meta.is_symlink()
-            && let Ok(target) = dot_git.canonicalize()
-            && inside_roots(&target)
-        {
-            protected.push(target);
-        }
-        if meta.is_file()
-            && let Some(target) = gitdir_target(&dot_git)
-            && inside_roots(&target)
-        {
-            protected.push(target);
-        }
-        if inside_roots(&dot_git) {
-            protected.push(dot_git);
+/// Start-up files and directories of the user's shells and tools, looked for in `$HOME`
+/// (when it lies inside a writable root) and directly in every writable root: what a
+/// person's next login, shell, `git`, package manager or agent client reads and may run.
+pub const STARTUP_FILES: &[&str] = &[
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zshenv",
+    ".zprofile",
+    ".zlogin",
+    ".zlogout",
+    ".inputrc",
+    ".gitconfig",
+    ".git-credentials",
+    ".config/git",
+    ".config/fish",
+    ".npmrc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    ".pypirc",
+    ".pip",
+    ".config/pip",
+    ".netrc",
+    ".cargo/config",
+    ".cargo/config.toml",
+    ".ssh",
+    ".gnupg",
+    ".mcp.json",
+    ".codex",
+    ".claude",
+    ".claude.json",
+    ".envrc",
+    ".vimrc",
+    ".config/nvim",
+];
+
+/// Bounds of the search for repositories below the writable roots at session start.
+pub const GIT_SCAN_MAX_DEPTH: usize = 6;
+/// At most this many directories are listed per session (all roots together).
+pub const GIT_SCAN_MAX_DIRS: usize = 4000;
+/// And for at most this long: listing a directory costs 3 to 10 us, so a huge tree would
+/// otherwise add tens of milliseconds to every session start (#15: at most 1 ms).
+/// Breadth first, so what is cut is the deepest levels; what is cut is neither protected
+/// nor trusted by escalated git ([`GitTrust::truncated`]).
+pub const GIT_SCAN_BUDGET: Duration = Duration::from_micros(750);
+/// At most this many git directories are protected (each costs a few bind mounts in the
+/// child); those beyond are neither protected nor trusted by escalated git.
+pub const GIT_SCAN_MAX_REPOS: usize = 64;
+/// Directories never descended into: dependency and build trees, caches, and (for the
+/// depth) every hidden directory but the ones named in [`STARTUP_FILES`].
+pub const GIT_SCAN_SKIP: &[&str] = &[
+    "node_modules",
+    "target",
+    "__pycache__",
+    "venv",
+    "site-packages",
+    "dist",
+    "build",
+    "proc",
+    "sys",
+    "dev",
+];
+
+/// Entries of a git directory that configure what git runs: read-only in every repository
+/// found. `config.worktree`, `commondir` and `gitdir` exist in linked worktrees' git
+/// directories (`commondir` names where `config` and `hooks` are read from).
+const GIT_DIR_PROTECTED: &[&str] = &[
+    "config",
+    "config.worktree",
+    "hooks",
+    "info",
+    "commondir",
+    "gitdir",
+];
+
+/// One git directory the session cannot configure, identified by path and inode (a `.git`
+/// renamed away and recreated under the same name is not it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TrustedGitDir {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+/// The repositories found below the writable roots at session start, whose configuration
+/// the session cannot change, and the roots themselves: for the escalation decision
+/// ([`GitTrust::git_dir_is_protected`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitTrust {
+    /// Every place the session can write, whatever its mode.
+    roots: Vec<PathBuf>,
+    /// The git directories protected at start (workspace-write only).
+    dirs: Vec<TrustedGitDir>,
+    /// The roots were searched and protected (workspace-write): a git directory inside
+    /// them must be one of `dirs`.
+    scanned: bool,
+    /// What git reads for config and hooks must be older than this (the supervisor's
+    /// first session, less a clock tick: see [`trusted_before`]).
+    since: SystemTime,
+    /// The scan stopped at [`GIT_SCAN_MAX_DIRS`] or [`GIT_SCAN_MAX_REPOS`]: repositories
+    /// beyond are not protected (and not trusted).
+    pub truncated: bool,
+    /// Protected paths that did not exist at start, under [`Protection::MountNamespace`]
+    /// (a bind needs a target): `.git/commondir`, `.git/hooks`, an absent `~/.bashrc`...
+    /// What the session created there is moved aside when it ends
+    /// ([`GitTrust::set_aside_created`]).
+    absent_at_start: Vec<PathBuf>,
+}
+
+impl Default for GitTrust {
+    fn default() -> Self {
+        GitTrust {
+            roots: Vec::new(),
+            dirs: Vec::new(),
+            scanned: false,
+            since: SystemTime::UNIX_EPOCH,
+            truncated: false,
+            absent_at_start: Vec::new(),
         }
     }
-    protected.sort();
-    protected.dedup();
-    protected
+}
+
+/// How long before the first session a change must be to count as the user's: file
+/// times come from the kernel's coarse clock, up to a tick (1 to 10 ms, `HZ` 1000 to 100)
+/// behind the clock `SystemTime::now` reads.
+const CLOCK_TICK_MARGIN: Duration = Duration::from_millis(10);
+
+/// The instant before which what git reads must have last changed to be trusted: the
+/// start of this process's first session, less [`CLOCK_TICK_MARGIN`]. One instant for the
+/// whole process, so a repository an earlier session (an earlier MCP call) made or
+/// configured is not trusted by a later one either.
+fn trusted_before() -> SystemTime {
+    static FIRST_SESSION: OnceLock<SystemTime> = OnceLock::new();
+    let first = *FIRST_SESSION.get_or_init(SystemTime::now);
+    first.checked_sub(CLOCK_TICK_MARGIN).unwrap_or(first)
+}
+
+impl GitTrust {
+    /// May git run escalated (outside the sandbox) in `cwd` without running something the
+    /// session planted? True when the repository git would use in `cwd` (found as git
+    /// does: the nearest `.git` directory, file or link upwards, or a directory that is
+    /// itself a git directory; `gitdir:` and `commondir` followed) lies outside every
+    /// place the session can write, or is one whose config and hooks (a) were made
+    /// read-only at session start and it is still the same directory (device and inode),
+    /// and (b) have not changed since this supervisor's first session began (ctime). False
+    /// for a repository created, re-created or configured by this or an earlier session,
+    /// one the scan did not reach, or a `.git` file pointing at one of those.
+    /// Not a repository at all: true (`git init`, `git clone`: no repository config to
+    /// read). What the session creates between this check and git's own start is read by
+    /// git: see docs/threat-model.md.
+    pub fn git_dir_is_protected(&self, cwd: &Path) -> bool {
+        let cwd = match cwd.canonicalize() {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        let writable = |p: &Path| self.roots.iter().any(|r| p.starts_with(r));
+        let Some(git_dir) = discover_git_dir(&cwd) else {
+            return true;
+        };
+        let mut dirs = vec![git_dir.clone()];
+        if let Ok(text) = std::fs::read_to_string(git_dir.join("commondir")) {
+            match git_dir.join(text.trim()).canonicalize() {
+                Ok(common) => dirs.push(common),
+                Err(_) => return false,
+            }
+        }
+        dirs.iter().all(|d| !writable(d) || self.is_trusted(d))
+    }
+
+    /// Why git (`program`, run as `argv` in `cwd`) must not run escalated, or `None`
+    /// (not git, or a repository the session cannot have configured). `-C DIR` options
+    /// are followed; `--git-dir` and `--work-tree` are refused (they name a repository
+    /// the discovery here does not look at).
+    pub fn why_untrusted_git(&self, program: &Path, argv: &[String], cwd: &Path) -> Option<String> {
+        let name = program.file_name()?.to_str()?;
+        if name != "git" && !name.starts_with("git-") {
+            return None;
+        }
+        let mut dir = cwd.to_owned();
+        let mut args = argv.iter().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "-C" => dir = dir.join(args.next()?),
+                "-c" | "--config-env" => {
+                    args.next();
+                }
+                a if a.starts_with("--git-dir") || a.starts_with("--work-tree") => {
+                    return Some(format!("escalated git is not given a repository by `{a}`"));
+                }
+                a if a.starts_with('-') => {}
+                _ => break,
+            }
+        }
+        (!self.git_dir_is_protected(&dir)).then(|| {
+            format!(
+                "the repository at {} is one the session could configure (made, changed or \
+                 not protected since start): its hooks and config would run outside",
+                dir.display()
+            )
+        })
+    }
+
+    fn is_trusted(&self, dir: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::symlink_metadata(dir) else {
+            return false;
+        };
+        let recorded = self
+            .dirs
+            .iter()
+            .any(|t| t.path == dir && t.dev == meta.dev() && t.ino == meta.ino());
+        (recorded || !self.scanned) && unchanged_since(dir, self.since)
+    }
+
+    /// After the session's tree is gone: every protected path that was absent at start
+    /// and exists now (a `.git/commondir` naming a configured directory, a `hooks/`, a
+    /// start-up file the binds could not cover) is renamed to `NAME.execgate-planted-PID-N`,
+    /// so that git and shells outside do not read it. Returns (from, to) for each.
+    pub fn set_aside_created(&self) -> Vec<(PathBuf, PathBuf)> {
+        let mut moved = Vec::new();
+        for path in &self.absent_at_start {
+            if path.symlink_metadata().is_err() {
+                continue;
+            }
+            let Some(name) = path.file_name() else {
+                continue;
+            };
+            let mut to_name = name.to_owned();
+            to_name.push(format!(
+                ".execgate-planted-{}-{}",
+                std::process::id(),
+                moved.len()
+            ));
+            let to = path.with_file_name(to_name);
+            if std::fs::rename(path, &to).is_ok() {
+                moved.push((path.clone(), to));
+            }
+        }
+        moved
+    }
+
+    /// The git directories recorded at session start.
+    pub fn git_dirs(&self) -> impl Iterator<Item = &Path> {
+        self.dirs.iter().map(|d| d.path.as_path())
+    }
+}
+
+/// Every entry of git directory `dir` that configures what git runs (and each entry of
+/// `hooks/` and `info/`) last changed before `since`. An absent one is fine: git reads
+/// nothing there. A change (write, create, rename, chmod) always sets ctime to now, and
+/// the session cannot set the clock.
+fn unchanged_since(dir: &Path, since: SystemTime) -> bool {
+    let old = |p: &Path| {
+        let times = [std::fs::symlink_metadata(p), std::fs::metadata(p)];
+        times.iter().all(|m| match m {
+            Ok(m) => ctime(m).is_some_and(|t| t < since),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        })
+    };
+    GIT_DIR_PROTECTED.iter().all(|name| {
+        let path = dir.join(name);
+        if !old(&path) {
+            return false;
+        }
+        match std::fs::read_dir(&path) {
+            Ok(entries) => entries
+                .map(|e| e.map(|e| old(&e.path())))
+                .all(|ok| ok.unwrap_or(false)),
+            Err(_) => true,
+        }
+    })
+}
+
+fn ctime(meta: &std::fs::Metadata) -> Option<SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let secs = u64::try_from(meta.ctime()).ok()?;
+    let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(secs, nanos))
+}
+
+/// The canonical git directory for `cwd`, found as git finds it (without `GIT_DIR`): the
+/// nearest ancestor holding `.git` (a directory, a link to one, or a `gitdir:` file), or
+/// being a git directory itself (a bare repository: `HEAD`, `objects/`, `refs/`).
+fn discover_git_dir(cwd: &Path) -> Option<PathBuf> {
+    for dir in cwd.ancestors() {
+        let dot_git = dir.join(".git");
+        if let Ok(meta) = std::fs::metadata(&dot_git) {
+            if meta.is_dir() {
+                return dot_git.canonicalize().ok();
+            }
+            if meta.is_file() {
+                return gitdir_target(&dot_git);
+            }
+        }
+        if dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir() {
+            return dir.canonicalize().ok();
+        }
+    }
+    None
+}
+
+/// What the scan found: paths to keep read-only, and the trust record.
+struct Found {
+    /// Existing paths (bindable read-only).
+    present: Vec<PathBuf>,
+    /// Paths that do not exist; Landlock siblings keep them from being created.
+    absent: Vec<PathBuf>,
+    trust: GitTrust,
+    dirs_listed: usize,
+}
+
+impl Found {
+    fn add(&mut self, path: PathBuf, inside: bool) {
+        if !inside {
+            return;
+        }
+        if path.symlink_metadata().is_ok() {
+            self.present.push(path);
+        } else {
+            self.absent.push(path);
+        }
+    }
+
+    fn trust_dir(&mut self, dir: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::symlink_metadata(dir)
+            && !self.trust.dirs.iter().any(|d| d.path == dir)
+        {
+            self.trust.dirs.push(TrustedGitDir {
+                path: dir.to_owned(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            });
+        }
+    }
+
+    /// A git directory: its configuring entries, its submodules' git directories
+    /// (`modules/**`), its linked worktrees' (`worktrees/*`).
+    fn git_dir(&mut self, dir: &Path, roots: &[PathBuf], depth: usize) {
+        let inside = roots.iter().any(|r| dir.starts_with(r));
+        if !inside || depth > 8 || self.trust.dirs.iter().any(|d| d.path == dir) {
+            return;
+        }
+        if self.trust.dirs.len() >= GIT_SCAN_MAX_REPOS {
+            self.trust.truncated = true;
+            return;
+        }
+        self.trust_dir(dir);
+        for name in GIT_DIR_PROTECTED {
+            self.add(dir.join(name), true);
+        }
+        if let Ok(entries) = std::fs::read_dir(dir.join("worktrees")) {
+            for entry in entries.flatten() {
+                let wt = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    self.git_dir(&wt, roots, depth + 1);
+                }
+            }
+        }
+        self.modules(&dir.join("modules"), roots, depth + 1);
+    }
+
+    /// `modules/NAME` (NAME may contain slashes): a directory with `HEAD` is a submodule's
+    /// git directory.
+    fn modules(&mut self, dir: &Path, roots: &[PathBuf], depth: usize) {
+        if depth > 8 {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let sub = entry.path();
+            if sub.join("HEAD").exists() {
+                self.git_dir(&sub, roots, depth);
+            } else {
+                self.modules(&sub, roots, depth + 1);
+            }
+        }
+    }
+
+    /// A `.git` entry found at `dot_git`: directory, `gitdir:` file or link.
+    fn dot_git(&mut self, dot_git: &Path, roots: &[PathBuf]) {
+        let inside = |p: &Path| roots.iter().any(|r| p.starts_with(r));
+        let Ok(meta) = dot_git.symlink_metadata() else {
+            return;
+        };
+        if meta.is_symlink() {
+            if let Ok(target) = dot_git.canonicalize()
+                && target.is_dir()
+            {
+                self.git_dir(&target, roots, 0);
+            }
+        } else if meta.is_file() {
+            // The `gitdir:` line must not be repointed at a directory the session made.
+            self.add(dot_git.to_owned(), inside(dot_git));
+            if let Some(target) = gitdir_target(dot_git) {
+                self.git_dir(&target, roots, 0);
+            }
+        } else if meta.is_dir() {
+            self.git_dir(dot_git, roots, 0);
+        }
+    }
+}
+
+/// Find every repository below `roots` (bounded: [`GIT_SCAN_MAX_DEPTH`],
+/// [`GIT_SCAN_MAX_DIRS`], [`GIT_SCAN_SKIP`] and hidden directories not descended into),
+/// plus the workdir's ancestors' `.git` and the start-up files in `home` and each root.
+fn scan(roots: &[PathBuf], walk: &[PathBuf], workdir: &Path, home: Option<&Path>) -> Found {
+    let mut found = Found {
+        present: Vec::new(),
+        absent: Vec::new(),
+        trust: GitTrust {
+            roots: roots.to_vec(),
+            ..GitTrust::default()
+        },
+        dirs_listed: 0,
+    };
+    let inside = |p: &Path| roots.iter().any(|r| p.starts_with(r));
+    // The repository the workdir is in, wherever its root is, and each root's own.
+    for a in workdir.ancestors() {
+        found.dot_git(&a.join(".git"), roots);
+    }
+    for r in roots {
+        found.dot_git(&r.join(".git"), roots);
+    }
+    // Breadth first, so that a huge tree uses up the budget on its deep levels last.
+    let deadline = Instant::now() + GIT_SCAN_BUDGET;
+    let mut queue: std::collections::VecDeque<(PathBuf, usize)> =
+        walk.iter().map(|r| (r.clone(), 0)).collect();
+    while let Some((dir, depth)) = queue.pop_front() {
+        if found.dirs_listed >= GIT_SCAN_MAX_DIRS || Instant::now() >= deadline {
+            found.trust.truncated = true;
+            break;
+        }
+        found.dirs_listed += 1;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let bytes = name.as_encoded_bytes();
+            if bytes == b".git" {
+                found.dot_git(&entry.path(), roots);
+                continue;
+            }
+            if depth + 1 >= GIT_SCAN_MAX_DEPTH
+                || bytes.first() == Some(&b'.')
+                || GIT_SCAN_SKIP.iter().any(|s| s.as_bytes() == bytes)
+            {
+                continue;
+            }
+            // d_type: no stat per entry; links are not followed.
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                queue.push_back((entry.path(), depth + 1));
+            }
+        }
+    }
+    for base in roots.iter().map(PathBuf::as_path).chain(home) {
+        if !inside(base) {
+            continue;
+        }
+        for name in STARTUP_FILES {
+            let path = base.join(name);
+            // Absent files are kept from being created only in `$HOME` (under Landlock
+            // siblings): in a root like /tmp that would forbid every new top-level entry.
+            if path.symlink_metadata().is_ok() {
+                // A link is bound at its target by the mount; keep the link itself too.
+                found.present.push(path);
+            } else if Some(base) == home {
+                found.absent.push(path);
+            }
+        }
+    }
+    found.present.sort();
+    found.present.dedup();
+    found.absent.sort();
+    found.absent.dedup();
+    found
 }
 
 /// The canonical target of a `.git` file's `gitdir: PATH` line (relative to the file's
