@@ -158,7 +158,7 @@ pub fn table(f: &Features, choice: &BackendChoice) -> String {
     let landlock = match f.landlock.abi {
         Some(abi) => {
             let next = kernel::detect::landlock::ABI_SINCE.get(abi as usize);
-            match next {
+            let shown = match next {
                 Some(v) => format!(
                     "ABI {abi} (ABI {} needs Linux {}.{})",
                     abi + 1,
@@ -166,6 +166,13 @@ pub fn table(f: &Features, choice: &BackendChoice) -> String {
                     v.minor
                 ),
                 None => format!("ABI {abi}"),
+            };
+            // Sessions report the ABI execgate applies, which is capped: say both.
+            let used = supervisor::sandbox::landlock::capped_abi(&f.landlock);
+            if u32::from(used) < abi {
+                format!("{shown}; execgate uses ABI {used}")
+            } else {
+                shown
             }
         }
         None => format!("none ({:?})", f.landlock.status).to_lowercase(),
