@@ -4,6 +4,9 @@
   the Responses API (responses_standin.py) that asks it for `shell` calls; Codex sends its
   sandbox as `_meta["codex/sandbox-state-meta"]` (from `--sandbox`) and hands execgate's
   result back to the "model", which is where the test reads it.
+- The MCP TypeScript SDK v1 and v2 (tests/clients/sdk-client.mjs), with Ajv validating
+  the schemas in strict mode and every `structuredContent` against `outputSchema`.
+- The MCP Inspector CLI.
 
 The clients are installed in tests/clients/node_modules by scripts/setup-clients. Without
 them these tests skip, and fail under EXECGATE_REQUIRE_ALL=1 (scripts/test). Everything
@@ -202,3 +205,67 @@ def test_codex_prompt_is_asked_through_codex_and_its_answer_holds(tmp_path, plac
     assert "declined" in e["reason"], e
     assert r["stdout"] == "status=126\n", r
     assert not (work / "asked").exists()
+
+
+# --- TypeScript SDK v1 and v2 ---------------------------------------------------------
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_typescript_sdk(tmp_path, place, version):
+    require_client("codex")  # the marker that scripts/setup-clients ran
+    work = place / "work"
+    (work / "victim").write_text("keep me")
+    rules = tmp_path / "ts.rules"
+    rules.write_text('prefix_rule(pattern=["rm"], decision="forbidden", justification="no deleting from TypeScript")\n')
+    done = run(["node", str(CLIENTS / "sdk-client.mjs"), version, str(work), str(execgate_bin()),
+                "mcp", "--no-default-rules", "--rules", str(rules)], cwd=CLIENTS)
+    assert done.returncode == 0, f"stdout: {done.stdout[-4000:]}\nstderr: {done.stderr[-8000:]}"
+    report = json.loads(done.stdout)
+    assert report["tools"] == ["shell"] and report["warnings"] == [], report
+    results = report["results"]
+
+    assert results["echo"]["stdout"] == f"hello from {version}\n", results["echo"]
+
+    forbidden = results["forbidden"]
+    [e] = forbidden["execs"]
+    assert (e["decision"], e["ran_in"]) == ("forbidden", "denied"), e
+    assert "no deleting from TypeScript" in e["reason"], e
+    assert forbidden["stdout"] == "rm-status=126\n", forbidden
+    assert (work / "victim").read_text() == "keep me"
+
+    # 5 MB of output: one response within the 2 MiB budget, head and tail kept, cut marked.
+    big = results["big"]
+    stdout = big["streams"]["stdout"]
+    assert stdout["total_bytes"] == 5_000_000 + len("\ntail-marker\n"), big
+    assert stdout["budget_cut_bytes"] > 0 and big["stdout_length"] < 1_000_000, big
+    assert big["stdout_head"] == "x" * 64 and big["stdout_tail"].endswith("x\ntail-marker\n"), big
+    assert "bytes cut here" in big["stdout_cut_marker"], big
+    assert any("response budget" in w for w in big["warnings"]), big
+    assert report["response_bytes"]["big"] <= 2 * 1024 * 1024, report["response_bytes"]
+    # ... and the connection is still there.
+    assert results["after"]["stdout"] == "still connected\n", results["after"]
+
+
+# --- MCP Inspector CLI ----------------------------------------------------------------
+
+def inspector(*args: str) -> dict:
+    done = run([str(require_client("mcp-inspector")), "--cli", str(execgate_bin()), "mcp", "--no-default-rules",
+                *args], cwd=CLIENTS)
+    assert done.returncode == 0, f"stdout: {done.stdout[-4000:]}\nstderr: {done.stderr[-4000:]}"
+    return json.loads(done.stdout)
+
+
+def test_inspector_cli_lists_and_calls_shell_with_typed_arguments(place):
+    listed = inspector("--method", "tools/list")
+    assert [t["name"] for t in listed["tools"]] == ["shell"], listed
+
+    work = place / "work"
+    # login=false and timeout_ms=500 arrive as a boolean and an integer: not a login shell,
+    # and the sleep is killed at 0.5 s.
+    result = inspector("--method", "tools/call", "--tool-name", "shell",
+                       "--tool-arg", "command=shopt -q login_shell && echo login || echo not-login; sleep 5",
+                       "--tool-arg", f"workdir={work}", "--tool-arg", "login=false", "--tool-arg", "timeout_ms=500")
+    assert result["isError"] is False, result
+    r = result["structuredContent"]
+    assert json.loads(result["content"][0]["text"]) == r
+    assert r["stdout"] == "not-login\n", r
+    assert r["timed_out"] is True and r["duration_ms"] < 4000, r
