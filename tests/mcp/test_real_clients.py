@@ -238,7 +238,10 @@ def test_typescript_sdk(tmp_path, place, version):
     assert stdout["total_bytes"] == 5_000_000 + len("\ntail-marker\n"), big
     assert stdout["budget_cut_bytes"] > 0 and big["stdout_length"] < 1_000_000, big
     assert big["stdout_head"] == "x" * 64 and big["stdout_tail"].endswith("x\ntail-marker\n"), big
-    assert "bytes cut here" in big["stdout_cut_marker"], big
+    # One marker where the middle went, counting both cuts (the cap's and the budget's).
+    marker = big["stdout_cut_marker"]
+    assert f"{stdout['budget_cut_bytes']} more bytes cut here" in marker, big
+    assert f"besides the {stdout['cut_bytes']} bytes the output cap cut here" in marker, big
     assert any("response budget" in w for w in big["warnings"]), big
     assert report["response_bytes"]["big"] <= 2 * 1024 * 1024, report["response_bytes"]
     # ... and the connection is still there.
