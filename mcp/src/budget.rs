@@ -50,12 +50,17 @@ pub fn fit(result: &mut ShellResult, budget: usize) {
     fit_execs(result, budget / 2);
     let fixed = serialized_len(result);
     let costs = texts.each_ref().map(|t| cost(t));
+    let capped = [
+        result.streams.stdout.cut_bytes,
+        result.streams.stderr.cut_bytes,
+        result.streams.output.cut_bytes,
+    ];
     let mut available = budget.saturating_sub(fixed + 3 * MARKER_ROOM);
     for _ in 0..8 {
         let shares = water_fill(costs, available);
         let mut cut = [0u64; 3];
         let [out, err, both] = std::array::from_fn(|i| {
-            let (text, removed) = cut_to_cost(&texts[i], shares[i], budget);
+            let (text, removed) = cut_to_cost(&texts[i], shares[i], budget, capped[i]);
             cut[i] = removed;
             text
         });
@@ -187,7 +192,11 @@ fn water_fill(costs: [usize; 3], available: usize) -> [usize; 3] {
 
 /// `text` within `share` bytes of response: its head and tail, with a marker where the
 /// middle was cut. Returns the text and how many of its bytes were left out.
-fn cut_to_cost(text: &str, share: usize, budget: usize) -> (String, u64) {
+///
+/// `capped`: bytes the output cap already cut from this stream. Its marker sits in the
+/// middle of the text, so this cut usually takes it: the new marker then says those too,
+/// or the reader would take the gap for this cut alone.
+fn cut_to_cost(text: &str, share: usize, budget: usize, capped: u64) -> (String, u64) {
     if cost(text) <= share {
         return (text.to_owned(), 0);
     }
@@ -210,9 +219,14 @@ fn cut_to_cost(text: &str, share: usize, budget: usize) -> (String, u64) {
         })
         .map_or(head_end, |(i, c)| head_end + i + c.len_utf8());
     let removed = tail_start - head_end;
+    let besides = if capped > 0 && text[head_end..tail_start].contains("\n[... execgate: ") {
+        format!(", besides the {capped} bytes the output cap cut here")
+    } else {
+        String::new()
+    };
     let text = format!(
         "{}\n[... execgate: {removed} more bytes cut here to keep the whole response within \
-         its {budget}-byte budget ...]\n{}",
+         its {budget}-byte budget{besides} ...]\n{}",
         &text[..head_end],
         &text[tail_start..]
     );
@@ -266,7 +280,7 @@ mod tests {
     #[test]
     fn a_cut_keeps_head_and_tail_within_the_share() {
         let text = format!("HEAD{}TAIL", "\u{1}".repeat(10_000));
-        let (cut, removed) = cut_to_cost(&text, 200, 1 << 20);
+        let (cut, removed) = cut_to_cost(&text, 200, 1 << 20, 0);
         assert!(cut.starts_with("HEAD") && cut.ends_with("TAIL"), "{cut}");
         assert!(
             cut.contains(&format!("[... execgate: {removed} more bytes")),
@@ -276,7 +290,37 @@ mod tests {
         assert!(cost(&kept) <= 200, "{}", cost(&kept));
         assert_eq!(removed + kept.len() as u64, text.len() as u64);
         // Never inside a character.
-        let (cut, _) = cut_to_cost(&"€".repeat(1000), 100, 1 << 20);
+        let (cut, _) = cut_to_cost(&"€".repeat(1000), 100, 1 << 20, 0);
         assert!(cut.starts_with('€') && cut.ends_with('€'));
+    }
+
+    #[test]
+    fn a_cut_that_takes_the_caps_marker_says_what_the_cap_cut() {
+        let capped = format!(
+            "{}\n[... execgate: 9000 bytes cut here; 11000 bytes in all, over the 2000-byte \
+             cap, first and last kept ...]\n{}",
+            "h".repeat(1000),
+            "t".repeat(1000)
+        );
+        let (cut, removed) = cut_to_cost(&capped, 400, 1 << 20, 9000);
+        assert!(cut.starts_with('h') && cut.ends_with('t'), "{cut}");
+        assert!(
+            cut.contains(&format!(
+                "{removed} more bytes cut here to keep the whole response within its \
+                 1048576-byte budget, besides the 9000 bytes the output cap cut here ...]"
+            )),
+            "{cut}"
+        );
+        // A text the cap did not cut, or a cut that leaves the cap's marker: no such words.
+        let off_centre = format!(
+            "{}\n[... execgate: 9000 bytes cut here ...]\n{}",
+            "h".repeat(10),
+            "t".repeat(5000)
+        );
+        let (cut, _) = cut_to_cost(&"x".repeat(3000), 400, 1 << 20, 0);
+        assert!(!cut.contains("besides"), "{cut}");
+        let (cut, _) = cut_to_cost(&off_centre, 1000, 1 << 20, 9000);
+        assert!(cut.contains("9000 bytes cut here ...]"), "{cut}");
+        assert!(!cut.contains("besides"), "{cut}");
     }
 }
