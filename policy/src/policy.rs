@@ -66,6 +66,15 @@ impl LoadOptions {
     }
 }
 
+/// How [`Policy::evaluate_check`] matches: the flags of `codex execpolicy check`.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// `--resolve-host-executables`: try the basename rules for a program given as a path.
+    pub resolve_host_executables: bool,
+    /// The directory a relative program path is resolved against (`None`: not resolved).
+    pub cwd: Option<PathBuf>,
+}
+
 /// A loaded exec policy: the rules, indexed by program, plus the heuristics for commands
 /// no rule matches. Immutable once loaded; share it across threads.
 #[derive(Debug, Clone, Default)]
@@ -152,17 +161,42 @@ impl Policy {
         &self.sources
     }
 
-    /// Evaluates one command the way `codex execpolicy check` does. `program` is the
-    /// executable as exec'd (an absolute path, or a bare name for `execgate check`); `argv`
-    /// is the full argv, `argv[0]` included (and ignored: `program` stands in its place).
+    /// Evaluates one command the way `codex execpolicy check --resolve-host-executables`
+    /// does. `program` is the executable as exec'd (an absolute path, or a bare name);
+    /// `argv` is the full argv, `argv[0]` included (and ignored: `program` stands in its
+    /// place).
     ///
-    /// A rule for the exact token matches first; only when none does and `program` is an
-    /// absolute path are the rules for its basename tried, and then only if no
-    /// `host_executable()` for that name excludes the path. The supervisor decides real
-    /// execs with [`Policy::evaluate_exec`] instead.
+    /// The rules whose program token is `program`, byte for byte, match first; only when
+    /// none does and `program` is an absolute path are the rules for its basename tried
+    /// (the path normalised lexically), and then only if no `host_executable()` for that
+    /// name excludes the path. The supervisor decides real execs with
+    /// [`Policy::evaluate_exec`] instead; `execgate check` uses [`Policy::evaluate_check`].
     pub fn evaluate(&self, program: &str, argv: &[String]) -> Evaluation {
         let args = argv.get(1..).unwrap_or_default();
-        self.evaluation(program, args, self.set.matches(program, args))
+        self.evaluation(
+            program,
+            args,
+            self.set.matches_codex(program, args, true, None),
+        )
+    }
+
+    /// Evaluates `argv` exactly as `codex execpolicy check` does with the same flags: the
+    /// rules whose program token is `argv[0]`, byte for byte; with
+    /// [`CheckOptions::resolve_host_executables`] and no such rule, an `argv[0]` holding a
+    /// `/` is resolved (against [`CheckOptions::cwd`] when relative, then normalised
+    /// lexically) and the rules for its basename match unless a `host_executable()`
+    /// excludes the path.
+    pub fn evaluate_check(&self, argv: &[String], options: &CheckOptions) -> Evaluation {
+        let Some((program, args)) = argv.split_first() else {
+            return self.evaluation("", &[], Vec::new());
+        };
+        let found = self.set.matches_codex(
+            program,
+            args,
+            options.resolve_host_executables,
+            options.cwd.as_deref(),
+        );
+        self.evaluation(program, args, found)
     }
 
     /// Evaluates one exec the kernel is about to run, for the supervisor: allow matches

@@ -19,7 +19,7 @@ use starlark::values::none::NoneType;
 
 use crate::decision::Decision;
 use crate::error::{LoadError, SourceLocation};
-use crate::rule::{PatternToken, PrefixRule, RuleOrigin, RuleSet, normalize_absolute};
+use crate::rule::{PatternToken, PrefixRule, RuleOrigin, RuleSet, normalize_lexically};
 
 /// What the files loaded so far declared, in order.
 #[derive(Debug, Default)]
@@ -87,7 +87,7 @@ pub(crate) fn parse_file(
     let mut dialect = Dialect::Extended.clone();
     dialect.enable_f_strings = true;
     let ast = AstModule::parse(&name, source.to_string(), &dialect)
-        .map_err(|e| starlark_error(file, &e))?;
+        .map_err(|e| parse_error(file, source, &e))?;
     let globals = GlobalsBuilder::standard().with(rules_builtins).build();
     let module = Module::new();
 
@@ -105,6 +105,23 @@ pub(crate) fn parse_file(
         check_examples(pending, &builder.host_executables)?;
     }
     Ok(())
+}
+
+/// A parse error, located as Codex locates it: an error at the very end of a file that
+/// ends with a newline (a call or bracket still open) is reported at 1:1, where Codex's
+/// `--> file:1:1` puts it, with a note saying where it really is.
+fn parse_error(file: &Path, source: &str, error: &starlark::Error) -> LoadError {
+    let mut err = starlark_error(file, error);
+    if let LoadError::Invalid { location, message } = &mut err
+        && let Some(span) = error.span()
+        && usize::try_from(span.span.begin().get()).is_ok_and(|at| at >= source.len())
+        && source.ends_with('\n')
+    {
+        location.line = 1;
+        location.column = 1;
+        message.push_str(" (at the end of the file: a call or bracket is still open)");
+    }
+    err
 }
 
 fn starlark_error(file: &Path, error: &starlark::Error) -> LoadError {
@@ -175,6 +192,13 @@ fn check_examples(
     host_executables: &HashMap<String, Vec<PathBuf>>,
 ) -> Result<(), LoadError> {
     let set = RuleSet::new(pending.rules.clone(), host_executables.clone());
+    // Codex resolves an example's program against the working directory (`./git status`
+    // is an example of `git status`).
+    let cwd = std::env::current_dir().ok();
+    let matches = |program: &str, args: &[String]| {
+        !set.matches_codex(program, args, true, cwd.as_deref())
+            .is_empty()
+    };
     let pattern = pending
         .rules
         .first()
@@ -191,7 +215,7 @@ fn check_examples(
         .unwrap_or_default();
     for example in &pending.not_matches {
         if let Some((program, args)) = example.split_first()
-            && !set.matches(program, args).is_empty()
+            && matches(program, args)
         {
             return Err(LoadError::ExampleDidMatch {
                 location: pending.location.clone(),
@@ -202,7 +226,7 @@ fn check_examples(
     }
     for example in &pending.matches {
         if let Some((program, args)) = example.split_first()
-            && set.matches(program, args).is_empty()
+            && !matches(program, args)
         {
             return Err(LoadError::ExampleDidNotMatch {
                 location: pending.location.clone(),
@@ -330,11 +354,53 @@ fn parse_host_path(raw: &str, home: Option<&Path>) -> starlark::Result<PathBuf> 
         PathBuf::from(raw)
     };
     match path.to_str() {
-        Some(s) if s.starts_with('/') => Ok(PathBuf::from(normalize_absolute(s))),
+        // A trailing `/` is dropped, as Codex does (`/usr/bin/git/` is `/usr/bin/git`).
+        Some(s) if s.starts_with('/') => Ok(PathBuf::from(normalize_lexically(s))),
         _ => Err(fail(format!(
             "host_executable paths must be absolute or start with `~/` (got {raw:?})"
         ))),
     }
+}
+
+/// Checks a `network_rule` host as Codex does, and returns it normalised (port, trailing
+/// dots and surrounding whitespace removed, lowercase). One host name or IP literal, with
+/// an optional `:port` (`[v6]:port` for IPv6); no scheme, path, query, fragment,
+/// wildcard or whitespace.
+fn validate_network_host(raw: &str) -> Result<String, &'static str> {
+    let mut host = raw.trim();
+    if host.is_empty() {
+        return Err("cannot be empty");
+    }
+    if host.contains('/') || host.contains('?') || host.contains('#') {
+        return Err("must be a host name or IP literal, without scheme or path");
+    }
+    let is_port = |port: &str| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    if let Some(bracketed) = host.strip_prefix('[') {
+        let Some((inside, rest)) = bracketed.split_once(']') else {
+            return Err("has an invalid bracketed IPv6 literal");
+        };
+        if !rest.is_empty() && !rest.strip_prefix(':').is_some_and(is_port) {
+            return Err("has something after the bracketed IPv6 literal that is not a port");
+        }
+        host = inside;
+    } else if host.matches(':').count() == 1
+        && let Some((name, port)) = host.split_once(':')
+        && !name.is_empty()
+        && is_port(port)
+    {
+        host = name;
+    }
+    let normalized = host.trim_end_matches('.').trim().to_ascii_lowercase();
+    if normalized.is_empty() {
+        return Err("cannot be empty");
+    }
+    if normalized.contains('*') {
+        return Err("must be one specific host, not a wildcard");
+    }
+    if normalized.chars().any(char::is_whitespace) {
+        return Err("cannot contain whitespace");
+    }
+    Ok(normalized)
 }
 
 #[starlark_module]
@@ -452,12 +518,8 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
             parse_decision(decision)?;
         }
         parse_justification(justification)?;
-        let host = host.trim();
-        if host.is_empty() || host.contains('*') || host.contains('/') {
-            return Err(fail(format!(
-                "network_rule host must be one specific host name or IP address (got {host:?})"
-            )));
-        }
+        validate_network_host(host)
+            .map_err(|why| fail(format!("network_rule host {why} (got {host:?})")))?;
         with_builder(|builder| builder.network_rules += 1)?;
         Ok(NoneType)
     }
