@@ -36,6 +36,13 @@ pub struct Args {
     #[arg(long)]
     explain: bool,
 
+    /// Decide as the supervisor decides an exec of PATH (an absolute path) with this argv:
+    /// its run-time matching, where a `forbidden` or `prompt` rule matches any path with
+    /// its program's basename, whatever `host_executable()` says (execgate's own flag; not
+    /// what `codex execpolicy check` answers).
+    #[arg(long, value_name = "PATH", value_parser = absolute_path)]
+    exec_path: Option<String>,
+
     /// The command to check: the program (a name or a path), then its arguments. Put it
     /// after `--` (before it, a misspelt option is an error, not the command).
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
@@ -62,7 +69,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         resolve_host_executables: args.resolve_host_executables,
         cwd: std::env::current_dir().ok(),
     };
-    let evaluation = policy.evaluate_check(&args.command, &check);
+    let evaluation = match &args.exec_path {
+        Some(path) => policy.evaluate_exec(path, &args.command),
+        None => policy.evaluate_check(&args.command, &check),
+    };
     tracing::debug!(reason = %evaluation.reason(), "evaluated");
 
     let view = if args.explain {
@@ -79,4 +89,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{json}").context("writing to stdout")?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn absolute_path(raw: &str) -> Result<String, String> {
+    if raw.starts_with('/') {
+        Ok(raw.to_string())
+    } else {
+        Err(format!("{raw:?} is not an absolute path"))
+    }
 }

@@ -347,3 +347,41 @@ fn allow_rules_that_hand_out_a_shell_are_named() {
     ]);
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
+
+/// `--exec-path` shows the supervisor's run-time matching: a prompt rule for `git` matches
+/// `/tmp/git` although `host_executable()` pins `git` to `/usr/bin/git` (Codex's matching,
+/// the default, does not).
+#[test]
+fn exec_path_shows_the_run_time_matching() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("pinned.rules");
+    std::fs::write(
+        &rules,
+        "host_executable(name = \"git\", paths = [\"/usr/bin/git\"])\nprefix_rule(pattern = [\"git\", \"push\"], decision = \"prompt\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    let codex = check(&[
+        "-r",
+        rules,
+        "--resolve-host-executables",
+        "--",
+        "/tmp/git",
+        "push",
+    ]);
+    assert_eq!(stdout_json(&codex), json!({"matchedRules": []}));
+    let exec = check(&["-r", rules, "--exec-path", "/tmp/git", "--", "git", "push"]);
+    assert_eq!(
+        stdout_json(&exec),
+        json!({
+            "matchedRules": [{"prefixRuleMatch": {
+                "matchedPrefix": ["git", "push"],
+                "decision": "prompt",
+                "resolvedProgram": "/tmp/git",
+            }}],
+            "decision": "prompt",
+        })
+    );
+    let relative = check(&["-r", rules, "--exec-path", "tmp/git", "--", "git"]);
+    assert_eq!(relative.status.code(), Some(2));
+}
