@@ -53,7 +53,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // As `codex execpolicy check -r FILE`: given rules files, only they are checked. The
     // default directories are loaded only when no --rules is given.
     let default_rules = !args.policy.no_default_rules && args.policy.rules.is_empty();
-    let options = LoadOptions::from_env(args.policy.rules.clone(), default_rules);
+    let mut options = LoadOptions::from_env(args.policy.rules.clone(), default_rules);
+    options.admin_rules.clone_from(&args.policy.admin_rules);
     let policy = Policy::load(&options)?;
     tracing::debug!(rules = policy.rule_count(), sources = ?policy.sources(), "exec policy loaded");
     // Allow rules that hand out a shell outside the sandbox, each with file:line and what

@@ -385,3 +385,144 @@ fn exec_path_shows_the_run_time_matching() {
     let relative = check(&["-r", rules, "--exec-path", "tmp/git", "--", "git"]);
     assert_eq!(relative.status.code(), Some(2));
 }
+
+/// Admin rules: a layer the user's rules cannot weaken. A user rule for the exact path
+/// would shadow a basename rule in Codex's matching, and a user `host_executable()` would
+/// exclude the path; neither touches the admin layer. `--explain` says which layer decided.
+#[test]
+fn admin_rules_cannot_be_weakened_by_user_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("user.rules");
+    std::fs::write(
+        &user,
+        r#"host_executable(name = "git", paths = ["/opt/git"])
+prefix_rule(pattern = ["/usr/bin/git", "push"], decision = "allow")
+prefix_rule(pattern = ["rm"], decision = "allow")
+"#,
+    )
+    .unwrap();
+    let requirements = dir.path().join("requirements.toml");
+    std::fs::write(
+        &requirements,
+        r#"[features]
+something_else = true
+
+[rules]
+prefix_rules = [
+  { pattern = [{ token = "git" }, { any_of = ["push", "reset"] }], decision = "forbidden", justification = "platform policy" },
+  { pattern = [{ any_of = ["rm", "unlink"] }], decision = "prompt" },
+]
+"#,
+    )
+    .unwrap();
+    let admin_rules = dir.path().join("admin.rules");
+    std::fs::write(
+        &admin_rules,
+        "prefix_rule(pattern = [\"curl\"], decision = \"prompt\")\n",
+    )
+    .unwrap();
+    let (user, requirements, admin_rules) = (
+        user.to_str().unwrap(),
+        requirements.to_str().unwrap(),
+        admin_rules.to_str().unwrap(),
+    );
+
+    let without = check(&[
+        "-r",
+        user,
+        "--resolve-host-executables",
+        "--",
+        "/usr/bin/git",
+        "push",
+    ]);
+    assert_eq!(stdout_json(&without)["decision"], "allow");
+
+    let with = |argv: &[&str]| {
+        let mut args = vec![
+            "-r",
+            user,
+            "--admin-rules",
+            requirements,
+            "--admin-rules",
+            admin_rules,
+            "--resolve-host-executables",
+            "--explain",
+            "--",
+        ];
+        args.extend(argv);
+        stdout_json(&check(&args))
+    };
+    assert_eq!(
+        with(&["/usr/bin/git", "push", "origin"]),
+        json!({
+            "matchedRules": [
+                {"prefixRuleMatch": {
+                    "matchedPrefix": ["git", "push"],
+                    "decision": "forbidden",
+                    "resolvedProgram": "/usr/bin/git",
+                    "justification": "platform policy",
+                    "origin": {"file": requirements, "line": 6, "layer": "admin"},
+                }},
+                {"prefixRuleMatch": {
+                    "matchedPrefix": ["/usr/bin/git", "push"],
+                    "decision": "allow",
+                    "origin": {"file": user, "line": 2},
+                }},
+            ],
+            "decision": "forbidden",
+            "decidedBy": "rule",
+        })
+    );
+    let rm = with(&["rm", "x"]);
+    assert_eq!(rm["decision"], "prompt");
+    assert_eq!(
+        rm["matchedRules"][0]["prefixRuleMatch"]["origin"]["layer"],
+        "admin"
+    );
+    assert_eq!(with(&["curl", "x"])["decision"], "prompt");
+    assert_eq!(with(&["git", "status"])["decidedBy"], "heuristics");
+}
+
+#[test]
+fn admin_rules_refuse_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("admin.rules");
+    std::fs::write(&rules, "x = 1\nprefix_rule(pattern = [\"ls\"])\n").unwrap();
+    let out = check(&["--admin-rules", rules.to_str().unwrap(), "--", "ls"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "execgate: {}:2:1: admin rules may only prompt or forbid",
+            rules.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    let toml = dir.path().join("requirements.toml");
+    std::fs::write(
+        &toml,
+        "[rules]\nprefix_rules = [\n  { pattern = [{ token = \"ls\" }], decision = \"allow\" },\n]\n",
+    )
+    .unwrap();
+    let out = check(&["--admin-rules", toml.to_str().unwrap(), "--", "ls"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "execgate: {}:3:3: [rules] prefix_rules: decision \"allow\" is not allowed in admin rules (prompt or forbidden only)\n",
+            toml.display()
+        )
+    );
+    std::fs::write(
+        &toml,
+        "[rules]\nprefix_rules = [{ pattern = [{ token = \"ls\", any_of = [\"x\"] }], decision = \"prompt\" }]\n",
+    )
+    .unwrap();
+    let out = check(&["--admin-rules", toml.to_str().unwrap(), "--", "ls"]);
+    assert!(
+        stderr(&out).contains("exactly one of `token` or `any_of`"),
+        "{}",
+        stderr(&out)
+    );
+}

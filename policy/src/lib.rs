@@ -41,4 +41,4 @@ pub use error::{LoadError, SourceLocation};
 pub use evaluation::{CodexCheckView, Evaluation, HeuristicVerdict, MatchedBy, RuleMatch};
 pub use lint::{Risk, RuleWarning};
 pub use policy::{CheckOptions, LoadOptions, Policy};
-pub use rule::RuleOrigin;
+pub use rule::{Layer, RuleOrigin};

@@ -43,18 +43,43 @@ impl PatternToken {
     }
 }
 
-/// Where a rule was written: the `prefix_rule(...)` call.
+/// Which layer of rules a rule belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// The user's rules files (`--rules`, the default directories).
+    #[default]
+    User,
+    /// Admin rules (`--admin-rules`): prompt and forbidden only, matched on their own so no
+    /// user rule can shadow or weaken them; the strictest decision across layers wins.
+    Admin,
+}
+
+impl Layer {
+    fn is_user(&self) -> bool {
+        *self == Layer::User
+    }
+}
+
+/// Where a rule was written: the `prefix_rule(...)` call, or the `requirements.toml` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleOrigin {
     /// The rules file.
     pub file: PathBuf,
     /// The line of the call, starting at 1.
     pub line: u32,
+    /// The layer; serialized only for admin rules (`"layer": "admin"`).
+    #[serde(skip_serializing_if = "Layer::is_user")]
+    pub layer: Layer,
 }
 
 impl std::fmt::Display for RuleOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
+        write!(f, "{}:{}", self.file.display(), self.line)?;
+        if self.layer == Layer::Admin {
+            f.write_str(", admin rules")?;
+        }
+        Ok(())
     }
 }
 

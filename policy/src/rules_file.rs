@@ -19,7 +19,7 @@ use starlark::values::none::NoneType;
 
 use crate::decision::Decision;
 use crate::error::{LoadError, SourceLocation};
-use crate::rule::{PatternToken, PrefixRule, RuleOrigin, RuleSet, normalize_lexically};
+use crate::rule::{Layer, PatternToken, PrefixRule, RuleOrigin, RuleSet, normalize_lexically};
 
 /// What the files loaded so far declared, in order.
 #[derive(Debug, Default)]
@@ -30,6 +30,8 @@ pub(crate) struct RulesBuilder {
     /// For `~/...` in `host_executable` paths.
     home: Option<PathBuf>,
     pending: Vec<PendingExamples>,
+    /// The layer the rules go to: an admin layer refuses `allow`.
+    pub layer: Layer,
 }
 
 /// The examples of one `prefix_rule` call, checked once its file has been evaluated (so a
@@ -432,9 +434,16 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
             },
             |span| location_of(Path::new(span.filename()), &span),
         );
+        let layer = with_builder(|builder| builder.layer)?;
+        if layer == Layer::Admin && decision == Decision::Allow {
+            return Err(fail(
+                "admin rules may only prompt or forbid (decision = \"prompt\" or \"forbidden\"); allow rules belong in the user's rules files",
+            ));
+        }
         let origin = RuleOrigin {
             file: location.file.clone(),
             line: location.line,
+            layer,
         };
         let written: std::sync::Arc<str> = crate::rule::render_pattern(&tokens).into();
         // First-token alternatives become separate rules, each indexed by its program.
@@ -523,4 +532,123 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         with_builder(|builder| builder.network_rules += 1)?;
         Ok(NoneType)
     }
+}
+
+/// `requirements.toml` as Codex reads it for admin rules: `[rules] prefix_rules = [...]`,
+/// each `{ pattern = [{ token = "rm" }, { any_of = ["-rf", "-fr"] }], decision =
+/// "forbidden", justification = "..." }`. Other tables are Codex's and ignored here.
+#[derive(Debug, serde::Deserialize)]
+struct RequirementsToml {
+    rules: Option<RequirementsRules>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementsRules {
+    prefix_rules: Vec<toml::Spanned<RequirementsPrefixRule>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementsPrefixRule {
+    pattern: Vec<RequirementsToken>,
+    decision: Option<String>,
+    justification: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementsToken {
+    token: Option<String>,
+    any_of: Option<Vec<String>>,
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (u32, u32) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (to_u32(line), to_u32(column))
+}
+
+/// Parses the `[rules]` of a `requirements.toml` into admin rules (decisions `prompt` and
+/// `forbidden` only). No `[rules]` table: no rules.
+pub(crate) fn parse_requirements(file: &Path, text: &str) -> Result<Vec<PrefixRule>, LoadError> {
+    let invalid = |offset: usize, message: String| {
+        let (line, column) = line_column(text, offset);
+        LoadError::Invalid {
+            location: SourceLocation {
+                file: file.to_path_buf(),
+                line,
+                column,
+            },
+            message,
+        }
+    };
+    let parsed: RequirementsToml = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |span| span.start);
+        invalid(offset, e.message().trim().to_string())
+    })?;
+    let mut rules = Vec::new();
+    for entry in parsed.rules.map(|r| r.prefix_rules).unwrap_or_default() {
+        let offset = entry.span().start;
+        let fail_here = |message: &str| invalid(offset, format!("[rules] prefix_rules: {message}"));
+        let rule = entry.into_inner();
+        let decision = match rule.decision.as_deref() {
+            Some("prompt") => Decision::Prompt,
+            Some("forbidden") => Decision::Forbidden,
+            Some("allow") => {
+                return Err(fail_here(
+                    "decision \"allow\" is not allowed in admin rules (prompt or forbidden only)",
+                ));
+            }
+            Some(other) => {
+                return Err(fail_here(&format!(
+                    "invalid decision {other:?}: expected \"prompt\" or \"forbidden\""
+                )));
+            }
+            None => return Err(fail_here("a decision (prompt or forbidden) is required")),
+        };
+        if rule
+            .justification
+            .as_deref()
+            .is_some_and(|j| j.trim().is_empty())
+        {
+            return Err(fail_here("justification cannot be empty"));
+        }
+        let mut tokens = Vec::with_capacity(rule.pattern.len());
+        for token in rule.pattern {
+            tokens.push(match (token.token, token.any_of) {
+                (Some(single), None) => PatternToken::Single(single),
+                (None, Some(alts)) if !alts.is_empty() => PatternToken::Alts(alts),
+                (None, Some(_)) => return Err(fail_here("any_of cannot be empty")),
+                _ => {
+                    return Err(fail_here(
+                        "each pattern element has exactly one of `token` or `any_of`",
+                    ));
+                }
+            });
+        }
+        let Some((first, rest)) = tokens.split_first() else {
+            return Err(fail_here("pattern cannot be empty"));
+        };
+        let (line, _) = line_column(text, offset);
+        let origin = RuleOrigin {
+            file: file.to_path_buf(),
+            line,
+            layer: Layer::Admin,
+        };
+        let written: std::sync::Arc<str> = crate::rule::render_pattern(&tokens).into();
+        for program in first.alternatives() {
+            rules.push(PrefixRule {
+                program: program.clone(),
+                rest: rest.to_vec(),
+                decision,
+                justification: rule.justification.clone(),
+                origin: Some(origin.clone()),
+                written: written.clone(),
+            });
+        }
+    }
+    Ok(rules)
 }
