@@ -514,7 +514,8 @@ fn random_case(rng: &mut Rng, index: usize) -> Case {
 /// start per case), else that wrapper.
 fn codex() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("EXECGATE_CODEX") {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        return path.is_file().then_some(path);
     }
     let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node_modules");
     let children = |dir: &Path| -> Vec<PathBuf> {
