@@ -23,6 +23,10 @@ const DELIBERATE: &[(&str, &str)] = &[
         "misspelt-option-before-command",
         "Codex takes an unknown option before the command as the command; execgate refuses it (put the command after `--`)",
     ),
+    (
+        "codex-config-override",
+        "Codex's -c/--enable/--disable override its config, which check does not read: execgate refuses them rather than ignore them",
+    ),
 ];
 
 struct Case {
@@ -386,6 +390,10 @@ prefix_rule(pattern = ["ls", "-l"], decision = "allow")"#,
         Case {
             flags: vec!["--bogus"],
             ..case("misspelt-option-before-command", GIT, "git status")
+        },
+        Case {
+            flags: vec!["-c", "model=\"o3\""],
+            ..case("codex-config-override", GIT, "git status")
         },
     ]);
     cases
