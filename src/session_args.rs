@@ -29,12 +29,19 @@ pub struct PolicyArgs {
     /// Load only the --rules paths, not the default directories.
     #[arg(long)]
     pub no_default_rules: bool,
+
+    /// Admin rules (repeatable): a `.rules` file or directory, or a Codex
+    /// `requirements.toml` (its `[rules] prefix_rules`). Prompt and forbidden only, matched
+    /// on their own: no user rule can weaken them; the strictest decision wins.
+    #[arg(long = "admin-rules", value_name = "PATH")]
+    pub admin_rules: Vec<PathBuf>,
 }
 
 impl PolicyArgs {
     /// Loads the policy; a rules file that does not load is an error, never ignored.
     pub fn load(&self) -> anyhow::Result<Policy> {
-        let options = LoadOptions::from_env(self.rules.clone(), !self.no_default_rules);
+        let mut options = LoadOptions::from_env(self.rules.clone(), !self.no_default_rules);
+        options.admin_rules.clone_from(&self.admin_rules);
         let policy = Policy::load(&options)?;
         tracing::debug!(
             rules = policy.rule_count(),

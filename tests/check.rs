@@ -44,15 +44,22 @@ fn stderr(output: &Output) -> String {
 #[test]
 fn prompt_rule_prints_codex_shape() {
     let rules = fixture("git-remote.rules");
-    let out = check(&[
-        "--rules",
-        rules.to_str().unwrap(),
-        "--",
-        "git",
-        "push",
-        "origin",
-        "main",
-    ]);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--rules", rules.to_str().unwrap()];
+        args.extend(extra);
+        args.extend(["--", "git", "push", "origin", "main"]);
+        check(&args)
+    };
+    // Byte for byte what `codex execpolicy check` prints.
+    let out = run(&[]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"matchedRules\":[{\"prefixRuleMatch\":{\"matchedPrefix\":[\"git\",\"push\"],\"decision\":\"prompt\"}}],\"decision\":\"prompt\"}\n"
+    );
+    assert!(out.status.success());
+    assert_eq!(stderr(&out), "");
+    // execgate's evidence only when asked.
+    let out = run(&["--explain"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!(
@@ -60,8 +67,6 @@ fn prompt_rule_prints_codex_shape() {
             rules.display()
         )
     );
-    assert!(out.status.success());
-    assert_eq!(stderr(&out), "");
 }
 
 #[test]
@@ -83,10 +88,8 @@ fn forbidden_rule_exits_zero_with_justification() {
                 "matchedPrefix": ["git", "reset", "--hard"],
                 "decision": "forbidden",
                 "justification": "destructive operation: use `git stash` to set changes aside instead",
-                "origin": {"file": rules, "line": 3},
             }}],
             "decision": "forbidden",
-            "decidedBy": "rule",
         })
     );
 }
@@ -95,6 +98,16 @@ fn forbidden_rule_exits_zero_with_justification() {
 fn no_rule_shows_the_heuristics_verdict_and_no_top_level_decision() {
     let rules = fixture("git-remote.rules");
     let out = check(&["-r", rules.to_str().unwrap(), "--", "rm", "-rf", "build"]);
+    assert_eq!(stdout_json(&out), json!({"matchedRules": []}));
+    let out = check(&[
+        "-r",
+        rules.to_str().unwrap(),
+        "--explain",
+        "--",
+        "rm",
+        "-rf",
+        "build",
+    ]);
     assert_eq!(
         stdout_json(&out),
         json!({
@@ -107,13 +120,19 @@ fn no_rule_shows_the_heuristics_verdict_and_no_top_level_decision() {
         })
     );
 
-    let out = check(&["--", "ls", "-la"]);
+    let out = check(&["--explain", "--", "ls", "-la"]);
     assert_eq!(
         stdout_json(&out)["heuristics"],
         json!({"decision": "allow", "reason": "`ls -la` only reads (heuristics' read-only list)"})
     );
 
-    let out = check(&["--", "bash", "-lc", "cargo build && git push --force"]);
+    let out = check(&[
+        "--explain",
+        "--",
+        "bash",
+        "-lc",
+        "cargo build && git push --force",
+    ]);
     assert_eq!(
         stdout_json(&out)["heuristics"],
         json!({"decision": "prompt", "reason": "bash -c: `git push --force` rewrites or deletes history on the remote"})
@@ -144,19 +163,16 @@ fn pretty_prints_indented_json() {
 fn directory_and_several_rules_paths() {
     let dir = fixture("dir");
     let reset = fixture("git-reset.rules");
-    let out = check(&[
-        "-r",
-        dir.to_str().unwrap(),
-        "-r",
-        reset.to_str().unwrap(),
-        "--",
-        "/usr/bin/git",
-        "commit",
-        "-m",
-        "wip",
-    ]);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["-r", dir.to_str().unwrap(), "-r", reset.to_str().unwrap()];
+        args.extend(extra);
+        args.extend(["--", "/usr/bin/git", "commit", "-m", "wip"]);
+        check(&args)
+    };
+    // As Codex: an absolute program matches the basename rules only when asked.
+    assert_eq!(stdout_json(&run(&[])), json!({"matchedRules": []}));
     assert_eq!(
-        stdout_json(&out),
+        stdout_json(&run(&["--resolve-host-executables", "--explain"])),
         json!({
             "matchedRules": [{"prefixRuleMatch": {
                 "matchedPrefix": ["git", "commit"],
@@ -168,6 +184,44 @@ fn directory_and_several_rules_paths() {
             "decision": "prompt",
             "decidedBy": "rule",
         })
+    );
+}
+
+/// The issue's example: `--resolve-host-executables` before `--` is check's flag, never the
+/// command (an older execgate checked the flag as the program and said allow).
+#[test]
+fn resolve_host_executables_is_a_flag_and_resolves_relative_paths() {
+    let rules = fixture("git-reset.rules");
+    let rules = rules.to_str().unwrap();
+    let usr = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["check", "-r", rules, "--resolve-host-executables", "--"])
+        .args(["bin/git", "reset", "--hard"])
+        .current_dir("/usr")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let json = stdout_json(&usr);
+    assert_eq!(json["decision"], "forbidden");
+    assert_eq!(
+        json["matchedRules"][0]["prefixRuleMatch"]["resolvedProgram"],
+        "/usr/bin/git"
+    );
+    // Without the flag a path never matches a basename rule; a misspelt flag is an error.
+    let out = check(&["-r", rules, "--", "/usr/bin/git", "reset", "--hard"]);
+    assert_eq!(stdout_json(&out), json!({"matchedRules": []}));
+    let out = check(&[
+        "-r",
+        rules,
+        "--resolve-host-executable",
+        "/usr/bin/git",
+        "reset",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.stdout, b"");
+    assert!(
+        stderr(&out).contains("--resolve-host-executable"),
+        "{}",
+        stderr(&out)
     );
 }
 
@@ -193,9 +247,13 @@ fn default_rules_come_from_codex_home_unless_disabled() {
             .unwrap()
     };
     assert_eq!(stdout_json(&run(&[]))["decision"], "forbidden");
-    let without = stdout_json(&run(&["--no-default-rules"]));
+    let without = stdout_json(&run(&["--no-default-rules", "--explain"]));
     assert_eq!(without["decidedBy"], "heuristics");
     assert_eq!(without["heuristics"]["decision"], "prompt");
+    // As `codex execpolicy check -r FILE`: given rules files, only they count.
+    let other = fixture("python.rules");
+    let only_given = stdout_json(&run(&["-r", other.to_str().unwrap(), "--explain"]));
+    assert_eq!(only_given["decidedBy"], "heuristics");
 }
 
 #[test]
@@ -247,7 +305,7 @@ fn command_is_required() {
 #[test]
 fn options_after_the_program_belong_to_the_command() {
     // `--pretty` after `--` is an argument of the checked command, not of check.
-    let out = check(&["--", "grep", "--pretty", "x"]);
+    let out = check(&["--explain", "--", "grep", "--pretty", "x"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(text.matches('\n').count(), 1, "not pretty-printed: {text}");
     assert_eq!(
@@ -288,4 +346,183 @@ fn allow_rules_that_hand_out_a_shell_are_named() {
         "ls",
     ]);
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+/// `--exec-path` shows the supervisor's run-time matching: a prompt rule for `git` matches
+/// `/tmp/git` although `host_executable()` pins `git` to `/usr/bin/git` (Codex's matching,
+/// the default, does not).
+#[test]
+fn exec_path_shows_the_run_time_matching() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("pinned.rules");
+    std::fs::write(
+        &rules,
+        "host_executable(name = \"git\", paths = [\"/usr/bin/git\"])\nprefix_rule(pattern = [\"git\", \"push\"], decision = \"prompt\")\n",
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap();
+    let codex = check(&[
+        "-r",
+        rules,
+        "--resolve-host-executables",
+        "--",
+        "/tmp/git",
+        "push",
+    ]);
+    assert_eq!(stdout_json(&codex), json!({"matchedRules": []}));
+    let exec = check(&["-r", rules, "--exec-path", "/tmp/git", "--", "git", "push"]);
+    assert_eq!(
+        stdout_json(&exec),
+        json!({
+            "matchedRules": [{"prefixRuleMatch": {
+                "matchedPrefix": ["git", "push"],
+                "decision": "prompt",
+                "resolvedProgram": "/tmp/git",
+            }}],
+            "decision": "prompt",
+        })
+    );
+    let relative = check(&["-r", rules, "--exec-path", "tmp/git", "--", "git"]);
+    assert_eq!(relative.status.code(), Some(2));
+}
+
+/// Admin rules: a layer the user's rules cannot weaken. A user rule for the exact path
+/// would shadow a basename rule in Codex's matching, and a user `host_executable()` would
+/// exclude the path; neither touches the admin layer. `--explain` says which layer decided.
+#[test]
+fn admin_rules_cannot_be_weakened_by_user_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("user.rules");
+    std::fs::write(
+        &user,
+        r#"host_executable(name = "git", paths = ["/opt/git"])
+prefix_rule(pattern = ["/usr/bin/git", "push"], decision = "allow")
+prefix_rule(pattern = ["rm"], decision = "allow")
+"#,
+    )
+    .unwrap();
+    let requirements = dir.path().join("requirements.toml");
+    std::fs::write(
+        &requirements,
+        r#"[features]
+something_else = true
+
+[rules]
+prefix_rules = [
+  { pattern = [{ token = "git" }, { any_of = ["push", "reset"] }], decision = "forbidden", justification = "platform policy" },
+  { pattern = [{ any_of = ["rm", "unlink"] }], decision = "prompt" },
+]
+"#,
+    )
+    .unwrap();
+    let admin_rules = dir.path().join("admin.rules");
+    std::fs::write(
+        &admin_rules,
+        "prefix_rule(pattern = [\"curl\"], decision = \"prompt\")\n",
+    )
+    .unwrap();
+    let (user, requirements, admin_rules) = (
+        user.to_str().unwrap(),
+        requirements.to_str().unwrap(),
+        admin_rules.to_str().unwrap(),
+    );
+
+    let without = check(&[
+        "-r",
+        user,
+        "--resolve-host-executables",
+        "--",
+        "/usr/bin/git",
+        "push",
+    ]);
+    assert_eq!(stdout_json(&without)["decision"], "allow");
+
+    let with = |argv: &[&str]| {
+        let mut args = vec![
+            "-r",
+            user,
+            "--admin-rules",
+            requirements,
+            "--admin-rules",
+            admin_rules,
+            "--resolve-host-executables",
+            "--explain",
+            "--",
+        ];
+        args.extend(argv);
+        stdout_json(&check(&args))
+    };
+    assert_eq!(
+        with(&["/usr/bin/git", "push", "origin"]),
+        json!({
+            "matchedRules": [
+                {"prefixRuleMatch": {
+                    "matchedPrefix": ["git", "push"],
+                    "decision": "forbidden",
+                    "resolvedProgram": "/usr/bin/git",
+                    "justification": "platform policy",
+                    "origin": {"file": requirements, "line": 6, "layer": "admin"},
+                }},
+                {"prefixRuleMatch": {
+                    "matchedPrefix": ["/usr/bin/git", "push"],
+                    "decision": "allow",
+                    "origin": {"file": user, "line": 2},
+                }},
+            ],
+            "decision": "forbidden",
+            "decidedBy": "rule",
+        })
+    );
+    let rm = with(&["rm", "x"]);
+    assert_eq!(rm["decision"], "prompt");
+    assert_eq!(
+        rm["matchedRules"][0]["prefixRuleMatch"]["origin"]["layer"],
+        "admin"
+    );
+    assert_eq!(with(&["curl", "x"])["decision"], "prompt");
+    assert_eq!(with(&["git", "status"])["decidedBy"], "heuristics");
+}
+
+#[test]
+fn admin_rules_refuse_allow() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("admin.rules");
+    std::fs::write(&rules, "x = 1\nprefix_rule(pattern = [\"ls\"])\n").unwrap();
+    let out = check(&["--admin-rules", rules.to_str().unwrap(), "--", "ls"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with(&format!(
+            "execgate: {}:2:1: admin rules may only prompt or forbid",
+            rules.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+
+    let toml = dir.path().join("requirements.toml");
+    std::fs::write(
+        &toml,
+        "[rules]\nprefix_rules = [\n  { pattern = [{ token = \"ls\" }], decision = \"allow\" },\n]\n",
+    )
+    .unwrap();
+    let out = check(&["--admin-rules", toml.to_str().unwrap(), "--", "ls"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "execgate: {}:3:3: [rules] prefix_rules: decision \"allow\" is not allowed in admin rules (prompt or forbidden only)\n",
+            toml.display()
+        )
+    );
+    std::fs::write(
+        &toml,
+        "[rules]\nprefix_rules = [{ pattern = [{ token = \"ls\", any_of = [\"x\"] }], decision = \"prompt\" }]\n",
+    )
+    .unwrap();
+    let out = check(&["--admin-rules", toml.to_str().unwrap(), "--", "ls"]);
+    assert!(
+        stderr(&out).contains("exactly one of `token` or `any_of`"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -383,6 +383,7 @@ mod tests {
                 origin: Some(RuleOrigin {
                     file: PathBuf::from("/r/default.rules"),
                     line: 3,
+                    layer: policy::Layer::User,
                 }),
                 resolved_program: None,
             }],

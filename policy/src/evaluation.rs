@@ -82,19 +82,37 @@ pub struct HeuristicVerdict {
 }
 
 impl Evaluation {
-    /// The JSON of `codex execpolicy check` (`matchedRules` with `prefixRuleMatch` objects,
-    /// then the top-level `decision`, omitted when no rule matched), plus `decidedBy`, and
-    /// `heuristics` (`decision`, `reason`) when no rule matched. Each `prefixRuleMatch` also
-    /// carries the rule's `origin` (`file`, `line`).
+    /// The JSON of `codex execpolicy check`, byte for byte: `matchedRules` with
+    /// `prefixRuleMatch` objects (`matchedPrefix`, `decision`, `resolvedProgram`,
+    /// `justification`), then the top-level `decision`, omitted when no rule matched.
     pub fn to_codex_json(&self) -> serde_json::Value {
         // The view serializes plain strings and numbers: this cannot fail.
         serde_json::to_value(self.codex_view()).unwrap_or(serde_json::Value::Null)
     }
 
-    /// The same as [`Evaluation::to_codex_json`], as a value that serializes with the
-    /// fields in Codex's order (for printing).
+    /// [`Evaluation::to_codex_json`] plus execgate's evidence (`execgate check --explain`):
+    /// each `prefixRuleMatch` also carries the rule's `origin` (`file`, `line`), and the
+    /// object ends with `decidedBy`, and `heuristics` (`decision`, `reason`) when no rule
+    /// matched.
+    pub fn to_explained_json(&self) -> serde_json::Value {
+        serde_json::to_value(self.explained_view()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// [`Evaluation::to_codex_json`] as a value that serializes with the fields in Codex's
+    /// order (for printing).
     pub fn codex_view(&self) -> CodexCheckView<'_> {
-        CodexCheckView(self)
+        CodexCheckView {
+            evaluation: self,
+            explain: false,
+        }
+    }
+
+    /// [`Evaluation::to_explained_json`] as a value that serializes in order.
+    pub fn explained_view(&self) -> CodexCheckView<'_> {
+        CodexCheckView {
+            evaluation: self,
+            explain: true,
+        }
     }
 
     /// One line for a human: the decision, which rule (pattern and file:line) or heuristic
@@ -128,15 +146,18 @@ impl Evaluation {
 }
 
 /// Serializes an [`Evaluation`] as `codex execpolicy check` prints it (see
-/// [`Evaluation::to_codex_json`]).
+/// [`Evaluation::to_codex_json`]), with execgate's evidence or without.
 #[derive(Debug, Clone, Copy)]
-pub struct CodexCheckView<'a>(&'a Evaluation);
+pub struct CodexCheckView<'a> {
+    evaluation: &'a Evaluation,
+    explain: bool,
+}
 
-struct PrefixRuleMatchView<'a>(&'a RuleMatch);
+struct PrefixRuleMatchView<'a>(&'a RuleMatch, bool);
 
 impl Serialize for PrefixRuleMatchView<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Inner<'a>(&'a RuleMatch);
+        struct Inner<'a>(&'a RuleMatch, bool);
         impl Serialize for Inner<'_> {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let m = self.0;
@@ -153,7 +174,7 @@ impl Serialize for PrefixRuleMatchView<'_> {
                 } else {
                     s.skip_field("justification")?;
                 }
-                if let Some(origin) = &m.origin {
+                if let Some(origin) = m.origin.as_ref().filter(|_| self.1) {
                     s.serialize_field("origin", origin)?;
                 } else {
                     s.skip_field("origin")?;
@@ -162,16 +183,19 @@ impl Serialize for PrefixRuleMatchView<'_> {
             }
         }
         let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry("prefixRuleMatch", &Inner(self.0))?;
+        map.serialize_entry("prefixRuleMatch", &Inner(self.0, self.1))?;
         map.end()
     }
 }
 
 impl Serialize for CodexCheckView<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let e = self.0;
-        let matches: Vec<PrefixRuleMatchView<'_>> =
-            e.matched_rules.iter().map(PrefixRuleMatchView).collect();
+        let e = self.evaluation;
+        let matches: Vec<PrefixRuleMatchView<'_>> = e
+            .matched_rules
+            .iter()
+            .map(|m| PrefixRuleMatchView(m, self.explain))
+            .collect();
         let mut s = serializer.serialize_struct("ExecPolicyCheck", 4)?;
         s.serialize_field("matchedRules", &matches)?;
         if e.matched_rules.is_empty() {
@@ -179,8 +203,12 @@ impl Serialize for CodexCheckView<'_> {
         } else {
             s.serialize_field("decision", &e.decision)?;
         }
-        s.serialize_field("decidedBy", &e.decided_by)?;
-        if let Some(verdict) = &e.heuristic {
+        if self.explain {
+            s.serialize_field("decidedBy", &e.decided_by)?;
+        } else {
+            s.skip_field("decidedBy")?;
+        }
+        if let Some(verdict) = e.heuristic.as_ref().filter(|_| self.explain) {
             s.serialize_field("heuristics", verdict)?;
         } else {
             s.skip_field("heuristics")?;

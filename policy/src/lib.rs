@@ -40,5 +40,5 @@ pub use decision::{DecidedBy, Decision};
 pub use error::{LoadError, SourceLocation};
 pub use evaluation::{CodexCheckView, Evaluation, HeuristicVerdict, MatchedBy, RuleMatch};
 pub use lint::{Risk, RuleWarning};
-pub use policy::{LoadOptions, Policy};
-pub use rule::RuleOrigin;
+pub use policy::{CheckOptions, LoadOptions, Policy};
+pub use rule::{Layer, RuleOrigin};

@@ -7,8 +7,8 @@ use crate::error::LoadError;
 use crate::evaluation::{Evaluation, RuleMatch};
 use crate::heuristics;
 use crate::lint::{self, RuleWarning};
-use crate::rule::{IndexMatch, RuleSet};
-use crate::rules_file::{RulesBuilder, parse_file};
+use crate::rule::{IndexMatch, Layer, RuleSet};
+use crate::rules_file::{RulesBuilder, parse_file, parse_requirements};
 
 /// Where to find rules files.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +24,10 @@ pub struct LoadOptions {
     pub xdg_config_home: Option<PathBuf>,
     /// `$HOME`, for the defaults above and `~/` in `host_executable` paths.
     pub home: Option<PathBuf>,
+    /// Admin rules (`--admin-rules PATH`): `.rules` files or directories, and
+    /// `requirements.toml` files (a path ending in `.toml`: its `[rules] prefix_rules`).
+    /// Prompt and forbidden only; each must exist.
+    pub admin_rules: Vec<PathBuf>,
 }
 
 impl LoadOptions {
@@ -41,6 +45,7 @@ impl LoadOptions {
             codex_home: var("CODEX_HOME"),
             xdg_config_home: var("XDG_CONFIG_HOME"),
             home: var("HOME"),
+            admin_rules: Vec::new(),
         }
     }
 
@@ -66,11 +71,23 @@ impl LoadOptions {
     }
 }
 
+/// How [`Policy::evaluate_check`] matches: the flags of `codex execpolicy check`.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// `--resolve-host-executables`: try the basename rules for a program given as a path.
+    pub resolve_host_executables: bool,
+    /// The directory a relative program path is resolved against (`None`: not resolved).
+    pub cwd: Option<PathBuf>,
+}
+
 /// A loaded exec policy: the rules, indexed by program, plus the heuristics for commands
 /// no rule matches. Immutable once loaded; share it across threads.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     set: RuleSet,
+    /// The admin layer, matched on its own: no user rule shadows it, no user
+    /// `host_executable()` gates it.
+    admin: RuleSet,
     network_rules: usize,
     sources: Vec<PathBuf>,
 }
@@ -109,15 +126,31 @@ impl Policy {
 
         let mut builder = RulesBuilder::new(opts.home.clone());
         for file in &files {
-            let bytes = std::fs::read(file).map_err(|source| LoadError::Io {
-                path: file.clone(),
-                source,
-            })?;
-            let text =
-                String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 { path: file.clone() })?;
-            parse_file(&mut builder, file, &text)?;
+            parse_file(&mut builder, file, &read_text(file)?)?;
         }
-        Ok(Policy::from_builder(builder, files))
+
+        let mut admin = RulesBuilder::new(opts.home.clone());
+        admin.layer = Layer::Admin;
+        let mut admin_files = Vec::new();
+        for path in &opts.admin_rules {
+            if path.extension().is_some_and(|ext| ext == "toml") {
+                let text = read_text(path)?;
+                admin.rules.extend(parse_requirements(path, &text)?);
+                admin_files.push(path.clone());
+                continue;
+            }
+            let mut found = Vec::new();
+            collect_rules_files(path, false, &mut found)?;
+            for file in found {
+                parse_file(&mut admin, &file, &read_text(&file)?)?;
+                admin_files.push(file);
+            }
+        }
+        let mut policy = Policy::from_builder(builder, files);
+        policy.network_rules += admin.network_rules;
+        policy.admin = RuleSet::new(admin.rules, admin.host_executables);
+        policy.sources.extend(admin_files);
+        Ok(policy)
     }
 
     /// Loads rules from a string; `name` is used as the file name in errors and origins.
@@ -131,6 +164,7 @@ impl Policy {
     fn from_builder(builder: RulesBuilder, sources: Vec<PathBuf>) -> Policy {
         Policy {
             set: RuleSet::new(builder.rules, builder.host_executables),
+            admin: RuleSet::default(),
             network_rules: builder.network_rules,
             sources,
         }
@@ -139,7 +173,12 @@ impl Policy {
     /// How many prefix rules were loaded (a rule whose first token lists alternatives
     /// counts once per alternative, as Codex indexes it).
     pub fn rule_count(&self) -> usize {
-        self.set.rules.len()
+        self.set.rules.len() + self.admin.rules.len()
+    }
+
+    /// How many of [`Policy::rule_count`] are admin rules.
+    pub fn admin_rule_count(&self) -> usize {
+        self.admin.rules.len()
     }
 
     /// How many `network_rule(...)` calls were accepted. execgate does not enforce them.
@@ -147,22 +186,46 @@ impl Policy {
         self.network_rules
     }
 
-    /// The rules files loaded, in order.
+    /// The rules files loaded, in order (the admin files last).
     pub fn sources(&self) -> &[PathBuf] {
         &self.sources
     }
 
-    /// Evaluates one command the way `codex execpolicy check` does. `program` is the
-    /// executable as exec'd (an absolute path, or a bare name for `execgate check`); `argv`
-    /// is the full argv, `argv[0]` included (and ignored: `program` stands in its place).
+    /// Evaluates one command the way `codex execpolicy check --resolve-host-executables`
+    /// does. `program` is the executable as exec'd (an absolute path, or a bare name);
+    /// `argv` is the full argv, `argv[0]` included (and ignored: `program` stands in its
+    /// place).
     ///
-    /// A rule for the exact token matches first; only when none does and `program` is an
-    /// absolute path are the rules for its basename tried, and then only if no
-    /// `host_executable()` for that name excludes the path. The supervisor decides real
-    /// execs with [`Policy::evaluate_exec`] instead.
+    /// The rules whose program token is `program`, byte for byte, match first; only when
+    /// none does and `program` is an absolute path are the rules for its basename tried
+    /// (the path normalised lexically), and then only if no `host_executable()` for that
+    /// name excludes the path. The supervisor decides real execs with
+    /// [`Policy::evaluate_exec`] instead; `execgate check` uses [`Policy::evaluate_check`].
     pub fn evaluate(&self, program: &str, argv: &[String]) -> Evaluation {
         let args = argv.get(1..).unwrap_or_default();
-        self.evaluation(program, args, self.set.matches(program, args))
+        let found = self.layers(|set| set.matches_codex(program, args, true, None));
+        self.evaluation(program, args, found)
+    }
+
+    /// Evaluates `argv` exactly as `codex execpolicy check` does with the same flags: the
+    /// rules whose program token is `argv[0]`, byte for byte; with
+    /// [`CheckOptions::resolve_host_executables`] and no such rule, an `argv[0]` holding a
+    /// `/` is resolved (against [`CheckOptions::cwd`] when relative, then normalised
+    /// lexically) and the rules for its basename match unless a `host_executable()`
+    /// excludes the path.
+    pub fn evaluate_check(&self, argv: &[String], options: &CheckOptions) -> Evaluation {
+        let Some((program, args)) = argv.split_first() else {
+            return self.evaluation("", &[], Vec::new());
+        };
+        let found = self.layers(|set| {
+            set.matches_codex(
+                program,
+                args,
+                options.resolve_host_executables,
+                options.cwd.as_deref(),
+            )
+        });
+        self.evaluation(program, args, found)
     }
 
     /// Evaluates one exec the kernel is about to run, for the supervisor: allow matches
@@ -180,7 +243,8 @@ impl Policy {
     /// [`Policy::host_executable_paths`]).
     pub fn evaluate_exec(&self, program: &str, argv: &[String]) -> Evaluation {
         let args = argv.get(1..).unwrap_or_default();
-        self.evaluation(program, args, self.set.matches_exec(program, args))
+        let found = self.layers(|set| set.matches_exec(program, args));
+        self.evaluation(program, args, found)
     }
 
     /// The absolute paths `host_executable(name=..., paths=[...])` pinned `name` to
@@ -197,7 +261,23 @@ impl Policy {
         lint::lint_rules(&self.set.rules)
     }
 
-    fn evaluation(&self, program: &str, args: &[String], found: Vec<IndexMatch>) -> Evaluation {
+    /// The matches of the admin layer, then of the user's rules, each layer matched on its
+    /// own.
+    fn layers(&self, matches: impl Fn(&RuleSet) -> Vec<IndexMatch>) -> Vec<(&RuleSet, IndexMatch)> {
+        let mut found: Vec<(&RuleSet, IndexMatch)> = Vec::new();
+        if !self.admin.rules.is_empty() {
+            found.extend(matches(&self.admin).into_iter().map(|m| (&self.admin, m)));
+        }
+        found.extend(matches(&self.set).into_iter().map(|m| (&self.set, m)));
+        found
+    }
+
+    fn evaluation(
+        &self,
+        program: &str,
+        args: &[String],
+        found: Vec<(&RuleSet, IndexMatch)>,
+    ) -> Evaluation {
         if found.is_empty() {
             let verdict = heuristics::judge(program, args);
             return Evaluation {
@@ -209,8 +289,8 @@ impl Policy {
         }
         let matched_rules: Vec<RuleMatch> = found
             .into_iter()
-            .map(|m| {
-                let rule = &self.set.rules[m.rule];
+            .map(|(set, m)| {
+                let rule = &set.rules[m.rule];
                 let mut matched_prefix = Vec::with_capacity(m.prefix_len);
                 matched_prefix.push(rule.program.clone());
                 matched_prefix.extend(args[..m.prefix_len - 1].iter().cloned());
@@ -235,6 +315,17 @@ impl Policy {
             heuristic: None,
         }
     }
+}
+
+/// A rules file's text (UTF-8).
+fn read_text(file: &Path) -> Result<String, LoadError> {
+    let bytes = std::fs::read(file).map_err(|source| LoadError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
+        path: file.to_path_buf(),
+    })
 }
 
 /// Adds `path` (a file) or the `*.rules` files of `path` (a directory, sorted by name).
@@ -473,6 +564,53 @@ prefix_rule(pattern = ["ls"])
                 "{program} {command}"
             );
         }
+    }
+
+    #[test]
+    fn admin_layer_decides_run_time_execs_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let user = dir.path().join("user.rules");
+        std::fs::write(
+            &user,
+            "prefix_rule(pattern = [\"/usr/bin/git\", \"push\"])\nprefix_rule(pattern = [\"git\"])\n",
+        )
+        .unwrap();
+        let admin = dir.path().join("requirements.toml");
+        std::fs::write(
+            &admin,
+            "[rules]\nprefix_rules = [{ pattern = [{ token = \"git\" }, { token = \"push\" }], decision = \"prompt\" }]\n",
+        )
+        .unwrap();
+        let opts = LoadOptions {
+            rules: vec![user],
+            admin_rules: vec![admin.clone()],
+            ..LoadOptions::default()
+        };
+        let policy = Policy::load(&opts).unwrap();
+        assert_eq!(policy.admin_rule_count(), 1);
+        for program in ["/usr/bin/git", "/tmp/git"] {
+            let e = exec(&policy, program, "git push origin");
+            assert_eq!(e.decision, Decision::Prompt, "{program}");
+            let origin = e.matched_rules[0].origin.as_ref().unwrap();
+            assert_eq!(origin.layer, Layer::Admin);
+            assert_eq!(
+                e.reason(),
+                format!(
+                    "prompt by rule `git push` ({}:2, admin rules)",
+                    admin.display()
+                )
+            );
+        }
+        // Without the admin layer the user's exact-path allow decides.
+        let user_only = Policy::load(&LoadOptions {
+            admin_rules: Vec::new(),
+            ..opts
+        })
+        .unwrap();
+        assert_eq!(
+            exec(&user_only, "/usr/bin/git", "git push").decision,
+            Decision::Allow
+        );
     }
 
     #[test]

@@ -43,18 +43,43 @@ impl PatternToken {
     }
 }
 
-/// Where a rule was written: the `prefix_rule(...)` call.
+/// Which layer of rules a rule belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// The user's rules files (`--rules`, the default directories).
+    #[default]
+    User,
+    /// Admin rules (`--admin-rules`): prompt and forbidden only, matched on their own so no
+    /// user rule can shadow or weaken them; the strictest decision across layers wins.
+    Admin,
+}
+
+impl Layer {
+    fn is_user(&self) -> bool {
+        *self == Layer::User
+    }
+}
+
+/// Where a rule was written: the `prefix_rule(...)` call, or the `requirements.toml` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleOrigin {
     /// The rules file.
     pub file: PathBuf,
     /// The line of the call, starting at 1.
     pub line: u32,
+    /// The layer; serialized only for admin rules (`"layer": "admin"`).
+    #[serde(skip_serializing_if = "Layer::is_user")]
+    pub layer: Layer,
 }
 
 impl std::fmt::Display for RuleOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.file.display(), self.line)
+        write!(f, "{}:{}", self.file.display(), self.line)?;
+        if self.layer == Layer::Admin {
+            f.write_str(", admin rules")?;
+        }
+        Ok(())
     }
 }
 
@@ -152,7 +177,8 @@ impl RuleSet {
     }
 
     /// All rules matching `[program, args...]`, in the order the rules were written
-    /// (Codex's matching: exact token first, then the basename fallback).
+    /// (exact token first, normalised lexically, then the basename fallback).
+    #[cfg(test)]
     pub fn matches(&self, program: &str, args: &[String]) -> Vec<IndexMatch> {
         let normalized;
         let program = if program.starts_with('/') {
@@ -162,6 +188,45 @@ impl RuleSet {
             program
         };
         self.matches_normalized(program, args).0
+    }
+
+    /// All rules matching `[program, args...]` as `codex execpolicy check` matches them:
+    /// the rules whose program token is `program`, byte for byte. Only when none matches
+    /// and `resolve` is set (`--resolve-host-executables`) is a `program` holding a `/`
+    /// resolved (against `cwd` when relative, then normalised lexically: `//`, `.`, `..`,
+    /// a trailing `/`) and the rules for its basename tried, unless a `host_executable()`
+    /// for that name excludes the resolved path. Without `cwd` a relative path is not
+    /// resolved.
+    pub fn matches_codex(
+        &self,
+        program: &str,
+        args: &[String],
+        resolve: bool,
+        cwd: Option<&Path>,
+    ) -> Vec<IndexMatch> {
+        let exact = self.matches_from_root(program, args, None);
+        if !exact.is_empty() || !resolve || !program.contains('/') {
+            return exact;
+        }
+        let absolute = if program.starts_with('/') {
+            program.to_string()
+        } else {
+            let Some(cwd) = cwd.and_then(Path::to_str) else {
+                return Vec::new();
+            };
+            format!("{cwd}/{program}")
+        };
+        let resolved = normalize_lexically(&absolute);
+        let Some(name) = basename(&resolved) else {
+            return Vec::new();
+        };
+        if let Some(paths) = self.host_executables.get(name)
+            && !paths.iter().any(|p| p.as_os_str() == resolved.as_str())
+        {
+            return Vec::new();
+        }
+        let resolved_program = Some(PathBuf::from(&resolved));
+        self.matches_from_root(name, args, resolved_program)
     }
 
     /// [`RuleSet::matches`], plus every `forbidden` and `prompt` rule whose program token
@@ -353,6 +418,22 @@ pub(crate) fn normalize_absolute(path: &str) -> String {
                 parts.pop();
             }
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// `path` (absolute) with empty and `.` components dropped and `..` applied, without a
+/// trailing `/`: `/usr//bin/../bin/git/` is `/usr/bin/git`; `/` stays `/`.
+pub(crate) fn normalize_lexically(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
         }
     }
     format!("/{}", parts.join("/"))

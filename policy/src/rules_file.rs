@@ -19,7 +19,7 @@ use starlark::values::none::NoneType;
 
 use crate::decision::Decision;
 use crate::error::{LoadError, SourceLocation};
-use crate::rule::{PatternToken, PrefixRule, RuleOrigin, RuleSet, normalize_absolute};
+use crate::rule::{Layer, PatternToken, PrefixRule, RuleOrigin, RuleSet, normalize_lexically};
 
 /// What the files loaded so far declared, in order.
 #[derive(Debug, Default)]
@@ -30,6 +30,8 @@ pub(crate) struct RulesBuilder {
     /// For `~/...` in `host_executable` paths.
     home: Option<PathBuf>,
     pending: Vec<PendingExamples>,
+    /// The layer the rules go to: an admin layer refuses `allow`.
+    pub layer: Layer,
 }
 
 /// The examples of one `prefix_rule` call, checked once its file has been evaluated (so a
@@ -87,7 +89,7 @@ pub(crate) fn parse_file(
     let mut dialect = Dialect::Extended.clone();
     dialect.enable_f_strings = true;
     let ast = AstModule::parse(&name, source.to_string(), &dialect)
-        .map_err(|e| starlark_error(file, &e))?;
+        .map_err(|e| parse_error(file, source, &e))?;
     let globals = GlobalsBuilder::standard().with(rules_builtins).build();
     let module = Module::new();
 
@@ -105,6 +107,23 @@ pub(crate) fn parse_file(
         check_examples(pending, &builder.host_executables)?;
     }
     Ok(())
+}
+
+/// A parse error, located as Codex locates it: an error at the very end of a file that
+/// ends with a newline (a call or bracket still open) is reported at 1:1, where Codex's
+/// `--> file:1:1` puts it, with a note saying where it really is.
+fn parse_error(file: &Path, source: &str, error: &starlark::Error) -> LoadError {
+    let mut err = starlark_error(file, error);
+    if let LoadError::Invalid { location, message } = &mut err
+        && let Some(span) = error.span()
+        && usize::try_from(span.span.begin().get()).is_ok_and(|at| at >= source.len())
+        && source.ends_with('\n')
+    {
+        location.line = 1;
+        location.column = 1;
+        message.push_str(" (at the end of the file: a call or bracket is still open)");
+    }
+    err
 }
 
 fn starlark_error(file: &Path, error: &starlark::Error) -> LoadError {
@@ -175,6 +194,13 @@ fn check_examples(
     host_executables: &HashMap<String, Vec<PathBuf>>,
 ) -> Result<(), LoadError> {
     let set = RuleSet::new(pending.rules.clone(), host_executables.clone());
+    // Codex resolves an example's program against the working directory (`./git status`
+    // is an example of `git status`).
+    let cwd = std::env::current_dir().ok();
+    let matches = |program: &str, args: &[String]| {
+        !set.matches_codex(program, args, true, cwd.as_deref())
+            .is_empty()
+    };
     let pattern = pending
         .rules
         .first()
@@ -191,7 +217,7 @@ fn check_examples(
         .unwrap_or_default();
     for example in &pending.not_matches {
         if let Some((program, args)) = example.split_first()
-            && !set.matches(program, args).is_empty()
+            && matches(program, args)
         {
             return Err(LoadError::ExampleDidMatch {
                 location: pending.location.clone(),
@@ -202,7 +228,7 @@ fn check_examples(
     }
     for example in &pending.matches {
         if let Some((program, args)) = example.split_first()
-            && set.matches(program, args).is_empty()
+            && !matches(program, args)
         {
             return Err(LoadError::ExampleDidNotMatch {
                 location: pending.location.clone(),
@@ -330,11 +356,53 @@ fn parse_host_path(raw: &str, home: Option<&Path>) -> starlark::Result<PathBuf> 
         PathBuf::from(raw)
     };
     match path.to_str() {
-        Some(s) if s.starts_with('/') => Ok(PathBuf::from(normalize_absolute(s))),
+        // A trailing `/` is dropped, as Codex does (`/usr/bin/git/` is `/usr/bin/git`).
+        Some(s) if s.starts_with('/') => Ok(PathBuf::from(normalize_lexically(s))),
         _ => Err(fail(format!(
             "host_executable paths must be absolute or start with `~/` (got {raw:?})"
         ))),
     }
+}
+
+/// Checks a `network_rule` host as Codex does, and returns it normalised (port, trailing
+/// dots and surrounding whitespace removed, lowercase). One host name or IP literal, with
+/// an optional `:port` (`[v6]:port` for IPv6); no scheme, path, query, fragment,
+/// wildcard or whitespace.
+fn validate_network_host(raw: &str) -> Result<String, &'static str> {
+    let mut host = raw.trim();
+    if host.is_empty() {
+        return Err("cannot be empty");
+    }
+    if host.contains('/') || host.contains('?') || host.contains('#') {
+        return Err("must be a host name or IP literal, without scheme or path");
+    }
+    let is_port = |port: &str| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    if let Some(bracketed) = host.strip_prefix('[') {
+        let Some((inside, rest)) = bracketed.split_once(']') else {
+            return Err("has an invalid bracketed IPv6 literal");
+        };
+        if !rest.is_empty() && !rest.strip_prefix(':').is_some_and(is_port) {
+            return Err("has something after the bracketed IPv6 literal that is not a port");
+        }
+        host = inside;
+    } else if host.matches(':').count() == 1
+        && let Some((name, port)) = host.split_once(':')
+        && !name.is_empty()
+        && is_port(port)
+    {
+        host = name;
+    }
+    let normalized = host.trim_end_matches('.').trim().to_ascii_lowercase();
+    if normalized.is_empty() {
+        return Err("cannot be empty");
+    }
+    if normalized.contains('*') {
+        return Err("must be one specific host, not a wildcard");
+    }
+    if normalized.chars().any(char::is_whitespace) {
+        return Err("cannot contain whitespace");
+    }
+    Ok(normalized)
 }
 
 #[starlark_module]
@@ -366,9 +434,16 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
             },
             |span| location_of(Path::new(span.filename()), &span),
         );
+        let layer = with_builder(|builder| builder.layer)?;
+        if layer == Layer::Admin && decision == Decision::Allow {
+            return Err(fail(
+                "admin rules may only prompt or forbid (decision = \"prompt\" or \"forbidden\"); allow rules belong in the user's rules files",
+            ));
+        }
         let origin = RuleOrigin {
             file: location.file.clone(),
             line: location.line,
+            layer,
         };
         let written: std::sync::Arc<str> = crate::rule::render_pattern(&tokens).into();
         // First-token alternatives become separate rules, each indexed by its program.
@@ -452,13 +527,128 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
             parse_decision(decision)?;
         }
         parse_justification(justification)?;
-        let host = host.trim();
-        if host.is_empty() || host.contains('*') || host.contains('/') {
-            return Err(fail(format!(
-                "network_rule host must be one specific host name or IP address (got {host:?})"
-            )));
-        }
+        validate_network_host(host)
+            .map_err(|why| fail(format!("network_rule host {why} (got {host:?})")))?;
         with_builder(|builder| builder.network_rules += 1)?;
         Ok(NoneType)
     }
+}
+
+/// `requirements.toml` as Codex reads it for admin rules: `[rules] prefix_rules = [...]`,
+/// each `{ pattern = [{ token = "rm" }, { any_of = ["-rf", "-fr"] }], decision =
+/// "forbidden", justification = "..." }`. Other tables are Codex's and ignored here.
+#[derive(Debug, serde::Deserialize)]
+struct RequirementsToml {
+    rules: Option<RequirementsRules>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementsRules {
+    prefix_rules: Vec<toml::Spanned<RequirementsPrefixRule>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementsPrefixRule {
+    pattern: Vec<RequirementsToken>,
+    decision: Option<String>,
+    justification: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementsToken {
+    token: Option<String>,
+    any_of: Option<Vec<String>>,
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (u32, u32) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (to_u32(line), to_u32(column))
+}
+
+/// Parses the `[rules]` of a `requirements.toml` into admin rules (decisions `prompt` and
+/// `forbidden` only). No `[rules]` table: no rules.
+pub(crate) fn parse_requirements(file: &Path, text: &str) -> Result<Vec<PrefixRule>, LoadError> {
+    let invalid = |offset: usize, message: String| {
+        let (line, column) = line_column(text, offset);
+        LoadError::Invalid {
+            location: SourceLocation {
+                file: file.to_path_buf(),
+                line,
+                column,
+            },
+            message,
+        }
+    };
+    let parsed: RequirementsToml = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |span| span.start);
+        invalid(offset, e.message().trim().to_string())
+    })?;
+    let mut rules = Vec::new();
+    for entry in parsed.rules.map(|r| r.prefix_rules).unwrap_or_default() {
+        let offset = entry.span().start;
+        let fail_here = |message: &str| invalid(offset, format!("[rules] prefix_rules: {message}"));
+        let rule = entry.into_inner();
+        let decision = match rule.decision.as_deref() {
+            Some("prompt") => Decision::Prompt,
+            Some("forbidden") => Decision::Forbidden,
+            Some("allow") => {
+                return Err(fail_here(
+                    "decision \"allow\" is not allowed in admin rules (prompt or forbidden only)",
+                ));
+            }
+            Some(other) => {
+                return Err(fail_here(&format!(
+                    "invalid decision {other:?}: expected \"prompt\" or \"forbidden\""
+                )));
+            }
+            None => return Err(fail_here("a decision (prompt or forbidden) is required")),
+        };
+        if rule
+            .justification
+            .as_deref()
+            .is_some_and(|j| j.trim().is_empty())
+        {
+            return Err(fail_here("justification cannot be empty"));
+        }
+        let mut tokens = Vec::with_capacity(rule.pattern.len());
+        for token in rule.pattern {
+            tokens.push(match (token.token, token.any_of) {
+                (Some(single), None) => PatternToken::Single(single),
+                (None, Some(alts)) if !alts.is_empty() => PatternToken::Alts(alts),
+                (None, Some(_)) => return Err(fail_here("any_of cannot be empty")),
+                _ => {
+                    return Err(fail_here(
+                        "each pattern element has exactly one of `token` or `any_of`",
+                    ));
+                }
+            });
+        }
+        let Some((first, rest)) = tokens.split_first() else {
+            return Err(fail_here("pattern cannot be empty"));
+        };
+        let (line, _) = line_column(text, offset);
+        let origin = RuleOrigin {
+            file: file.to_path_buf(),
+            line,
+            layer: Layer::Admin,
+        };
+        let written: std::sync::Arc<str> = crate::rule::render_pattern(&tokens).into();
+        for program in first.alternatives() {
+            rules.push(PrefixRule {
+                program: program.clone(),
+                rest: rest.to_vec(),
+                decision,
+                justification: rule.justification.clone(),
+                origin: Some(origin.clone()),
+                written: written.clone(),
+            });
+        }
+    }
+    Ok(rules)
 }

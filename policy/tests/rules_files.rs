@@ -89,6 +89,17 @@ fn git_reset_hard_forbidden_with_justification() {
                 "matchedPrefix": ["git", "reset", "--hard"],
                 "decision": "forbidden",
                 "justification": "destructive operation: use `git stash` to set changes aside instead",
+            }}],
+            "decision": "forbidden",
+        })
+    );
+    assert_eq!(
+        e.to_explained_json(),
+        json!({
+            "matchedRules": [{"prefixRuleMatch": {
+                "matchedPrefix": ["git", "reset", "--hard"],
+                "decision": "forbidden",
+                "justification": "destructive operation: use `git stash` to set changes aside instead",
                 "origin": {"file": file, "line": 3},
             }}],
             "decision": "forbidden",
@@ -360,7 +371,7 @@ fn inline_errors() {
         ),
         (
             "network_rule(host = \"*\", protocol = \"https\", decision = \"allow\")",
-            "x.rules:1:1: network_rule host must be one specific host name or IP address (got \"*\")",
+            "x.rules:1:1: network_rule host must be one specific host, not a wildcard (got \"*\")",
         ),
     ];
     for (source, want) in cases {
@@ -537,8 +548,9 @@ fn a_non_utf8_file_is_an_error() {
 fn heuristics_verdict_is_marked_in_the_codex_json() {
     let e = Policy::empty().evaluate("rm", &argv("rm -rf build"));
     assert_eq!(e.decided_by, DecidedBy::Heuristics);
+    assert_eq!(e.to_codex_json(), json!({"matchedRules": []}));
     assert_eq!(
-        e.to_codex_json(),
+        e.to_explained_json(),
         json!({
             "matchedRules": [],
             "decidedBy": "heuristics",
@@ -555,6 +567,10 @@ fn heuristics_verdict_is_marked_in_the_codex_json() {
     // The printed form keeps Codex's field order.
     assert_eq!(
         serde_json::to_string(&e.codex_view()).unwrap(),
+        r#"{"matchedRules":[]}"#
+    );
+    assert_eq!(
+        serde_json::to_string(&e.explained_view()).unwrap(),
         r#"{"matchedRules":[],"decidedBy":"heuristics","heuristics":{"decision":"prompt","reason":"`rm -rf build` deletes without asking for confirmation"}}"#
     );
 }
