@@ -13,6 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use testkit::Rng;
+
 /// The differences kept on purpose, by case name, with the reason (README lists them).
 const DELIBERATE: &[(&str, &str)] = &[
     (
@@ -402,26 +404,6 @@ prefix_rule(pattern = ["ls", "-l"], decision = "allow")"#,
 /// `value` as a Starlark string literal.
 fn starlark_string(value: &str) -> String {
     serde_json::to_string(value).expect("a string serializes")
-}
-
-/// A small deterministic generator (xorshift64*): the same cases on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).expect("below n")
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
 }
 
 const RULE_PROGRAMS: &[&str] = &["git", "ls", "/usr/bin/git", "/bin/ls", "npm", "./run"];
