@@ -340,6 +340,13 @@ fn question(request: &ApprovalRequest, limit: Duration) -> String {
         q += &format!("  argv[0]: {argv0}  (not the program's name: it may change what it does)\n");
     }
     q += &format!("  in:      {}\n", esc(&request.cwd.to_string_lossy()));
+    for (name, value) in &request.passed_env {
+        q += &format!(
+            "  passes:  {}={}  (--escalate-env)\n",
+            esc(name),
+            esc(value)
+        );
+    }
     if request.escalates() {
         q += "  runs:    OUTSIDE the sandbox, with execgate's own rights (a rule asked)\n";
     } else {
@@ -561,6 +568,7 @@ mod tests {
                 }],
                 heuristic: None,
             },
+            passed_env: vec![("DEPLOY_ENV".into(), "v\u{1b}[2Kx".into())],
         }
     }
 
@@ -587,6 +595,7 @@ mod tests {
             "{q}"
         );
         assert!(q.contains("within 300s"), "{q}");
+        assert!(q.contains("passes:  DEPLOY_ENV=v\\e[2Kx"), "{q}");
     }
 
     #[test]

@@ -232,3 +232,37 @@ fn escape_sequences_in_arguments_are_shown_escaped() {
     assert!(question.contains("x\\e[2K\\rsafe"), "{screen:#?}");
     assert!(!c.path("esc").exists(), "{screen:#?}");
 }
+
+/// A question about an escalation names the caller's variables a "yes" passes on (the
+/// `--escalate-env` names, values as the session set them, escaped), on both backends;
+/// a "yes" then runs the program with exactly that value.
+fn the_question_names_the_variables_it_passes(b: Backend) {
+    skip_unless_available!(b);
+    let (s, c) = (Scratch::new(), Canary::new());
+    let script = format!(
+        "export DEPLOY_TARGET=$'prod\\e[2K'; touch {}; echo \"touch=$?\"",
+        sh_quote(&c.p("env"))
+    );
+    let screen = on_pty(
+        &session(&s, b, &["--escalate-env", "DEPLOY_TARGET"], &script),
+        30,
+        &[(QUESTION, "type:y\n")],
+    );
+    assert!(
+        screen
+            .transcript
+            .contains("passes:  DEPLOY_TARGET=prod\\e[2K  (--escalate-env)"),
+        "the question did not name the passed variable, escaped: {screen:#?}"
+    );
+    assert!(screen.transcript.contains("touch=0"), "{screen:#?}");
+    assert!(c.path("env").exists(), "{screen:#?}");
+}
+
+#[test]
+fn the_question_names_the_variables_it_passes_unotify() {
+    the_question_names_the_variables_it_passes(Unotify)
+}
+#[test]
+fn the_question_names_the_variables_it_passes_wrapper() {
+    the_question_names_the_variables_it_passes(Wrapper)
+}

@@ -202,6 +202,13 @@ pub fn message(request: &ApprovalRequest) -> String {
     if request.escalates() {
         text.push_str("\nIt runs OUTSIDE the sandbox, with the server's own rights.");
     }
+    for (name, value) in &request.passed_env {
+        text.push_str(&format!(
+            "\nIt gets the agent's {}={} (--escalate-env).",
+            escape_control(name),
+            escape_control(value)
+        ));
+    }
     // Line by line: the reason's own line breaks are ours, what is inside a line may come
     // from the session (a heuristic quotes the command).
     let why = reason(&request.evaluation)
@@ -369,6 +376,7 @@ mod tests {
             argv: vec!["git".into(), "init".into(), ".".into()],
             cwd: PathBuf::from("/tmp/w"),
             evaluation,
+            passed_env: Vec::new(),
         }
     }
 

@@ -136,6 +136,7 @@ impl Sessions for Double {
                                 }],
                                 heuristic: None,
                             },
+                            passed_env: Vec::new(),
                         })
                         .await;
                     // As the supervisor records it: any answer of the approver is "human".

@@ -23,6 +23,9 @@ pub struct ApprovalRequest {
     pub cwd: PathBuf,
     /// Why it is being asked: the matched rules or the heuristic.
     pub evaluation: Evaluation,
+    /// The caller's variables a "yes" passes on to the escalated program (`--escalate-env`
+    /// names, values as the caller set them); empty when nothing is passed.
+    pub passed_env: Vec<(String, String)>,
 }
 
 /// A person's answer.

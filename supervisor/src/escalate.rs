@@ -537,6 +537,22 @@ impl Environment {
 
 /// Builds a copy's environment from the supervisor's `base` and the caller's `requested`
 /// entries (`NAME=value`): `pass` names the caller's variables the person allowed.
+/// The caller's variables an escalation passes on (`--escalate-env` names, never a hook
+/// variable), as `(NAME, VALUE)` for showing: what [`environment`] adds from `requested`.
+pub fn passed_variables(pass: &[String], requested: &[OsString]) -> Vec<(String, String)> {
+    environment(&[], pass, requested)
+        .entries
+        .into_iter()
+        .filter(|(k, _)| k != "PYTHONSAFEPATH")
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
 pub fn environment(
     base: &[(OsString, OsString)],
     pass: &[String],

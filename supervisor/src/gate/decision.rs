@@ -6,6 +6,7 @@
 //! here, once. Generic, not `dyn`: the unotify continue path stays as it was, with no
 //! allocation, formatting or lock beyond what deciding itself needs.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -41,6 +42,10 @@ pub(crate) trait Gate: Clone + Send + Sync + 'static {
 
     /// Who execs what, from where. Called only for a record or a prompt.
     fn facts(&self, pending: &Self::Pending) -> ExecFacts;
+
+    /// The caller's variables as `NAME=VALUE` (read while it waits): what an escalation
+    /// would pass on from them is shown in the question. Empty where unreadable.
+    fn caller_env(&self, pending: &Self::Pending) -> Vec<OsString>;
 
     /// Let it run in place, inside the sandbox.
     fn run(&self, pending: Self::Pending);
@@ -111,11 +116,19 @@ impl Shared {
         key: Vec<String>,
     ) {
         let facts = gate.facts(&pending);
+        // A rule's "yes" escalates: the question names the caller's variables it passes on.
+        let pass = &self.inner.escalation.pass_env;
+        let passed_env = if eval.decided_by == policy::DecidedBy::Rule && !pass.is_empty() {
+            escalate::passed_variables(pass, &gate.caller_env(&pending))
+        } else {
+            Vec::new()
+        };
         let request = ApprovalRequest {
             program: facts.program,
             argv: facts.argv,
             cwd: facts.cwd,
             evaluation: eval.clone(),
+            passed_env,
         };
         let this = self.clone();
         let gate = gate.clone();

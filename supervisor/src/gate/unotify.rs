@@ -227,6 +227,10 @@ impl Gate for Arc<Listener> {
         let _ = self.respond_errno(p.n.id, libc::EACCES);
     }
 
+    fn caller_env(&self, p: &Unotified) -> Vec<std::ffi::OsString> {
+        p.req.read_env(p.reach.memory).unwrap_or_default()
+    }
+
     fn escalation(&self, p: Unotified) -> Option<(PausedCaller, escalate::Requested)> {
         let env = match p.req.read_env(p.reach.memory) {
             Ok(env) => env,

@@ -179,21 +179,25 @@ impl Gate for Wrapped {
         });
     }
 
+    fn caller_env(&self, p: &Waiting) -> Vec<OsString> {
+        p.request
+            .env
+            .iter()
+            .map(|(k, v)| {
+                let mut entry = k.clone();
+                entry.push("=");
+                entry.push(v);
+                entry
+            })
+            .collect()
+    }
+
     fn escalation(&self, p: Waiting) -> Option<(WrapperCaller, escalate::Requested)> {
+        let env = self.caller_env(&p);
         let requested = escalate::Requested {
             path: p.request.path,
             argv: p.request.argv,
-            env: p
-                .request
-                .env
-                .into_iter()
-                .map(|(k, v)| {
-                    let mut entry = k;
-                    entry.push("=");
-                    entry.push(v);
-                    entry
-                })
-                .collect::<Vec<OsString>>(),
+            env,
             cwd: p.request.cwd,
         };
         let caller = WrapperCaller {
