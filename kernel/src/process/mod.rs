@@ -255,8 +255,9 @@ fn install_plain(filter: &BpfProgram) -> io::Result<()> {
     Ok(())
 }
 
-/// Sends one fd with `SCM_RIGHTS`, building the control message on the stack.
-pub fn send_fd(socket: RawFd, fd: RawFd) -> io::Result<()> {
+/// Calls `f` with a `msghdr` of one one-byte `iovec` and room for one `SCM_RIGHTS` fd, its
+/// buffers in this stack frame: no allocation ([`send_fd`] runs between fork and exec).
+fn with_one_fd_msghdr<R>(f: impl FnOnce(&mut libc::msghdr) -> R) -> R {
     // Room for one cmsghdr carrying one int, 8-byte aligned.
     #[repr(C, align(8))]
     struct Cmsg([u8; 32]);
@@ -271,69 +272,66 @@ pub fn send_fd(socket: RawFd, fd: RawFd) -> io::Result<()> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    // SAFETY: CMSG_SPACE is a pure computation.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(FD_SIZE) } as _;
-    // SAFETY: msg_control points at `cbuf`, large enough for one cmsghdr with one int
-    // (CMSG_SPACE(4) == 24 <= 32), so CMSG_FIRSTHDR is non-null and CMSG_DATA in bounds.
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(FD_SIZE) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
-    }
-    // SAFETY: `msg` and everything it points to live across the call.
-    crate::cvt(unsafe { libc::sendmsg(socket, &msg, libc::MSG_NOSIGNAL) } as libc::c_long)?;
-    Ok(())
+    msg.msg_controllen = cbuf.0.len() as _;
+    f(&mut msg)
+}
+
+/// Sends one fd with `SCM_RIGHTS`, building the control message on the stack.
+pub fn send_fd(socket: RawFd, fd: RawFd) -> io::Result<()> {
+    with_one_fd_msghdr(|msg| {
+        // SAFETY: CMSG_SPACE is a pure computation.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(FD_SIZE) } as _;
+        // SAFETY: msg_control points at a 32-byte buffer, large enough for one cmsghdr
+        // with one int (CMSG_SPACE(4) == 24 <= 32), so CMSG_FIRSTHDR is non-null and
+        // CMSG_DATA in bounds.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(FD_SIZE) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        }
+        // SAFETY: `msg` and everything it points to live across the call.
+        crate::cvt(unsafe { libc::sendmsg(socket, msg, libc::MSG_NOSIGNAL) } as libc::c_long)?;
+        Ok(())
+    })
 }
 
 /// Receives one fd sent by [`send_fd`]. `Ok(None)`: the other end closed without sending
 /// (the child failed before installing its filter).
 pub fn recv_fd(socket: RawFd) -> io::Result<Option<OwnedFd>> {
-    #[repr(C, align(8))]
-    struct Cmsg([u8; 32]);
-    let mut cbuf = Cmsg([0; 32]);
-    let mut byte = [0u8; 1];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: msghdr is plain old data; every field used is set below.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.0.as_mut_ptr().cast();
-    msg.msg_controllen = cbuf.0.len() as _;
-    let n = loop {
-        // SAFETY: `msg` and the buffers it points to live across the call.
-        let n = unsafe { libc::recvmsg(socket, &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n >= 0 {
-            break n;
+    with_one_fd_msghdr(|msg| {
+        let n = loop {
+            // SAFETY: `msg` and the buffers it points to live across the call.
+            let n = unsafe { libc::recvmsg(socket, &mut *msg, libc::MSG_CMSG_CLOEXEC) };
+            if n >= 0 {
+                break n;
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        };
+        if n == 0 {
+            return Ok(None);
         }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
+        // SAFETY: recvmsg filled msg_control/msg_controllen; CMSG_FIRSTHDR checks the length.
+        let cmsg = unsafe { libc::CMSG_FIRSTHDR(msg) };
+        if cmsg.is_null() {
+            return Err(io::Error::other("listener message carried no descriptor"));
         }
-    };
-    if n == 0 {
-        return Ok(None);
-    }
-    // SAFETY: recvmsg filled msg_control/msg_controllen; CMSG_FIRSTHDR checks the length.
-    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    if cmsg.is_null() {
-        return Err(io::Error::other("listener message carried no descriptor"));
-    }
-    // SAFETY: cmsg is non-null and within `cbuf`, as checked by CMSG_FIRSTHDR.
-    let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
-    if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
-        return Err(io::Error::other("listener message carried no descriptor"));
-    }
-    // SAFETY: an SCM_RIGHTS message carries at least one int at CMSG_DATA.
-    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>()) };
-    // SAFETY: the kernel installed this descriptor for us; nothing else owns it.
-    Ok(Some(unsafe {
-        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-    }))
+        // SAFETY: cmsg is non-null and within the control buffer, as checked by CMSG_FIRSTHDR.
+        let (level, kind) = unsafe { ((*cmsg).cmsg_level, (*cmsg).cmsg_type) };
+        if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
+            return Err(io::Error::other("listener message carried no descriptor"));
+        }
+        // SAFETY: an SCM_RIGHTS message carries at least one int at CMSG_DATA.
+        let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>()) };
+        // SAFETY: the kernel installed this descriptor for us; nothing else owns it.
+        Ok(Some(unsafe {
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        }))
+    })
 }
 
 /// fork(2) as a raw `clone`, the one fork of the crate (the session's double fork, the
