@@ -14,7 +14,6 @@ use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::common::{EXECGATE, Output, Scratch, wait_bounded};
@@ -36,39 +35,12 @@ impl Backend {
     }
 }
 
-/// The patched bash and the wrapper binary for `--backend wrapper`, or why not.
-pub struct Pieces {
-    pub bash: PathBuf,
-    pub wrapper: PathBuf,
-}
+/// The patched bash and the wrapper binary for `--backend wrapper`, or why not (the
+/// end-to-end tests' own lookup, `common::patched_pieces`).
+pub use crate::common::Pieces;
 
 pub fn pieces() -> Result<&'static Pieces, String> {
-    static PIECES: OnceLock<Result<Pieces, String>> = OnceLock::new();
-    PIECES
-        .get_or_init(|| {
-            let dir = std::env::var_os("EXECGATE_PATCHED_SHELLS")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/patched-shells")
-                });
-            let bash = dir.join("bin/bash");
-            if !bash.is_file() {
-                return Err(format!("no patched bash at {}", bash.display()));
-            }
-            let wrapper = Path::new(EXECGATE).with_file_name("execgate-execve-wrapper");
-            if !wrapper.is_file() {
-                let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-                let status = Command::new(cargo)
-                    .args(["build", "-p", "execgate-execve-wrapper"])
-                    .current_dir(env!("CARGO_MANIFEST_DIR"))
-                    .status()
-                    .expect("run cargo build -p execgate-execve-wrapper");
-                assert!(status.success(), "building execgate-execve-wrapper failed");
-            }
-            Ok(Pieces { bash, wrapper })
-        })
-        .as_ref()
-        .map_err(Clone::clone)
+    crate::common::patched_pieces().map_err(|skip| skip.why)
 }
 
 /// Why this backend cannot run here (the test then prints SKIPPED and passes, unless
