@@ -259,6 +259,29 @@ pub fn table(f: &Features, choice: &BackendChoice) -> String {
         "\nsandboxed sessions (read-only, workspace-write): {}",
         held(f)
     );
+    let unotify = choice
+        .candidates
+        .iter()
+        .find(|c| c.backend == supervisor::Backend::Unotify);
+    let guard = supervisor::UnixSocketGuard::choose(
+        unotify.is_some_and(|c| c.usable),
+        unotify
+            .map(|c| c.rejected_because.as_slice())
+            .unwrap_or(&[]),
+        f,
+    );
+    let _ = writeln!(
+        out,
+        "unix sockets with the network off: {}",
+        match &guard {
+            supervisor::UnixSocketGuard::SeccompNotify => {
+                "decided (seccomp notification on connect; only the session's own and \
+                 --allow-unix-socket ones)"
+                    .to_owned()
+            }
+            supervisor::UnixSocketGuard::Unguarded(why) => format!("NOT HELD: {why}"),
+        }
+    );
     let _ = writeln!(out, "\nbackend: {}", choice.chosen);
     for c in &choice.candidates {
         for reason in &c.rejected_because {

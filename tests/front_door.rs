@@ -409,3 +409,15 @@ fn completions_and_the_manual_cover_every_subcommand_and_session_flag() {
         "the manual lacks --allow-unix-socket"
     );
 }
+
+/// `doctor` says whether unix sockets are held with the network off (and why not).
+#[test]
+fn doctor_says_how_unix_sockets_are_held() {
+    skip_unless!(supervisor_unavailable());
+    let out = execgate(&["doctor"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unix sockets with the network off: decided"),
+        "{text}"
+    );
+}

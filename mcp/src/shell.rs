@@ -307,6 +307,10 @@ pub struct SandboxReport {
     /// user).
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// Unix sockets: `decided` (network off: only the call's own sockets and those the
+    /// server's `--allow-unix-socket` names), `open` (network on), or why not held here.
+    #[serde(default)]
+    pub unix_sockets: String,
 }
 
 impl SandboxReport {
@@ -342,6 +346,7 @@ impl SandboxReport {
             capabilities_dropped: enforced.capabilities_dropped,
             bounding_set_dropped: enforced.bounding_set_dropped,
             namespaces: enforced.namespaces.clone(),
+            unix_sockets: enforced.unix_sockets.clone(),
         }
     }
 }

@@ -29,6 +29,7 @@ pub use approval::{Approval, ApprovalRequest, Approver};
 pub use backend::Backend;
 pub use cgroup::{CgroupError, CgroupJoiner, CgroupLimits, SessionCgroup};
 pub use gate::shown;
+pub use gate::sockets::UnixSocketGuard;
 pub use rlimits::{LimitSpecError, PreparedLimits, ResourceLimits};
 pub use sandbox::{Enforcement, EnforcementLevel, PreparedLandlock, SandboxMode, SandboxPolicy};
 pub use session::{

@@ -152,3 +152,31 @@ async def test_inherit_env_none_passes_only_the_named(tmp_path, workdir):
     names = sorted(line.split("=", 1)[0] for line in r["stdout"].splitlines() if "=" in line)
     assert "EXECGATE_PLAIN_VALUE" in names, names
     assert "HOME" not in names and "OPENAI_API_KEY" not in names, names
+
+
+async def test_a_unix_socket_outside_is_unreachable_unless_the_server_names_it(tmp_path, workdir):
+    """Network off: a daemon's socket outside the call (here: this test's listener) gets no
+    connection, and the result says unix sockets are decided; the server's
+    `--allow-unix-socket PATH` opens that one socket, whatever the client's sandbox state."""
+    import socket as socketlib
+
+    path = tmp_path / "daemon.sock"
+    listener = socketlib.socket(socketlib.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(4)
+    listener.setblocking(False)
+    probe = f"python3 -c \"import socket; socket.socket(socket.AF_UNIX).connect('{path}')\"; echo connect=$?"
+    try:
+        async with connect(tmp_path) as (session, _):
+            r = await shell(session, probe, workdir, login=False)
+        assert r["sandbox"]["unix_sockets"] == "decided", r
+        assert "connect=0" not in r["stdout"], r
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+        async with connect(tmp_path, extra=["--allow-unix-socket", str(path)]) as (session, _):
+            r = await shell(session, probe, workdir, login=False)
+        assert "connect=0" in r["stdout"], r
+        conn, _ = listener.accept()
+        conn.close()
+    finally:
+        listener.close()

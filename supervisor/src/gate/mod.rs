@@ -31,7 +31,7 @@ use crate::teardown::SessionTree;
 use crate::supervisor::Inner;
 
 pub(crate) mod decision;
-pub(crate) mod sockets;
+pub mod sockets;
 pub(crate) mod unotify;
 pub(crate) mod wrapper;
 
