@@ -41,15 +41,7 @@ pub struct Executable {
 impl Executable {
     /// Opens `path` (absolute, as the caller's exec names it) in the view of process `pid`.
     pub fn open(pid: u32, path: &Path) -> io::Result<Executable> {
-        let relative = path.strip_prefix("/").unwrap_or(path);
-        let in_caller_view = Path::new("/proc")
-            .join(pid.to_string())
-            .join("root")
-            .join(relative);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-            .open(&in_caller_view)?;
+        let file = open_in_caller_view(pid, path)?;
         let meta = file.metadata()?;
         let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
         let path = std::fs::read_link(&fd_path)?;
@@ -117,6 +109,21 @@ impl Executable {
 }
 
 /// Owned by someone other than root or us, or writable by group or world.
+/// Opens `path` as process (or thread) `pid` would name it, `O_PATH`: an absolute path from
+/// its root, a relative one from its working directory; symlinks are followed by the
+/// kernel. Enough to `fstat`, and to exec or connect through `/proc/self/fd/N`.
+pub(crate) fn open_in_caller_view(pid: u32, path: &Path) -> io::Result<File> {
+    let base = Path::new("/proc").join(pid.to_string());
+    let in_caller_view = match path.strip_prefix("/") {
+        Ok(relative) => base.join("root").join(relative),
+        Err(_) => base.join("cwd").join(path),
+    };
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(in_caller_view)
+}
+
 fn writable_by_others(path: &Path, meta: &Metadata, own_uid: u32) -> Option<String> {
     if meta.uid() != 0 && meta.uid() != own_uid {
         return Some(format!(

@@ -15,11 +15,9 @@
 //! of the same open file description, to the socket file it checked and holds, and answers
 //! with that result (`kernel::unix_socket`).
 
-use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::sync::Arc;
 
 use kernel::memory::RemoteMemory;
@@ -110,12 +108,19 @@ impl Shared {
         let Some(address) = UnixAddress::parse(&bytes) else {
             return libc::EINVAL;
         };
-        let socket =
-            || pidfd_of(n.pid).and_then(|p| p.get_fd(i32::try_from(n.args[0]).unwrap_or(-1)));
+        // Connects the caller's own socket (a copy of its descriptor) with `connect`.
+        let on_callers_socket = |connect: &dyn Fn(BorrowedFd<'_>) -> io::Result<()>| {
+            let fd = i32::try_from(n.args[0]).unwrap_or(-1);
+            match pidfd_of(n.pid).and_then(|p| p.get_fd(fd)) {
+                Ok(socket) => errno_of(connect(socket.as_fd())),
+                Err(err) => err.raw_os_error().unwrap_or(libc::EACCES),
+            }
+        };
         match address {
             UnixAddress::Pathname(path) => {
-                let shown = String::from_utf8_lossy(&path).into_owned();
-                let target = match open_in_caller(n.pid, &path) {
+                use std::os::unix::ffi::OsStrExt;
+                let path = std::path::Path::new(std::ffi::OsStr::from_bytes(&path));
+                let target = match crate::executable::open_in_caller_view(n.pid, path) {
                     Ok(target) => target,
                     Err(err) => return err.raw_os_error().unwrap_or(libc::ENOENT),
                 };
@@ -135,13 +140,10 @@ impl Shared {
                             ))
                     });
                 if !allowed {
-                    self.refused_socket(n, &shown);
+                    self.refused_socket(n, &path.to_string_lossy());
                     return libc::EACCES;
                 }
-                match socket() {
-                    Ok(fd) => errno_of(unix_socket::connect_to_file(fd.as_fd(), target.as_fd())),
-                    Err(err) => err.raw_os_error().unwrap_or(libc::EACCES),
-                }
+                on_callers_socket(&|socket| unix_socket::connect_to_file(socket, target.as_fd()))
             }
             UnixAddress::Abstract(name) => {
                 let mut bound = vec![0u8];
@@ -151,15 +153,9 @@ impl Shared {
                     // What Landlock's abstract-socket scoping answers.
                     return libc::EPERM;
                 }
-                match socket() {
-                    Ok(fd) => errno_of(unix_socket::connect_abstract(fd.as_fd(), &name)),
-                    Err(err) => err.raw_os_error().unwrap_or(libc::EACCES),
-                }
+                on_callers_socket(&|socket| unix_socket::connect_abstract(socket, &name))
             }
-            UnixAddress::Unspec => match socket() {
-                Ok(fd) => errno_of(unix_socket::disconnect(fd.as_fd())),
-                Err(err) => err.raw_os_error().unwrap_or(libc::EACCES),
-            },
+            UnixAddress::Unspec => on_callers_socket(&unix_socket::disconnect),
             // No socket of another family exists in the tree (the filter refuses them).
             UnixAddress::Family(_) => libc::EAFNOSUPPORT,
             UnixAddress::Unnamed => libc::EINVAL,
@@ -221,27 +217,6 @@ impl Shared {
              --allow-unix-socket PATH opens one)"
         );
     }
-}
-
-/// Opens the socket file `path` as the caller sees it (relative to its cwd, absolute from
-/// its root), `O_PATH`: enough to connect through, nothing to read.
-fn open_in_caller(tid: u32, path: &[u8]) -> io::Result<File> {
-    use std::os::unix::ffi::OsStrExt;
-    let rel = std::ffi::OsStr::from_bytes(path);
-    let base = if path.first() == Some(&b'/') {
-        PathBuf::from(format!("/proc/{tid}/root"))
-    } else {
-        PathBuf::from(format!("/proc/{tid}/cwd"))
-    };
-    let full = base.join(
-        std::path::Path::new(rel)
-            .strip_prefix("/")
-            .unwrap_or(std::path::Path::new(rel)),
-    );
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-        .open(full)
 }
 
 fn errno_of(result: io::Result<()>) -> Answer {
