@@ -25,6 +25,11 @@ impl PidFd {
         Ok(PidFd { fd })
     }
 
+    /// A pidfd the kernel handed us another way (`CLONE_PIDFD`).
+    pub(crate) fn from_owned(fd: OwnedFd) -> PidFd {
+        PidFd { fd }
+    }
+
     /// `pidfd_getfd`: a copy (CLOEXEC) of the process's descriptor `target`.
     pub fn get_fd(&self, target: RawFd) -> io::Result<OwnedFd> {
         getfd_raw(self.fd.as_raw_fd(), target)

@@ -12,13 +12,11 @@
 //! `SECCOMP_USER_NOTIF_FLAG_CONTINUE`. One OS thread runs one escalation from start to end
 //! (ptrace belongs to the thread that seized).
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -123,16 +121,24 @@ const THREAD_STACK: usize = 512 * 1024;
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// A session's escalations: at most [`MAX_RUNNING`] threads, the rest queued, so a burst
-/// of pending escalations costs a queue entry each, not a thread.
+/// of pending escalations costs a queue entry each, not a thread. A worker with nothing to
+/// do waits [`IDLE`] for the next one before it ends: escalated commands in a loop reuse
+/// one thread instead of starting one each.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Pool {
-    state: Arc<std::sync::Mutex<PoolState>>,
+    state: Arc<(std::sync::Mutex<PoolState>, std::sync::Condvar)>,
 }
+
+/// How long an idle escalation thread waits for more work.
+const IDLE: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct PoolState {
     queue: std::collections::VecDeque<Job>,
     workers: usize,
+    idle: usize,
+    /// The session is ending: idle workers leave at once.
+    closing: bool,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -141,20 +147,27 @@ impl std::fmt::Debug for PoolState {
         f.debug_struct("PoolState")
             .field("queued", &self.queue.len())
             .field("workers", &self.workers)
+            .field("idle", &self.idle)
             .finish()
     }
 }
 
 impl Pool {
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues `job`; starts a worker when fewer than [`MAX_RUNNING`] run. A job that no
-    /// thread can ever run is dropped (its caller answers for itself when dropped).
+    /// Queues `job`; wakes an idle worker, or starts one when fewer than [`MAX_RUNNING`]
+    /// run. A job that no thread can ever run is dropped (its caller answers for itself
+    /// when dropped).
     pub fn submit(&self, job: Job) {
         let mut state = self.lock();
         state.queue.push_back(job);
+        if state.idle > 0 {
+            state.idle -= 1;
+            self.state.1.notify_one();
+            return;
+        }
         if state.workers >= MAX_RUNNING {
             return;
         }
@@ -180,24 +193,43 @@ impl Pool {
     }
 
     fn work(&self) {
+        let mut state = self.lock();
         loop {
-            let job = {
-                let mut state = self.lock();
-                match state.queue.pop_front() {
-                    Some(job) => job,
-                    None => {
-                        state.workers -= 1;
-                        return;
-                    }
+            if let Some(job) = state.queue.pop_front() {
+                drop(state);
+                job();
+                state = self.lock();
+                continue;
+            }
+            if state.closing {
+                break;
+            }
+            // Idle: counted so `submit` wakes this thread instead of starting another.
+            state.idle += 1;
+            let (next, timeout) = self
+                .state
+                .1
+                .wait_timeout_while(state, IDLE, |s| s.queue.is_empty() && !s.closing)
+                .unwrap_or_else(|p| p.into_inner());
+            state = next;
+            if timeout.timed_out() || state.closing {
+                // Not woken by `submit` (which took the idle count back itself).
+                if state.queue.is_empty() {
+                    state.idle = state.idle.saturating_sub(1);
+                    break;
                 }
-            };
-            job();
+            }
         }
+        state.workers -= 1;
     }
 
-    /// The worker threads, for the session to wait for their records at its end.
+    /// The worker threads, for the session to wait for their records at its end; idle
+    /// ones leave now.
     pub fn take_threads(&self) -> Vec<std::thread::JoinHandle<()>> {
-        std::mem::take(&mut self.lock().threads)
+        let mut state = self.lock();
+        state.closing = true;
+        self.state.1.notify_all();
+        std::mem::take(&mut state.threads)
     }
 }
 
@@ -244,45 +276,34 @@ pub(crate) fn run<C: Caller>(
         },
         None => (None, None),
     };
-    // The copy's own exec is the listener's first notification, and the spawn returns
-    // only once that exec went through: a short thread answers it meanwhile.
-    let first_exec = match listener_end.map(|end| {
-        std::thread::Builder::new()
-            .name("execgate-escalate-first".into())
-            .stack_size(FIRST_EXEC_STACK)
-            .spawn(move || answer_first_exec(&end))
-    }) {
-        Some(Ok(thread)) => Some(thread),
-        Some(Err(err)) => {
-            let why = Refused::Spawn(err);
-            caller.refuse(&command, &why);
-            return Outcome::Refused(why);
-        }
-        None => None,
-    };
     let started = Instant::now();
-    let spawned = crate::teardown::ChildRegistry::global()
-        .spawn(|| spawn_copy(copy, stdio, listener_setup), |c| Some(c.id()));
-    let listener = first_exec.and_then(|t| t.join().ok().flatten());
-    let mut child = match spawned {
-        Ok(child) => child,
+    let spawned = crate::teardown::ChildRegistry::global().spawn(
+        || {
+            // The copy's own exec is the listener's first notification, and the spawn
+            // returns only once that exec went through: this thread answers it meanwhile.
+            let pending = crate::spawner::submit(move || spawn_copy(copy, stdio, listener_setup))?;
+            let listener = listener_end.and_then(|end| answer_first_exec(&end));
+            Ok((pending.wait()?, listener))
+        },
+        |(c, _)| u32::try_from(c.pid).ok(),
+    );
+    let (child, listener) = match spawned {
+        Ok(spawned) => spawned,
         Err(err) => {
             let why = Refused::Spawn(err);
             caller.refuse(&command, &why);
             return Outcome::Refused(why);
         }
     };
-    let pid = child.id();
-    let copy = PidFd::open(pid).map(Arc::new);
-    if let Ok(copy) = &copy {
-        registry.started(pid, copy.clone());
-    }
+    let pid = u32::try_from(child.pid).unwrap_or(0);
+    let copy_fd = Arc::new(child.pidfd);
+    registry.started(pid, copy_fd.clone());
     let mut leftovers = None;
-    match (&copy, listener) {
+    match listener {
         // The policy follows the copy's tree: each of its execs is decided, also after the
         // copy exits (what it started in the background), until no process of that tree
         // is left.
-        (Ok(copy_fd), Some(listener)) => loop {
+        Some(listener) => loop {
             let watched: Vec<BorrowedFd<'_>> = std::iter::once(copy_fd.as_fd())
                 .chain(caller.process().map(AsFd::as_fd))
                 .collect();
@@ -304,21 +325,24 @@ pub(crate) fn run<C: Caller>(
         // (`timeout`, a signal to its process group), the copy must not run on, outside
         // the sandbox, after its caller is gone. Which signal killed the caller is not ours
         // to read, so the copy gets SIGKILL.
-        (Ok(copy_fd), None) => {
+        None => {
             if let Some(process) = caller.process()
                 && kernel::pidfd::first_exited(&[copy_fd.as_ref(), process]).ok() == Some(1)
             {
                 let _ = copy_fd.send_signal(libc::SIGKILL);
             }
         }
-        (Err(_), _) => {}
     }
-    // Our own child, never traced: a plain waitpid on its pid is safe.
-    let waited = child.wait();
+    // Our own child, never traced: reaping it through its pidfd is safe. 255 when its
+    // status could not be read.
+    let status = copy_fd
+        .wait_exit()
+        .ok()
+        .flatten()
+        .unwrap_or(ExitStatus::Exited(255));
     crate::teardown::ChildRegistry::global().release(pid);
     registry.finished(pid);
     let duration = started.elapsed();
-    let status = convert(waited);
     if let Some(listener) = leftovers {
         serve_leftovers(listener, on_exec);
     }
@@ -334,7 +358,7 @@ pub(crate) fn run<C: Caller>(
 fn serve_leftovers(listener: Arc<Listener>, on_exec: OnExec) {
     let spawned = std::thread::Builder::new()
         .name("execgate-escalated-tree".into())
-        .stack_size(FIRST_EXEC_STACK)
+        .stack_size(LEFTOVERS_STACK)
         .spawn(move || {
             while let Ok(Watched::Notification(n)) = listener.wait_any(&[]) {
                 on_exec(&listener, n);
@@ -346,51 +370,39 @@ fn serve_leftovers(listener: Arc<Listener>, on_exec: OnExec) {
     }
 }
 
-/// Stack of the thread that answers a copy's own exec.
-const FIRST_EXEC_STACK: usize = 64 * 1024;
+/// Stack of the thread that serves an escalated tree's leftovers.
+const LEFTOVERS_STACK: usize = 64 * 1024;
 
 /// Receives the copy's listener and lets its first exec (the copy itself, just checked)
-/// through. `None` when the copy failed before sending it.
+/// through. `None` when the copy failed before sending it. A copy killed before its exec
+/// leaves the listener without a process: that is a hangup, not a wait forever.
 fn answer_first_exec(end: &UnixStream) -> Option<Arc<Listener>> {
     let fd = kernel::process::recv_fd(end.as_raw_fd()).ok().flatten()?;
     let listener = Arc::new(Listener::from_fd(fd));
-    if let Ok(n) = listener.recv() {
+    if let Ok(Watched::Notification(n)) = listener.wait_any(&[]) {
         let _ = listener.respond_continue(n.id);
     }
     Some(listener)
 }
 
-/// A copy's wait status as the shell sees it (255 when it could not be read).
-fn convert(waited: io::Result<std::process::ExitStatus>) -> ExitStatus {
-    match waited {
-        Ok(st) => match (st.code(), st.signal()) {
-            (Some(code), _) => ExitStatus::Exited(code),
-            (None, Some(sig)) => ExitStatus::Signaled(sig),
-            _ => ExitStatus::Exited(255),
-        },
-        Err(_) => ExitStatus::Exited(255),
-    }
-}
-
-/// Starts the copy on the caller's fds 0, 1, 2 (`/dev/null` for one it did not have).
+/// Starts the copy on the caller's fds 0, 1, 2 (`/dev/null` for one it did not have),
+/// without copying the supervisor ([`kernel::process::outside`]).
 fn spawn_copy(
     job: Copy,
     stdio: [Option<OwnedFd>; 3],
     listener: Option<(ExecListener, OwnedFd)>,
-) -> io::Result<std::process::Child> {
-    let mut cmd = Command::new(job.executable.exec_path());
-    if let Some(arg0) = job.argv.first() {
-        cmd.arg0(arg0);
+) -> io::Result<kernel::process::outside::Started> {
+    let c_string = |bytes: &[u8]| {
+        CString::new(bytes).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte"))
+    };
+    let mut env = Vec::with_capacity(job.env.len() + 1);
+    let marker = (OsString::from(&job.marker.0), OsString::from(&job.marker.1));
+    for (name, value) in job.env.iter().chain(std::iter::once(&marker)) {
+        let mut entry = name.as_bytes().to_vec();
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        env.push(c_string(&entry)?);
     }
-    cmd.args(job.argv.iter().skip(1));
-    cmd.env_clear();
-    cmd.envs(job.env.iter().map(|(k, v)| (k, v)));
-    cmd.env(&job.marker.0, &job.marker.1);
-    cmd.current_dir(&job.cwd);
-    let [stdin, stdout, stderr] = stdio;
-    cmd.stdin(stdin.map(Stdio::from).unwrap_or_else(Stdio::null));
-    cmd.stdout(stdout.map(Stdio::from).unwrap_or_else(Stdio::null));
-    cmd.stderr(stderr.map(Stdio::from).unwrap_or_else(Stdio::null));
     let mut hooks: Vec<kernel::process::ChildHook> = Vec::new();
     if job.executable.script {
         // The interpreter opens the script again by the descriptor's path after the exec:
@@ -420,8 +432,18 @@ fn spawn_copy(
             setup.no_new_privs,
         ));
     }
-    kernel::process::die_with_supervisor(&mut cmd, hooks);
-    crate::spawner::spawn(cmd)
+    kernel::process::outside::spawn_outside(kernel::process::outside::Outside {
+        path: c_string(job.executable.exec_path().as_os_str().as_bytes())?,
+        argv: job
+            .argv
+            .iter()
+            .map(|a| c_string(a.as_bytes()))
+            .collect::<io::Result<_>>()?,
+        env,
+        cwd: c_string(job.cwd.as_os_str().as_bytes())?,
+        stdio,
+        hooks,
+    })
 }
 
 /// What an escalated copy gets as its environment: the supervisor's own base, plus the

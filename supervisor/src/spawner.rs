@@ -29,14 +29,33 @@ fn queue() -> &'static mpsc::Sender<Job> {
 
 /// Spawns `cmd` on the spawner thread and returns the child once it has exec'd (or failed).
 pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
+    submit(move || cmd.spawn())?.wait()
+}
+
+/// A spawn running on the spawner thread.
+pub(crate) struct Pending<T>(mpsc::Receiver<io::Result<T>>);
+
+impl<T> Pending<T> {
+    /// Its result, once the spawner ran it.
+    pub(crate) fn wait(self) -> io::Result<T> {
+        self.0
+            .recv()
+            .map_err(|_| io::Error::other("the spawner thread is gone"))?
+    }
+}
+
+/// Runs `spawn` on the spawner thread without waiting for it: the caller may have to
+/// answer the new process's first exec before the spawn can return.
+pub(crate) fn submit<T: Send + 'static>(
+    spawn: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<Pending<T>> {
     let (tx, rx) = mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
         // The receiver only goes away if the caller's thread died; nothing to report then.
-        let _ = tx.send(cmd.spawn());
+        let _ = tx.send(spawn());
     });
     queue()
         .send(job)
         .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-    rx.recv()
-        .map_err(|_| io::Error::other("the spawner thread is gone"))?
+    Ok(Pending(rx))
 }

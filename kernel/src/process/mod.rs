@@ -8,11 +8,13 @@
 //! goes to the supervisor over a socketpair. The program's own exec is then the first
 //! notification.
 //!
-//! Owns: every fork and clone of execgate (`fork`, a raw clone) and everything that runs
-//! between fork and exec (the [`ChildHook`]s, [`confine`], the throwaway probe child in
-//! [`throwaway`]), plus [`ExitStatus`], how a process ended. Must never allocate, lock or
-//! log in a forked child: only async-signal-safe raw syscalls on data prepared before fork.
+//! Owns: every fork and clone of execgate (`fork`, a raw clone; [`outside`]'s
+//! `CLONE_VM | CLONE_VFORK` for escalated copies) and everything that runs between fork and
+//! exec (the [`ChildHook`]s, [`confine`], the throwaway probe child in [`throwaway`]), plus
+//! [`ExitStatus`], how a process ended. Must never allocate, lock or log in a forked child:
+//! only async-signal-safe raw syscalls on data prepared before fork.
 
+pub mod outside;
 pub mod throwaway;
 
 /// How a process ended: the one exit-status type of execgate (a reaped child, a session,
@@ -114,31 +116,6 @@ pub fn confine(cmd: &mut Command, mut c: Confinement) {
     // SAFETY: the closure only makes async-signal-safe calls (setpgid, prctl, getppid,
     // seccomp, sendmsg, close, and hooks bound by the same contract) on data prepared
     // before the fork; it allocates nothing.
-    unsafe { cmd.pre_exec(closure) };
-}
-
-/// For processes the supervisor starts outside the sandbox (escalated copies): they die
-/// with the supervisor too, so nothing of a session outlives it.
-/// `hooks` run after that, bound by the same rules as [`Confinement::hooks`].
-pub fn die_with_supervisor(cmd: &mut Command, mut hooks: Vec<ChildHook>) {
-    // SAFETY: getpid is async-signal-safe; called here, before fork, in the supervisor.
-    let supervisor_pid = unsafe { libc::getpid() };
-    let max_fd = open_file_limit();
-    let closure = move || -> io::Result<()> {
-        mark_inherited_fds_cloexec(max_fd);
-        // SAFETY: prctl with integer arguments is async-signal-safe.
-        crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;
-        // SAFETY: getppid is async-signal-safe.
-        if unsafe { libc::getppid() } != supervisor_pid {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        for hook in &mut hooks {
-            hook()?;
-        }
-        Ok(())
-    };
-    // SAFETY: the closure only calls close_range/fcntl, prctl, getppid and hooks bound
-    // by the async-signal-safe contract; it allocates nothing.
     unsafe { cmd.pre_exec(closure) };
 }
 
