@@ -139,26 +139,49 @@ pub fn detect() -> Features {
         machine: String::new(),
     });
     let status = crate::procfs::read_self_status();
-    Features {
-        seccomp: seccomp::detect(&kernel),
-        pidfd: pidfd::detect(),
-        process_vm_readv: process_vm::detect(),
-        landlock: landlock::detect(),
-        ptrace: ptrace::detect(status.cap_eff),
-        user_namespaces: userns::detect(),
-        // CAP_SYS_ADMIN is bit 21.
-        pid_namespace: pidns::detect(crate::capabilities::has(
-            status.cap_eff,
-            crate::capabilities::CAP_SYS_ADMIN,
-        )),
-        capability_drop: capabilities::detect(crate::capabilities::has(
-            status.cap_eff,
-            crate::capabilities::CAP_SETPCAP,
-        )),
-        cgroup: cgroup::detect(&kernel),
-        process: process::detect(&status),
-        patched_shell: patched_shell::locate(None),
-        kernel,
+    let cap = |bit| crate::capabilities::has(status.cap_eff, bit);
+    // The probes that fork a throwaway child mostly wait: for the kernel to make and tear
+    // down namespaces (an RCU grace period each, milliseconds on a VM). Run side by side,
+    // they cost about the slowest one instead of their sum: a session's start-up.
+    let cap_eff = status.cap_eff;
+    let sys_admin = cap(crate::capabilities::CAP_SYS_ADMIN);
+    std::thread::scope(|scope| {
+        let user_namespaces = beside(scope, "userns", userns::detect);
+        let pid_namespace = beside(scope, "pidns", move || pidns::detect(sys_admin));
+        let ptrace = beside(scope, "ptrace", move || ptrace::detect(cap_eff));
+        Features {
+            seccomp: seccomp::detect(&kernel),
+            pidfd: pidfd::detect(),
+            process_vm_readv: process_vm::detect(),
+            landlock: landlock::detect(),
+            ptrace: ptrace(),
+            user_namespaces: user_namespaces(),
+            pid_namespace: pid_namespace(),
+            capability_drop: capabilities::detect(cap(crate::capabilities::CAP_SETPCAP)),
+            cgroup: cgroup::detect(&kernel),
+            process: process::detect(&status),
+            patched_shell: patched_shell::locate(None),
+            kernel: kernel.clone(),
+        }
+    })
+}
+
+/// Starts `probe` on a thread of `scope` and returns what gives its result: the thread's,
+/// or, where no thread could be had, the probe run there and then. A probe that panicked
+/// panics the caller.
+fn beside<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: &str,
+    probe: impl Fn() -> T + Send + Copy + 'scope,
+) -> impl FnOnce() -> T + 'scope {
+    let thread = std::thread::Builder::new()
+        .name(format!("execgate-probe-{name}"))
+        .spawn_scoped(scope, probe);
+    move || match thread {
+        Ok(thread) => thread
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        Err(_) => probe(),
     }
 }
 
