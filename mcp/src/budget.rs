@@ -28,11 +28,46 @@ pub fn call_result(result: &ShellResult) -> Result<CallToolResult, serde_json::E
     Ok(CallToolResult::structured(serde_json::to_value(result)?))
 }
 
-/// Bytes of the serialized [`call_result`] of `result`.
+/// Bytes of the serialized [`call_result`] of `result`, counted without building it: the
+/// result's JSON once as `structuredContent`, once more as the text (a JSON string of that
+/// JSON: every `"` and `\\` gains a backslash; it has no raw control characters to
+/// escape), and the envelope around them. [`fit`] calls this for every attempt, on
+/// results of megabytes.
 pub fn serialized_len(result: &ShellResult) -> usize {
-    call_result(result)
-        .and_then(|r| serde_json::to_vec(&r))
-        .map_or(usize::MAX, |v| v.len())
+    let mut count = Count::default();
+    if serde_json::to_writer(&mut count, result).is_err() {
+        return usize::MAX;
+    }
+    envelope_len() + 2 * count.bytes + count.escaped
+}
+
+/// Bytes of a [`call_result`] besides its two copies of the result.
+fn envelope_len() -> usize {
+    static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LEN.get_or_init(|| {
+        let empty = CallToolResult::structured(serde_json::json!({}));
+        // Minus `{}` as structuredContent and `{}` as the text.
+        serde_json::to_vec(&empty).map_or(0, |v| v.len().saturating_sub(4))
+    })
+}
+
+/// A writer that only counts: bytes, and those a JSON string of them escapes.
+#[derive(Default)]
+struct Count {
+    bytes: usize,
+    escaped: usize,
+}
+
+impl std::io::Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes += buf.len();
+        self.escaped += buf.iter().filter(|&&b| b == b'"' || b == b'\\').count();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Cuts `result` until its serialized [`call_result`] is at most `budget` bytes.
@@ -170,10 +205,30 @@ fn char_cost(c: char) -> usize {
     }
 }
 
-/// Bytes `text` takes in the response, both copies.
+/// Bytes `text` takes in the response, both copies. Counted by byte ([`BYTE_COST`]): a
+/// character of several bytes costs 2 per byte, as [`char_cost`] says.
 pub fn cost(text: &str) -> usize {
-    text.chars().map(char_cost).sum()
+    text.bytes()
+        .map(|b| usize::from(BYTE_COST[usize::from(b)]))
+        .sum()
 }
+
+/// [`char_cost`] of each ASCII byte; 2 for every byte of a longer character.
+const BYTE_COST: [u8; 256] = {
+    let mut table = [2u8; 256];
+    let mut b: u8 = 0;
+    while b < 0x80 {
+        // The ASCII arms of `char_cost`, as a table.
+        table[b as usize] = match b {
+            b'"' | b'\\' => 6,
+            b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 5,
+            0..0x20 => 13,
+            _ => 2,
+        };
+        b += 1;
+    }
+    table
+};
 
 /// Shares of `available` for texts costing `costs`: a text that needs less than an even
 /// share keeps all of it, and what it leaves goes to the others.
@@ -251,6 +306,48 @@ mod tests {
             let twice = serde_json::to_string(&once).unwrap();
             // Minus the quotes each copy adds around the string (2, then 4 escaped + 2).
             assert_eq!(cost(s), once.len() - 2 + twice.len() - 6, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn byte_cost_is_char_cost() {
+        for c in (0..0x80u32).chain([0xe9, 0x20ac, 0x1f600, 0xfffd]) {
+            let c = char::from_u32(c).unwrap();
+            assert_eq!(cost(c.encode_utf8(&mut [0; 4])), char_cost(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn serialized_len_is_the_length_of_what_is_sent() {
+        // A result as the server sent it (with a denied exec: quotes in its reason).
+        let mut result: ShellResult = serde_json::from_str(
+            r#"{"duration_ms": 51, "execs": [{"argv": ["rm", "-rf", "/x \"y\""],
+            "asked_human": false, "cwd": "/tmp", "decided_by": "supervisor",
+            "decision": "prompt", "exit_code": null, "program": "/usr/bin/rm",
+            "ran_in": "denied", "reason": "nobody can be asked: denied", "rules": []}],
+            "exit_code": 0, "output": "", "sandbox": {"bounding_set_dropped": true,
+            "capabilities_dropped": true, "enforcement": "landlock: full (ABI 6)",
+            "landlock_abi": 6, "level": "full", "missing": [], "mode": "workspace-write",
+            "namespaces": ["pid", "mount"], "network": false, "pid_namespace": true,
+            "read_only_inside_roots": ["/w/.git/config"], "source": "command-line",
+            "unix_sockets": "decided", "writable_roots": ["/tmp", "/w"]}, "signal": null,
+            "stderr": "", "stdout": "", "streams": {"output": {"budget_cut_bytes": 0,
+            "cut_bytes": 0, "lossy": false, "total_bytes": 227}, "stderr": {"budget_cut_bytes":
+            0, "cut_bytes": 0, "lossy": false, "total_bytes": 224}, "stdout":
+            {"budget_cut_bytes": 0, "cut_bytes": 0, "lossy": false, "total_bytes": 3}},
+            "timed_out": false, "warnings": ["a \\ b"]}"#,
+        )
+        .unwrap();
+        for (out, err) in [
+            ("", ""),
+            ("plain\n", "quo\"te \\ back"),
+            ("ctl\u{1}\u{7f} é€😀\u{FFFD}", "\t\r\u{8}\u{c}"),
+        ] {
+            result.stdout = out.repeat(100);
+            result.stderr = err.to_owned();
+            result.output = format!("{out}{err}");
+            let sent = serde_json::to_vec(&call_result(&result).unwrap()).unwrap();
+            assert_eq!(serialized_len(&result), sent.len(), "{out:?} {err:?}");
         }
     }
 
