@@ -74,6 +74,9 @@ impl Args {
                 sandbox.writable_roots.insert(0, workspace.to_owned());
             }
         }
+        if let Some(file) = &config.amend_rules {
+            crate::session_args::amend_file_outside(file, &sandbox.writable_roots)?;
+        }
         Ok(ServerSettings {
             sandbox,
             env: config.env,
@@ -83,6 +86,7 @@ impl Args {
             limits: config.limits,
             cgroup_limits: config.cgroup_limits,
             prompt_timeout: config.prompt_timeout,
+            amend_rules: config.amend_rules,
         })
     }
 }

@@ -55,6 +55,9 @@ pub struct ServerSettings {
     pub env: Vec<(String, String)>,
     /// How long an approval request waits for the human before it is denied.
     pub prompt_timeout: Duration,
+    /// The rules file an "approve always" appends to; `None`: approvals last for the
+    /// connection only.
+    pub amend_rules: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -68,6 +71,7 @@ impl Default for ServerSettings {
             cgroup_limits: supervisor::CgroupLimits::default(),
             env: Vec::new(),
             prompt_timeout: crate::elicitation::DEFAULT_PROMPT_TIMEOUT,
+            amend_rules: None,
         }
     }
 }
@@ -139,7 +143,8 @@ impl ShellServer {
             .clone_from(&self.inner.settings.sandbox.allow_unix_sockets);
         let approver =
             ElicitationApprover::new(context.peer.clone(), self.inner.remembered.clone())
-                .with_prompt_timeout(self.inner.settings.prompt_timeout);
+                .with_prompt_timeout(self.inner.settings.prompt_timeout)
+                .with_amend_rules(self.inner.settings.amend_rules.clone());
         let answered = approver.answered();
         let spec = SessionSpec {
             argv: call.argv,

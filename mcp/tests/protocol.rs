@@ -137,6 +137,7 @@ impl Sessions for Double {
                                 heuristic: None,
                             },
                             passed_env: Vec::new(),
+                            proposed_prefix: None,
                         })
                         .await;
                     // As the supervisor records it: any answer of the approver is "human".
@@ -1024,6 +1025,7 @@ async fn timeout_and_settings_reach_the_session() {
         cgroup_limits: supervisor::CgroupLimits::default(),
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         prompt_timeout: Duration::from_secs(300),
+        amend_rules: None,
     };
     let mut c = Client::start_with(double.clone(), false, settings).await;
     c.call(1, json!({"command": "a", "workdir": workdir()}))
