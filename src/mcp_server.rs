@@ -74,9 +74,8 @@ impl Args {
                 sandbox.writable_roots.insert(0, workspace.to_owned());
             }
         }
-        if let Some(file) = &config.amend_rules {
-            crate::session_args::amend_file_outside(file, &sandbox.writable_roots)?;
-        }
+        // Checked again: the workspace became a writable root.
+        let amend_rules = self.session.amend_file_outside(&sandbox.writable_roots)?;
         Ok(ServerSettings {
             sandbox,
             env: config.env,
@@ -86,7 +85,7 @@ impl Args {
             limits: config.limits,
             cgroup_limits: config.cgroup_limits,
             prompt_timeout: config.prompt_timeout,
-            amend_rules: config.amend_rules,
+            amend_rules,
         })
     }
 }

@@ -252,10 +252,7 @@ impl SessionArgs {
             secs if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
             secs => anyhow::bail!("--prompt-timeout {secs}: must be a positive number of seconds"),
         };
-        let amend_rules = self.amend_file()?;
-        if let Some(file) = &amend_rules {
-            amend_file_outside(file, &sandbox.writable_roots)?;
-        }
+        let amend_rules = self.amend_file_outside(&sandbox.writable_roots)?;
         Ok(SessionConfig {
             sandbox,
             env,
@@ -344,21 +341,39 @@ impl SessionArgs {
     }
 }
 
-/// Refuses a rules file for "always" inside a writable root, where the agent could write
-/// rules of its own.
-pub fn amend_file_outside(file: &Path, writable_roots: &[PathBuf]) -> anyhow::Result<()> {
-    for root in writable_roots {
-        let real = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
-        if file.starts_with(root) || file.starts_with(&real) {
-            anyhow::bail!(
-                "--amend-rules {}: inside the writable root {}, where the agent could write \
-                 rules itself; keep it outside every writable root (or --no-amend-rules)",
+impl SessionArgs {
+    /// [`SessionArgs::amend_file`], never inside a writable root, where the agent could
+    /// write rules of its own: an explicit `--amend-rules` there is an error, Codex's
+    /// default file there turns amendments off with a warning.
+    pub fn amend_file_outside(
+        &self,
+        writable_roots: &[PathBuf],
+    ) -> anyhow::Result<Option<PathBuf>> {
+        let Some(file) = self.amend_file()? else {
+            return Ok(None);
+        };
+        for root in writable_roots {
+            let real = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+            if !file.starts_with(root) && !file.starts_with(&real) {
+                continue;
+            }
+            if self.amend_rules.is_some() {
+                anyhow::bail!(
+                    "--amend-rules {}: inside the writable root {}, where the agent could write \
+                     rules itself; keep it outside every writable root (or --no-amend-rules)",
+                    file.display(),
+                    root.display()
+                );
+            }
+            tracing::warn!(
+                "{} is inside the writable root {}: \"remember\" is not offered (--amend-rules FILE elsewhere)",
                 file.display(),
                 root.display()
             );
+            return Ok(None);
         }
+        Ok(Some(file))
     }
-    Ok(())
 }
 
 /// `path` as an absolute, existing directory; else one error naming the flag.
