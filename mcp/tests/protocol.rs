@@ -1026,6 +1026,7 @@ async fn timeout_and_settings_reach_the_session() {
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         prompt_timeout: Duration::from_secs(300),
         amend_rules: None,
+        login_snapshot: false,
     };
     let mut c = Client::start_with(double.clone(), false, settings).await;
     c.call(1, json!({"command": "a", "workdir": workdir()}))
