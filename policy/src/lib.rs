@@ -42,5 +42,6 @@ pub use decision::{DecidedBy, Decision};
 pub use error::{LoadError, SourceLocation};
 pub use evaluation::{CodexCheckView, Evaluation, HeuristicVerdict, MatchedBy, RuleMatch};
 pub use lint::{Risk, RuleWarning};
-pub use policy::{CheckOptions, LoadOptions, Policy};
+pub use policy::{CheckOptions, ListedRule, LoadOptions, Policy};
 pub use rule::{Layer, RuleOrigin};
+pub use shell_script::plain_commands;
