@@ -96,9 +96,10 @@ impl Remembered {
     }
 }
 
-/// The commands of one call that a person answered (approved or refused), as opposed to
-/// those settled without anybody asked (no elicitation, a failed request, an answer that
-/// was no choice).
+/// The commands of one call that a person answered (chose one of the offered options), as
+/// opposed to those settled without anybody known to have been asked (no elicitation, a
+/// failed request, an answer that was no choice, a decline or cancel, which a client such
+/// as `codex exec` sends without asking anybody).
 #[derive(Debug, Default)]
 pub struct Answered {
     commands: Mutex<HashSet<Key>>,
@@ -408,17 +409,22 @@ fn answer_from(result: &ElicitResult, remember_offered: bool) -> (Approval, bool
                 }
             }
         }
+        // Not evidence that a person was asked: a client may decline every request without
+        // showing it (`codex exec` does, under approval policy `never`), and the answer looks
+        // the same. Only a chosen option counts as a person's answer.
         ElicitationAction::Decline => (
             Approval::Deny {
-                reason: "the human declined to run it".to_owned(),
+                reason: "the client declined the approval request (its person, or a client that \
+                         declines every request without asking, as `codex exec` does): denied"
+                    .to_owned(),
             },
-            true,
+            false,
         ),
         ElicitationAction::Cancel => (
             Approval::Deny {
-                reason: "the human cancelled the approval request".to_owned(),
+                reason: "the client cancelled the approval request: denied".to_owned(),
             },
-            true,
+            false,
         ),
         _ => (
             Approval::Deny {
@@ -569,7 +575,9 @@ mod tests {
                 "not a person's answer: {result:?}"
             );
         }
-        assert!(answer_from(&ElicitResult::new(ElicitationAction::Decline), false).1);
+        // A decline is no proof anybody was asked (codex exec declines them all).
+        assert!(!answer_from(&ElicitResult::new(ElicitationAction::Decline), false).1);
+        assert!(!answer_from(&ElicitResult::new(ElicitationAction::Cancel), false).1);
         // "Remember" approves only where it was offered.
         let remember = accept(json!({"decision": "approve-and-remember"}));
         assert!(matches!(answer(&remember), Approval::Deny { .. }));
