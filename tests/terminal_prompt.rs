@@ -279,7 +279,12 @@ fn remember_writes_the_rule_and_the_next_session_does_not_ask() {
     std::fs::write(&victim, "x").unwrap();
     let rules = c.path("amend/default.rules");
     let rules_arg = rules.to_str().unwrap();
-    let script = format!("rm -f {}; echo \"rm=$?\"", sh_quote(&c.p("victim")));
+    // A pipeline: the rule is the command asked about (rm), not another command of the
+    // pipe (openai/codex#24596 derives it from the wrong one).
+    let script = format!(
+        "echo hi | rm -f {} | cat; echo \"rm=${{PIPESTATUS[1]}}\"",
+        sh_quote(&c.p("victim"))
+    );
     let first = on_pty(
         &supervise_command(&s, Unotify, &[], &["--amend-rules", rules_arg], &script),
         30,
