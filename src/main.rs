@@ -11,6 +11,7 @@ mod doctor;
 mod environment;
 mod init;
 mod mcp_server;
+mod rules;
 mod session_args;
 mod signals;
 mod supervise;
@@ -35,6 +36,9 @@ enum Command {
     /// Evaluate one command against the exec policy and print the decision as JSON
     /// (the shape of `codex execpolicy check`).
     Check(check::Args),
+    /// List the effective rules, each with its file:line, as a session with the same
+    /// flags loads them (admin rules first), and the `host_executable()` definitions.
+    Rules(rules::Args),
     /// Run a command (normally `bash -c '...'`) with every exec of its process tree
     /// stopped and decided; prompts are asked on the terminal. Exits with its status.
     Supervise(supervise::Args),
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Rules(args) => rules::run(args),
         Command::Supervise(args) => supervise::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Mcp(args) => mcp_server::run(args),

@@ -37,6 +37,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = mcp::budget::DEFAULT_MAX_RESPONSE_BYTES,
           value_parser = parse_response_budget)]
     pub max_response_bytes: usize,
+
+    /// Run the login start-up files in every `login: true` call (`bash -lc`), asking about
+    /// their execs each time, instead of once per server as a snapshot every login call
+    /// starts from (nobody asked about their execs; see the README).
+    #[arg(long)]
+    pub no_login_snapshot: bool,
 }
 
 fn parse_response_budget(raw: &str) -> Result<usize, String> {
@@ -74,6 +80,8 @@ impl Args {
                 sandbox.writable_roots.insert(0, workspace.to_owned());
             }
         }
+        // Checked again: the workspace became a writable root.
+        let amend_rules = self.session.amend_file_outside(&sandbox.writable_roots)?;
         Ok(ServerSettings {
             sandbox,
             env: config.env,
@@ -83,6 +91,8 @@ impl Args {
             limits: config.limits,
             cgroup_limits: config.cgroup_limits,
             prompt_timeout: config.prompt_timeout,
+            amend_rules,
+            login_snapshot: !self.no_login_snapshot,
         })
     }
 }

@@ -142,6 +142,17 @@ pub struct SessionArgs {
     /// against a session's timeout; this is what bounds it.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_PROMPT_TIMEOUT_SECS)]
     pub prompt_timeout: f64,
+
+    /// Where "always" at a question stores its rule, as Codex does: one
+    /// `prefix_rule(pattern=[...], decision="allow")` line appended to FILE (default:
+    /// $CODEX_HOME/rules/default.rules, Codex's own, when the default rules are loaded).
+    /// FILE is loaded as a rules file when it exists. Never inside a writable root.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_amend_rules")]
+    pub amend_rules: Option<PathBuf>,
+
+    /// "Always" lasts until the session ends; no rule is written.
+    #[arg(long)]
+    pub no_amend_rules: bool,
 }
 
 /// How long a question waits for a person by default: five minutes.
@@ -163,6 +174,9 @@ pub struct SessionConfig {
     pub cgroup_limits: CgroupLimits,
     /// How long a question waits for an answer before it is denied.
     pub prompt_timeout: Duration,
+    /// The rules file "always" appends to (`--amend-rules`, else Codex's default file);
+    /// `None`: "always" lasts for the session only.
+    pub amend_rules: Option<PathBuf>,
 }
 
 impl SessionArgs {
@@ -189,6 +203,8 @@ impl SessionArgs {
                 self.prompt_timeout != DEFAULT_PROMPT_TIMEOUT_SECS,
                 "--prompt-timeout",
             ),
+            (self.amend_rules.is_some(), "--amend-rules"),
+            (self.no_amend_rules, "--no-amend-rules"),
         ];
         given
             .into_iter()
@@ -236,10 +252,12 @@ impl SessionArgs {
             secs if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
             secs => anyhow::bail!("--prompt-timeout {secs}: must be a positive number of seconds"),
         };
+        let amend_rules = self.amend_file_outside(&sandbox.writable_roots)?;
         Ok(SessionConfig {
             sandbox,
             env,
             prompt_timeout,
+            amend_rules,
             // Each spec was checked when the arguments were parsed.
             limits: ResourceLimits::from_specs(&self.limits)?,
             cgroup_limits: {
@@ -259,10 +277,49 @@ impl SessionArgs {
         })
     }
 
+    /// The file "always" appends to, absolute, its directory's symlinks resolved (so a
+    /// writable-root check sees where it is): `--amend-rules`, else Codex's default file
+    /// when the default rules are loaded, else none.
+    pub fn amend_file(&self) -> anyhow::Result<Option<PathBuf>> {
+        if self.no_amend_rules {
+            return Ok(None);
+        }
+        let file = match &self.amend_rules {
+            Some(file) => std::path::absolute(file)
+                .with_context(|| format!("--amend-rules {}", file.display()))?,
+            None if self.policy.no_default_rules => return Ok(None),
+            None => match policy::amend::default_file(&LoadOptions::from_env(Vec::new(), true)) {
+                Some(file) => file,
+                None => return Ok(None),
+            },
+        };
+        // The deepest existing ancestor, resolved: the rest is created on the first "always".
+        let mut existing = file.as_path();
+        let mut rest = Vec::new();
+        while let Some(parent) = existing.parent() {
+            rest.push(existing.file_name().unwrap_or_default().to_owned());
+            existing = parent;
+            if let Ok(real) = std::fs::canonicalize(existing) {
+                let mut resolved = real;
+                resolved.extend(rest.iter().rev());
+                return Ok(Some(resolved));
+            }
+        }
+        Ok(Some(file))
+    }
+
     /// The one place a [`Supervisor`] is built: loads the policy and starts it. Needs the
     /// tokio runtime. A fallback notice (auto chose the wrapper backend) goes to stderr.
     pub fn supervisor(&self) -> anyhow::Result<Supervisor> {
-        let policy = Arc::new(self.policy.load()?);
+        let mut policy_args = self.policy.clone();
+        // An `--amend-rules` file holds the approvals of earlier sessions: load it.
+        if let Some(file) = self.amend_rules.as_ref().filter(|_| !self.no_amend_rules)
+            && file.is_file()
+            && !policy_args.rules.contains(file)
+        {
+            policy_args.rules.push(file.clone());
+        }
+        let policy = Arc::new(policy_args.load()?);
         // Once per start, as `check` does: allow rules that hand out a shell outside the
         // sandbox (a bare `git`, `bash`, `make`, ...), each with file:line and what to write.
         for warning in policy.lint() {
@@ -281,6 +338,41 @@ impl SessionArgs {
             eprintln!("{notice}");
         }
         Ok(supervisor)
+    }
+}
+
+impl SessionArgs {
+    /// [`SessionArgs::amend_file`], never inside a writable root, where the agent could
+    /// write rules of its own: an explicit `--amend-rules` there is an error, Codex's
+    /// default file there turns amendments off with a warning.
+    pub fn amend_file_outside(
+        &self,
+        writable_roots: &[PathBuf],
+    ) -> anyhow::Result<Option<PathBuf>> {
+        let Some(file) = self.amend_file()? else {
+            return Ok(None);
+        };
+        for root in writable_roots {
+            let real = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+            if !file.starts_with(root) && !file.starts_with(&real) {
+                continue;
+            }
+            if self.amend_rules.is_some() {
+                anyhow::bail!(
+                    "--amend-rules {}: inside the writable root {}, where the agent could write \
+                     rules itself; keep it outside every writable root (or --no-amend-rules)",
+                    file.display(),
+                    root.display()
+                );
+            }
+            tracing::warn!(
+                "{} is inside the writable root {}: \"remember\" is not offered (--amend-rules FILE elsewhere)",
+                file.display(),
+                root.display()
+            );
+            return Ok(None);
+        }
+        Ok(Some(file))
     }
 }
 

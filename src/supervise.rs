@@ -123,6 +123,7 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             one_at_a_time: tokio::sync::Mutex::new(()),
             prompt_timeout: config.prompt_timeout,
             ended,
+            amend_rules: config.amend_rules.clone(),
         }),
         OnPrompt::Allow => Arc::new(FixedApprover(Approval::Allow)),
         OnPrompt::Deny => Arc::new(FixedApprover(Approval::Deny {
@@ -254,6 +255,43 @@ struct TerminalApprover {
     prompt_timeout: Duration,
     /// Set to the exit status when a person ended the session at a question.
     ended: tokio::sync::watch::Sender<Option<u8>>,
+    /// Where "r" stores its rule (`--amend-rules`, Codex's default file); `None`: not offered.
+    amend_rules: Option<PathBuf>,
+}
+
+/// A rule "r" would append, as the question shows it.
+struct RuleOffer {
+    prefix: Vec<String>,
+    line: String,
+    file: PathBuf,
+}
+
+impl RuleOffer {
+    fn for_request(request: &ApprovalRequest, file: Option<&PathBuf>) -> Option<RuleOffer> {
+        let prefix = request.proposed_prefix.clone()?;
+        let line = policy::amend::prefix_rule_line(&prefix).ok()?;
+        Some(RuleOffer {
+            prefix,
+            line,
+            file: file?.clone(),
+        })
+    }
+
+    /// Appends the rule; what happened, for the terminal.
+    fn store(&self) -> String {
+        match policy::amend::append_prefix_rule(&self.file, &self.prefix) {
+            Ok(policy::amend::Appended::Added) => {
+                format!("execgate: added to {}\n", self.file.display())
+            }
+            Ok(policy::amend::Appended::AlreadyPresent) => {
+                format!("execgate: already in {}\n", self.file.display())
+            }
+            Err(err) => format!(
+                "execgate: the rule was NOT stored ({}); allowed for this session only\n",
+                supervisor::approval::escape_control(&err.to_string())
+            ),
+        }
+    }
 }
 
 /// Tells the blocking reader to stop when the question's future is dropped.
@@ -288,8 +326,10 @@ impl Approver for TerminalApprover {
             let call_off = CallOff(state.clone());
             let limit = self.prompt_timeout;
             let deadline = deadline.into_std();
-            let mut reader =
-                tokio::task::spawn_blocking(move || ask_on_tty(&request, deadline, limit, &state));
+            let offer = RuleOffer::for_request(&request, self.amend_rules.as_ref());
+            let mut reader = tokio::task::spawn_blocking(move || {
+                ask_on_tty(&request, offer.as_ref(), deadline, limit, &state)
+            });
             let stop = |why: u8, status: u8| {
                 let _ = call_off.0.compare_exchange(
                     STILL_ASKING,
@@ -329,7 +369,7 @@ fn not_answered(limit: Duration) -> Approval {
 
 /// The question as the person sees it; every piece that comes from the session (argv,
 /// paths) has its control characters escaped.
-fn question(request: &ApprovalRequest, limit: Duration) -> String {
+fn question(request: &ApprovalRequest, offer: Option<&RuleOffer>, limit: Duration) -> String {
     let esc = supervisor::approval::escape_control;
     let mut q = format!(
         "\nexecgate: allow `{}`?\n",
@@ -353,12 +393,30 @@ fn question(request: &ApprovalRequest, limit: Duration) -> String {
         q += "  runs:    inside the sandbox\n";
     }
     q += &format!("  why:     {}\n", esc(&request.evaluation.reason()));
+    let choices = match offer {
+        None => "y/a/n",
+        Some(offer) => {
+            q += &format!(
+                "  r = remember: also append to {} (read by later sessions and by Codex):\n      {}\n    \
+                 from then on this command, and any that starts with these words, runs without \
+                 asking, OUTSIDE the sandbox\n",
+                esc(&offer.file.to_string_lossy()),
+                esc(&offer.line)
+            );
+            "y/a/r/n"
+        }
+    };
     q += &format!(
         "  y = yes, this once   a = always: this exact command line, until this session ends   n = no\n  \
-         (no answer within {}s means no) [y/a/n]: ",
+         (no answer within {}s means no) [{choices}]: ",
         limit.as_secs_f64()
     );
     q
+}
+
+/// "r" (remember), typed where a rule is offered.
+fn wants_rule(line: &str) -> bool {
+    matches!(line.trim().to_ascii_lowercase().as_str(), "r" | "remember")
 }
 
 /// What a line typed at the question means; `None` for anything else (asked again).
@@ -403,6 +461,7 @@ fn answerable(tty: &File) -> Option<Termios> {
 
 fn ask_on_tty(
     request: &ApprovalRequest,
+    offer: Option<&RuleOffer>,
     deadline: std::time::Instant,
     limit: Duration,
     state: &AtomicU8,
@@ -426,7 +485,7 @@ fn ask_on_tty(
         tty: &tty,
         saved: answerable(&tty),
     };
-    let mut text = question(request, limit);
+    let mut text = question(request, offer, limit);
     loop {
         if (&tty).write_all(text.as_bytes()).is_err() {
             return Approval::Deny {
@@ -485,11 +544,19 @@ fn ask_on_tty(
                 return approval;
             }
         };
+        if let Some(offer) = offer.filter(|_| wants_rule(&line)) {
+            let _ = (&tty).write_all(offer.store().as_bytes());
+            return Approval::AllowForSession;
+        }
         match parse_answer(&line) {
             Some(answer) => return answer,
             None => {
+                let (names, choices) = match offer {
+                    None => ("y, a or n", "y/a/n"),
+                    Some(_) => ("y, a, r or n", "y/a/r/n"),
+                };
                 text = format!(
-                    "execgate: `{}` is not an answer; type y, a or n and Enter [y/a/n]: ",
+                    "execgate: `{}` is not an answer; type {names} and Enter [{choices}]: ",
                     supervisor::approval::escape_control(line.trim_end_matches('\n'))
                 );
             }
@@ -569,6 +636,7 @@ mod tests {
                 heuristic: None,
             },
             passed_env: vec![("DEPLOY_ENV".into(), "v\u{1b}[2Kx".into())],
+            proposed_prefix: None,
         }
     }
 
@@ -580,6 +648,7 @@ mod tests {
                 &["git-difftool", "log", "\u{1b}[2K\rok"],
                 DecidedBy::Rule,
             ),
+            None,
             Duration::from_secs(300),
         );
         assert!(
@@ -602,10 +671,42 @@ mod tests {
     fn argv0_is_shown_only_when_it_differs() {
         let q = question(
             &request("/usr/bin/touch", &["touch", "x"], DecidedBy::Heuristics),
+            None,
             Duration::from_secs(5),
         );
         assert!(!q.contains("argv[0]"), "{q}");
         assert!(q.contains("inside the sandbox"), "{q}");
+    }
+
+    #[test]
+    fn a_rule_offer_shows_the_exact_line_and_its_reach() {
+        let mut r = request(
+            "/usr/bin/rm",
+            &["rm", "-f", "x\n\u{1b}"],
+            DecidedBy::Heuristics,
+        );
+        r.proposed_prefix = Some(vec!["rm".into(), "-f".into(), "x\n\u{1b}".into()]);
+        let offer =
+            RuleOffer::for_request(&r, Some(&PathBuf::from("/h/.codex/rules/default.rules")))
+                .unwrap();
+        let q = question(&r, Some(&offer), Duration::from_secs(5));
+        assert!(
+            q.contains(
+                "r = remember: also append to /h/.codex/rules/default.rules (read by later \
+                 sessions and by Codex):\n      prefix_rule(pattern=[\"rm\", \"-f\", \"x\\\\n\\\\u001b\"], \
+                 decision=\"allow\")\n"
+            ),
+            "{q}"
+        );
+        assert!(q.contains("any that starts with these words"), "{q}");
+        assert!(q.contains("OUTSIDE the sandbox"), "{q}");
+        assert!(q.ends_with("[y/a/r/n]: "), "{q}");
+        assert!(!q.contains('\u{1b}'), "{q}");
+        assert!(wants_rule("r\n") && wants_rule(" Remember\n") && !wants_rule("rr\n"));
+        // No file, or nothing proposed: no offer.
+        assert!(RuleOffer::for_request(&r, None).is_none());
+        r.proposed_prefix = None;
+        assert!(RuleOffer::for_request(&r, Some(&PathBuf::from("/f"))).is_none());
     }
 
     #[test]

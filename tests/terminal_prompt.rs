@@ -266,3 +266,102 @@ fn the_question_names_the_variables_it_passes_unotify() {
 fn the_question_names_the_variables_it_passes_wrapper() {
     the_question_names_the_variables_it_passes(Wrapper)
 }
+
+/// "r" at a question the heuristics asked stores the command as Codex's amendment line in
+/// the --amend-rules file; the next session then runs it escalated without asking. `rm -f`
+/// of a file outside every writable root is the effect: the sandboxed first run cannot
+/// remove it, the escalated second run does.
+#[test]
+fn remember_writes_the_rule_and_the_next_session_does_not_ask() {
+    skip_unless_available!(Unotify);
+    let (s, c) = (Scratch::new(), Canary::new());
+    let victim = c.path("victim");
+    std::fs::write(&victim, "x").unwrap();
+    let rules = c.path("amend/default.rules");
+    let rules_arg = rules.to_str().unwrap();
+    // A pipeline: the rule is the command asked about (rm), not another command of the
+    // pipe (openai/codex#24596 derives it from the wrong one).
+    let script = format!(
+        "echo hi | rm -f {} | cat; echo \"rm=${{PIPESTATUS[1]}}\"",
+        sh_quote(&c.p("victim"))
+    );
+    let first = on_pty(
+        &supervise_command(&s, Unotify, &[], &["--amend-rules", rules_arg], &script),
+        30,
+        &[("[y/a/r/n]: ", "type:r\n")],
+    );
+    let line = format!(
+        "prefix_rule(pattern=[\"rm\", \"-f\", {}], decision=\"allow\")\n",
+        serde_json::to_string(&c.p("victim")).unwrap()
+    );
+    assert!(
+        first
+            .transcript
+            .contains(&format!("also append to {rules_arg}")),
+        "{first:#?}"
+    );
+    assert!(
+        first.transcript.contains(line.trim_end()),
+        "the question does not show the line: {first:#?}"
+    );
+    assert!(first.transcript.contains("added to"), "{first:#?}");
+    assert_eq!(std::fs::read_to_string(&rules).unwrap(), line);
+    // Approved for this session, inside the sandbox: the file outside is still there.
+    assert!(victim.exists(), "{first:#?}");
+
+    let second = on_pty(
+        &supervise_command(&s, Unotify, &[], &["--amend-rules", rules_arg], &script),
+        30,
+        &[],
+    );
+    assert!(
+        !second.transcript.contains("[y/a"),
+        "asked again: {second:#?}"
+    );
+    assert!(second.transcript.contains("rm=0"), "{second:#?}");
+    assert!(
+        !victim.exists(),
+        "the stored rule did not escalate it: {second:#?}"
+    );
+    // Nothing asked, nothing appended.
+    assert_eq!(std::fs::read_to_string(&rules).unwrap(), line);
+}
+
+/// Without --amend-rules (and without the default rules), "r" is not offered and means
+/// nothing: nothing is written anywhere.
+#[test]
+fn remember_is_not_offered_without_a_rules_file() {
+    skip_unless_available!(Unotify);
+    let (s, c) = (Scratch::new(), Canary::new());
+    std::fs::write(c.path("victim"), "x").unwrap();
+    let script = format!("rm -f {}; echo \"rm=$?\"", sh_quote(&c.p("victim")));
+    let screen = on_pty(
+        &supervise_command(&s, Unotify, &[], &[], &script),
+        30,
+        &[(QUESTION, "type:r\n"), ("[y/a/n]: ", "type:n\n")],
+    );
+    assert!(!screen.transcript.contains("remember"), "{screen:#?}");
+    assert!(
+        screen.transcript.contains("is not an answer"),
+        "{screen:#?}"
+    );
+}
+
+/// An --amend-rules file inside a writable root is refused: the agent could write it.
+#[test]
+fn an_amend_file_inside_a_writable_root_is_refused() {
+    let s = Scratch::new();
+    let inside = s.work.join(".codex/rules/default.rules");
+    let out = Command::new(env!("CARGO_BIN_EXE_execgate"))
+        .args(["supervise", "--no-default-rules", "--writable-root"])
+        .arg(&s.work)
+        .arg("--amend-rules")
+        .arg(&inside)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("inside the writable root"), "{stderr}");
+    assert!(!inside.exists());
+}

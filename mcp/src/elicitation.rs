@@ -2,7 +2,10 @@
 //!
 //! The message names the exact command and directory ("Allow agent to run `...` in
 //! `...`?") and the rule that asked; the form offers "approve once" and "approve for the
-//! rest of this session". Decline and cancel deny, and so does an accept that carries no
+//! rest of this session" and, when the command can be stored as a rule (see
+//! `supervisor::approval::proposed_prefix`) and a rules file is configured, "approve and
+//! remember": the exact `prefix_rule(...)` line, shown in the message, is appended to that
+//! file as Codex appends it (`policy::amend`). Decline and cancel deny, and so does an accept that carries no
 //! offered choice (a client that accepts forms it cannot show must not approve commands).
 //! A client that did not declare the elicitation capability is never sent one: the exec
 //! is denied with a reason saying so, so nothing waits for an answer that cannot come.
@@ -10,7 +13,7 @@
 //! human decision only for those.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +33,33 @@ pub const DECISION_FIELD: &str = "decision";
 pub const APPROVE: &str = "approve";
 /// Choice: run it, and the same command again without asking, until the server exits.
 pub const APPROVE_FOR_SESSION: &str = "approve-for-session";
+/// Choice (offered only with a rule to store): as [`APPROVE_FOR_SESSION`], and append the
+/// rule shown in the message to the rules file, for later sessions and Codex.
+pub const APPROVE_AND_REMEMBER: &str = "approve-and-remember";
+
+/// The rule "approve and remember" appends, as the message shows it.
+#[derive(Debug, Clone)]
+pub struct RuleOffer {
+    /// The prefix, as `supervisor::approval::proposed_prefix` derived it.
+    pub prefix: Vec<String>,
+    /// The exact line appended.
+    pub line: String,
+    /// The rules file.
+    pub file: PathBuf,
+}
+
+impl RuleOffer {
+    /// The offer for `request` when it proposes a prefix and `file` is configured.
+    pub fn for_request(request: &ApprovalRequest, file: Option<&PathBuf>) -> Option<RuleOffer> {
+        let prefix = request.proposed_prefix.clone()?;
+        let line = policy::amend::prefix_rule_line(&prefix).ok()?;
+        Some(RuleOffer {
+            prefix,
+            line,
+            file: file?.clone(),
+        })
+    }
+}
 
 /// Commands a human approved "for the rest of this session": the MCP connection.
 #[derive(Debug, Default)]
@@ -66,9 +96,10 @@ impl Remembered {
     }
 }
 
-/// The commands of one call that a person answered (approved or refused), as opposed to
-/// those settled without anybody asked (no elicitation, a failed request, an answer that
-/// was no choice).
+/// The commands of one call that a person answered (chose one of the offered options), as
+/// opposed to those settled without anybody known to have been asked (no elicitation, a
+/// failed request, an answer that was no choice, a decline or cancel, which a client such
+/// as `codex exec` sends without asking anybody).
 #[derive(Debug, Default)]
 pub struct Answered {
     commands: Mutex<HashSet<Key>>,
@@ -96,6 +127,7 @@ pub struct ElicitationApprover {
     remembered: Arc<Remembered>,
     prompt_timeout: Duration,
     answered: Arc<Answered>,
+    amend_rules: Option<PathBuf>,
 }
 
 /// How long an elicitation waits for the human by default (as the CLI's `--prompt-timeout`).
@@ -115,7 +147,15 @@ impl ElicitationApprover {
             remembered,
             prompt_timeout: DEFAULT_PROMPT_TIMEOUT,
             answered: Arc::default(),
+            amend_rules: None,
         }
+    }
+
+    /// "Approve and remember" appends its rule to `file` (`None`: not offered).
+    #[must_use]
+    pub fn with_amend_rules(mut self, file: Option<PathBuf>) -> Self {
+        self.amend_rules = file;
+        self
     }
 
     /// A question nobody answers within `limit` is denied, saying so.
@@ -147,10 +187,11 @@ impl ElicitationApprover {
                     .to_owned(),
             };
         }
+        let offer = RuleOffer::for_request(&request, self.amend_rules.as_ref());
         let params = ElicitRequestParams::FormElicitationParams {
             meta: None,
-            message: message(&request),
-            requested_schema: form(),
+            message: message_offering(&request, offer.as_ref()),
+            requested_schema: form_offering(offer.is_some()),
         };
         let asked = self.peer.create_elicitation(params);
         let Ok(answered) = tokio::time::timeout(self.prompt_timeout, asked).await else {
@@ -163,9 +204,13 @@ impl ElicitationApprover {
         };
         match answered {
             Ok(result) => {
-                let (approval, by_person) = answer_from(&result);
+                let (approval, by_person) = answer_from(&result, offer.is_some());
                 if by_person {
                     self.answered.insert(&request);
+                }
+                if let Some(offer) = offer.filter(|_| chose(&result) == Some(APPROVE_AND_REMEMBER))
+                {
+                    store(offer).await;
                 }
                 if approval == Approval::AllowForSession {
                     self.remembered.insert(&request);
@@ -179,6 +224,31 @@ impl ElicitationApprover {
     }
 }
 
+/// Appends the offered rule (blocking: a file lock), and logs what happened. A failure
+/// leaves the approval for this connection only.
+async fn store(offer: RuleOffer) {
+    let file = offer.file.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        policy::amend::append_prefix_rule(&offer.file, &offer.prefix)
+    })
+    .await;
+    match done {
+        Ok(Ok(appended)) => {
+            tracing::info!(file = %file.display(), ?appended, "approval stored as a rule")
+        }
+        Ok(Err(err)) => tracing::warn!("approval NOT stored as a rule: {err}"),
+        Err(err) => tracing::warn!("approval NOT stored as a rule: {err}"),
+    }
+}
+
+/// The offered choice a form answer names, if any.
+fn chose(result: &ElicitResult) -> Option<&str> {
+    if result.action != ElicitationAction::Accept {
+        return None;
+    }
+    result.content.as_ref()?.get(DECISION_FIELD)?.as_str()
+}
+
 impl Approver for ElicitationApprover {
     fn ask(&self, request: ApprovalRequest) -> ApprovalFuture<'_> {
         Box::pin(self.ask_client(request))
@@ -189,6 +259,11 @@ impl Approver for ElicitationApprover {
 /// the program's name, whether it runs outside the sandbox, and why it is asked. Control
 /// characters from the session (argv, paths) are escaped: they cannot repaint the question.
 pub fn message(request: &ApprovalRequest) -> String {
+    message_offering(request, None)
+}
+
+/// [`message`], and the rule "approve and remember" would append, with what it reaches.
+pub fn message_offering(request: &ApprovalRequest, offer: Option<&RuleOffer>) -> String {
     let mut text = format!(
         "Allow agent to run `{}` in `{}`?",
         escape_control(&command_line(&request.program, &request.argv)),
@@ -219,6 +294,15 @@ pub fn message(request: &ApprovalRequest) -> String {
     if !why.is_empty() {
         text.push_str("\n\n");
         text.push_str(&why);
+    }
+    if let Some(offer) = offer {
+        text.push_str(&format!(
+            "\n\n\"Approve and remember\" appends to {} (read by later sessions and by Codex):\n{}\n\
+             From then on this command, and any that starts with these words, runs without \
+             asking, OUTSIDE the sandbox.",
+            escape_control(&offer.file.to_string_lossy()),
+            escape_control(&offer.line)
+        ));
     }
     text
 }
@@ -265,14 +349,23 @@ pub fn reason(evaluation: &Evaluation) -> String {
 
 /// The form: one required choice, approve once or for the session.
 pub fn form() -> ElicitationSchema {
-    let choice = EnumSchema::builder(vec![APPROVE.to_owned(), APPROVE_FOR_SESSION.to_owned()])
+    form_offering(false)
+}
+
+/// [`form`], with "approve and remember" when `remember` (a rule is offered).
+pub fn form_offering(remember: bool) -> ElicitationSchema {
+    let mut values = vec![APPROVE.to_owned(), APPROVE_FOR_SESSION.to_owned()];
+    let mut titles = vec![
+        "Approve once".to_owned(),
+        "Approve for the rest of this session".to_owned(),
+    ];
+    if remember {
+        values.push(APPROVE_AND_REMEMBER.to_owned());
+        titles.push("Approve and remember: add the rule shown to the rules file".to_owned());
+    }
+    let choice = EnumSchema::builder(values)
         .with_default(APPROVE)
-        .and_then(|b| {
-            b.enum_titles(vec![
-                "Approve once".to_owned(),
-                "Approve for the rest of this session".to_owned(),
-            ])
-        })
+        .and_then(|b| b.enum_titles(titles))
         .map(|b| {
             b.title("Approve")
                 .description("Decline (or cancel) to deny the command.")
@@ -289,18 +382,19 @@ pub fn form() -> ElicitationSchema {
 /// Turns the client's answer into an approval. Only an offered choice approves: an accept
 /// with no content, no `decision`, or a value that was not offered denies, saying why.
 pub fn answer(result: &ElicitResult) -> Approval {
-    answer_from(result).0
+    answer_from(result, false).0
 }
 
 /// [`answer`], and whether it was a person's answer (a choice, a decline or a cancel) rather
 /// than an accept that chose nothing.
-fn answer_from(result: &ElicitResult) -> (Approval, bool) {
+fn answer_from(result: &ElicitResult, remember_offered: bool) -> (Approval, bool) {
     match result.action {
         ElicitationAction::Accept => {
             let field = result.content.as_ref().and_then(|c| c.get(DECISION_FIELD));
             match field.and_then(|v| v.as_str()) {
                 Some(APPROVE) => (Approval::Allow, true),
                 Some(APPROVE_FOR_SESSION) => (Approval::AllowForSession, true),
+                Some(APPROVE_AND_REMEMBER) if remember_offered => (Approval::AllowForSession, true),
                 _ => {
                     let got = match (&result.content, field) {
                         (None, _) => "no content".to_owned(),
@@ -315,17 +409,22 @@ fn answer_from(result: &ElicitResult) -> (Approval, bool) {
                 }
             }
         }
+        // Not evidence that a person was asked: a client may decline every request without
+        // showing it (`codex exec` does, under approval policy `never`), and the answer looks
+        // the same. Only a chosen option counts as a person's answer.
         ElicitationAction::Decline => (
             Approval::Deny {
-                reason: "the human declined to run it".to_owned(),
+                reason: "the client declined the approval request (its person, or a client that \
+                         declines every request without asking, as `codex exec` does): denied"
+                    .to_owned(),
             },
-            true,
+            false,
         ),
         ElicitationAction::Cancel => (
             Approval::Deny {
-                reason: "the human cancelled the approval request".to_owned(),
+                reason: "the client cancelled the approval request: denied".to_owned(),
             },
-            true,
+            false,
         ),
         _ => (
             Approval::Deny {
@@ -377,6 +476,7 @@ mod tests {
             cwd: PathBuf::from("/tmp/w"),
             evaluation,
             passed_env: Vec::new(),
+            proposed_prefix: None,
         }
     }
 
@@ -470,9 +570,21 @@ mod tests {
                 }
                 other => panic!("{result:?} approved: {other:?}"),
             }
-            assert!(!answer_from(&result).1, "not a person's answer: {result:?}");
+            assert!(
+                !answer_from(&result, true).1,
+                "not a person's answer: {result:?}"
+            );
         }
-        assert!(answer_from(&ElicitResult::new(ElicitationAction::Decline)).1);
+        // A decline is no proof anybody was asked (codex exec declines them all).
+        assert!(!answer_from(&ElicitResult::new(ElicitationAction::Decline), false).1);
+        assert!(!answer_from(&ElicitResult::new(ElicitationAction::Cancel), false).1);
+        // "Remember" approves only where it was offered.
+        let remember = accept(json!({"decision": "approve-and-remember"}));
+        assert!(matches!(answer(&remember), Approval::Deny { .. }));
+        assert_eq!(
+            answer_from(&remember, true),
+            (Approval::AllowForSession, true)
+        );
         assert!(matches!(
             answer(&ElicitResult::new(ElicitationAction::Decline)),
             Approval::Deny { reason } if reason.contains("declined")
@@ -491,6 +603,35 @@ mod tests {
         assert_eq!(one_of[0]["const"], "approve");
         assert_eq!(one_of[1]["const"], "approve-for-session");
         assert_eq!(schema["properties"]["decision"]["default"], "approve");
+    }
+
+    #[test]
+    fn a_rule_offer_is_shown_and_offered() {
+        let mut r = request(Evaluation {
+            decision: Decision::Prompt,
+            decided_by: DecidedBy::Heuristics,
+            matched_rules: vec![],
+            heuristic: None,
+        });
+        r.proposed_prefix = Some(vec!["git".into(), "init".into(), ".\n".into()]);
+        let offer =
+            RuleOffer::for_request(&r, Some(&PathBuf::from("/c/rules/default.rules"))).unwrap();
+        let m = message_offering(&r, Some(&offer));
+        assert!(
+            m.ends_with(
+                "\"Approve and remember\" appends to /c/rules/default.rules (read by later \
+                 sessions and by Codex):\nprefix_rule(pattern=[\"git\", \"init\", \".\\\\n\"], \
+                 decision=\"allow\")\nFrom then on this command, and any that starts with these \
+                 words, runs without asking, OUTSIDE the sandbox."
+            ),
+            "{m}"
+        );
+        let schema = serde_json::to_value(form_offering(true)).unwrap();
+        assert_eq!(
+            schema["properties"]["decision"]["oneOf"][2]["const"],
+            "approve-and-remember"
+        );
+        assert!(RuleOffer::for_request(&r, None).is_none());
     }
 
     #[test]

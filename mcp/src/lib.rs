@@ -14,6 +14,7 @@
 pub mod budget;
 pub mod capture;
 pub mod elicitation;
+pub mod login;
 pub mod runner;
 pub mod sandbox_state;
 pub mod server;

@@ -55,6 +55,13 @@ pub struct ServerSettings {
     pub env: Vec<(String, String)>,
     /// How long an approval request waits for the human before it is denied.
     pub prompt_timeout: Duration,
+    /// The rules file an "approve always" appends to; `None`: approvals last for the
+    /// connection only.
+    pub amend_rules: Option<std::path::PathBuf>,
+    /// Login calls start from one snapshot of the start-up files (see [`crate::login`])
+    /// rather than running them each time. Off by default here (embedders, test doubles);
+    /// `execgate mcp` turns it on unless `--no-login-snapshot`.
+    pub login_snapshot: bool,
 }
 
 impl Default for ServerSettings {
@@ -68,6 +75,8 @@ impl Default for ServerSettings {
             cgroup_limits: supervisor::CgroupLimits::default(),
             env: Vec::new(),
             prompt_timeout: crate::elicitation::DEFAULT_PROMPT_TIMEOUT,
+            amend_rules: None,
+            login_snapshot: false,
         }
     }
 }
@@ -80,6 +89,8 @@ struct Inner {
     remembered: Arc<Remembered>,
     /// Cancelled when the client disconnects: every running call kills its session.
     disconnected: CancellationToken,
+    /// What the login start-up files set, taken by the first login call.
+    login: crate::login::LoginSnapshot,
 }
 
 /// The `shell` tool server.
@@ -113,6 +124,7 @@ impl ShellServer {
                 sandbox_state: Mutex::new(None),
                 remembered: Arc::default(),
                 disconnected,
+                login: crate::login::LoginSnapshot::default(),
             }),
         }
     }
@@ -128,7 +140,7 @@ impl ShellServer {
         Parameters(params): Parameters<ShellParams>,
     ) -> Result<CallToolResult, McpError> {
         let call = params.check(self.inner.settings.default_timeout)?;
-        let (mut sandbox, source, warnings) = self.sandbox_for(&context);
+        let (mut sandbox, source, mut warnings) = self.sandbox_for(&context);
         // The workdir comes from the agent: where the command runs, never a grant. The
         // writable roots are the person's (the server's flags) or the client's state.
         sandbox.workdir_writable = false;
@@ -139,7 +151,8 @@ impl ShellServer {
             .clone_from(&self.inner.settings.sandbox.allow_unix_sockets);
         let approver =
             ElicitationApprover::new(context.peer.clone(), self.inner.remembered.clone())
-                .with_prompt_timeout(self.inner.settings.prompt_timeout);
+                .with_prompt_timeout(self.inner.settings.prompt_timeout)
+                .with_amend_rules(self.inner.settings.amend_rules.clone());
         let answered = approver.answered();
         let spec = SessionSpec {
             argv: call.argv,
@@ -153,6 +166,18 @@ impl ShellServer {
             stdio: SessionStdio::Piped,
             approver: Arc::new(approver),
         };
+        let mut spec = spec;
+        if self.inner.settings.login_snapshot && spec.argv.get(1).is_some_and(|f| f == "-lc") {
+            let (taken, first) = self
+                .inner
+                .login
+                .get(self.inner.sessions.as_ref(), &spec)
+                .await;
+            warnings.extend(crate::login::warnings(&taken, first));
+            if let Ok(taken) = &taken {
+                crate::login::apply(&mut spec, taken);
+            }
+        }
         let run = self
             .inner
             .sessions

@@ -9,7 +9,11 @@
 //!   `invalid_params` naming the field;
 //! - a line that is not JSON, or not UTF-8, or a batch, gets no answer at all: answered here
 //!   with -32700 (parse error) or -32600 (invalid request), with the request's `id` when it
-//!   can still be read, else a null `id`, as JSON-RPC says;
+//!   can still be read, else a null `id`, as JSON-RPC says. Batches are refused whatever the
+//!   protocol version (MCP 2025-03-26 allowed them, 2025-06-18 removed them; no client this
+//!   server is tested with sends one): a batch gets a batch of -32600 errors, one per
+//!   request in it with that request's `id`, so no request of it waits for an answer (a
+//!   batch of notifications only gets none, an empty batch one error);
 //! - any notification (`notifications/initialized` sent too early) or response before
 //!   `initialize` ends rmcp's handshake, and the server with it: dropped here;
 //! - an `initialize` whose params do not decode reaches rmcp as some other request and is
@@ -135,6 +139,32 @@ enum Line {
     Answer(Value),
 }
 
+/// A batch refused: a -32600 error for each request in it (by its `id`); an element that is
+/// not an object gets one with a null `id`; notifications and responses get none.
+fn refuse_batch(batch: &[Value]) -> Line {
+    let replies: Vec<Value> = batch
+        .iter()
+        .filter_map(|element| {
+            let id = match element.as_object() {
+                None => Value::Null,
+                Some(_) if element.get("method").is_none() => return None, // a response
+                Some(_) => request_id(element)?.clone(),
+            };
+            Some(error_reply(
+                id,
+                ErrorCode::INVALID_REQUEST,
+                "invalid request: JSON-RPC batches are not supported (MCP 2025-06-18 removed \
+                 them); send one message per line"
+                    .to_owned(),
+            ))
+        })
+        .collect();
+    if replies.is_empty() {
+        return Line::Ignore("a batch of notifications (batches are not supported)".into());
+    }
+    Line::Answer(Value::Array(replies))
+}
+
 /// A JSON-RPC error reply; `id` null when the request's could not be read.
 fn error_reply(id: Value, code: ErrorCode, message: String) -> Value {
     json!({
@@ -185,6 +215,9 @@ fn read_line_message(line: &[u8], initialized: bool) -> Line {
             ));
         }
     };
+    if let Some(batch) = value.as_array().filter(|b| !b.is_empty()) {
+        return refuse_batch(batch);
+    }
     let Some(object) = value.as_object() else {
         let message = if value.is_array() {
             "invalid request: JSON-RPC batches are not supported; send one message per line"
@@ -400,7 +433,7 @@ mod tests {
             assert_eq!(reply["id"], Value::Null, "{reply}");
             assert_eq!(reply["error"]["code"], -32700, "{reply}");
         }
-        let reply = answer(b"[1, 2]", true);
+        let reply = answer(b"[]", true);
         assert_eq!(reply["error"]["code"], -32600);
         assert!(
             reply["error"]["message"]
@@ -409,6 +442,29 @@ mod tests {
                 .contains("batches")
         );
         assert_eq!(answer(b"42", true)["error"]["code"], -32600);
+    }
+
+    #[test]
+    fn a_batch_gets_one_refusal_per_request_in_it() {
+        let batch = br#"[{"jsonrpc":"2.0","id":7,"method":"tools/list"},
+            {"jsonrpc":"2.0","method":"notifications/initialized"},
+            {"jsonrpc":"2.0","id":"x","method":"ping"}, 3,
+            {"jsonrpc":"2.0","id":9,"result":{}}]"#;
+        let reply = answer(batch, true);
+        let replies = reply.as_array().unwrap();
+        let ids: Vec<&Value> = replies.iter().map(|r| &r["id"]).collect();
+        assert_eq!(ids, [&json!(7), &json!("x"), &Value::Null], "{reply}");
+        for r in replies {
+            assert_eq!(r["error"]["code"], -32600, "{r}");
+            assert!(r["error"]["message"].as_str().unwrap().contains("batches"));
+        }
+        assert!(matches!(
+            read_line_message(
+                br#"[{"jsonrpc":"2.0","method":"notifications/initialized"}]"#,
+                true
+            ),
+            Line::Ignore(_)
+        ));
     }
 
     #[test]

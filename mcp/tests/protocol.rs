@@ -137,6 +137,7 @@ impl Sessions for Double {
                                 heuristic: None,
                             },
                             passed_env: Vec::new(),
+                            proposed_prefix: None,
                         })
                         .await;
                     // As the supervisor records it: any answer of the approver is "human".
@@ -878,6 +879,10 @@ async fn a_prompt_becomes_an_elicitation_and_the_answer_decides() {
         .as_str()
         .unwrap();
     assert!(out.contains("Deny") && out.contains("declined"), "{out}");
+    // A decline is no proof a person saw the question (codex exec declines every one).
+    let exec = &msg["result"]["structuredContent"]["execs"][0];
+    assert_eq!(exec["asked_human"], false, "{msg}");
+    assert_eq!(exec["decided_by"], "supervisor", "{msg}");
 
     // An accept that carries none of the offered choices denies, and nobody decided.
     for (id, content) in [
@@ -1024,6 +1029,8 @@ async fn timeout_and_settings_reach_the_session() {
         cgroup_limits: supervisor::CgroupLimits::default(),
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         prompt_timeout: Duration::from_secs(300),
+        amend_rules: None,
+        login_snapshot: false,
     };
     let mut c = Client::start_with(double.clone(), false, settings).await;
     c.call(1, json!({"command": "a", "workdir": workdir()}))
@@ -1178,12 +1185,16 @@ async fn lines_that_are_not_json_or_not_utf8_get_error_replies() {
     let msg = c.next().await;
     assert_eq!(msg["id"], Value::Null, "{msg}");
     assert_eq!(error_of(&msg).0, -32700);
+    // A batch: one refusal per request in it, each with its id.
     c.send_raw(r#"[{"jsonrpc":"2.0","id":5,"method":"ping"}]"#)
         .await;
     let msg = c.next().await;
+    let [reply] = msg.as_array().expect("a batch answer").as_slice() else {
+        panic!("one reply per request: {msg}");
+    };
     assert_eq!(
-        (msg["id"].clone(), error_of(&msg).0),
-        (Value::Null, -32600),
+        (reply["id"].clone(), error_of(reply).0),
+        (json!(5), -32600),
         "{msg}"
     );
     // A request with invalid UTF-8 is answered with its id.

@@ -1,6 +1,7 @@
 //! execgate's exec policy: what happens to one `execve`.
 //!
-//! Pure decision logic: no syscalls, no I/O beyond reading rules files, no `unsafe`.
+//! Pure decision logic: no `unsafe`, no I/O beyond reading rules files and appending an
+//! approved rule to one ([`amend`]).
 //! The supervisor hands in the program and its arguments; this crate answers with a
 //! [`Decision`], who made it ([`DecidedBy`]) and every rule that matched.
 //!
@@ -26,6 +27,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod amend;
 mod decision;
 mod error;
 mod evaluation;
@@ -40,5 +42,6 @@ pub use decision::{DecidedBy, Decision};
 pub use error::{LoadError, SourceLocation};
 pub use evaluation::{CodexCheckView, Evaluation, HeuristicVerdict, MatchedBy, RuleMatch};
 pub use lint::{Risk, RuleWarning};
-pub use policy::{CheckOptions, LoadOptions, Policy};
+pub use policy::{CheckOptions, ListedRule, LoadOptions, Policy};
 pub use rule::{Layer, RuleOrigin};
+pub use shell_script::plain_commands;

@@ -1,13 +1,14 @@
 //! A loaded policy: where its rules files are found, and how one exec is evaluated.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::decision::DecidedBy;
+use crate::decision::{DecidedBy, Decision};
 use crate::error::LoadError;
 use crate::evaluation::{Evaluation, RuleMatch};
 use crate::heuristics;
 use crate::lint::{self, RuleWarning};
-use crate::rule::{IndexMatch, Layer, RuleSet};
+use crate::rule::{IndexMatch, Layer, RuleOrigin, RuleSet};
 use crate::rules_file::{RulesBuilder, parse_file, parse_requirements};
 
 /// Where to find rules files.
@@ -78,6 +79,17 @@ pub struct CheckOptions {
     pub resolve_host_executables: bool,
     /// The directory a relative program path is resolved against (`None`: not resolved).
     pub cwd: Option<PathBuf>,
+}
+
+/// One `prefix_rule` call of a loaded policy ([`Policy::listed_rules`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRule {
+    /// The pattern as written, in Starlark (`["git", ["push", "fetch"]]`).
+    pub pattern: String,
+    pub decision: Decision,
+    pub justification: Option<String>,
+    /// Where it was written (`None` for a rule built in code).
+    pub origin: Option<RuleOrigin>,
 }
 
 /// A loaded exec policy: the rules, indexed by program, plus the heuristics for commands
@@ -252,6 +264,41 @@ impl Policy {
     /// it. A later call for the same name replaces an earlier one, as in Codex.
     pub fn host_executable_paths(&self, name: &str) -> Option<&[PathBuf]> {
         self.set.host_executables.get(name).map(Vec::as_slice)
+    }
+
+    /// Every `prefix_rule` call as loaded, admin layer first, then in load order (a call
+    /// whose first token lists alternatives is one entry, as written).
+    pub fn listed_rules(&self) -> Vec<ListedRule> {
+        let mut listed: Vec<ListedRule> = Vec::new();
+        for set in [&self.admin, &self.set] {
+            let mut last: Option<&Arc<str>> = None;
+            for rule in &set.rules {
+                // The rules one call expanded into share its rendering.
+                if last.is_some_and(|w| Arc::ptr_eq(w, &rule.written)) {
+                    continue;
+                }
+                last = Some(&rule.written);
+                listed.push(ListedRule {
+                    pattern: rule.written.to_string(),
+                    decision: rule.decision,
+                    justification: rule.justification.clone(),
+                    origin: rule.origin.clone(),
+                });
+            }
+        }
+        listed
+    }
+
+    /// The `host_executable()` definitions in force, by name.
+    pub fn host_executables(&self) -> Vec<(String, Vec<PathBuf>)> {
+        let mut all: Vec<(String, Vec<PathBuf>)> = self
+            .set
+            .host_executables
+            .iter()
+            .map(|(name, paths)| (name.clone(), paths.clone()))
+            .collect();
+        all.sort();
+        all
     }
 
     /// The `allow` rules that hand out code execution (shells, interpreters, build tools,

@@ -368,7 +368,7 @@ fn parse_host_path(raw: &str, home: Option<&Path>) -> starlark::Result<PathBuf> 
 /// dots and surrounding whitespace removed, lowercase). One host name or IP literal, with
 /// an optional `:port` (`[v6]:port` for IPv6); no scheme, path, query, fragment,
 /// wildcard or whitespace.
-fn validate_network_host(raw: &str) -> Result<String, &'static str> {
+pub(crate) fn validate_network_host(raw: &str) -> Result<String, &'static str> {
     let mut host = raw.trim();
     if host.is_empty() {
         return Err("cannot be empty");

@@ -5,7 +5,7 @@
 //! left to the default: what it runs is judged anyway, exec by exec, by the supervisor.
 
 /// The commands of a plain script, in order; `None` if the script is not plain.
-pub(crate) fn plain_commands(script: &str) -> Option<Vec<Vec<String>>> {
+pub fn plain_commands(script: &str) -> Option<Vec<Vec<String>>> {
     let mut commands: Vec<Vec<String>> = Vec::new();
     let mut current: Vec<String> = Vec::new();
     let mut chars = script.chars().peekable();

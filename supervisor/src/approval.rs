@@ -26,6 +26,10 @@ pub struct ApprovalRequest {
     /// The caller's variables a "yes" passes on to the escalated program (`--escalate-env`
     /// names, values as the caller set them); empty when nothing is passed.
     pub passed_env: Vec<(String, String)>,
+    /// The prefix an "always" can store as `prefix_rule(pattern=..., decision="allow")`
+    /// (see [`proposed_prefix`]); `None` when such a rule would not stop the question (a
+    /// rule asked) or would hand out more than this command.
+    pub proposed_prefix: Option<Vec<String>>,
 }
 
 /// A person's answer.
@@ -71,6 +75,42 @@ impl ApprovalRequest {
     }
 }
 
+/// The prefix an "always" may persist for this exec, as Codex proposes one for a command
+/// its heuristics asked about: the command that was asked about, whole (`program` with
+/// every argument, never a shorter prefix), so the rule is never broader than the question
+/// (it still matches longer command lines that start with it; the question says so).
+///
+/// `None` when any rule matched (an allow rule cannot outrank a `prompt` rule, and a rule
+/// that already allows has nothing to add), when a token is empty (Codex refuses those), or
+/// when the rule would hand out a shell or an interpreter (`policy::lint`): an "always" for
+/// `python3` alone would allow every Python program.
+///
+/// The program token is the bare name when `names_it(basename)` says the name stands for
+/// this very file through trusted places (as a later session checks before escalating on a
+/// bare-name rule), else the absolute path: a program the agent put somewhere else never
+/// earns a rule for the name.
+pub fn proposed_prefix(
+    evaluation: &Evaluation,
+    program: &std::path::Path,
+    argv: &[String],
+    names_it: impl Fn(&str) -> bool,
+) -> Option<Vec<String>> {
+    if evaluation.decision != policy::Decision::Prompt || !evaluation.matched_rules.is_empty() {
+        return None;
+    }
+    let path = program.to_str()?;
+    let base = program.file_name()?.to_str()?;
+    let token = if names_it(base) { base } else { path };
+    let mut prefix = Vec::with_capacity(argv.len().max(1));
+    prefix.push(token.to_owned());
+    prefix.extend(argv.iter().skip(1).cloned());
+    let line = policy::amend::prefix_rule_line(&prefix).ok()?;
+    let hands_out_a_shell = policy::Policy::from_source("proposed", &line)
+        .map(|p| !p.lint().is_empty())
+        .unwrap_or(true);
+    (!hands_out_a_shell).then_some(prefix)
+}
+
 /// `text` with every control character (C0, DEL, C1, and the bidirectional overrides that
 /// reorder what a terminal shows) written as a visible escape, so an argument or a path
 /// cannot move the cursor, repaint the question or hide part of it.
@@ -103,6 +143,69 @@ fn is_bidi_control(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn heuristic_prompt() -> Evaluation {
+        Evaluation {
+            decision: policy::Decision::Prompt,
+            decided_by: policy::DecidedBy::Heuristics,
+            matched_rules: vec![],
+            heuristic: None,
+        }
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|t| (*t).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_proposed_prefix_is_the_whole_command_asked_about() {
+        let rm = std::path::Path::new("/usr/bin/rm");
+        let argv = s(&["rm", "-f", "x"]);
+        let trusted = |name: &str| name == "rm";
+        assert_eq!(
+            proposed_prefix(&heuristic_prompt(), rm, &argv, trusted),
+            Some(s(&["rm", "-f", "x"]))
+        );
+        // argv[0] is the caller's; the program token comes from the file that runs.
+        let argv0 = s(&["innocent", "-f", "x"]);
+        assert_eq!(
+            proposed_prefix(&heuristic_prompt(), rm, &argv0, trusted),
+            Some(s(&["rm", "-f", "x"]))
+        );
+        // A file the name does not stand for keeps its path.
+        let planted = std::path::Path::new("/tmp/w/rm");
+        assert_eq!(
+            proposed_prefix(&heuristic_prompt(), planted, &argv, |_| false),
+            Some(s(&["/tmp/w/rm", "-f", "x"]))
+        );
+    }
+
+    #[test]
+    fn no_prefix_when_a_rule_asked_or_it_would_hand_out_a_shell() {
+        let mut asked_by_rule = heuristic_prompt();
+        asked_by_rule.decided_by = policy::DecidedBy::Rule;
+        asked_by_rule.matched_rules.push(policy::RuleMatch {
+            matched_prefix: s(&["rm"]),
+            decision: policy::Decision::Prompt,
+            justification: None,
+            origin: None,
+            resolved_program: None,
+        });
+        let rm = std::path::Path::new("/usr/bin/rm");
+        assert_eq!(
+            proposed_prefix(&asked_by_rule, rm, &s(&["rm", "-f", "x"]), |_| true),
+            None
+        );
+        let py = std::path::Path::new("/usr/bin/python3");
+        assert_eq!(
+            proposed_prefix(&heuristic_prompt(), py, &s(&["python3"]), |_| true),
+            None
+        );
+        assert_eq!(
+            proposed_prefix(&heuristic_prompt(), rm, &s(&["rm", ""]), |_| true),
+            None
+        );
+    }
 
     #[test]
     fn control_characters_are_shown_not_obeyed() {

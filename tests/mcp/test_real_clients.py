@@ -203,6 +203,8 @@ def test_codex_prompt_is_asked_through_codex_and_its_answer_holds(tmp_path, plac
     [e] = r["execs"]
     assert (e["argv"], e["decision"], e["ran_in"]) == (["mkdir", "asked"], "prompt", "denied"), e
     assert "declined" in e["reason"], e
+    # codex exec declines without asking anybody: no human decision is claimed.
+    assert e["asked_human"] is False and e["decided_by"] == "supervisor", e
     assert r["stdout"] == "status=126\n", r
     assert not (work / "asked").exists()
 

@@ -7,13 +7,14 @@
 //! allocation, formatting or lock beyond what deciding itself needs.
 
 use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use policy::{DecidedBy, Decision, Evaluation, RuleMatch};
 
 use super::{Shared, lock, now_ms};
-use crate::approval::{Approval, ApprovalRequest};
+use crate::approval::{self, Approval, ApprovalRequest};
 use crate::escalate;
 use crate::executable::Executable;
 use crate::routing::{self, Action};
@@ -123,12 +124,25 @@ impl Shared {
         } else {
             Vec::new()
         };
+        // The name stands for this file only if it is what the name resolves to through
+        // trusted places (as a later session checks before escalating on a bare name).
+        let this_file = std::fs::metadata(&facts.program).ok();
+        let proposed_prefix =
+            approval::proposed_prefix(&eval, &facts.program, &facts.argv, |name| {
+                this_file.as_ref().is_some_and(|file| {
+                    self.named_by(name).iter().any(|p| {
+                        std::fs::metadata(p)
+                            .is_ok_and(|m| m.dev() == file.dev() && m.ino() == file.ino())
+                    })
+                })
+            });
         let request = ApprovalRequest {
             program: facts.program,
             argv: facts.argv,
             cwd: facts.cwd,
             evaluation: eval.clone(),
             passed_env,
+            proposed_prefix,
         };
         let this = self.clone();
         let gate = gate.clone();
