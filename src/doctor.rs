@@ -221,6 +221,17 @@ pub fn table(f: &Features, choice: &BackendChoice) -> String {
         ),
     );
     t.feature("  cgroup.kill", &cg.kill);
+    t.row(
+        "  nsdelegate",
+        if cg.nsdelegate { "yes" } else { "no" },
+        "probe",
+        if cg.nsdelegate {
+            "escalated copies cannot move themselves out of the session's cgroup"
+        } else {
+            "the cgroup2 mount lacks nsdelegate: an escalated root copy can move itself out of \
+             the session's cgroup (mount it with -o nsdelegate from the initial namespaces)"
+        },
+    );
     let p = &f.process;
     t.row("container", opt(p.container.clone()), "probe", "");
     t.row(

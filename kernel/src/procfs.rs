@@ -114,9 +114,16 @@ pub struct Mount {
     /// Per-mount options (field 6), e.g. `rw,nosuid`.
     pub options: String,
     pub fs_type: String,
+    /// The filesystem's own options (the last field), e.g. cgroup2's `nsdelegate`.
+    pub super_options: String,
 }
 
 impl Mount {
+    /// `name` is among the filesystem's own options.
+    pub fn has_super_option(&self, name: &str) -> bool {
+        self.super_options.split(',').any(|o| o == name)
+    }
+
     pub fn read_only(&self) -> bool {
         self.options.split(',').any(|o| o == "ro")
     }
@@ -128,12 +135,14 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;
             let fields: Vec<&str> = left.split(' ').collect();
-            let fs_type = right.split(' ').next()?;
+            let mut right = right.split(' ');
+            let fs_type = right.next()?;
             Some(Mount {
                 root: unescape(fields.get(3)?),
                 mount_point: unescape(fields.get(4)?),
                 options: (*fields.get(5)?).to_owned(),
                 fs_type: fs_type.to_owned(),
+                super_options: right.nth(1).unwrap_or("").to_owned(),
             })
         })
         .collect()
@@ -219,6 +228,9 @@ mod tests {
         let v2: Vec<&Mount> = mounts.iter().filter(|m| m.fs_type == "cgroup2").collect();
         assert_eq!(v2.len(), 2);
         assert_eq!(v2[0].mount_point, "/sys/fs/cgroup/unified");
+        assert!(v2[0].has_super_option("nsdelegate"));
+        assert!(!v2[1].has_super_option("nsdelegate"));
+        assert!(!mounts[4].has_super_option("nsdelegate"));
         assert!(!v2[0].read_only());
         assert_eq!(v2[1].mount_point, "/mnt/with space");
         assert_eq!(v2[1].root, "/sub");

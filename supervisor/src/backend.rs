@@ -343,6 +343,7 @@ mod tests {
                 own: Some("/sys/fs/cgroup/".into()),
                 writable: true,
                 kill: feature(true, (5, 14)),
+                nsdelegate: false,
             },
             process: Process {
                 container: None,

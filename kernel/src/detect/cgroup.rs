@@ -26,6 +26,10 @@ pub struct Cgroup {
     pub writable: bool,
     /// `cgroup.kill`.
     pub kill: Feature,
+    /// The cgroup2 mount has `nsdelegate`: a cgroup namespace then bounds migration, so an
+    /// escalated copy (rooted in the session's cgroup by one) cannot move itself out.
+    #[serde(default)]
+    pub nsdelegate: bool,
 }
 
 /// Picks the cgroup2 mount that holds our cgroup and maps our cgroup path into it.
@@ -133,6 +137,7 @@ pub(crate) fn detect(kernel: &Kernel) -> Cgroup {
             own: None,
             writable: false,
             kill: Feature::by_version(kernel, KILL_SINCE, "cgroup2 is not mounted"),
+            nsdelegate: false,
         };
     };
     let dir = own
@@ -149,6 +154,7 @@ pub(crate) fn detect(kernel: &Kernel) -> Cgroup {
         own,
         writable: can_write,
         kill,
+        nsdelegate: mount.has_super_option("nsdelegate"),
     }
 }
 
@@ -162,6 +168,7 @@ mod tests {
             mount_point: at.into(),
             options: "rw".into(),
             fs_type: ty.into(),
+            super_options: "rw".into(),
         }
     }
 
