@@ -93,6 +93,8 @@ def check(version, landlock_built, doc):
     if "no CAP_SETPCAP" in cap_drop.get("detail", ""):
         problems.append("capability_drop: root kept its bounding set: " + cap_drop["detail"])
     want("cgroup.v2_mount", doc["cgroup"]["v2_mount"], "/sys/fs/cgroup")
+    # guest/init mounts it with nsdelegate.
+    want("cgroup.nsdelegate", doc["cgroup"].get("nsdelegate"), True)
     want("process.seccomp_mode", doc["process"]["seccomp_mode"], 0)
     want("process.no_new_privs", doc["process"]["no_new_privs"], False)
     # Every kernel in the matrix (>= 5.10) has what unotify needs.

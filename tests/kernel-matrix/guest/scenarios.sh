@@ -25,7 +25,7 @@
 # `--network`, `--timeout SECONDS`); each skips, saying why, while the binary or the flag
 # it needs is missing, and starts running as soon as they exist.
 
-SCENARIOS=(doctor allow forbidden escalate prompt_deny subprocess network readonly timeout)
+SCENARIOS=(doctor allow forbidden escalate cgroup_escape prompt_deny subprocess network readonly timeout)
 
 _verdict() { printf '%s %s\n' "$1" "$(printf '%s' "${*:2}" | tr '\n' ' ')" >>"$KM_OUT"; }
 pass() { _verdict PASS "$@"; }
@@ -110,6 +110,11 @@ scenario_forbidden() {
 scenario_escalate() {
     need_supervise || return
     local want out
+    # Not from / (init's cwd): the workspace would be the whole filesystem, /bin/sh a file
+    # the session could have written, and nothing would be escalated.
+    mkdir -p /km-work && cd /km-work || return
+    out=$(eg --rules /km/rules/escalate.rules -- bash -c "sh -c 'readlink /proc/self/ns/pid'" 2>/tmp/err)
+    [ "$out" = "$(readlink /proc/self/ns/pid)" ] || fail "the allowed sh did not run outside the sandbox: its pid namespace '$(show "$out")', ours '$(readlink /proc/self/ns/pid)' $(show "$(cat /tmp/err)")"
     for want in 0 1 42 255; do
         out=$(eg --rules /km/rules/escalate.rules -- bash -c "sh -c 'exit $want'; echo rc=\$?" 2>/tmp/err)
         [ "$out" = "rc=$want" ] || fail "exit $want: got '$(show "$out")' stderr '$(show "$(cat /tmp/err)")'"
@@ -119,6 +124,42 @@ scenario_escalate() {
     out=$(printf 'a\nb\nc\n' | eg --rules /km/rules/escalate.rules -- bash -c 'echo before; wc -l; echo after' 2>/tmp/err)
     [ "$out" = $'before\n3\nafter' ] || fail "stdin/stdout: got '$(show "$out")'"
     pass "statuses 0 1 42 255 143 exact; piped stdin read, stdout in order"
+}
+
+# cgroup_escape: escalated code (outside the sandbox, root) writes itself into the root
+# cgroup.procs. With the cgroup2 mount's nsdelegate (guest/init) and the copy's cgroup
+# namespace, the kernel refuses: seen from outside, the process is still in its session's
+# cgroup. (tests/attack_escalation.rs has the same attack; hosts without nsdelegate fail
+# it, see docs/threat-model.md.)
+scenario_cgroup_escape() {
+    need_supervise || return
+    local pid cg i sup
+    grep -q ' - cgroup2 cgroup2 [^ ]*nsdelegate' /proc/self/mountinfo || { fail "guest/init did not mount cgroup2 with nsdelegate"; return; }
+    rm -f /tmp/cg.pid /tmp/cg.pid.tmp
+    mkdir -p /km-work && cd /km-work || return
+    eg --rules /km/rules/escalate.rules -- bash -c "sh -c 'cat /proc/self/cgroup > /tmp/cg.before; echo 0 > /sys/fs/cgroup/cgroup.procs 2>/tmp/cg.err; echo \$\$ > /tmp/cg.pid.tmp; mv /tmp/cg.pid.tmp /tmp/cg.pid; exec sleep 60'" </dev/null >/tmp/out 2>/tmp/err &
+    sup=$!
+    for i in $(seq 600); do [ -s /tmp/cg.pid ] && break; sleep 0.1; done
+    pid=$(cat /tmp/cg.pid 2>/dev/null)
+    [ -n "$pid" ] || { kill -KILL "$sup" 2>/dev/null; fail "the escalated sh did not run: $(show "$(cat /tmp/err)")"; return; }
+    # The pid is the escalated copy's (outside, in our pid namespace), about to run sleep.
+    local what
+    for i in $(seq 50); do
+        what=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)
+        [ "$what" = "sleep 60 " ] && break
+        sleep 0.1
+    done
+    cg=$(grep '^0::' "/proc/$pid/cgroup")
+    kill -KILL "$pid" 2>/dev/null
+    wait "$sup"
+    case "$what" in
+        "sleep 60 ") ;;
+        *) fail "pid $pid is not the escalated copy (runs '$(show "$what")'): the sh was not escalated"; return ;;
+    esac
+    case "$cg" in
+        */execgate/*session-*) pass "escalated root copy stayed in its session cgroup (${cg#0::}; its write to the root: $(show "$(cat /tmp/cg.err)"))" ;;
+        *) fail "escaped: the escalated process moved to ${cg#0::} (its cgroup before, as it saw it: $(show "$(cat /tmp/cg.before)"); the write: $(show "$(cat /tmp/cg.err)"))" ;;
+    esac
 }
 
 # prompt_deny: a prompt answered "deny" runs nothing and leaves nothing behind.
