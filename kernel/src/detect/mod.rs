@@ -119,6 +119,10 @@ pub struct Features {
     /// A PID namespace with its own `/proc` for the sandboxed tree.
     #[serde(default = "pidns::unknown")]
     pub pid_namespace: Feature,
+    /// A network namespace with only loopback for the sandboxed tree (egress by name
+    /// through the supervisor's proxy), made as the PID namespace is.
+    #[serde(default = "pidns::unknown")]
+    pub network_namespace: Feature,
     /// The sandboxed tree can empty its capability sets (bounding set too when this
     /// process holds `CAP_SETPCAP`).
     #[serde(default = "capabilities::unknown")]
@@ -148,6 +152,10 @@ pub fn detect() -> Features {
         user_namespaces: userns::detect(),
         // CAP_SYS_ADMIN is bit 21.
         pid_namespace: pidns::detect(crate::capabilities::has(
+            status.cap_eff,
+            crate::capabilities::CAP_SYS_ADMIN,
+        )),
+        network_namespace: crate::namespaces::net::detect(crate::capabilities::has(
             status.cap_eff,
             crate::capabilities::CAP_SYS_ADMIN,
         )),

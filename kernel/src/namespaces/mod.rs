@@ -8,6 +8,7 @@
 //! [`mod@crate::detect`]).
 
 pub mod mount;
+pub mod net;
 pub mod pid;
 
 use std::io;

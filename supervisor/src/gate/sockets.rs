@@ -156,6 +156,21 @@ impl Shared {
                 on_callers_socket(&|socket| unix_socket::connect_abstract(socket, &name))
             }
             UnixAddress::Unspec => on_callers_socket(&unix_socket::disconnect),
+            // Proxy mode: the tree's TCP and UDP sockets live in its own network namespace
+            // (only loopback), so wherever the address points, it stays inside. The socket
+            // connected is the one checked to be of that namespace, never one passed in
+            // from outside.
+            UnixAddress::Family(family)
+                if matches!(i32::from(family), libc::AF_INET | libc::AF_INET6)
+                    && let Some(&namespace) = self.egress_namespace.get() =>
+            {
+                on_callers_socket(&|socket| {
+                    if kernel::namespaces::net::namespace_of(socket)? != namespace {
+                        return Err(io::Error::from_raw_os_error(libc::EACCES));
+                    }
+                    kernel::namespaces::net::connect_inet(socket, &bytes)
+                })
+            }
             // No socket of another family exists in the tree (the filter refuses them).
             UnixAddress::Family(_) => libc::EAFNOSUPPORT,
             UnixAddress::Unnamed => libc::EINVAL,
