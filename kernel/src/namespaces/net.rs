@@ -270,10 +270,14 @@ mod tests {
     fn connect_inet_refuses_other_families_and_short_addresses() {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         let fd = std::os::fd::AsFd::as_fd(&a);
-        let unix = libc::sa_family_t::try_from(libc::AF_UNIX).unwrap().to_ne_bytes();
+        let unix = libc::sa_family_t::try_from(libc::AF_UNIX)
+            .unwrap()
+            .to_ne_bytes();
         let err = connect_inet(fd, &[unix[0], unix[1], 0, 0]).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EAFNOSUPPORT));
-        let inet = libc::sa_family_t::try_from(libc::AF_INET).unwrap().to_ne_bytes();
+        let inet = libc::sa_family_t::try_from(libc::AF_INET)
+            .unwrap()
+            .to_ne_bytes();
         let err = connect_inet(fd, &[inet[0], inet[1], 0, 80]).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
     }
