@@ -180,3 +180,55 @@ async def test_a_unix_socket_outside_is_unreachable_unless_the_server_names_it(t
         conn.close()
     finally:
         listener.close()
+
+
+async def test_egress_by_name_reaches_allowed_hosts_and_reports_blocked_ones(tmp_path, workdir):
+    """The server's `--allow-domain` opens one host through the proxy; another host is
+    refused, its upstream (outside the call) receives nothing, and the result names it in
+    `blocked_hosts` so the agent learns why its download failed."""
+    import http.server
+    import threading
+
+    hits = {"allowed": 0, "denied": 0}
+
+    def server(ip: str, key: str) -> http.server.HTTPServer:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                hits[key] += 1
+                body = b"from upstream"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        srv = http.server.ThreadingHTTPServer((ip, 0), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
+    allowed, denied = server("127.0.0.10", "allowed"), server("127.0.0.11", "denied")
+    a_port, d_port = allowed.server_address[1], denied.server_address[1]
+    extra = [
+        "--allow-domain", f"pkgs.test:{a_port}",
+        "--allow-domain", f"127.0.0.10:{a_port}",
+        "--proxy-resolve", "pkgs.test=127.0.0.10",
+        "--proxy-resolve", "evil.test=127.0.0.11",
+    ]
+    script = (
+        f"curl -fsS http://pkgs.test:{a_port}/; echo ' ok='$?; "
+        f"curl -fsS http://evil.test:{d_port}/; echo ' evil='$?"
+    )
+    try:
+        async with connect(tmp_path, extra=extra) as (session, _):
+            r = await shell(session, script, workdir, login=False)
+    finally:
+        allowed.shutdown()
+        denied.shutdown()
+    assert "from upstream ok=0" in r["stdout"], r
+    assert "evil=0" not in r["stdout"], r
+    assert hits == {"allowed": 1, "denied": 0}, hits
+    assert r["blocked_hosts"] == [f"evil.test:{d_port}"], r
+    assert r["sandbox"]["egress"] == "proxy", r
+    assert "net" in r["sandbox"]["namespaces"], r
