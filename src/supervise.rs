@@ -224,6 +224,14 @@ impl Approver for FixedApprover {
         Box::pin(async move { answer })
     }
 
+    fn ask_host(
+        &self,
+        _request: supervisor::HostRequest,
+    ) -> supervisor::approval::ApprovalFuture<'_> {
+        let answer = self.0.clone();
+        Box::pin(async move { answer })
+    }
+
     fn asks_a_person(&self) -> bool {
         false
     }

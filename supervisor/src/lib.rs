@@ -26,7 +26,7 @@ pub mod stopwatch;
 mod supervisor;
 pub mod teardown;
 
-pub use approval::{Approval, ApprovalRequest, Approver};
+pub use approval::{Approval, ApprovalRequest, Approver, HostRequest};
 pub use backend::Backend;
 pub use cgroup::{CgroupError, CgroupJoiner, CgroupLimits, SessionCgroup};
 pub use gate::shown;

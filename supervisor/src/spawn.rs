@@ -414,6 +414,8 @@ impl Supervisor {
             egress: self.inner.egress.clone(),
             audit: self.inner.audit.clone(),
             blocked: Mutex::new(Vec::new()),
+            shared: shared.clone(),
+            approved: Mutex::new(HashSet::new()),
         });
         let _entered = shared.runtime.enter();
         crate::network::proxy::SessionProxy::start(std::net::TcpListener::from(listener), context)

@@ -39,6 +39,10 @@ pub(crate) struct ProxyContext {
     pub(crate) audit: Option<Arc<AuditLog>>,
     /// `host:port` refused so far, in order, once each.
     pub(crate) blocked: Mutex<Vec<String>>,
+    /// Who answers `prompt` host rules, and the session's clock (paused while asking).
+    pub(crate) shared: Arc<crate::gate::Shared>,
+    /// `host:port`s a person allowed for the rest of the session.
+    pub(crate) approved: Mutex<std::collections::HashSet<(String, u16)>>,
 }
 
 impl std::fmt::Debug for ProxyContext {
@@ -157,11 +161,36 @@ impl ProxyContext {
                 return Err(format!("{host}:{port} is forbidden by {}", rule.origin));
             }
             Some(rule) if rule.decision == Decision::Prompt => {
-                return Err(format!(
-                    "{host}:{port} needs a person's approval ({}), and this proxy does not ask \
-                     yet: denied",
-                    rule.origin
-                ));
+                let key = (host.clone(), port);
+                if lock(&self.approved).contains(&key) {
+                    format!("approved for the session (asked by {})", rule.origin)
+                } else {
+                    let why = match &rule.justification {
+                        Some(j) => format!("{} ({j})", rule.origin),
+                        None => rule.origin.clone(),
+                    };
+                    let paused = self.shared.stopwatch.pause();
+                    let answer = self
+                        .shared
+                        .approver
+                        .ask_host(crate::approval::HostRequest {
+                            host: host.clone(),
+                            port,
+                            why,
+                        })
+                        .await;
+                    drop(paused);
+                    match answer {
+                        crate::Approval::Allow => {
+                            format!("approved once (asked by {})", rule.origin)
+                        }
+                        crate::Approval::AllowForSession => {
+                            lock(&self.approved).insert(key);
+                            format!("approved for the session (asked by {})", rule.origin)
+                        }
+                        crate::Approval::Deny { reason } => return Err(reason),
+                    }
+                }
             }
             Some(rule) => format!("allowed by {}", rule.origin),
         };
