@@ -533,3 +533,51 @@ srv.serve_forever()
         "{out:#?}"
     );
 }
+
+/// A `network_rule` with `decision = "prompt"`, as a Codex rules file has it: answered by
+/// `--on-prompt allow|deny` (the terminal does not ask about hosts: denied, saying so).
+#[test]
+fn a_prompt_host_rule_is_answered_by_on_prompt() {
+    skip_unless!(unavailable());
+    let up = Upstream::start("127.0.0.9");
+    let port = up.port();
+    let ip = up.ip();
+    for (answer, reaches) in [(None, false), (Some("deny"), false), (Some("allow"), true)] {
+        let s = Scratch::new();
+        let rules = s.io.join("net.rules");
+        std::fs::write(
+            &rules,
+            format!(
+                "network_rule(host=\"mirror.test:{port}\", protocol=\"https\", decision=\"prompt\")\n\
+                 network_rule(host=\"{ip}:{port}\", protocol=\"https\", decision=\"allow\")\n"
+            ),
+        )
+        .unwrap();
+        let mut flags = vec![
+            format!("--rules={}", rules.display()),
+            format!("--proxy-resolve=mirror.test={ip}"),
+        ];
+        if let Some(answer) = answer {
+            flags.push(format!("--on-prompt={answer}"));
+        }
+        let before = up.connections();
+        let out = supervise(
+            &s,
+            &flags,
+            &format!("curl -fsS -p http://mirror.test:{port}/; echo \" rc=$?\""),
+        );
+        assert_eq!(
+            out.stdout.contains(" rc=0"),
+            reaches,
+            "{answer:?}: {out:#?}"
+        );
+        assert_eq!(
+            up.connections() - before,
+            usize::from(reaches),
+            "{answer:?}"
+        );
+        if answer.is_none() {
+            assert!(out.stderr.contains("nobody here can be asked"), "{out:#?}");
+        }
+    }
+}
