@@ -338,20 +338,22 @@ fn an_ip_literal_needs_a_rule_of_its_own() {
 
 /// A direct socket that ignores the proxy (curl --noproxy, python's socket, bash's
 /// /dev/tcp) reaches nothing outside: the tree's namespace has only its own loopback.
-#[test]
-fn a_direct_socket_bypassing_the_proxy_reaches_nothing() {
-    skip_unless!(unavailable());
+fn direct_socket_bypass(backend: &[String], ip: &str) {
     let s = Scratch::new();
-    let up = Upstream::start("127.0.0.7");
+    let up = Upstream::start(ip);
     let port = up.port();
     let ip = up.ip();
     let out = supervise(
         &s,
-        &args(&[
-            format!("--allow-domain=pkgs.test:{port}"),
-            format!("--allow-domain={ip}:{port}"),
-            format!("--proxy-resolve=pkgs.test={ip}"),
-        ]),
+        &[
+            backend.to_vec(),
+            vec![
+                format!("--allow-domain=pkgs.test:{port}"),
+                format!("--allow-domain={ip}:{port}"),
+                format!("--proxy-resolve=pkgs.test={ip}"),
+            ],
+        ]
+        .concat(),
         &format!(
             r#"curl -fsS --max-time 5 --noproxy '*' http://{ip}:{port}/; echo " noproxy=$?"
 python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5); print("python=0")' {ip} {port} 2>/dev/null; echo " python=$?"
@@ -370,6 +372,27 @@ curl -fsS http://pkgs.test:{port}/ >/dev/null; echo " proxied=$?"
     // The same upstream was reachable all along, through the proxy only.
     assert!(out.stdout.contains(" proxied=0"), "{out:#?}");
     assert_eq!(up.connections(), 1, "{:?}", up.requests.lock().unwrap());
+}
+
+#[test]
+fn a_direct_socket_bypassing_the_proxy_reaches_nothing() {
+    skip_unless!(unavailable());
+    direct_socket_bypass(&[], "127.0.0.7");
+}
+
+/// The same with the patched-shell backend: the namespace and the proxy are the sandbox's,
+/// whichever backend decides the execs.
+#[test]
+fn a_direct_socket_bypassing_the_proxy_reaches_nothing_wrapper() {
+    skip_unless!(unavailable());
+    let pieces = testkit::ok_or_skip!(common::patched_pieces());
+    direct_socket_bypass(
+        &[
+            "--backend=wrapper".to_owned(),
+            format!("--patched-bash={}", pieces.bash.display()),
+        ],
+        "127.0.0.13",
+    );
 }
 
 /// Servers the tree starts on its own loopback keep working, and the proxy is not in
