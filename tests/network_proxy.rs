@@ -604,3 +604,93 @@ fn a_prompt_host_rule_is_answered_by_on_prompt() {
         }
     }
 }
+
+/// `pip install` of a package from a local simple index (PEP 503) through the proxy.
+#[test]
+fn pip_install_from_a_simple_index_goes_through_the_proxy() {
+    skip_unless!(unavailable());
+    let pip_ok = Command::new("python3")
+        .args(["-m", "pip", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !pip_ok {
+        testkit::skip("no pip for python3");
+        return;
+    }
+    // A hand-made wheel (a zip with the package and its dist-info) in a simple index.
+    let index = tempfile::tempdir().unwrap();
+    let root = index.path();
+    std::fs::create_dir_all(root.join("simple/tinypkg")).unwrap();
+    std::fs::create_dir_all(root.join("files")).unwrap();
+    let made = Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"import sys, zipfile
+files = {
+    "tinypkg/__init__.py": "GREETING = 'installed through the proxy'\n",
+    "tinypkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n",
+    "tinypkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = "".join(f"{n},,\n" for n in files) + "tinypkg-1.0.dist-info/RECORD,,\n"
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for n, t in files.items():
+        z.writestr(n, t)
+    z.writestr("tinypkg-1.0.dist-info/RECORD", record)
+"#,
+        )
+        .arg(root.join("files/tinypkg-1.0-py3-none-any.whl"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::write(
+        root.join("simple/tinypkg/index.html"),
+        "<html><body><a href=\"../../files/tinypkg-1.0-py3-none-any.whl\">tinypkg-1.0-py3-none-any.whl</a></body></html>\n",
+    )
+    .unwrap();
+    let mut server = Command::new("python3")
+        .args(["-u", "-m", "http.server", "--bind", "127.0.0.14", "0"])
+        .current_dir(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    // "Serving HTTP on 127.0.0.14 port N (http://127.0.0.14:N/) ..."
+    let port = banner
+        .split_whitespace()
+        .skip_while(|w| *w != "port")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    // The interpreter itself, not a version manager's shim (pyenv's rehashes after an
+    // install, writing outside the sandbox's writable roots).
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = String::from_utf8_lossy(&python.stdout).trim().to_owned();
+    let s = Scratch::new();
+    let out = supervise(
+        &s,
+        &args(&[
+            format!("--allow-domain=pypi.test:{port}"),
+            format!("--allow-domain=127.0.0.14:{port}"),
+            "--proxy-resolve=pypi.test=127.0.0.14".to_owned(),
+        ]),
+        &format!(
+            "{python} -m pip install -q --no-cache-dir --disable-pip-version-check \
+             --index-url http://pypi.test:{port}/simple/ --trusted-host pypi.test --target ./site tinypkg && \
+             PYTHONPATH=./site {python} -c 'import tinypkg; print(tinypkg.GREETING)'"
+        ),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.code(), 0, "{out:#?}");
+    assert!(
+        out.stdout.contains("installed through the proxy"),
+        "{out:#?}"
+    );
+}
