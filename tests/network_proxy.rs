@@ -694,3 +694,35 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
         "{out:#?}"
     );
 }
+
+/// A plain-HTTP request whose Host header names another host than its target would reach
+/// a virtual host nobody allowed: refused before anything is sent.
+#[test]
+fn a_host_header_differing_from_the_target_is_refused() {
+    skip_unless!(unavailable());
+    let s = Scratch::new();
+    let up = Upstream::start("127.0.0.15");
+    let port = up.port();
+    let ip = up.ip();
+    let out = supervise(
+        &s,
+        &args(&[
+            format!("--allow-domain=pkgs.test:{port}"),
+            format!("--allow-domain={ip}:{port}"),
+            format!("--proxy-resolve=pkgs.test={ip}"),
+        ]),
+        &format!(
+            "curl -fsS -H 'Host: internal.test:{port}' http://pkgs.test:{port}/; echo \" rc=$?\""
+        ),
+    );
+    assert!(!out.stdout.contains(" rc=0"), "{out:#?}");
+    assert_eq!(up.connections(), 0);
+    let lines = network_lines(&s);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["decision"] == "deny"
+                && l["reason"].as_str().unwrap().contains("Host header")),
+        "{lines:#?}"
+    );
+}
