@@ -726,3 +726,38 @@ fn a_host_header_differing_from_the_target_is_refused() {
         "{lines:#?}"
     );
 }
+
+/// `doctor` says whether the tree's network namespace can be made here, and so whether
+/// `--allow-domain` works (`egress by name: yes`, or `NO` with the failing step).
+#[test]
+fn doctor_says_whether_egress_by_name_works_here() {
+    let out = Command::new(EXECGATE).arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("net ns (--allow-domain)"))
+        .unwrap_or_else(|| panic!("no net ns row:\n{text}"));
+    let line = text
+        .lines()
+        .find(|l| l.contains("egress by name:"))
+        .unwrap_or_else(|| panic!("no egress line:\n{text}"));
+    if row.contains(" yes ") {
+        assert!(line.contains("egress by name: yes"), "{line}");
+    } else {
+        assert!(line.contains("egress by name: NO"), "{line}");
+        assert!(
+            line.contains("refused ("),
+            "the failing step is named: {line}"
+        );
+    }
+    let json = Command::new(EXECGATE)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        value["features"]["network_namespace"]["available"].is_boolean()
+            || value["network_namespace"]["available"].is_boolean(),
+        "{value}"
+    );
+}
