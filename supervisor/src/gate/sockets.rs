@@ -93,8 +93,11 @@ impl Shared {
             n.args[1],
             usize::try_from(n.args[2] & 0xffff_ffff).unwrap_or(usize::MAX),
         );
-        if len > unix_socket::SOCKADDR_UN_LEN {
-            // Longer than any unix address: what the kernel answers such a call.
+        // `sockaddr_storage`'s size: the most the kernel takes for any family (an inet
+        // caller may pass that much; a unix address longer than its own size is refused
+        // below, as the kernel does).
+        const SOCKADDR_STORAGE_LEN: usize = 128;
+        if len > SOCKADDR_STORAGE_LEN {
             return libc::EINVAL;
         }
         let mut bytes = vec![0u8; len];
@@ -105,9 +108,14 @@ impl Shared {
             Ok(_) => return libc::EFAULT,
             Err(err) => return err.errno(),
         }
-        let Some(address) = UnixAddress::parse(&bytes) else {
+        let Some(address) = UnixAddress::parse(&bytes[..len.min(unix_socket::SOCKADDR_UN_LEN)])
+        else {
             return libc::EINVAL;
         };
+        if len > unix_socket::SOCKADDR_UN_LEN && !matches!(address, UnixAddress::Family(_)) {
+            // Longer than any unix address: what the kernel answers such a call.
+            return libc::EINVAL;
+        }
         // Connects the caller's own socket (a copy of its descriptor) with `connect`.
         let on_callers_socket = |connect: &dyn Fn(BorrowedFd<'_>) -> io::Result<()>| {
             let fd = i32::try_from(n.args[0]).unwrap_or(-1);
