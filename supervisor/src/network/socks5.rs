@@ -82,9 +82,14 @@ async fn handshake(stream: &mut TcpStream, context: Arc<ProxyContext>) -> std::i
         }
     };
     reply(stream, REPLY_OK).await?;
-    let counts = tokio::io::copy_bidirectional(stream, &mut up.stream)
-        .await
-        .unwrap_or((0, 0));
+    let counts = tokio::io::copy_bidirectional_with_sizes(
+        stream,
+        &mut up.stream,
+        super::proxy::RELAY_BUFFER,
+        super::proxy::RELAY_BUFFER,
+    )
+    .await
+    .unwrap_or((0, 0));
     context.finished(
         "socks5", &host, port, up.address, &up.reason, counts, started,
     );
