@@ -138,32 +138,44 @@ pub fn parse_host(raw: &str, wildcard: bool) -> Result<(String, Option<u16>), &'
     if host.contains('/') || host.contains('?') || host.contains('#') {
         return Err("must be a host name or IP literal, without scheme or path");
     }
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    // Our flags refuse a port out of range; a rules file keeps loading as Codex's does, and
+    // its rule then matches no connection (port 0).
     let parse_port = |p: &str| -> Result<u16, &'static str> {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err("has something after the host that is not a port");
+        match p.parse::<u16>().ok().filter(|p| *p > 0) {
+            Some(port) => Ok(port),
+            None if wildcard => Err("has a port out of range (1-65535)"),
+            None => Ok(0),
         }
-        p.parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or("has a port out of range (1-65535)")
     };
     if let Some(bracketed) = host.strip_prefix('[') {
         let Some((inside, rest)) = bracketed.split_once(']') else {
             return Err("has an invalid bracketed IPv6 literal");
         };
         if !rest.is_empty() {
-            let Some(p) = rest.strip_prefix(':') else {
-                return Err("has something after the bracketed IPv6 literal that is not a port");
-            };
-            port = Some(parse_port(p)?);
+            match rest.strip_prefix(':') {
+                Some(p) if digits(p) => port = Some(parse_port(p)?),
+                _ => {
+                    return Err(
+                        "has something after the bracketed IPv6 literal that is not a port",
+                    );
+                }
+            }
         }
         host = inside;
     } else if host.matches(':').count() == 1
         && let Some((name, p)) = host.split_once(':')
         && !name.is_empty()
     {
-        port = Some(parse_port(p)?);
-        host = name;
+        // Codex takes `host:443.` as a host (the dot is trimmed below); so does a rules
+        // file here. Our flags say what is wrong.
+        let p_trimmed = p.trim_end_matches('.');
+        if digits(p) || (!wildcard && digits(p_trimmed)) {
+            port = Some(parse_port(p_trimmed)?);
+            host = name;
+        } else if wildcard {
+            return Err("has something after the host that is not a port");
+        }
     }
     let normalized = host.trim_end_matches('.').trim().to_ascii_lowercase();
     if normalized.is_empty() {

@@ -172,3 +172,88 @@ pub struct ConnectionRecord {
     pub bytes_down: u64,
     pub duration_ms: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(allow: &[&str]) -> EgressOptions {
+        EgressOptions {
+            allow: allow.iter().map(|s| (*s).to_owned()).collect(),
+            ..EgressOptions::default()
+        }
+    }
+
+    #[test]
+    fn allow_domain_without_a_namespace_is_refused_naming_what_is_missing() {
+        let missing = Err("unshare(CLONE_NEWNET) in a user namespace: EPERM".to_owned());
+        let err = Egress::new(&NetworkPolicy::default(), &options(&["pypi.org"]), missing)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--allow-domain needs a network namespace"),
+            "{err}"
+        );
+        assert!(
+            err.contains("unshare(CLONE_NEWNET) in a user namespace: EPERM"),
+            "{err}"
+        );
+        assert!(err.contains("the network stays off"), "{err}");
+    }
+
+    #[test]
+    fn rules_files_alone_leave_the_network_off_where_no_namespace_can_be_made() {
+        let rules = NetworkPolicy::new(vec![
+            NetworkRule::from_flag("x", "pypi.org", Decision::Allow).unwrap(),
+        ]);
+        let egress = Egress::new(&rules, &options(&[]), Err("no".to_owned())).unwrap();
+        assert!(!egress.proxied());
+        let egress = Egress::new(&rules, &options(&[]), Ok(())).unwrap();
+        assert!(egress.proxied());
+    }
+
+    #[test]
+    fn only_rules_that_can_open_something_start_the_proxy() {
+        let mut only_deny = options(&[]);
+        only_deny.deny.push("evil.test".to_owned());
+        let egress = Egress::new(&NetworkPolicy::default(), &only_deny, Ok(())).unwrap();
+        assert!(!egress.proxied());
+    }
+
+    #[test]
+    fn proxy_resolve_needs_host_equals_ip() {
+        for bad in ["pypi.org", "pypi.org=not-an-ip"] {
+            let mut o = options(&[]);
+            o.resolve.push(bad.to_owned());
+            let err = Egress::new(&NetworkPolicy::default(), &o, Ok(()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(&format!("--proxy-resolve {bad}")), "{err}");
+        }
+        let mut o = options(&[]);
+        o.resolve.push("Mirror.Test.=10.0.0.1".to_owned());
+        let egress = Egress::new(&NetworkPolicy::default(), &o, Ok(())).unwrap();
+        assert_eq!(
+            egress.resolve["mirror.test"],
+            vec!["10.0.0.1".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn the_proxy_is_announced_in_both_cases() {
+        let env = proxy_env();
+        for name in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "NO_PROXY",
+        ] {
+            assert!(env.iter().any(|(k, _)| k == name), "{name}");
+        }
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "ALL_PROXY" && v.starts_with("socks5h://127.0.0.1:"))
+        );
+    }
+}
