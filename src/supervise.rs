@@ -277,6 +277,20 @@ impl Drop for CallOff {
 
 impl Approver for TerminalApprover {
     fn ask(&self, request: ApprovalRequest) -> supervisor::approval::ApprovalFuture<'_> {
+        self.ask_question(question(&request, self.prompt_timeout))
+    }
+
+    fn ask_host(
+        &self,
+        request: supervisor::HostRequest,
+    ) -> supervisor::approval::ApprovalFuture<'_> {
+        self.ask_question(host_question(&request, self.prompt_timeout))
+    }
+}
+
+impl TerminalApprover {
+    /// Shows `text` on the terminal and reads the answer (see the type's doc).
+    fn ask_question(&self, text: String) -> supervisor::approval::ApprovalFuture<'_> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + self.prompt_timeout;
             // A question queued behind another one waits within its own time limit.
@@ -297,7 +311,7 @@ impl Approver for TerminalApprover {
             let limit = self.prompt_timeout;
             let deadline = deadline.into_std();
             let mut reader =
-                tokio::task::spawn_blocking(move || ask_on_tty(&request, deadline, limit, &state));
+                tokio::task::spawn_blocking(move || ask_on_tty(text, deadline, limit, &state));
             let stop = |why: u8, status: u8| {
                 let _ = call_off.0.compare_exchange(
                     STILL_ASKING,
@@ -369,6 +383,21 @@ fn question(request: &ApprovalRequest, limit: Duration) -> String {
     q
 }
 
+/// The question about a host (a `prompt` host rule, asked by the egress proxy); the host
+/// comes from the session and is escaped.
+fn host_question(request: &supervisor::HostRequest, limit: Duration) -> String {
+    let esc = supervisor::approval::escape_control;
+    format!(
+        "\nexecgate: allow the sandbox to connect to `{}:{}`?\n  why:     {}\n  \
+         y = yes, this connection   a = always: this host and port, until this session ends   n = no\n  \
+         (no answer within {}s means no) [y/a/n]: ",
+        esc(&request.host),
+        request.port,
+        esc(&request.why),
+        limit.as_secs_f64()
+    )
+}
+
 /// What a line typed at the question means; `None` for anything else (asked again).
 fn parse_answer(line: &str) -> Option<Approval> {
     match line.trim().to_ascii_lowercase().as_str() {
@@ -410,7 +439,7 @@ fn answerable(tty: &File) -> Option<Termios> {
 }
 
 fn ask_on_tty(
-    request: &ApprovalRequest,
+    question: String,
     deadline: std::time::Instant,
     limit: Duration,
     state: &AtomicU8,
@@ -434,7 +463,7 @@ fn ask_on_tty(
         tty: &tty,
         saved: answerable(&tty),
     };
-    let mut text = question(request, limit);
+    let mut text = question;
     loop {
         if (&tty).write_all(text.as_bytes()).is_err() {
             return Approval::Deny {

@@ -15,6 +15,10 @@ use std::time::Duration;
 
 mod common;
 use common::{EXECGATE, Output, Scratch, supervisor_unavailable, wait_bounded, which};
+
+// For its pty driver only.
+#[allow(unused_macros, unused_imports)]
+mod attack_harness;
 use testkit::skip_unless;
 
 /// A one-page HTTP server on `ip` (an ephemeral port) that counts every connection it
@@ -558,7 +562,7 @@ srv.serve_forever()
 }
 
 /// A `network_rule` with `decision = "prompt"`, as a Codex rules file has it: answered by
-/// `--on-prompt allow|deny` (the terminal does not ask about hosts: denied, saying so).
+/// `--on-prompt allow|deny`; without a terminal to ask on, denied, saying so.
 #[test]
 fn a_prompt_host_rule_is_answered_by_on_prompt() {
     skip_unless!(unavailable());
@@ -600,7 +604,7 @@ fn a_prompt_host_rule_is_answered_by_on_prompt() {
             "{answer:?}"
         );
         if answer.is_none() {
-            assert!(out.stderr.contains("nobody here can be asked"), "{out:#?}");
+            assert!(out.stderr.contains("no terminal to ask on"), "{out:#?}");
         }
     }
 }
@@ -760,4 +764,63 @@ fn doctor_says_whether_egress_by_name_works_here() {
             || value["network_namespace"]["available"].is_boolean(),
         "{value}"
     );
+}
+
+/// The terminal asks about a `prompt` host rule: "n" sends nothing upstream; "a" lets this
+/// connection and every later one to the same host:port through, asked once.
+#[test]
+fn the_terminal_asks_about_a_prompt_host_rule() {
+    skip_unless!(unavailable());
+    let up = Upstream::start("127.0.0.16");
+    let port = up.port();
+    let ip = up.ip();
+    for (typed, connections) in [("n", 0), ("a", 2)] {
+        let s = Scratch::new();
+        let rules = s.io.join("net.rules");
+        std::fs::write(
+            &rules,
+            format!(
+                "network_rule(host=\"mirror.test:{port}\", protocol=\"https\", decision=\"prompt\", justification=\"the mirror\")\n\
+                 network_rule(host=\"{ip}:{port}\", protocol=\"https\", decision=\"allow\")\n"
+            ),
+        )
+        .unwrap();
+        let before = up.connections();
+        let mut cmd = Command::new(EXECGATE);
+        cmd.current_dir(&s.work).args([
+            "supervise".to_owned(),
+            "--no-default-rules".to_owned(),
+            format!("--rules={}", rules.display()),
+            format!("--proxy-resolve=mirror.test={ip}"),
+            "--".to_owned(),
+            "bash".to_owned(),
+            "-c".to_owned(),
+            format!(
+                "curl -fsS -p http://mirror.test:{port}/ && curl -fsS -p http://mirror.test:{port}/; echo \" rc=$?\""
+            ),
+        ]);
+        let screen =
+            attack_harness::drive_pty(&cmd, 30, &[("[y/a/n]: ", &format!("type:{typed}\n"))]);
+        assert_eq!(
+            screen
+                .transcript
+                .matches(&format!(
+                    "allow the sandbox to connect to `mirror.test:{port}`?"
+                ))
+                .count(),
+            1,
+            "{screen:#?}"
+        );
+        assert!(screen.transcript.contains("the mirror"), "{screen:#?}");
+        assert_eq!(
+            up.connections() - before,
+            connections,
+            "{typed}: {screen:#?}"
+        );
+        assert_eq!(
+            screen.transcript.contains(" rc=0"),
+            connections > 0,
+            "{screen:#?}"
+        );
+    }
 }
