@@ -416,6 +416,7 @@ impl Supervisor {
             blocked: Mutex::new(Vec::new()),
             shared: shared.clone(),
             approved: Mutex::new(HashSet::new()),
+            relays: Mutex::new(Vec::new()),
         });
         let _entered = shared.runtime.enter();
         crate::network::proxy::SessionProxy::start(std::net::TcpListener::from(listener), context)

@@ -47,6 +47,9 @@ pub(crate) struct ProxyContext {
     pub(crate) shared: Arc<crate::gate::Shared>,
     /// `host:port`s a person allowed for the rest of the session.
     pub(crate) approved: Mutex<std::collections::HashSet<(String, u16)>>,
+    /// Relays that outlive their HTTP exchange (tunnels, upstream connections): aborted
+    /// with the proxy, so none outlives its session.
+    pub(crate) relays: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl std::fmt::Debug for ProxyContext {
@@ -86,6 +89,9 @@ impl SessionProxy {
 impl Drop for SessionProxy {
     fn drop(&mut self) {
         self.task.abort();
+        for relay in lock(&self.context.relays).drain(..) {
+            relay.abort();
+        }
     }
 }
 
@@ -116,9 +122,7 @@ async fn serve(listener: TcpListener, context: Arc<ProxyContext>) {
 
 async fn one_connection(stream: TcpStream, context: Arc<ProxyContext>) {
     let mut first = [0u8; 1];
-    let peeked = stream.peek(&mut first).await;
-    tracing::debug!(?peeked, "egress proxy: first byte");
-    match peeked {
+    match stream.peek(&mut first).await {
         Ok(1) if first[0] == 5 => super::socks5::serve(stream, context).await,
         Ok(1) => serve_http(stream, context).await,
         _ => {}
@@ -133,6 +137,14 @@ pub(crate) struct Upstream {
 }
 
 impl ProxyContext {
+    /// Runs a relay that is stopped with the session's proxy at the latest.
+    fn spawn_relay(&self, relay: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(relay).abort_handle();
+        let mut relays = lock(&self.relays);
+        relays.retain(|r| !r.is_finished());
+        relays.push(handle);
+    }
+
     /// Decides `host:port` and connects to a checked address. `Err`: the reason, already
     /// audited and recorded as blocked.
     pub(crate) async fn open(
@@ -359,7 +371,8 @@ async fn tunnel(req: Request<Incoming>, context: Arc<ProxyContext>) -> Response<
         Ok(up) => up,
         Err(reason) => return text(StatusCode::FORBIDDEN, &reason),
     };
-    tokio::spawn(async move {
+    let relay = context.clone();
+    relay.spawn_relay(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
         };
@@ -472,7 +485,8 @@ async fn forward(mut req: Request<Incoming>, context: Arc<ProxyContext>) -> Resp
     }
     // The connection is driven by its own task (send_request waits on it), which also
     // writes the line once the response has been relayed and the connection closed.
-    tokio::spawn(async move {
+    let relay = context.clone();
+    relay.spawn_relay(async move {
         let _ = connection.await;
         let counts = (
             counters.0.load(Ordering::Relaxed),
