@@ -305,3 +305,4 @@ async def test_a_prompt_host_rule_asks_once_or_for_the_session_and_no_means_noth
         assert len(messages) == 1, messages
     finally:
         srv.shutdown()
+
