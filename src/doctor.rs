@@ -132,7 +132,15 @@ fn held(f: &Features) -> String {
             f.pid_namespace.detail
         )
     };
-    format!("{caps}; {namespaces}")
+    let egress = if f.network_namespace.available {
+        "egress by name: yes (--allow-domain: a network namespace with only loopback, out through the proxy)".to_owned()
+    } else {
+        format!(
+            "egress by name: NO, the network stays off and --allow-domain is refused ({})",
+            f.network_namespace.detail
+        )
+    };
+    format!("{caps}; {namespaces}; {egress}")
 }
 
 /// A human-readable table, one feature per line, and the backend choice.
@@ -205,6 +213,7 @@ pub fn table(f: &Features, choice: &BackendChoice) -> String {
         &userns_detail,
     );
     t.feature("pid, ipc, uts, cgroup ns + /proc", &f.pid_namespace);
+    t.feature("net ns (--allow-domain)", &f.network_namespace);
     t.feature("capability drop", &f.capability_drop);
     let cg = &f.cgroup;
     let mount = cg.v2_mount.as_ref().map(|p| p.display().to_string());

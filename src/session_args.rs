@@ -79,6 +79,25 @@ pub struct SessionArgs {
     #[arg(long = "allow-unix-socket", value_name = "PATH")]
     pub allow_unix_sockets: Vec<PathBuf>,
 
+    /// With the network off, a host the sandboxed tree may reach through execgate's egress
+    /// proxy (repeatable): HOST or HOST:PORT (ports default to 80 and 443), `*.example.com`
+    /// for every name below it, or an IP literal (the one way to reach a loopback or
+    /// private address). The tree then runs in a network namespace with only loopback and
+    /// HTTP_PROXY/HTTPS_PROXY/ALL_PROXY set; rules files' `network_rule`s count too. Refused
+    /// where no network namespace can be made (`execgate doctor` says).
+    #[arg(long = "allow-domain", value_name = "HOST[:PORT]")]
+    pub allow_domains: Vec<String>,
+
+    /// A host the egress proxy never connects to, whatever allows it (repeatable).
+    #[arg(long = "deny-domain", value_name = "HOST[:PORT]")]
+    pub deny_domains: Vec<String>,
+
+    /// The egress proxy resolves HOST to IP instead of asking DNS (repeatable; for tests
+    /// and offline mirrors). It allows nothing by itself: a loopback or private IP still
+    /// needs an --allow-domain naming that IP.
+    #[arg(long = "proxy-resolve", value_name = "HOST=IP")]
+    pub proxy_resolve: Vec<String>,
+
     /// Refuse to run a command unless every sandbox restriction is enforced on this kernel.
     #[arg(long)]
     pub require_sandbox: bool,
@@ -190,6 +209,9 @@ impl SessionArgs {
             (!self.writable_roots.is_empty(), "--writable-root"),
             (self.network, "--network"),
             (self.require_sandbox, "--require-sandbox"),
+            (!self.allow_domains.is_empty(), "--allow-domain"),
+            (!self.deny_domains.is_empty(), "--deny-domain"),
+            (!self.proxy_resolve.is_empty(), "--proxy-resolve"),
             (self.inherit_env != InheritEnv::All, "--inherit-env"),
             (!self.pass_env.is_empty(), "--pass-env"),
             (!self.escalate_env.is_empty(), "--escalate-env"),
@@ -332,6 +354,11 @@ impl SessionArgs {
                 backend: self.backend,
                 patched_bash: self.patched_bash.clone(),
                 escalate_env: self.escalate_env.clone(),
+                egress: supervisor::EgressOptions {
+                    allow: self.allow_domains.clone(),
+                    deny: self.deny_domains.clone(),
+                    resolve: self.proxy_resolve.clone(),
+                },
             },
         )?;
         if let Some(notice) = supervisor.notice() {

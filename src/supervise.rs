@@ -225,6 +225,14 @@ impl Approver for FixedApprover {
         Box::pin(async move { answer })
     }
 
+    fn ask_host(
+        &self,
+        _request: supervisor::HostRequest,
+    ) -> supervisor::approval::ApprovalFuture<'_> {
+        let answer = self.0.clone();
+        Box::pin(async move { answer })
+    }
+
     fn asks_a_person(&self) -> bool {
         false
     }
@@ -307,6 +315,29 @@ impl Drop for CallOff {
 
 impl Approver for TerminalApprover {
     fn ask(&self, request: ApprovalRequest) -> supervisor::approval::ApprovalFuture<'_> {
+        let offer = RuleOffer::for_request(&request, self.amend_rules.as_ref());
+        self.ask_question(
+            question(&request, offer.as_ref(), self.prompt_timeout),
+            offer,
+        )
+    }
+
+    fn ask_host(
+        &self,
+        request: supervisor::HostRequest,
+    ) -> supervisor::approval::ApprovalFuture<'_> {
+        self.ask_question(host_question(&request, self.prompt_timeout), None)
+    }
+}
+
+impl TerminalApprover {
+    /// Shows `text` on the terminal and reads the answer (see the type's doc); `offer`: the
+    /// rule "r" would remember.
+    fn ask_question(
+        &self,
+        text: String,
+        offer: Option<RuleOffer>,
+    ) -> supervisor::approval::ApprovalFuture<'_> {
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + self.prompt_timeout;
             // A question queued behind another one waits within its own time limit.
@@ -326,9 +357,8 @@ impl Approver for TerminalApprover {
             let call_off = CallOff(state.clone());
             let limit = self.prompt_timeout;
             let deadline = deadline.into_std();
-            let offer = RuleOffer::for_request(&request, self.amend_rules.as_ref());
             let mut reader = tokio::task::spawn_blocking(move || {
-                ask_on_tty(&request, offer.as_ref(), deadline, limit, &state)
+                ask_on_tty(text, offer.as_ref(), deadline, limit, &state)
             });
             let stop = |why: u8, status: u8| {
                 let _ = call_off.0.compare_exchange(
@@ -419,6 +449,21 @@ fn wants_rule(line: &str) -> bool {
     matches!(line.trim().to_ascii_lowercase().as_str(), "r" | "remember")
 }
 
+/// The question about a host (a `prompt` host rule, asked by the egress proxy); the host
+/// comes from the session and is escaped.
+fn host_question(request: &supervisor::HostRequest, limit: Duration) -> String {
+    let esc = supervisor::approval::escape_control;
+    format!(
+        "\nexecgate: allow the sandbox to connect to `{}:{}`?\n  why:     {}\n  \
+         y = yes, this connection   a = always: this host and port, until this session ends   n = no\n  \
+         (no answer within {}s means no) [y/a/n]: ",
+        esc(&request.host),
+        request.port,
+        esc(&request.why),
+        limit.as_secs_f64()
+    )
+}
+
 /// What a line typed at the question means; `None` for anything else (asked again).
 fn parse_answer(line: &str) -> Option<Approval> {
     match line.trim().to_ascii_lowercase().as_str() {
@@ -460,7 +505,7 @@ fn answerable(tty: &File) -> Option<Termios> {
 }
 
 fn ask_on_tty(
-    request: &ApprovalRequest,
+    question: String,
     offer: Option<&RuleOffer>,
     deadline: std::time::Instant,
     limit: Duration,
@@ -485,7 +530,7 @@ fn ask_on_tty(
         tty: &tty,
         saved: answerable(&tty),
     };
-    let mut text = question(request, offer, limit);
+    let mut text = question;
     loop {
         if (&tty).write_all(text.as_bytes()).is_err() {
             return Approval::Deny {

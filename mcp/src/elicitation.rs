@@ -253,6 +253,59 @@ impl Approver for ElicitationApprover {
     fn ask(&self, request: ApprovalRequest) -> ApprovalFuture<'_> {
         Box::pin(self.ask_client(request))
     }
+
+    fn ask_host(&self, request: supervisor::HostRequest) -> ApprovalFuture<'_> {
+        Box::pin(self.ask_client_host(request))
+    }
+}
+
+impl ElicitationApprover {
+    /// "Allow agent to connect to `pypi.org:443`?", with the same once / for the session /
+    /// no form as for commands. "For the session" is remembered by the session's proxy.
+    async fn ask_client_host(&self, request: supervisor::HostRequest) -> Approval {
+        if !self
+            .peer
+            .supported_elicitation_modes()
+            .contains(&ElicitationMode::Form)
+        {
+            return Approval::Deny {
+                reason: "the policy asks a human about this host, and this MCP client does not \
+                         support elicitation (form mode), so nobody can be asked: denied"
+                    .to_owned(),
+            };
+        }
+        let params = ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message: host_message(&request),
+            requested_schema: form(),
+        };
+        let asked = self.peer.create_elicitation(params);
+        let Ok(answered) = tokio::time::timeout(self.prompt_timeout, asked).await else {
+            return Approval::Deny {
+                reason: format!(
+                    "nobody answered the approval request within {}s (--prompt-timeout): denied",
+                    self.prompt_timeout.as_secs_f64()
+                ),
+            };
+        };
+        match answered {
+            Ok(result) => answer_from(&result, false).0,
+            Err(error) => Approval::Deny {
+                reason: format!("asking the human failed ({error}): denied"),
+            },
+        }
+    }
+}
+
+/// "Allow agent to connect to `HOST:PORT`?" and the rule that asks; the host comes from
+/// the session, so it is escaped.
+pub fn host_message(request: &supervisor::HostRequest) -> String {
+    format!(
+        "Allow agent to connect to `{}:{}`?\nAsked by: {}",
+        escape_control(&request.host),
+        request.port,
+        escape_control(&request.why)
+    )
 }
 
 /// "Allow agent to run `CMD ARGS` in `CWD`?", argv\[0\] when the caller's differs from

@@ -221,6 +221,10 @@ pub struct ShellResult {
     pub sandbox: SandboxReport,
     /// Programs that were denied or ran outside the sandbox, with the reason.
     pub execs: Vec<ExecReport>,
+    /// `host:port`s the sandbox's egress proxy refused (no rule allowed them, a rule
+    /// forbade them, or they resolve to a private address): why a download failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_hosts: Vec<String>,
     /// What execgate could not do as asked, one line each: a sandbox state it could not
     /// read or honour (and what it used instead), output cut to fit the response budget.
     #[serde(default)]
@@ -311,6 +315,10 @@ pub struct SandboxReport {
     /// server's `--allow-unix-socket` names), `open` (network on), or why not held here.
     #[serde(default)]
     pub unix_sockets: String,
+    /// How the call reached the network: `off`, `open`, or `proxy` (its own network
+    /// namespace with only loopback; out only through execgate's proxy, by host rule).
+    #[serde(default)]
+    pub egress: String,
 }
 
 impl SandboxReport {
@@ -347,6 +355,7 @@ impl SandboxReport {
             bounding_set_dropped: enforced.bounding_set_dropped,
             namespaces: enforced.namespaces.clone(),
             unix_sockets: enforced.unix_sockets.clone(),
+            egress: enforced.egress.clone(),
         }
     }
 }
@@ -457,6 +466,7 @@ impl ShellResult {
                 .iter()
                 .map(|r| ExecReport::new(r, by_person.by_person(&r.program, &r.argv)))
                 .collect(),
+            blocked_hosts: outcome.blocked_hosts.clone(),
             warnings,
         }
     }

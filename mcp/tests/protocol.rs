@@ -64,6 +64,7 @@ fn finished(code: i32, out: &str) -> Finished {
             duration: Duration::from_millis(12),
             notable_execs: Vec::new(),
             sandbox: Enforcement::for_abi(SandboxMode::WorkspaceWrite, false, 6),
+            blocked_hosts: Vec::new(),
         },
         captured: Captured {
             stdout: text(out),

@@ -147,7 +147,7 @@ pub fn network_rule_line(
     decision: Decision,
     justification: Option<&str>,
 ) -> Result<String, AmendError> {
-    let host = validate_network_host(host)
+    let (host, _port) = validate_network_host(host)
         .map_err(|why| AmendError::InvalidNetworkRule(format!("network_rule host {why}")))?;
     if justification.is_some_and(|j| j.trim().is_empty()) {
         return Err(AmendError::InvalidNetworkRule(

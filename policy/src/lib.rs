@@ -33,6 +33,7 @@ mod error;
 mod evaluation;
 pub mod heuristics;
 pub mod lint;
+pub mod network;
 mod policy;
 mod rule;
 mod rules_file;

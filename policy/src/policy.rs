@@ -100,7 +100,7 @@ pub struct Policy {
     /// The admin layer, matched on its own: no user rule shadows it, no user
     /// `host_executable()` gates it.
     admin: RuleSet,
-    network_rules: usize,
+    network: crate::network::NetworkPolicy,
     sources: Vec<PathBuf>,
 }
 
@@ -159,7 +159,9 @@ impl Policy {
             }
         }
         let mut policy = Policy::from_builder(builder, files);
-        policy.network_rules += admin.network_rules;
+        for rule in admin.network_rules {
+            policy.network.push(rule);
+        }
         policy.admin = RuleSet::new(admin.rules, admin.host_executables);
         policy.sources.extend(admin_files);
         Ok(policy)
@@ -177,7 +179,7 @@ impl Policy {
         Policy {
             set: RuleSet::new(builder.rules, builder.host_executables),
             admin: RuleSet::default(),
-            network_rules: builder.network_rules,
+            network: crate::network::NetworkPolicy::new(builder.network_rules),
             sources,
         }
     }
@@ -193,9 +195,14 @@ impl Policy {
         self.admin.rules.len()
     }
 
-    /// How many `network_rule(...)` calls were accepted. execgate does not enforce them.
+    /// How many `network_rule(...)` calls were accepted.
     pub fn network_rule_count(&self) -> usize {
-        self.network_rules
+        self.network.rules().len()
+    }
+
+    /// The `network_rule(...)` calls of every file (admin ones too), for the egress proxy.
+    pub fn network(&self) -> &crate::network::NetworkPolicy {
+        &self.network
     }
 
     /// The rules files loaded, in order (the admin files last).

@@ -26,7 +26,7 @@ use crate::rule::{Layer, PatternToken, PrefixRule, RuleOrigin, RuleSet, normaliz
 pub(crate) struct RulesBuilder {
     pub rules: Vec<PrefixRule>,
     pub host_executables: HashMap<String, Vec<PathBuf>>,
-    pub network_rules: usize,
+    pub network_rules: Vec<crate::network::NetworkRule>,
     /// For `~/...` in `host_executable` paths.
     home: Option<PathBuf>,
     pending: Vec<PendingExamples>,
@@ -364,45 +364,9 @@ fn parse_host_path(raw: &str, home: Option<&Path>) -> starlark::Result<PathBuf> 
     }
 }
 
-/// Checks a `network_rule` host as Codex does, and returns it normalised (port, trailing
-/// dots and surrounding whitespace removed, lowercase). One host name or IP literal, with
-/// an optional `:port` (`[v6]:port` for IPv6); no scheme, path, query, fragment,
-/// wildcard or whitespace.
-pub(crate) fn validate_network_host(raw: &str) -> Result<String, &'static str> {
-    let mut host = raw.trim();
-    if host.is_empty() {
-        return Err("cannot be empty");
-    }
-    if host.contains('/') || host.contains('?') || host.contains('#') {
-        return Err("must be a host name or IP literal, without scheme or path");
-    }
-    let is_port = |port: &str| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
-    if let Some(bracketed) = host.strip_prefix('[') {
-        let Some((inside, rest)) = bracketed.split_once(']') else {
-            return Err("has an invalid bracketed IPv6 literal");
-        };
-        if !rest.is_empty() && !rest.strip_prefix(':').is_some_and(is_port) {
-            return Err("has something after the bracketed IPv6 literal that is not a port");
-        }
-        host = inside;
-    } else if host.matches(':').count() == 1
-        && let Some((name, port)) = host.split_once(':')
-        && !name.is_empty()
-        && is_port(port)
-    {
-        host = name;
-    }
-    let normalized = host.trim_end_matches('.').trim().to_ascii_lowercase();
-    if normalized.is_empty() {
-        return Err("cannot be empty");
-    }
-    if normalized.contains('*') {
-        return Err("must be one specific host, not a wildcard");
-    }
-    if normalized.chars().any(char::is_whitespace) {
-        return Err("cannot contain whitespace");
-    }
-    Ok(normalized)
+/// Checks a `network_rule` host as Codex does (see [`crate::network::parse_host`]).
+pub(crate) fn validate_network_host(raw: &str) -> Result<(String, Option<u16>), &'static str> {
+    crate::network::parse_host(raw, false)
 }
 
 #[starlark_module]
@@ -507,13 +471,15 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
         Ok(NoneType)
     }
 
-    /// `network_rule(host, protocol, decision, justification=None)`: accepted and checked
-    /// so that Codex rules files load unchanged; execgate does not enforce it.
+    /// `network_rule(host, protocol, decision, justification=None)`: a host the sandboxed
+    /// tree may (allow), may after asking (prompt), or may not (forbidden, deny) reach
+    /// through the supervisor's egress proxy (`crate::network`).
     fn network_rule<'v>(
         host: &'v str,
         protocol: &'v str,
         decision: &'v str,
         justification: Option<&'v str>,
+        eval: &mut Evaluator<'v, '_, '_>,
     ) -> starlark::Result<NoneType> {
         if !matches!(
             protocol,
@@ -523,13 +489,30 @@ fn rules_builtins(builder: &mut GlobalsBuilder) {
                 "network_rule protocol must be one of http, https, socks5_tcp, socks5_udp (got {protocol:?})"
             )));
         }
-        if decision != "deny" {
-            parse_decision(decision)?;
-        }
-        parse_justification(justification)?;
-        validate_network_host(host)
+        let decision = if decision == "deny" {
+            Decision::Forbidden
+        } else {
+            parse_decision(decision)?
+        };
+        let justification = parse_justification(justification)?;
+        let (host, port) = validate_network_host(host)
             .map_err(|why| fail(format!("network_rule host {why} (got {host:?})")))?;
-        with_builder(|builder| builder.network_rules += 1)?;
+        let origin = eval
+            .call_stack_top_location()
+            .map(|span| {
+                let at = location_of(Path::new(span.filename()), &span);
+                format!("{}:{}", at.file.display(), at.line)
+            })
+            .unwrap_or_default();
+        let rule = crate::network::NetworkRule {
+            host,
+            port,
+            decision,
+            protocol: protocol.to_owned(),
+            justification,
+            origin,
+        };
+        with_builder(|builder| builder.network_rules.push(rule))?;
         Ok(NoneType)
     }
 }

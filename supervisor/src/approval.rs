@@ -32,6 +32,17 @@ pub struct ApprovalRequest {
     pub proposed_prefix: Option<Vec<String>>,
 }
 
+/// Everything a person needs to answer "may the sandbox connect to `host:port`?" (a
+/// `network_rule` with `decision = "prompt"`, asked by the egress proxy).
+#[derive(Debug, Clone)]
+pub struct HostRequest {
+    /// As the sandboxed program named it (a name or an IP literal), normalised.
+    pub host: String,
+    pub port: u16,
+    /// The rule that asks (`file:line`), and its justification if it has one.
+    pub why: String,
+}
+
 /// A person's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Approval {
@@ -51,6 +62,20 @@ pub type ApprovalFuture<'a> = Pin<Box<dyn Future<Output = Approval> + Send + 'a>
 pub trait Approver: Send + Sync {
     /// Ask about one exec. Cancellation (the future dropped) means the session ended.
     fn ask(&self, request: ApprovalRequest) -> ApprovalFuture<'_>;
+
+    /// Ask whether the sandboxed tree may connect to a host (`Allow`: this connection;
+    /// `AllowForSession`: every connection to it for the rest of the session). Approvers
+    /// that cannot ask about hosts deny, saying so.
+    fn ask_host(&self, request: HostRequest) -> ApprovalFuture<'_> {
+        Box::pin(async move {
+            Approval::Deny {
+                reason: format!(
+                    "a rule asks a person about {}:{}, and nobody here can be asked about                      hosts: denied",
+                    request.host, request.port
+                ),
+            }
+        })
+    }
 
     /// Whether a person gives the answers (the terminal, an MCP elicitation) rather than a
     /// fixed setting (`--on-prompt allow|deny`): records say `decided_by: human` only then.

@@ -24,6 +24,11 @@ impl AuditLog {
 
     /// Appends one record as one line. A write failure is logged, never fatal to the exec.
     pub fn write(&self, record: &ExecRecord) {
+        self.write_event(record);
+    }
+
+    /// Appends any record (an exec, a proxied connection) as one JSON line.
+    pub fn write_event<T: serde::Serialize>(&self, record: &T) {
         let mut line = match serde_json::to_vec(record) {
             Ok(line) => line,
             Err(err) => {

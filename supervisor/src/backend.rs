@@ -337,6 +337,7 @@ mod tests {
                 detail: "test".into(),
             },
             pid_namespace: feature(true, (3, 8)),
+            network_namespace: feature(true, (3, 8)),
             capability_drop: feature(true, (4, 3)),
             cgroup: Cgroup {
                 v2_mount: Some("/sys/fs/cgroup".into()),

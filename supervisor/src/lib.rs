@@ -15,6 +15,7 @@ mod escalate;
 mod exec_request;
 pub mod executable;
 mod gate;
+pub mod network;
 pub mod rlimits;
 pub mod routing;
 pub mod sandbox;
@@ -25,11 +26,12 @@ pub mod stopwatch;
 mod supervisor;
 pub mod teardown;
 
-pub use approval::{Approval, ApprovalRequest, Approver};
+pub use approval::{Approval, ApprovalRequest, Approver, HostRequest};
 pub use backend::Backend;
 pub use cgroup::{CgroupError, CgroupJoiner, CgroupLimits, SessionCgroup};
 pub use gate::shown;
 pub use gate::sockets::UnixSocketGuard;
+pub use network::{EgressError, EgressOptions};
 pub use rlimits::{LimitSpecError, PreparedLimits, ResourceLimits};
 pub use sandbox::{Enforcement, EnforcementLevel, PreparedLandlock, SandboxMode, SandboxPolicy};
 pub use session::{

@@ -174,6 +174,9 @@ pub struct SessionOutcome {
     pub notable_execs: Vec<ExecRecord>,
     /// What the sandbox enforced.
     pub sandbox: Enforcement,
+    /// `host:port`s the egress proxy refused, once each, in order (proxy mode only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocked_hosts: Vec<String>,
 }
 /// How long a finished session waits for its escalation threads to record their execs.
 const ESCALATION_RECORD_WAIT: Duration = Duration::from_secs(5);
@@ -193,6 +196,8 @@ pub struct Session {
     pub(crate) notify_thread: Option<std::thread::JoinHandle<()>>,
     /// Set to stop the notification thread (with the supervisor's [`Interrupter`]).
     pub(crate) stopped: Arc<AtomicBool>,
+    /// The egress proxy of a session in proxy mode; stops with the session.
+    pub(crate) proxy: Option<crate::network::proxy::SessionProxy>,
 }
 
 impl std::fmt::Debug for Session {
@@ -281,6 +286,11 @@ impl Session {
             duration: self.started.elapsed(),
             notable_execs: notable,
             sandbox: self.enforcement.clone(),
+            blocked_hosts: self
+                .proxy
+                .as_ref()
+                .map(crate::network::proxy::SessionProxy::blocked)
+                .unwrap_or_default(),
         })
     }
 

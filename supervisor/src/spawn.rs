@@ -98,8 +98,17 @@ impl Supervisor {
             .or_else(|| std::env::var_os("TMPDIR").map(PathBuf::from));
         let agent_roots =
             crate::sandbox::landlock::agent_roots(&spec.sandbox, &spec.workdir, tmpdir.as_deref());
+        let confined = spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess;
+        // Proxy mode (`crate::network`): the network off, but some host rule can open it.
+        // The tree's own network namespace confines its TCP, so Landlock is not asked to
+        // (the proxy's port and the tree's own loopback services both work).
+        let proxied = confined && !spec.sandbox.network && self.inner.egress.proxied();
+        let landlock_policy = crate::sandbox::SandboxPolicy {
+            network: spec.sandbox.network || proxied,
+            ..spec.sandbox.clone()
+        };
         let landlock = crate::sandbox::landlock::prepare_protecting(
-            &spec.sandbox,
+            &landlock_policy,
             &spec.workdir,
             tmpdir.as_deref(),
             self.inner.git_protection,
@@ -112,7 +121,6 @@ impl Supervisor {
         // The tree sees only itself in /proc (Landlock does not stop reading other
         // processes' environments). Not for danger-full-access, which confines nothing.
         // Nothing of this for danger-full-access, which confines nothing.
-        let confined = spec.sandbox.mode != crate::sandbox::SandboxMode::DangerFullAccess;
         let privilege = self.inner.pid_namespace.filter(|_| confined);
         // Every capability set emptied in every process of the tree (#15): the bounding set
         // too where the child will hold CAP_SETPCAP (a root supervisor, or its own user
@@ -135,6 +143,10 @@ impl Supervisor {
         let isolate_alone =
             confined && pid_namespace.is_none() && kernel::capabilities::have_cap_sys_admin();
         let mut enforcement = landlock.enforcement().clone();
+        if proxied {
+            enforcement.network = false;
+            enforcement.egress = "proxy".to_owned();
+        }
         enforcement.pid_namespace = pid_namespace.is_some();
         enforcement.capabilities_dropped = drop_caps.is_some();
         enforcement.bounding_set_dropped = drop_caps.is_some_and(|d| d.bounding());
@@ -153,6 +165,19 @@ impl Supervisor {
                 names
             }
             None => Vec::new(),
+        };
+        let (egress_channel, network_namespace) = if proxied {
+            let (parent, child) = UnixStream::pair().map_err(spawn_err)?;
+            enforcement.namespaces.push("net".to_owned());
+            (
+                Some(parent),
+                Some(kernel::namespaces::net::SessionNetworkNamespace::new(
+                    OwnedFd::from(child),
+                    crate::network::PROXY_PORT,
+                )),
+            )
+        } else {
+            (None, None)
         };
         let limits = spec.limits.prepare()?;
         let session_name = format!("{}-{id}", std::process::id());
@@ -193,6 +218,7 @@ impl Supervisor {
             limits,
             pid_namespace,
             isolate_alone,
+            network_namespace,
             binds,
             landlock,
             rendezvous_fd,
@@ -212,6 +238,9 @@ impl Supervisor {
             .current_dir(&spec.workdir)
             .envs(spec.env.iter().map(|(k, v)| (k, v)))
             .env(&marker_key, &marker_value);
+        if proxied {
+            cmd.envs(crate::network::proxy_env());
+        }
         if let Some(tools) = &self.inner.wrapper {
             tools.set_env(&mut cmd);
         }
@@ -227,6 +256,8 @@ impl Supervisor {
         let network = !confined || spec.sandbox.network;
         let filter = if !confined {
             self.inner.filter_danger.clone()
+        } else if proxied {
+            self.inner.filter_proxy.clone()
         } else if spec.sandbox.network {
             self.inner.filter_net_on.clone()
         } else {
@@ -274,6 +305,7 @@ impl Supervisor {
             own_group,
             agent_roots,
             git_trust,
+            egress_namespace: OnceLock::new(),
         });
         let serving = shared.clone();
         let stopped = Arc::new(AtomicBool::new(false));
@@ -316,6 +348,11 @@ impl Supervisor {
         };
         let pid = child.id();
         shared.root_pid.store(pid, Ordering::Release);
+        // The child handed its namespace's listener over before its exec.
+        let proxy = match egress_channel {
+            Some(channel) => Some(self.start_proxy(&shared, &channel).map_err(spawn_err)?),
+            None => None,
+        };
         if self.inner.wrapper.is_some() {
             // No exec of its own reaches the wrapper: record the session's program here.
             shared.first_exec_seen.store(true, Ordering::Release);
@@ -352,7 +389,37 @@ impl Supervisor {
             stop: Some(stop_tx),
             notify_thread,
             stopped,
+            proxy,
         })
+    }
+
+    /// Receives the proxy's listening socket from the tree's network namespace and serves
+    /// it. Without it the session fails: its tree has no network at all then, but a
+    /// session that asked for some should say so.
+    fn start_proxy(
+        &self,
+        shared: &Arc<Shared>,
+        channel: &UnixStream,
+    ) -> io::Result<crate::network::proxy::SessionProxy> {
+        use std::os::fd::{AsFd, AsRawFd};
+        channel.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        let listener = kernel::process::recv_fd(channel.as_raw_fd())?.ok_or_else(|| {
+            io::Error::other("the sandbox's network namespace sent no proxy listener")
+        })?;
+        if let Ok(ns) = kernel::namespaces::net::namespace_of(listener.as_fd()) {
+            let _ = shared.egress_namespace.set(ns);
+        }
+        let context = Arc::new(crate::network::proxy::ProxyContext {
+            session: shared.id,
+            egress: self.inner.egress.clone(),
+            audit: self.inner.audit.clone(),
+            blocked: Mutex::new(Vec::new()),
+            shared: shared.clone(),
+            approved: Mutex::new(HashSet::new()),
+            relays: Mutex::new(Vec::new()),
+        });
+        let _entered = shared.runtime.enter();
+        crate::network::proxy::SessionProxy::start(std::net::TcpListener::from(listener), context)
     }
 }
 
@@ -372,6 +439,10 @@ struct ChildPlan {
     /// 4b. Without a PID namespace but with CAP_SYS_ADMIN: the IPC, UTS and cgroup
     ///     namespaces alone.
     isolate_alone: bool,
+    /// 4c. Proxy mode: a network namespace with only loopback, the proxy's listener made
+    ///     in it and handed to the supervisor (needs the capabilities the PID namespace
+    ///     step left, or CAP_SYS_ADMIN).
+    network_namespace: Option<kernel::namespaces::net::SessionNetworkNamespace>,
     /// 5. Read-only binds (git metadata): before Landlock, which forbids mount changes.
     binds: kernel::namespaces::mount::ReadOnlyBinds,
     /// 6. Landlock `restrict_self`.
@@ -398,6 +469,9 @@ impl ChildPlan {
         }
         if self.isolate_alone {
             kernel::namespaces::unshare_isolation_in_child()?;
+        }
+        if let Some(network) = &self.network_namespace {
+            network.enter_in_child()?;
         }
         self.binds.apply_in_child()?;
         self.landlock

@@ -34,6 +34,9 @@ pub struct SupervisorOptions {
     /// The patched bash for the wrapper backend (`--patched-bash`); otherwise it is
     /// searched for (see `kernel::detect::patched_shell`).
     pub patched_bash: Option<PathBuf>,
+    /// Hosts the sandboxed tree may reach through the egress proxy (`--allow-domain`,
+    /// `--deny-domain`, `--proxy-resolve`); with the rules files' `network_rule`s.
+    pub egress: crate::network::EgressOptions,
 }
 
 /// `--backend auto|unotify|wrapper`.
@@ -80,6 +83,8 @@ pub enum SupervisorError {
         .0.join("; ")
     )]
     WrapperUnavailable(Vec<String>),
+    #[error(transparent)]
+    Egress(#[from] crate::network::EgressError),
     #[error("cannot open the audit log {path}: {source}")]
     Audit {
         path: PathBuf,
@@ -109,9 +114,14 @@ pub(crate) struct Inner {
     pub(crate) wrapper: Option<wrapper::Tools>,
     /// Why auto chose the wrapper, and what it does not see.
     pub(crate) notice: Option<String>,
-    pub(crate) audit: Option<AuditLog>,
+    pub(crate) audit: Option<Arc<AuditLog>>,
     pub(crate) filter_net_off: BpfProgram,
     pub(crate) filter_net_on: BpfProgram,
+    /// Network off, but `AF_INET`/`AF_INET6` sockets allowed: the tree runs in a network
+    /// namespace with only loopback, its way out the egress proxy.
+    pub(crate) filter_proxy: BpfProgram,
+    /// The egress rules, and whether a tree's network namespace can be made here.
+    pub(crate) egress: Arc<crate::network::Egress>,
     /// `danger-full-access`: the exec gate and its own denials, no host-wide denials.
     pub(crate) filter_danger: BpfProgram,
     /// How a paused caller is reached (fds, memory, how its wait is answered): decided
@@ -259,14 +269,27 @@ impl Supervisor {
             tracing::warn!("cannot become a child subreaper: {err}");
         }
         let audit = match &options.audit {
-            Some(path) => Some(
-                AuditLog::open(path).map_err(|source| SupervisorError::Audit {
+            Some(path) => Some(Arc::new(AuditLog::open(path).map_err(|source| {
+                SupervisorError::Audit {
                     path: path.clone(),
                     source,
-                })?,
-            ),
+                }
+            })?)),
             None => None,
         };
+        // The tree's network namespace is made as its PID namespace is: directly with
+        // CAP_SYS_ADMIN, else in the user namespace that step makes.
+        let namespace = if !features.network_namespace.available {
+            Err(features.network_namespace.detail.clone())
+        } else if !kernel::capabilities::have_cap_sys_admin() && !features.pid_namespace.available {
+            Err(format!(
+                "without CAP_SYS_ADMIN it is made in the PID namespace's user namespace, and                  that cannot be made here: {}",
+                features.pid_namespace.detail
+            ))
+        } else {
+            Ok(())
+        };
+        let egress = crate::network::Egress::new(policy.network(), &options.egress, namespace)?;
         let fd_handoff = choice.stdio_handoff.unwrap_or(FdHandoff::PidfdGetfd);
         let memory = choice.memory_read.unwrap_or(MemoryAccess::ProcessVmReadv);
         if fd_handoff == FdHandoff::ProcReopen || memory == MemoryAccess::ProcMem {
@@ -288,18 +311,29 @@ impl Supervisor {
                 audit,
                 filter_net_off: kernel::seccomp::filter::build(FilterOptions {
                     network: false,
+                    inet: false,
                     notify_exec,
                     notify_connect,
                     host: true,
                 })?,
                 filter_net_on: kernel::seccomp::filter::build(FilterOptions {
                     network: true,
+                    inet: false,
                     notify_exec,
                     notify_connect,
                     host: true,
                 })?,
+                filter_proxy: kernel::seccomp::filter::build(FilterOptions {
+                    network: false,
+                    inet: true,
+                    notify_exec,
+                    notify_connect,
+                    host: true,
+                })?,
+                egress: Arc::new(egress),
                 filter_danger: kernel::seccomp::filter::build(FilterOptions {
                     network: true,
+                    inet: false,
                     notify_exec,
                     notify_connect,
                     host: false,

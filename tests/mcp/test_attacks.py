@@ -180,3 +180,129 @@ async def test_a_unix_socket_outside_is_unreachable_unless_the_server_names_it(t
         conn.close()
     finally:
         listener.close()
+
+
+async def test_egress_by_name_reaches_allowed_hosts_and_reports_blocked_ones(tmp_path, workdir):
+    """The server's `--allow-domain` opens one host through the proxy; another host is
+    refused, its upstream (outside the call) receives nothing, and the result names it in
+    `blocked_hosts` so the agent learns why its download failed."""
+    import http.server
+    import threading
+
+    hits = {"allowed": 0, "denied": 0}
+
+    def server(ip: str, key: str) -> http.server.HTTPServer:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                hits[key] += 1
+                body = b"from upstream"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        srv = http.server.ThreadingHTTPServer((ip, 0), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
+    allowed, denied = server("127.0.0.10", "allowed"), server("127.0.0.11", "denied")
+    a_port, d_port = allowed.server_address[1], denied.server_address[1]
+    extra = [
+        "--allow-domain", f"pkgs.test:{a_port}",
+        "--allow-domain", f"127.0.0.10:{a_port}",
+        "--proxy-resolve", "pkgs.test=127.0.0.10",
+        "--proxy-resolve", "evil.test=127.0.0.11",
+    ]
+    script = (
+        f"curl -fsS http://pkgs.test:{a_port}/; echo ' ok='$?; "
+        f"curl -fsS http://evil.test:{d_port}/; echo ' evil='$?"
+    )
+    try:
+        async with connect(tmp_path, extra=extra) as (session, _):
+            r = await shell(session, script, workdir, login=False)
+    finally:
+        allowed.shutdown()
+        denied.shutdown()
+    assert "from upstream ok=0" in r["stdout"], r
+    assert "evil=0" not in r["stdout"], r
+    assert hits == {"allowed": 1, "denied": 0}, hits
+    assert r["blocked_hosts"] == [f"evil.test:{d_port}"], r
+    assert r["sandbox"]["egress"] == "proxy", r
+    assert "net" in r["sandbox"]["namespaces"], r
+
+
+async def test_a_prompt_host_rule_asks_once_or_for_the_session_and_no_means_nothing_sent(
+    tmp_path, workdir
+):
+    """`network_rule(..., decision="prompt")`: the proxy asks "Allow agent to connect to
+    `host:port`?"; "approve" lets one connection through, "approve for session" every later
+    one without asking again, a decline sends nothing to the upstream outside."""
+    import http.server
+    import threading
+
+    from mcp import types
+
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.12", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+    rules = tmp_path / "net.rules"
+    rules.write_text(
+        f'network_rule(host="mirror.test:{port}", protocol="http", decision="prompt", '
+        f'justification="the package mirror")\n'
+        f'network_rule(host="127.0.0.12:{port}", protocol="http", decision="allow")\n'
+    )
+    extra = ["--rules", str(rules), "--proxy-resolve", "mirror.test=127.0.0.12"]
+    url = f"http://mirror.test:{port}"
+    messages: list[str] = []
+
+    def answering(decision):
+        async def answer(context, params):
+            messages.append(params.message)
+            if decision is None:
+                return types.ElicitResult(action="decline")
+            return types.ElicitResult(action="accept", content={"decision": decision})
+
+        return answer
+
+    try:
+        async with connect(tmp_path, extra=extra, elicitation=answering(None)) as (session, _):
+            r = await shell(session, f"curl -fsS {url}/no; echo ' rc='$?", workdir, login=False)
+        assert "rc=0" not in r["stdout"], r
+        assert hits == [], hits
+        assert r["blocked_hosts"] == [f"mirror.test:{port}"], r
+        assert messages == [
+            f"Allow agent to connect to `mirror.test:{port}`?\n"
+            f"Asked by: {rules}:1 (the package mirror)"
+        ], messages
+        messages.clear()
+        async with connect(
+            tmp_path, extra=extra, elicitation=answering("approve-for-session")
+        ) as (session, _):
+            r = await shell(
+                session,
+                f"curl -fsS {url}/a && curl -fsS {url}/b; echo ' rc='$?",
+                workdir,
+                login=False,
+            )
+        assert "okok rc=0" in r["stdout"], r
+        assert hits == ["/a", "/b"], hits
+        assert len(messages) == 1, messages
+    finally:
+        srv.shutdown()
+

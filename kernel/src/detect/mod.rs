@@ -119,6 +119,10 @@ pub struct Features {
     /// A PID namespace with its own `/proc` for the sandboxed tree.
     #[serde(default = "pidns::unknown")]
     pub pid_namespace: Feature,
+    /// A network namespace with only loopback for the sandboxed tree (egress by name
+    /// through the supervisor's proxy), made as the PID namespace is.
+    #[serde(default = "pidns::unknown")]
+    pub network_namespace: Feature,
     /// The sandboxed tree can empty its capability sets (bounding set too when this
     /// process holds `CAP_SETPCAP`).
     #[serde(default = "capabilities::unknown")]
@@ -149,6 +153,9 @@ pub fn detect() -> Features {
         let user_namespaces = beside(scope, "userns", userns::detect);
         let pid_namespace = beside(scope, "pidns", move || pidns::detect(sys_admin));
         let ptrace = beside(scope, "ptrace", move || ptrace::detect(cap_eff));
+        let network_namespace = beside(scope, "netns", move || {
+            crate::namespaces::net::detect(sys_admin)
+        });
         Features {
             seccomp: seccomp::detect(&kernel),
             pidfd: pidfd::detect(),
@@ -157,6 +164,7 @@ pub fn detect() -> Features {
             ptrace: ptrace(),
             user_namespaces: user_namespaces(),
             pid_namespace: pid_namespace(),
+            network_namespace: network_namespace(),
             capability_drop: capabilities::detect(cap(crate::capabilities::CAP_SETPCAP)),
             cgroup: cgroup::detect(&kernel),
             process: process::detect(&status),

@@ -1,6 +1,7 @@
 //! Namespaces for the sandboxed tree: a PID namespace with its own `/proc` ([`pid`]), a
-//! private mount namespace with read-only binds ([`mount`]), and IPC, UTS and cgroup
-//! namespaces ([`ISOLATION`]) made with the PID one.
+//! private mount namespace with read-only binds ([`mount`]), IPC, UTS and cgroup
+//! namespaces ([`ISOLATION`]) made with the PID one, and in proxy mode a network namespace
+//! with only loopback ([`net`]).
 //!
 //! Owns: `unshare`, the namespace's mounts and uid/gid maps. Must never fork by itself
 //! outside [`crate::process`]'s rules (only async-signal-safe calls between fork and exec)
@@ -8,6 +9,7 @@
 //! [`mod@crate::detect`]).
 
 pub mod mount;
+pub mod net;
 pub mod pid;
 
 use std::io;

@@ -37,6 +37,10 @@ use libseccomp::{
 pub struct FilterOptions {
     /// Allow sockets of every family (network on). Off: only `AF_UNIX`.
     pub network: bool,
+    /// With the network off, allow `AF_INET` and `AF_INET6` sockets too: the tree runs in a
+    /// network namespace with only loopback (egress through the supervisor's proxy), which
+    /// confines them. Every other family stays refused.
+    pub inet: bool,
     /// `execve`/`execveat` raise a user notification. Off for the patched-shell backend,
     /// which decides execs through the wrapper and keeps only the in-sandbox denials.
     pub notify_exec: bool,
@@ -204,16 +208,47 @@ pub fn build(options: FilterOptions) -> Result<BpfProgram, FilterError> {
 
     if !options.network {
         let socket = ScmpSyscall::from_name("socket").map_err(lib("resolve socket"))?;
-        ctx.add_rule_conditional(
-            ScmpAction::Errno(libc::EACCES),
-            socket,
-            &[ScmpArgCompare::new(
-                0,
-                ScmpCompareOp::NotEqual,
-                libc::AF_UNIX as u64,
-            )],
-        )
-        .map_err(lib("deny non-unix sockets"))?;
+        if options.inet {
+            // One rule per refused family (a rule compares an argument once): every family
+            // above AF_INET6, and each below it but AF_UNIX and AF_INET. A value with any
+            // upper bit set is above AF_INET6 too, so it is refused as well.
+            ctx.add_rule_conditional(
+                ScmpAction::Errno(libc::EACCES),
+                socket,
+                &[ScmpArgCompare::new(
+                    0,
+                    ScmpCompareOp::Greater,
+                    libc::AF_INET6 as u64,
+                )],
+            )
+            .map_err(lib("deny non-inet sockets"))?;
+            for family in 0..libc::AF_INET6 {
+                if family == libc::AF_UNIX || family == libc::AF_INET {
+                    continue;
+                }
+                ctx.add_rule_conditional(
+                    ScmpAction::Errno(libc::EACCES),
+                    socket,
+                    &[ScmpArgCompare::new(
+                        0,
+                        ScmpCompareOp::Equal,
+                        u64::try_from(family).unwrap_or(0),
+                    )],
+                )
+                .map_err(lib("deny non-inet sockets"))?;
+            }
+        } else {
+            ctx.add_rule_conditional(
+                ScmpAction::Errno(libc::EACCES),
+                socket,
+                &[ScmpArgCompare::new(
+                    0,
+                    ScmpCompareOp::NotEqual,
+                    libc::AF_UNIX as u64,
+                )],
+            )
+            .map_err(lib("deny non-unix sockets"))?;
+        }
         if options.notify_connect {
             let connect = ScmpSyscall::from_name("connect").map_err(lib("resolve connect"))?;
             ctx.add_rule(ScmpAction::Notify, connect)
@@ -270,6 +305,7 @@ mod tests {
     fn builds_a_program_for_both_network_settings() {
         let off = build(FilterOptions {
             network: false,
+            inet: false,
             notify_exec: true,
             notify_connect: true,
             host: true,
@@ -277,6 +313,7 @@ mod tests {
         .unwrap();
         let on = build(FilterOptions {
             network: true,
+            inet: false,
             notify_exec: true,
             notify_connect: true,
             host: true,
@@ -284,6 +321,7 @@ mod tests {
         .unwrap();
         let plain = build(FilterOptions {
             network: false,
+            inet: false,
             notify_exec: false,
             notify_connect: false,
             host: true,
@@ -291,6 +329,7 @@ mod tests {
         .unwrap();
         let danger = build(FilterOptions {
             network: true,
+            inet: false,
             notify_exec: true,
             notify_connect: true,
             host: false,
@@ -313,6 +352,7 @@ mod tests {
         // The connect notification adds instructions where the network is off.
         let off_no_connect = build(FilterOptions {
             network: false,
+            inet: false,
             notify_exec: true,
             notify_connect: false,
             host: true,

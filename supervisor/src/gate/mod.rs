@@ -77,6 +77,9 @@ pub(crate) struct Shared {
     pub(crate) git_trust: crate::sandbox::landlock::GitTrust,
     /// The session has a process group of its own (pgid == the root's pid).
     pub(crate) own_group: bool,
+    /// Proxy mode: the tree's network namespace (`st_dev`, `st_ino`), set once its
+    /// listener arrived. Only sockets of that namespace are connected for the tree.
+    pub(crate) egress_namespace: OnceLock<(u64, u64)>,
 }
 
 impl Shared {

@@ -93,8 +93,11 @@ impl Shared {
             n.args[1],
             usize::try_from(n.args[2] & 0xffff_ffff).unwrap_or(usize::MAX),
         );
-        if len > unix_socket::SOCKADDR_UN_LEN {
-            // Longer than any unix address: what the kernel answers such a call.
+        // `sockaddr_storage`'s size: the most the kernel takes for any family (an inet
+        // caller may pass that much; a unix address longer than its own size is refused
+        // below, as the kernel does).
+        const SOCKADDR_STORAGE_LEN: usize = 128;
+        if len > SOCKADDR_STORAGE_LEN {
             return libc::EINVAL;
         }
         let mut bytes = vec![0u8; len];
@@ -105,9 +108,14 @@ impl Shared {
             Ok(_) => return libc::EFAULT,
             Err(err) => return err.errno(),
         }
-        let Some(address) = UnixAddress::parse(&bytes) else {
+        let Some(address) = UnixAddress::parse(&bytes[..len.min(unix_socket::SOCKADDR_UN_LEN)])
+        else {
             return libc::EINVAL;
         };
+        if len > unix_socket::SOCKADDR_UN_LEN && !matches!(address, UnixAddress::Family(_)) {
+            // Longer than any unix address: what the kernel answers such a call.
+            return libc::EINVAL;
+        }
         // Connects the caller's own socket (a copy of its descriptor) with `connect`.
         let on_callers_socket = |connect: &dyn Fn(BorrowedFd<'_>) -> io::Result<()>| {
             let fd = i32::try_from(n.args[0]).unwrap_or(-1);
@@ -156,6 +164,21 @@ impl Shared {
                 on_callers_socket(&|socket| unix_socket::connect_abstract(socket, &name))
             }
             UnixAddress::Unspec => on_callers_socket(&unix_socket::disconnect),
+            // Proxy mode: the tree's TCP and UDP sockets live in its own network namespace
+            // (only loopback), so wherever the address points, it stays inside. The socket
+            // connected is the one checked to be of that namespace, never one passed in
+            // from outside.
+            UnixAddress::Family(family)
+                if matches!(i32::from(family), libc::AF_INET | libc::AF_INET6)
+                    && let Some(&namespace) = self.egress_namespace.get() =>
+            {
+                on_callers_socket(&|socket| {
+                    if kernel::namespaces::net::namespace_of(socket)? != namespace {
+                        return Err(io::Error::from_raw_os_error(libc::EACCES));
+                    }
+                    kernel::namespaces::net::connect_inet(socket, &bytes)
+                })
+            }
             // No socket of another family exists in the tree (the filter refuses them).
             UnixAddress::Family(_) => libc::EAFNOSUPPORT,
             UnixAddress::Unnamed => libc::EINVAL,

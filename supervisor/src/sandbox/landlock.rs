@@ -209,6 +209,10 @@ pub struct Enforcement {
     /// sandbox), or why they cannot be held here.
     #[serde(default)]
     pub unix_sockets: String,
+    /// How the tree reaches the network: `off`, `open`, or `proxy` (a network namespace
+    /// with only loopback; out only through the supervisor's egress proxy, by host rule).
+    #[serde(default)]
+    pub egress: String,
 }
 
 impl Enforcement {
@@ -257,6 +261,7 @@ impl Enforcement {
             pid_namespace: false,
             capabilities_dropped: false,
             unix_sockets: String::new(),
+            egress: if network { "open" } else { "off" }.to_owned(),
             bounding_set_dropped: false,
             namespaces: Vec::new(),
         }
