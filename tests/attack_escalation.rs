@@ -409,6 +409,41 @@ fn forbidden_rm_through_a_git_alias_wrapper() {
     git_alias_rm(Wrapper)
 }
 
+/// What an escalated copy leaves running after it exited stays decided: its background
+/// child's forbidden `rm` fails, and its allowed `echo` (outside, where that tree runs)
+/// still works, so the policy is served, not merely closed.
+fn leftover_child_rm(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    fs::write(c.path("canary"), "keep me").unwrap();
+    let script = format!(
+        "sh -c '(sleep 1; /bin/echo served > {served}; rm {canary}) >/dev/null 2>&1 &'; \
+         echo \"sh=$?\"; sleep 4",
+        served = c.p("served"),
+        canary = c.p("canary"),
+    );
+    let out = run(&s, b, &["sh.rules", "no-rm.rules"], &[], &script);
+    assert!(
+        c.path("canary").exists(),
+        "escaped: the forbidden rm of the escalated copy's leftover child deleted the canary\n{out:#?}"
+    );
+    assert_eq!(
+        fs::read_to_string(c.path("served")).ok().as_deref(),
+        Some("served\n"),
+        "the leftover child's allowed exec did not run: its execs are not served\n{out:#?}"
+    );
+}
+
+#[test]
+fn forbidden_rm_through_an_escalated_copys_leftover_child_unotify() {
+    leftover_child_rm(Unotify)
+}
+#[test]
+fn forbidden_rm_through_an_escalated_copys_leftover_child_wrapper() {
+    leftover_child_rm(Wrapper)
+}
+
 fn make_recipe_rm(b: Backend) {
     forbidden_rm_through(
         b,

@@ -343,7 +343,8 @@ pub(crate) fn run<C: Caller>(
     crate::teardown::ChildRegistry::global().release(pid);
     registry.finished(pid);
     let duration = started.elapsed();
-    if let Some(listener) = leftovers {
+    // Reaped, the copy no longer holds its filter: a thread only where its tree goes on.
+    if let Some(listener) = leftovers.filter(|l| !l.orphaned()) {
         serve_leftovers(listener, on_exec);
     }
     if caller.hand_back(status) {

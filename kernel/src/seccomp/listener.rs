@@ -133,6 +133,19 @@ impl Listener {
         }
     }
 
+    /// No process uses the filter any more and no notification is pending (`POLLHUP`
+    /// without `POLLIN`, looked at without waiting): nothing will ever arrive.
+    pub fn orphaned(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call; timeout 0.
+        let ret = unsafe { libc::poll(&mut fd, 1, 0) };
+        ret == 1 && fd.revents & libc::POLLIN == 0 && fd.revents & libc::POLLHUP != 0
+    }
+
     /// Waits for the next notification, the end of the tree, or one of `watched` becoming
     /// readable (a pidfd: that process exited). `Ready(i)` names the first one ready.
     pub fn wait_any(&self, watched: &[BorrowedFd<'_>]) -> io::Result<Watched> {
