@@ -25,7 +25,7 @@
 # `--network`, `--timeout SECONDS`); each skips, saying why, while the binary or the flag
 # it needs is missing, and starts running as soon as they exist.
 
-SCENARIOS=(doctor allow forbidden escalate cgroup_escape prompt_deny subprocess network readonly timeout)
+SCENARIOS=(doctor allow forbidden escalate cgroup_escape prompt_deny subprocess network egress readonly timeout)
 
 _verdict() { printf '%s %s\n' "$1" "$(printf '%s' "${*:2}" | tr '\n' ' ')" >>"$KM_OUT"; }
 pass() { _verdict PASS "$@"; }
@@ -204,6 +204,28 @@ scenario_network() {
     [ "$denied" = failed ] || fail "connect with network off: '$(show "$denied")'"
     grep -q "Connection refused" /tmp/err && fail "refused by the (absent?) listener, not denied by the sandbox"
     pass "connect denied ($(show "$(cat /tmp/err)")), allowed with --network"
+}
+
+# egress: network by name. The sandboxed tree has a network namespace with only loopback;
+# busybox wget reaches an allowed host (here an address named explicitly: the proxy
+# refuses loopback otherwise) through the supervisor's proxy ($http_proxy), not a host
+# no rule allows, and not directly (with the proxy unset, its own loopback has no server).
+scenario_egress() {
+    need_flag --allow-domain || return
+    local srv ok denied direct
+    mkdir -p /www /km-work && echo hello-egress > /www/f
+    busybox httpd -f -p 127.0.0.2:8080 -h /www &
+    srv=$!
+    sleep 1
+    cd /km-work || return
+    ok=$(eg --allow-domain 127.0.0.2:8080 -- bash -c 'wget -q -O - http://127.0.0.2:8080/f' 2>/tmp/err)
+    denied=$(eg --allow-domain example.com -- bash -c 'wget -q -O - http://127.0.0.2:8080/f' 2>/tmp/err2)
+    direct=$(eg --allow-domain 127.0.0.2:8080 -- bash -c 'http_proxy= wget -q -O - http://127.0.0.2:8080/f' 2>/tmp/err3)
+    kill "$srv" 2>/dev/null
+    [ "$ok" = hello-egress ] || fail "the allowed address through the proxy: got '$(show "$ok")' $(show "$(cat /tmp/err)")"
+    [ -z "$denied" ] || fail "a host no rule allows was reached: '$(show "$denied")'"
+    [ -z "$direct" ] || fail "a direct connection bypassing the proxy was reached: '$(show "$direct")'"
+    pass "allowed via the proxy; denied host ($(show "$(tail -c 120 /tmp/err2)")) and direct ($(show "$(tail -c 80 /tmp/err3)")) reached nothing"
 }
 
 # readonly: under --sandbox read-only a write by the sandboxed shell itself fails with
