@@ -151,6 +151,33 @@ impl ElicitationApprover {
         }
     }
 
+    /// Sends the form and waits for the answer within `--prompt-timeout`. `Err`: the
+    /// denial to give (nobody answered, or asking failed).
+    async fn elicit(
+        &self,
+        message: String,
+        requested_schema: ElicitationSchema,
+    ) -> Result<rmcp::model::ElicitResult, Approval> {
+        let params = ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message,
+            requested_schema,
+        };
+        let asked = self.peer.create_elicitation(params);
+        match tokio::time::timeout(self.prompt_timeout, asked).await {
+            Err(_) => Err(Approval::Deny {
+                reason: format!(
+                    "nobody answered the approval request within {}s (--prompt-timeout): denied",
+                    self.prompt_timeout.as_secs_f64()
+                ),
+            }),
+            Ok(Err(error)) => Err(Approval::Deny {
+                reason: format!("asking the human failed ({error}): denied"),
+            }),
+            Ok(Ok(result)) => Ok(result),
+        }
+    }
+
     /// "Approve and remember" appends its rule to `file` (`None`: not offered).
     #[must_use]
     pub fn with_amend_rules(mut self, file: Option<PathBuf>) -> Self {
@@ -188,20 +215,12 @@ impl ElicitationApprover {
             };
         }
         let offer = RuleOffer::for_request(&request, self.amend_rules.as_ref());
-        let params = ElicitRequestParams::FormElicitationParams {
-            meta: None,
-            message: message_offering(&request, offer.as_ref()),
-            requested_schema: form_offering(offer.is_some()),
-        };
-        let asked = self.peer.create_elicitation(params);
-        let Ok(answered) = tokio::time::timeout(self.prompt_timeout, asked).await else {
-            return Approval::Deny {
-                reason: format!(
-                    "nobody answered the approval request within {}s (--prompt-timeout): denied",
-                    self.prompt_timeout.as_secs_f64()
-                ),
-            };
-        };
+        let answered = self
+            .elicit(
+                message_offering(&request, offer.as_ref()),
+                form_offering(offer.is_some()),
+            )
+            .await;
         match answered {
             Ok(result) => {
                 let (approval, by_person) = answer_from(&result, offer.is_some());
@@ -217,9 +236,7 @@ impl ElicitationApprover {
                 }
                 approval
             }
-            Err(error) => Approval::Deny {
-                reason: format!("asking the human failed ({error}): denied"),
-            },
+            Err(denied) => denied,
         }
     }
 }
@@ -274,25 +291,9 @@ impl ElicitationApprover {
                     .to_owned(),
             };
         }
-        let params = ElicitRequestParams::FormElicitationParams {
-            meta: None,
-            message: host_message(&request),
-            requested_schema: form(),
-        };
-        let asked = self.peer.create_elicitation(params);
-        let Ok(answered) = tokio::time::timeout(self.prompt_timeout, asked).await else {
-            return Approval::Deny {
-                reason: format!(
-                    "nobody answered the approval request within {}s (--prompt-timeout): denied",
-                    self.prompt_timeout.as_secs_f64()
-                ),
-            };
-        };
-        match answered {
+        match self.elicit(host_message(&request), form()).await {
             Ok(result) => answer_from(&result, false).0,
-            Err(error) => Approval::Deny {
-                reason: format!("asking the human failed ({error}): denied"),
-            },
+            Err(denied) => denied,
         }
     }
 }

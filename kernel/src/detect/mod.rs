@@ -193,6 +193,28 @@ fn beside<'scope, T: Send + 'scope>(
     }
 }
 
+/// What a namespace probe's report says: the first step that failed, its errno, and why
+/// `EPERM` there usually happens (`steps`: each step's name and the errno it reported, 0
+/// for success).
+pub(crate) fn failed_namespace_step(
+    steps: &[(&str, i32)],
+    how: &str,
+    cap_sys_admin: bool,
+) -> String {
+    let (step, errno) = steps
+        .iter()
+        .copied()
+        .find(|(_, e)| *e != 0)
+        .unwrap_or(("probe", 0));
+    let mut detail = format!("{step} {how}: {}", errno_name_raw(errno));
+    if errno == libc::EPERM && cap_sys_admin {
+        detail.push_str(" (a seccomp profile or LSM refuses it)");
+    } else if errno == libc::EPERM {
+        detail.push_str(" (unprivileged user namespaces refused here; CAP_SYS_ADMIN would do)");
+    }
+    detail
+}
+
 /// `EBADF`-style name of an io::Error's errno, or its text when it has none.
 pub(crate) fn errno_name(err: &io::Error) -> String {
     match err.raw_os_error() {

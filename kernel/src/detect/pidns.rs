@@ -155,27 +155,20 @@ pub(crate) fn detect(cap_sys_admin: bool) -> Feature {
             ),
         ),
         Ok(report) => {
-            let (step, errno) = [
-                (
-                    "unshare(CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWCGROUP)",
-                    report[UNSHARE],
-                ),
-                ("writing the user namespace's uid/gid maps", report[MAPS]),
-                ("making mounts private", report[PRIVATE]),
-                ("fork in the namespace", report[FORK]),
-                ("mounting /proc in the namespace", report[MOUNT]),
-            ]
-            .into_iter()
-            .find(|(_, e)| *e != 0)
-            .unwrap_or(("probe", 0));
-            let mut detail = format!("{step} {how}: {}", crate::detect::errno_name_raw(errno));
-            if errno == libc::EPERM && cap_sys_admin {
-                detail.push_str(" (a seccomp profile or LSM refuses it)");
-            } else if errno == libc::EPERM {
-                detail.push_str(
-                    " (unprivileged user namespaces refused here; CAP_SYS_ADMIN would do)",
-                );
-            }
+            let detail = crate::detect::failed_namespace_step(
+                &[
+                    (
+                        "unshare(CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWCGROUP)",
+                        report[UNSHARE],
+                    ),
+                    ("writing the user namespace's uid/gid maps", report[MAPS]),
+                    ("making mounts private", report[PRIVATE]),
+                    ("fork in the namespace", report[FORK]),
+                    ("mounting /proc in the namespace", report[MOUNT]),
+                ],
+                how,
+                cap_sys_admin,
+            );
             Feature::probed(false, since, detail)
         }
         Err(e) => Feature::probed(false, since, format!("probe child: {e}")),

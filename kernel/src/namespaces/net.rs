@@ -239,23 +239,16 @@ pub fn detect(cap_sys_admin: bool) -> Feature {
             format!("unshare(CLONE_NEWNET), lo up and a listener on it succeeded {how}"),
         ),
         Ok(report) => {
-            let (step, errno) = [
-                ("unshare(CLONE_NEWUSER)", report[PROBE_USERNS]),
-                ("unshare(CLONE_NEWNET)", report[PROBE_UNSHARE]),
-                ("bringing lo up (SIOCSIFFLAGS)", report[PROBE_LOOPBACK]),
-                ("listening on 127.0.0.1 inside", report[PROBE_LISTEN]),
-            ]
-            .into_iter()
-            .find(|(_, e)| *e != 0)
-            .unwrap_or(("probe", 0));
-            let mut detail = format!("{step} {how}: {}", crate::detect::errno_name_raw(errno));
-            if errno == libc::EPERM && cap_sys_admin {
-                detail.push_str(" (a seccomp profile or LSM refuses it)");
-            } else if errno == libc::EPERM {
-                detail.push_str(
-                    " (unprivileged user namespaces refused here; CAP_SYS_ADMIN would do)",
-                );
-            }
+            let detail = crate::detect::failed_namespace_step(
+                &[
+                    ("unshare(CLONE_NEWUSER)", report[PROBE_USERNS]),
+                    ("unshare(CLONE_NEWNET)", report[PROBE_UNSHARE]),
+                    ("bringing lo up (SIOCSIFFLAGS)", report[PROBE_LOOPBACK]),
+                    ("listening on 127.0.0.1 inside", report[PROBE_LISTEN]),
+                ],
+                how,
+                cap_sys_admin,
+            );
             Feature::probed(false, since, detail)
         }
         Err(e) => Feature::probed(false, since, format!("probe child: {e}")),

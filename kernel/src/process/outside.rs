@@ -345,6 +345,18 @@ mod tests {
         items.iter().map(|s| CString::new(*s).unwrap()).collect()
     }
 
+    /// `argv` run from `path` in `cwd`, with no environment, stdio or hooks.
+    fn program(path: &str, argv: &[&str], cwd: &str) -> Outside {
+        Outside {
+            path: CString::new(path).unwrap(),
+            argv: cstrings(argv),
+            env: Vec::new(),
+            cwd: CString::new(cwd).unwrap(),
+            stdio: [None, None, None],
+            hooks: Vec::new(),
+        }
+    }
+
     fn wait(started: &Started) -> i32 {
         let mut status = 0;
         // SAFETY: our child, reaped once.
@@ -382,34 +394,14 @@ mod tests {
 
     #[test]
     fn a_failed_step_is_the_error_and_the_child_is_reaped() {
-        let err = spawn_outside(Outside {
-            path: CString::new("/nonexistent/program").unwrap(),
-            argv: cstrings(&["program"]),
-            env: Vec::new(),
-            cwd: CString::new("/").unwrap(),
-            stdio: [None, None, None],
-            hooks: Vec::new(),
-        })
-        .unwrap_err();
+        let err = spawn_outside(program("/nonexistent/program", &["program"], "/")).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
-        let err = spawn_outside(Outside {
-            path: CString::new("/bin/true").unwrap(),
-            argv: cstrings(&["true"]),
-            env: Vec::new(),
-            cwd: CString::new("/nonexistent-cwd").unwrap(),
-            stdio: [None, None, None],
-            hooks: Vec::new(),
-        })
-        .unwrap_err();
+        let err = spawn_outside(program("/bin/true", &["true"], "/nonexistent-cwd")).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
         let hook: ChildHook = Box::new(|| Err(io::Error::from_raw_os_error(libc::EPERM)));
         let err = spawn_outside(Outside {
-            path: CString::new("/bin/true").unwrap(),
-            argv: cstrings(&["true"]),
-            env: Vec::new(),
-            cwd: CString::new("/").unwrap(),
-            stdio: [None, None, None],
             hooks: vec![hook],
+            ..program("/bin/true", &["true"], "/")
         })
         .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPERM));
@@ -417,15 +409,7 @@ mod tests {
 
     #[test]
     fn the_exit_status_is_the_programs() {
-        let started = spawn_outside(Outside {
-            path: CString::new("/bin/sh").unwrap(),
-            argv: cstrings(&["sh", "-c", "exit 42"]),
-            env: Vec::new(),
-            cwd: CString::new("/").unwrap(),
-            stdio: [None, None, None],
-            hooks: Vec::new(),
-        })
-        .unwrap();
+        let started = spawn_outside(program("/bin/sh", &["sh", "-c", "exit 42"], "/")).unwrap();
         let status = wait(&started);
         assert!(libc::WIFEXITED(status));
         assert_eq!(libc::WEXITSTATUS(status), 42);
