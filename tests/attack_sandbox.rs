@@ -23,7 +23,7 @@ use common::{EXECGATE, Output, Scratch, wait_bounded};
 mod attack_harness;
 use attack_harness::{
     Backend, Canary, Unotify, Wrapper, attack_fixture, compile, outside, pieces, run, sh_quote,
-    skip_unless_available, supervise_command,
+    skip_unless_available, supervise_command, supervise_command_loading,
 };
 
 fn probe(s: &Scratch) -> String {
@@ -1186,6 +1186,47 @@ fn a_loaded_rules_file_inside_the_workdir_is_read_only_unotify() {
 #[test]
 fn a_loaded_rules_file_inside_the_workdir_is_read_only_wrapper() {
     loaded_rules_file_is_read_only(Wrapper)
+}
+
+/// The rules directory the next session reads (`$CODEX_HOME/rules`), absent at start and
+/// inside a writable root: a session that creates it must not give the next session a
+/// rule. Seen outside: the next session's `touch` of a canary outside every writable root
+/// would run escalated under the planted allow rule.
+fn planted_default_rules_directory(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    let codex_home = s.path(".codex");
+    let session = |script: &str| {
+        let mut cmd = supervise_command_loading(&s, b, true, &[], &[], script);
+        cmd.env("CODEX_HOME", &codex_home)
+            .env("XDG_CONFIG_HOME", s.path(".config"))
+            .stdin(Stdio::null());
+        let out = cmd.output().unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let first = session(
+        "mkdir -p .codex/rules && printf 'prefix_rule(pattern = [\"touch\"], decision = \"allow\")\n' \
+         > .codex/rules/default.rules; echo \"plant=$?\"",
+    );
+    let second = session(&format!("touch {}; echo \"touch=$?\"", c.p("canary")));
+    assert!(
+        !c.path("canary").exists(),
+        "escaped: a rules directory planted by one session gave the next an allow rule\n\
+         first: {first:?}\nsecond: {second:?}"
+    );
+}
+
+#[test]
+fn a_planted_default_rules_directory_gives_the_next_session_nothing_unotify() {
+    planted_default_rules_directory(Unotify)
+}
+#[test]
+fn a_planted_default_rules_directory_gives_the_next_session_nothing_wrapper() {
+    planted_default_rules_directory(Wrapper)
 }
 
 /// What agents do in a repository still works inside the sandbox: `git add` and

@@ -102,6 +102,9 @@ pub struct Policy {
     admin: RuleSet,
     network: crate::network::NetworkPolicy,
     sources: Vec<PathBuf>,
+    /// Where a later load looks, present or not: the default directories (when loaded)
+    /// and every `--rules` and `--admin-rules` path as given.
+    looked_in: Vec<PathBuf>,
 }
 
 impl Policy {
@@ -164,6 +167,11 @@ impl Policy {
         }
         policy.admin = RuleSet::new(admin.rules, admin.host_executables);
         policy.sources.extend(admin_files);
+        if opts.default_rules {
+            policy.looked_in.extend(opts.default_dirs());
+        }
+        policy.looked_in.extend(opts.rules.iter().cloned());
+        policy.looked_in.extend(opts.admin_rules.iter().cloned());
         Ok(policy)
     }
 
@@ -181,6 +189,7 @@ impl Policy {
             admin: RuleSet::default(),
             network: crate::network::NetworkPolicy::new(builder.network_rules),
             sources,
+            looked_in: Vec::new(),
         }
     }
 
@@ -208,6 +217,22 @@ impl Policy {
     /// The rules files loaded, in order (the admin files last).
     pub fn sources(&self) -> &[PathBuf] {
         &self.sources
+    }
+
+    /// Every path the next load reads or looks in: the files loaded, the default
+    /// directories (when loaded) and the `--rules`/`--admin-rules` paths, existing or not.
+    /// A sandbox keeps them all read-only, absent ones included: a session must not write
+    /// or create a rule the next session would load.
+    pub fn paths_read(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self
+            .sources
+            .iter()
+            .chain(&self.looked_in)
+            .cloned()
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
     }
 
     /// Evaluates one command the way `codex execpolicy check --resolve-host-executables`

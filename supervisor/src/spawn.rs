@@ -113,7 +113,7 @@ impl Supervisor {
             tmpdir.as_deref(),
             self.inner.git_protection,
             self.inner.landlock_abi,
-            self.inner.policy.sources(),
+            &self.inner.policy.paths_read(),
         )?;
         let git_trust = landlock.git_trust().clone();
         let binds = kernel::namespaces::mount::ReadOnlyBinds::new(landlock.read_only_binds())

@@ -138,7 +138,24 @@ pub fn supervise_command(
     args: &[&str],
     script: &str,
 ) -> Command {
-    let mut argv: Vec<OsString> = vec!["supervise".into(), "--no-default-rules".into()];
+    supervise_command_loading(s, backend, false, rules, args, script)
+}
+
+/// [`supervise_command`], loading the default rules directories too when `default_rules`
+/// (`$CODEX_HOME/rules`, `$XDG_CONFIG_HOME/execgate/rules`: set them in the command's
+/// environment).
+pub fn supervise_command_loading(
+    s: &Scratch,
+    backend: Backend,
+    default_rules: bool,
+    rules: &[&str],
+    args: &[&str],
+    script: &str,
+) -> Command {
+    let mut argv: Vec<OsString> = vec!["supervise".into()];
+    if !default_rules {
+        argv.push("--no-default-rules".into());
+    }
     argv.push("--backend".into());
     argv.push(backend.name().into());
     argv.push("--audit".into());

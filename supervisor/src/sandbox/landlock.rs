@@ -498,12 +498,25 @@ pub fn prepare_protecting(
         );
         let mut found = scan(&roots, &walk, &workdir, home.as_deref());
         for path in also_read_only {
-            if let Ok(path) = path.canonicalize()
-                && roots.iter().any(|r| path.starts_with(r))
-            {
-                found.present.push(path);
+            match path.canonicalize() {
+                Ok(path) => {
+                    if roots.iter().any(|r| path.starts_with(r)) {
+                        found.present.push(path);
+                    }
+                }
+                // Not there yet: a session must not create it either (set aside at its
+                // end where it could).
+                Err(_) => {
+                    if let Some(path) = resolve_absent(path)
+                        && roots.iter().any(|r| path.starts_with(r))
+                    {
+                        found.absent.push(path);
+                    }
+                }
             }
         }
+        found.absent.sort();
+        found.absent.dedup();
         found.present.sort();
         found.present.dedup();
         let protected = match protection {
@@ -891,6 +904,31 @@ impl GitTrust {
     /// The git directories recorded at session start.
     pub fn git_dirs(&self) -> impl Iterator<Item = &Path> {
         self.dirs.iter().map(|d| d.path.as_path())
+    }
+}
+
+/// `path`, absent, with its deepest existing ancestor resolved (symlinks followed): where
+/// it would be created. `None` for a relative path or one with `..` after that ancestor.
+fn resolve_absent(path: &Path) -> Option<PathBuf> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut rest = Vec::new();
+    let mut existing = path;
+    loop {
+        let name = existing.file_name()?;
+        rest.push(name.to_owned());
+        existing = existing.parent()?;
+        if let Ok(real) = existing.canonicalize() {
+            let mut resolved = real;
+            for part in rest.iter().rev() {
+                if part == ".." || part == "." {
+                    return None;
+                }
+                resolved.push(part);
+            }
+            return Some(resolved);
+        }
     }
 }
 
