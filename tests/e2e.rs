@@ -1209,6 +1209,42 @@ fn a_sandboxed_tree_cannot_read_the_environment_of_processes_outside_it(b: Backe
     );
 }
 
+/// A tree that may write the cgroup filesystem (danger-full-access) and makes child
+/// cgroups below its session's: the session's cgroup is still removed at its end, children
+/// first (before: EBUSY for 5 s, then left behind, and every later start walked it).
+fn child_cgroups_of_the_tree_are_removed_with_the_session(b: Backend) {
+    skip_unless!(b.unavailable());
+    let Some(root) = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split_whitespace().nth(4).map(str::to_string))
+    else {
+        panic!("no cgroup2 mount: CI hosts have one");
+    };
+    let scratch = Scratch::new();
+    let out = scratch
+        .supervise(b, &[])
+        .arg("--sandbox")
+        .arg("danger-full-access")
+        .run(&format!(
+            "own=$(sed -n 's/^0:://p' /proc/self/cgroup); echo \"$own\"; \
+             mkdir -p {root}$own/made-by-the-tree/and-below && echo made"
+        ));
+    let own = out.stdout.lines().next().unwrap_or_default().to_owned();
+    assert!(
+        out.stdout.ends_with("made\n") && own.contains("/session-"),
+        "{out:#?}"
+    );
+    let session = PathBuf::from(format!("{root}{own}"));
+    assert!(
+        !session.exists(),
+        "the session's cgroup was left behind: {}\n{out:#?}",
+        session.display()
+    );
+    assert!(!out.stderr.contains("removing session cgroup"), "{out:#?}");
+}
+
 fn a_sandboxed_tree_keeps_exact_statuses_and_has_its_orphans_reaped(b: Backend) {
     skip_unless!(b.pid_namespace_unavailable());
     let scratch = Scratch::new();
@@ -1548,4 +1584,5 @@ scenarios! {
     an_unprivileged_supervisor_isolates_the_tree_in_a_user_namespace,
     resource_limits_from_the_command_line_bind_the_tree,
     sandbox_still_holds_for_an_allowed_program,
+    child_cgroups_of_the_tree_are_removed_with_the_session,
 }

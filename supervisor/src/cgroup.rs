@@ -547,9 +547,44 @@ impl SessionCgroup {
     }
 }
 
-/// `rmdir`, retrying while it says EBUSY: it can, briefly, while the last exiting task
-/// leaves.
+/// Child cgroups a tree may make below its own (where it can write the cgroup
+/// filesystem: danger-full-access, or a nested execgate) are removed first, deepest first,
+/// at most this deep: `rmdir` of a cgroup with children fails with EBUSY for good.
+const MAX_CHILD_DEPTH: usize = 32;
+
+/// `rmdir` of `dir` and of the (empty, killed) child cgroups below it, retrying while it
+/// says EBUSY: it can, briefly, while the last exiting task leaves.
 fn remove_dir_patiently(dir: &Path) -> Result<(), CgroupError> {
+    remove_below(dir, MAX_CHILD_DEPTH, &|child| {
+        let _ = remove_one_patiently(child);
+    });
+    remove_one_patiently(dir)
+}
+
+/// `rmdir` of `dir` and the child cgroups below it, once each: a cgroup that still holds
+/// processes stays (a dead supervisor's leftovers, see `Supervisor::new`).
+pub(crate) fn remove_tree(dir: &Path) {
+    remove_below(dir, MAX_CHILD_DEPTH, &|child| {
+        let _ = std::fs::remove_dir(child);
+    });
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// `rmdir` (as `remove`) of every directory below `dir`, deepest first, `depth` levels.
+fn remove_below(dir: &Path, depth: usize, remove: &dyn Fn(&Path)) {
+    let Some(depth) = depth.checked_sub(1) else {
+        return;
+    };
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let child = entry.path();
+            remove_below(&child, depth, remove);
+            remove(&child);
+        }
+    }
+}
+
+fn remove_one_patiently(dir: &Path) -> Result<(), CgroupError> {
     let start = Instant::now();
     loop {
         match std::fs::remove_dir(dir) {

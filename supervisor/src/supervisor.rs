@@ -442,13 +442,7 @@ fn remove_stale_supervisor_cgroups(base: &Path) {
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        if let Ok(sessions) = std::fs::read_dir(entry.path()) {
-            for session in sessions.flatten() {
-                if session.path().is_dir() {
-                    let _ = std::fs::remove_dir(session.path());
-                }
-            }
-        }
-        let _ = std::fs::remove_dir(entry.path());
+        // Its sessions, and what their trees made below them, are empty: removed with it.
+        crate::cgroup::remove_tree(&entry.path());
     }
 }
