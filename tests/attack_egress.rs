@@ -325,6 +325,27 @@ fn the_hosts_own_services_are_unreachable_by_any_spelling() {
         format!("--allow-domain=*.wild.test:{port}"),
     ];
     args.extend(resolve);
+    // A careless rule naming each spelling that is not an address's canonical literal (an
+    // allow rule naming the canonical literal opens that address by design): the name is
+    // then allowed, and only the address check stands in the way.
+    for host in this_host_spellings() {
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let canonical = bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.to_string() == bare);
+        if !canonical {
+            let flag = if bare.contains(':') {
+                format!("--allow-domain=[{bare}]:{port}")
+            } else {
+                format!("--allow-domain={host}:{port}")
+            };
+            args.push(flag);
+        }
+    }
     let mut script = String::new();
     for host in this_host_spellings() {
         let a = format!("{host}:{port}");
@@ -349,6 +370,13 @@ fn the_hosts_own_services_are_unreachable_by_any_spelling() {
     std::thread::sleep(Duration::from_millis(1500));
     target.reset();
     let out = supervise(&s, &args, &script);
+    eprintln!(
+        "DEBUGAUDIT {:#?}",
+        network_lines(&s)
+            .iter()
+            .map(|l| format!("{} {} {}", l["protocol"], l["host"], l["reason"]))
+            .collect::<Vec<_>>()
+    );
     assert!(
         out.stdout.lines().count() >= this_host_spellings().len() * 3,
         "the client did not run: {out:#?}"
@@ -777,4 +805,94 @@ fn a_connection_flood_neither_kills_nor_exhausts_the_proxy() {
     assert_eq!(target.connections(), 1, "{out:#?}");
     assert!(out.stdout.contains("hello from outside"), "{out:#?}");
     assert_eq!(out.code(), 0, "{out:#?}");
+}
+
+/// The listener of the "public address" test: on every address of its host, one line in
+/// its file per connection.
+const ALL_ADDRESSES_LISTENER: &str = r#"
+import socket, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", int(sys.argv[2])))
+srv.listen(64)
+open(sys.argv[1] + ".ready", "w").close()
+while True:
+    c, _ = srv.accept()
+    with open(sys.argv[1], "a") as f:
+        f.write("hit\n")
+    c.settimeout(2)
+    try:
+        c.recv(65536)
+    except OSError:
+        pass
+    c.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello from outside")
+    c.close()
+"#;
+
+/// An allowed name that resolves to one of the host's own PUBLIC addresses (a server with
+/// a routable address on its interface, as most cloud hosts have) reaches the host's own
+/// services as loopback would: a daemon listening on 0.0.0.0 answers on it. The address
+/// check classifies addresses, and a public one passes it; the proxy must also refuse the
+/// addresses of its own host. Made reproducible in a fresh network namespace (`unshare
+/// --net`, as root) whose `lo` carries 11.22.33.44, a routable address, with a listener on
+/// every address; the supervisor runs there.
+#[test]
+fn the_hosts_own_public_address_does_not_reach_its_services() {
+    skip_unless!(unavailable());
+    for tool in ["unshare", "ip", "curl"] {
+        skip_unless!(which(tool).is_none().then(|| format!("no {tool} on PATH")));
+    }
+    let s = Scratch::new();
+    std::fs::write(s.work.join("client.py"), CLIENT).unwrap();
+    std::fs::write(s.io.join("listener.py"), ALL_ADDRESSES_LISTENER).unwrap();
+    let io = s.io.display().to_string();
+    let port = 18080;
+    let inner = format!(
+        "curl -fsS --max-time 10 http://public.test:{port}/; echo \" http=$?\"\n\
+         curl -fsS --max-time 10 -p http://public.test:{port}/; echo \" connect=$?\"\n\
+         python3 client.py socks 1 3 public.test {port}\n\
+         python3 client.py socks 1 1 11.22.33.44 {port}\n"
+    );
+    let outer = format!(
+        r#"set -e
+ip link set lo up
+ip addr add 11.22.33.44/32 dev lo
+python3 {io}/listener.py {io}/hits {port} &
+for i in $(seq 100); do [ -e {io}/hits.ready ] && break; sleep 0.1; done
+# The listener answers on that address outside any sandbox (one hit).
+curl -fsS --max-time 5 http://11.22.33.44:{port}/ >/dev/null
+set +e
+{EXECGATE} supervise --no-default-rules --audit {io}/audit.jsonl \
+  --allow-domain=public.test:{port} --proxy-resolve=public.test=11.22.33.44 \
+  -- bash -c '{inner}'
+echo "supervise=$?"
+kill %1
+"#,
+        inner = inner.replace('\'', "'\\''")
+    );
+    let mut child = Command::new("unshare")
+        .current_dir(&s.work)
+        .args(["--net", "--", "bash", "-c", &outer])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(s.io.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(s.io.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, || s.read_io("stderr"));
+    let out = Output {
+        status,
+        stdout: s.read_io("stdout"),
+        stderr: s.read_io("stderr"),
+    };
+    assert!(out.stdout.contains("supervise="), "{out:#?}");
+    let hits = std::fs::read_to_string(s.io.join("hits")).unwrap_or_default();
+    assert_eq!(
+        hits.lines().count(),
+        1,
+        "escaped: the host's own service was reached through its public address\n{out:#?}"
+    );
+    assert!(!out.stdout.contains("hello from outside"), "{out:#?}");
+    let lines = network_lines(&s);
+    assert_eq!(lines.len(), 4, "{out:#?}");
+    assert!(lines.iter().all(|l| l["decision"] == "deny"), "{lines:#?}");
 }

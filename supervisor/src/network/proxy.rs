@@ -205,9 +205,15 @@ impl ProxyContext {
         let rules = &self.egress.policy;
         let reason = match rules.decide(&host, port) {
             None => {
+                // An IPv6 literal in brackets, so the flag suggested parses.
+                let shown = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
                 return Err(format!(
-                    "no rule allows {host}:{port} (ports default to 80 and 443; \
-                     --allow-domain {host}:{port} would)"
+                    "no rule allows {shown}:{port} (ports default to 80 and 443; \
+                     --allow-domain {shown}:{port} would)"
                 ));
             }
             Some(rule) if rule.decision == Decision::Forbidden => {
@@ -261,7 +267,10 @@ impl ProxyContext {
         let mut refused = None;
         let mut last_err = None;
         for ip in candidates {
-            if let Some(why) = address::non_public(ip)
+            let why = address::non_public(ip)
+                .map(str::to_owned)
+                .or_else(|| address::this_host(ip));
+            if let Some(why) = why
                 && !rules.allows_address(ip, port)
             {
                 refused.get_or_insert(format!(
