@@ -370,13 +370,6 @@ fn the_hosts_own_services_are_unreachable_by_any_spelling() {
     std::thread::sleep(Duration::from_millis(1500));
     target.reset();
     let out = supervise(&s, &args, &script);
-    eprintln!(
-        "DEBUGAUDIT {:#?}",
-        network_lines(&s)
-            .iter()
-            .map(|l| format!("{} {} {}", l["protocol"], l["host"], l["reason"]))
-            .collect::<Vec<_>>()
-    );
     assert!(
         out.stdout.lines().count() >= this_host_spellings().len() * 3,
         "the client did not run: {out:#?}"
@@ -895,4 +888,147 @@ kill %1
     let lines = network_lines(&s);
     assert_eq!(lines.len(), 4, "{out:#?}");
     assert!(lines.iter().all(|l| l["decision"] == "deny"), "{lines:#?}");
+}
+
+/// A SOCKS5 domain is 255 arbitrary bytes: one with a newline, a terminal escape and a
+/// fake log line must not reach the person's terminal (the supervisor's stderr) as a line
+/// of its own or as a raw escape, nor the audit log as anything but one JSON line.
+#[test]
+fn a_host_name_cannot_forge_log_lines_or_send_terminal_escapes() {
+    skip_unless!(unavailable());
+    let s = Scratch::new();
+    let target = Listener::start("127.0.0.28");
+    let port = target.port();
+    let forged =
+        "x\\n1999-01-01T00:00:00Z  INFO FORGED: allowed evil.test\\x1b]0;pwned\\x07\\x1b[2J";
+    let script = format!(
+        "python3 -c 'import socket,sys\n\
+         name = sys.argv[1].encode().decode(\"unicode_escape\").encode(\"latin1\")\n\
+         s = socket.create_connection((\"127.0.0.1\", 3128)); s.sendall(b\"\\x05\\x01\\x00\"); s.recv(2)\n\
+         s.sendall(bytes([5, 1, 0, 3, len(name)]) + name + ({port}).to_bytes(2, \"big\")); print(\"forge\", s.recv(10))' '{forged}'\n"
+    );
+    let out = supervise(
+        &s,
+        &[
+            format!("--allow-domain=pkgs.test:{port}"),
+            "--proxy-resolve=pkgs.test=127.0.0.28".to_owned(),
+        ],
+        &script,
+    );
+    assert!(out.stdout.contains("forge"), "{out:#?}");
+    assert_eq!(target.connections(), 0);
+    assert!(
+        !out.stderr.lines().any(|l| l.starts_with("1999-01-01")),
+        "escaped: a forged line on the supervisor's stderr:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains('\u{1b}') && !out.stderr.contains('\u{7}'),
+        "escaped: a raw terminal escape on the supervisor's stderr: {:?}",
+        out.stderr
+    );
+    let audit = s.read_io("audit.jsonl");
+    assert!(
+        !audit.lines().any(|l| l.starts_with("1999-01-01")),
+        "{audit}"
+    );
+    assert_eq!(network_lines(&s).len(), 1, "{audit}");
+}
+
+/// The supervisor connects a tree's inet socket on its behalf (`gate/sockets.rs`): odd
+/// `sockaddr`s (too short, too long, unaligned, another family on an inet socket, an IPv6
+/// one with a scope, IPv4-mapped loopback, `AF_UNSPEC`), descriptors that are no inet
+/// socket of the tree's namespace (every socket the tree inherited, a unix socket given an
+/// inet address), a bad pointer. Nothing reaches a listener on every address of the
+/// host, and the session still works afterwards (the supervisor survived every answer).
+#[test]
+fn odd_connects_answered_by_the_supervisor_reach_nothing() {
+    skip_unless!(unavailable());
+    let s = Scratch::new();
+    let target = Listener::start("::");
+    let port = target.port();
+    let allowed = Listener::start("127.0.0.29");
+    let own = host_addresses()
+        .first()
+        .map(|a| a.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let probe = format!(
+        r#"
+import ctypes, os, socket, stat, struct
+libc = ctypes.CDLL(None, use_errno=True)
+PORT = {port}
+def sin(ip, port=PORT):
+    return struct.pack("=H", socket.AF_INET) + struct.pack("!H", port) + socket.inet_aton(ip) + b"\0" * 8
+def sin6(ip, port=PORT, scope=0):
+    return struct.pack("=H", socket.AF_INET6) + struct.pack("!HI", port, 0) + socket.inet_pton(socket.AF_INET6, ip) + struct.pack("=I", scope)
+def raw(fd, data, length=None, offset=0):
+    buf = ctypes.create_string_buffer(b"\0" * offset + data + b"\0" * 256)
+    length = len(data) if length is None else length
+    r = libc.connect(fd, ctypes.byref(buf, offset), length)
+    return r, ctypes.get_errno()
+cases = [
+    ("v4", socket.AF_INET, sin("127.0.0.1"), None, 0),
+    ("v4-own", socket.AF_INET, sin("{own}"), None, 0),
+    ("v4-short", socket.AF_INET, sin("127.0.0.1")[:8], None, 0),
+    ("v4-len0", socket.AF_INET, sin("127.0.0.1"), 0, 0),
+    ("v4-len1", socket.AF_INET, sin("127.0.0.1"), 1, 0),
+    ("v4-len2", socket.AF_INET, sin("127.0.0.1"), 2, 0),
+    ("v4-long", socket.AF_INET, sin("127.0.0.1") + b"\x01" * 100, None, 0),
+    ("v4-toolong", socket.AF_INET, sin("127.0.0.1") + b"\x01" * 200, None, 0),
+    ("v4-huge-len", socket.AF_INET, sin("127.0.0.1"), 0x7fffffff, 0),
+    ("v4-unaligned", socket.AF_INET, sin("127.0.0.1"), None, 3),
+    ("v6-on-v4", socket.AF_INET, sin6("::ffff:127.0.0.1"), None, 0),
+    ("v6", socket.AF_INET6, sin6("::1"), None, 0),
+    ("v6-mapped", socket.AF_INET6, sin6("::ffff:127.0.0.1"), None, 0),
+    ("v6-scope", socket.AF_INET6, sin6("fe80::1", scope=1), None, 0),
+    ("v6-short", socket.AF_INET6, sin6("::1")[:20], None, 0),
+    ("v4-on-v6", socket.AF_INET6, sin("127.0.0.1"), None, 0),
+    ("unspec", socket.AF_INET, struct.pack("=H", 0) + b"\0" * 14, None, 0),
+    ("packet-family", socket.AF_INET, struct.pack("=H", 17) + b"\0" * 18, None, 0),
+    ("netlink-family", socket.AF_INET, struct.pack("=H", 16) + b"\0" * 10, None, 0),
+    ("unix-given-v4", socket.AF_UNIX, sin("127.0.0.1"), None, 0),
+]
+for name, fam, data, length, offset in cases:
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    print("case", name, raw(s.fileno(), data, length, offset), flush=True)
+    s.close()
+s = socket.socket()
+r = libc.connect(s.fileno(), ctypes.c_void_p(0x10), 16)
+print("case bad-pointer", r, ctypes.get_errno())
+r = libc.connect(12345, ctypes.create_string_buffer(sin("127.0.0.1")), 16)
+print("case bad-fd", r, ctypes.get_errno())
+# Every socket the tree inherited: connect it out.
+for fd in range(0, 1024):
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        continue
+    if stat.S_ISSOCK(st.st_mode):
+        for data in (sin("127.0.0.1"), sin("{own}"), sin6("::1")):
+            print("inherited", fd, raw(fd, data), flush=True)
+"#
+    );
+    std::fs::write(s.work.join("probe.py"), probe).unwrap();
+    let ap = allowed.port();
+    let out = supervise(
+        &s,
+        &[
+            format!("--allow-domain=pkgs.test:{ap}"),
+            format!("--allow-domain=127.0.0.29:{ap}"),
+            "--proxy-resolve=pkgs.test=127.0.0.29".to_owned(),
+        ],
+        &format!(
+            "python3 probe.py\npython3 client.py socks 1 3 pkgs.test {ap}\n/bin/true; echo after=$?\n"
+        ),
+    );
+    assert!(out.stdout.contains("case bad-fd"), "{out:#?}");
+    assert_eq!(
+        target.connections(),
+        0,
+        "escaped: {}\n{out:#?}",
+        target.received()
+    );
+    assert!(out.stdout.contains("hello from outside"), "{out:#?}");
+    assert!(out.stdout.contains("after=0"), "{out:#?}");
+    assert_eq!(out.code(), 0, "{out:#?}");
 }

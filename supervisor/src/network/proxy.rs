@@ -191,6 +191,15 @@ impl ProxyContext {
         port: u16,
     ) -> Result<Upstream, String> {
         let started = Instant::now();
+        // A SOCKS5 domain is any 255 bytes: one that is no host name is refused before it
+        // is decided, and shown escaped (a newline or an escape in it would otherwise reach
+        // the person's terminal as a forged log line).
+        if !plausible_host(host) {
+            let shown = host.escape_debug().to_string();
+            let reason = format!("`{shown}` is not a host name or IP literal");
+            self.refused(protocol, &shown, port, &reason, started);
+            return Err(reason);
+        }
         match self.decide_and_connect(host, port).await {
             Ok(up) => Ok(up),
             Err(reason) => {
@@ -360,6 +369,15 @@ impl ProxyContext {
             audit.write_event(&record);
         }
     }
+}
+
+/// Letters, digits, `.-_`, and what IPv6 literals add (`:[]%`): every name DNS or a rule
+/// can hold. Anything else (whitespace, control characters, non-ASCII) is no destination.
+fn plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]%".contains(&b))
 }
 
 fn duration_ms(t: Instant) -> u64 {
