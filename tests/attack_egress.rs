@@ -812,7 +812,7 @@ open(sys.argv[1] + ".ready", "w").close()
 while True:
     c, _ = srv.accept()
     with open(sys.argv[1], "a") as f:
-        f.write("hit\n")
+        f.write("hit %s\n" % c.getsockname()[0])
     c.settimeout(2)
     try:
         c.recv(65536)
@@ -1031,4 +1031,79 @@ for fd in range(0, 1024):
     assert!(out.stdout.contains("hello from outside"), "{out:#?}");
     assert!(out.stdout.contains("after=0"), "{out:#?}");
     assert_eq!(out.code(), 0, "{out:#?}");
+}
+
+/// An allowed name resolving to a public address that a `--deny-domain` names by its
+/// literal: the strictest rule wins there too, and the listener on that address gets
+/// nothing; a neighbour address of the same host, allowed, is reached (so public
+/// destinations that are not the supervisor's own host still pass). Made reproducible
+/// with a veth pair into a second fresh network namespace holding 11.22.33.2 and .3.
+#[test]
+fn a_public_address_denied_by_literal_is_not_reached_through_an_allowed_name() {
+    skip_unless!(unavailable());
+    for tool in ["unshare", "nsenter", "ip", "curl"] {
+        skip_unless!(which(tool).is_none().then(|| format!("no {tool} on PATH")));
+    }
+    let s = Scratch::new();
+    std::fs::write(s.work.join("client.py"), CLIENT).unwrap();
+    std::fs::write(s.io.join("listener.py"), ALL_ADDRESSES_LISTENER).unwrap();
+    let io = s.io.display().to_string();
+    let port = 18081;
+    let inner = format!(
+        "python3 client.py socks 1 3 good.test {port}\n\
+         python3 client.py socks 1 3 bad.test {port}\n\
+         curl -fsS --max-time 10 http://bad.test:{port}/; echo \" http=$?\"\n\
+         curl -fsS --max-time 10 -p http://bad.test:{port}/; echo \" connect=$?\"\n"
+    );
+    let outer = format!(
+        r#"set -e
+ip link set lo up
+unshare --net sleep 120 &
+peer=$!
+sleep 0.3
+ip link add ve0 type veth peer name ve1
+ip link set ve1 netns $peer
+ip addr add 11.22.33.1/24 dev ve0
+ip link set ve0 up
+nsenter -t $peer -n sh -c 'ip link set lo up; ip addr add 11.22.33.2/24 dev ve1; ip addr add 11.22.33.3/24 dev ve1; ip link set ve1 up'
+nsenter -t $peer -n python3 {io}/listener.py {io}/hits {port} &
+for i in $(seq 100); do [ -e {io}/hits.ready ] && break; sleep 0.1; done
+# Both addresses answer outside any sandbox (two hits).
+curl -fsS --max-time 5 http://11.22.33.2:{port}/ >/dev/null
+curl -fsS --max-time 5 http://11.22.33.3:{port}/ >/dev/null
+set +e
+{EXECGATE} supervise --no-default-rules --audit {io}/audit.jsonl \
+  --allow-domain=good.test:{port} --allow-domain=bad.test:{port} \
+  --deny-domain=11.22.33.3:{port} \
+  --proxy-resolve=good.test=11.22.33.2 --proxy-resolve=bad.test=11.22.33.3 \
+  -- bash -c '{inner}'
+echo "supervise=$?"
+kill %1 %2
+"#,
+        inner = inner.replace('\'', "'\\''")
+    );
+    let mut child = Command::new("unshare")
+        .current_dir(&s.work)
+        .args(["--net", "--", "bash", "-c", &outer])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(s.io.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(s.io.join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, || s.read_io("stderr"));
+    let out = Output {
+        status,
+        stdout: s.read_io("stdout"),
+        stderr: s.read_io("stderr"),
+    };
+    assert!(out.stdout.contains("supervise=0"), "{out:#?}");
+    let hits = std::fs::read_to_string(s.io.join("hits")).unwrap_or_default();
+    let to = |ip: &str| hits.lines().filter(|l| *l == format!("hit {ip}")).count();
+    assert_eq!(
+        to("11.22.33.3"),
+        1,
+        "escaped: a public address denied by literal was reached through an allowed name\n{hits}\n{out:#?}"
+    );
+    // The allowed public neighbour: once outside any sandbox, once through the proxy.
+    assert_eq!(to("11.22.33.2"), 2, "{hits}\n{out:#?}");
 }

@@ -276,6 +276,13 @@ impl ProxyContext {
         let mut refused = None;
         let mut last_err = None;
         for ip in candidates {
+            if let Some(rule) = rules.forbids_address(ip, port) {
+                refused.get_or_insert(format!(
+                    "{host} resolves to {ip}, which is forbidden by {}",
+                    rule.origin
+                ));
+                continue;
+            }
             let why = address::non_public(ip)
                 .map(str::to_owned)
                 .or_else(|| address::this_host(ip));
