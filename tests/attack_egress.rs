@@ -621,9 +621,10 @@ fn an_allowed_name_on_another_port_reaches_nothing_by_any_protocol() {
     assert!(lines.len() >= 9, "{lines:#?}");
 }
 
-/// `--deny-domain` beats a wildcard allow, and a `network_rule` forbidden beats an allow
-/// for the same host from the rules file and from the flags, whatever the order: the
-/// listener gets nothing, and an allowed neighbour gets through (the rules were live).
+/// `--deny-domain` beats a wildcard allow, a `network_rule` forbidden beats an allow for
+/// the same host from the rules file and from the flags, whatever the order, and a
+/// `prompt` beats a wildcard allow (asked, answered no): the listener gets nothing, and an
+/// allowed neighbour gets through (the rules were live).
 #[test]
 fn the_strictest_rule_wins_across_flags_and_rules_files() {
     skip_unless!(unavailable());
@@ -637,7 +638,8 @@ fn the_strictest_rule_wins_across_flags_and_rules_files() {
             "network_rule(host=\"ruled.test:{port}\", protocol=\"http\", decision=\"allow\")\n\
              network_rule(host=\"ruled.test:{port}\", protocol=\"http\", decision=\"forbidden\")\n\
              network_rule(host=\"flagged.test:{port}\", protocol=\"http\", decision=\"forbidden\")\n\
-             network_rule(host=\"ok.wild.test:{port}\", protocol=\"http\", decision=\"allow\")\n"
+             network_rule(host=\"ok.wild.test:{port}\", protocol=\"http\", decision=\"allow\")\n\
+             network_rule(host=\"asked.wild.test:{port}\", protocol=\"http\", decision=\"prompt\")\n"
         ),
     )
     .unwrap();
@@ -649,6 +651,8 @@ fn the_strictest_rule_wins_across_flags_and_rules_files() {
         format!("--deny-domain=*.worse.wild.test:{port}"),
         format!("--allow-domain=x.worse.wild.test:{port}"),
         format!("--allow-domain=127.0.0.26:{port}"),
+        // A prompt rule over an allow (here the wildcard): asked, and the answer is no.
+        "--on-prompt=deny".to_owned(),
     ];
     for name in [
         "ruled.test",
@@ -656,6 +660,7 @@ fn the_strictest_rule_wins_across_flags_and_rules_files() {
         "bad.wild.test",
         "x.worse.wild.test",
         "ok.wild.test",
+        "asked.wild.test",
     ] {
         args.push(format!("--proxy-resolve={name}=127.0.0.26"));
     }
@@ -665,6 +670,7 @@ fn the_strictest_rule_wins_across_flags_and_rules_files() {
         "flagged.test",
         "BAD.wild.test.",
         "x.worse.wild.test",
+        "asked.wild.test",
     ] {
         script += &format!(
             "python3 client.py socks 1 3 {host} {port}\n{}",
@@ -689,12 +695,13 @@ fn the_strictest_rule_wins_across_flags_and_rules_files() {
         .into_iter()
         .filter(|l| l["decision"] == "deny")
         .count();
-    assert_eq!(denied, 8, "{out:#?}");
+    assert_eq!(denied, 10, "{out:#?}");
 }
 
 /// Sockets the tree should not have, and namespaces it could hide in: raw and packet
 /// sockets, netlink, vsock, AF_ALG, a new user and network namespace (`unshare -Urn`) from
-/// which to connect out. A listener on every address of the host gets nothing, and the
+/// which to connect out, the network namespace of every process it can see (`nsenter`,
+/// `setns`). A listener on every address of the host gets nothing, and the
 /// sandbox's seccomp refuses the families.
 #[test]
 fn other_socket_families_and_new_namespaces_reach_nothing() {
@@ -730,7 +737,10 @@ for name, fam, typ in [("packet", 17, socket.SOCK_RAW), ("netlink", 16, socket.S
                   unshare -Urn python3 direct.py; echo \"unshare-Urn=$?\"\n\
                   unshare -n python3 direct.py; echo \"unshare-n=$?\"\n\
                   unshare -U python3 direct.py; echo \"unshare-U=$?\"\n\
-                  python3 direct.py\n";
+                  python3 direct.py\n\
+                  for ns in /proc/[0-9]*/ns/net /proc/[0-9]*/task/*/ns/net; do\n\
+                  nsenter --net=$ns python3 direct.py 2>&1 | sed \"s|^|$ns |\"; done\n\
+                  python3 -c 'import os; fd = os.open(\"/proc/1/ns/net\", os.O_RDONLY); os.setns(fd, 0); print(\"setns CONNECTED-NS\")' 2>&1 | tail -1\n";
     let out = supervise(&s, &[format!("--allow-domain=pkgs.test:{port}")], script);
     assert_eq!(
         target.connections(),
