@@ -486,6 +486,20 @@ fn requests_smuggled_behind_an_allowed_one_reach_nothing_else() {
         ),
         "two-hosts",
     );
+    // Userinfo naming the other host, in the target (the proxy fills the Host in) and in
+    // the Host header itself: a naive upstream takes what precedes the `:` as the host.
+    script += &http_line(
+        &format!(
+            "GET http://internal.test:{dp}@pkgs.test:{ap}/ HTTP/1.0\\r\\nConnection: close\\r\\n\\r\\n"
+        ),
+        "userinfo-target",
+    );
+    script += &http_line(
+        &format!(
+            "GET http://pkgs.test:{ap}/ HTTP/1.1\\r\\nHost: internal.test:{dp}@pkgs.test:{ap}\\r\\nConnection: close\\r\\n\\r\\n"
+        ),
+        "userinfo-host",
+    );
     // Content-Length and Transfer-Encoding both, a request for the other host in the body.
     let smuggled = format!("GET / HTTP/1.1\\r\\nHost: internal.test:{dp}\\r\\n\\r\\n");
     let chunk = format!("0\\r\\n\\r\\n{smuggled}");

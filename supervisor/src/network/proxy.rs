@@ -511,6 +511,14 @@ async fn forward(
     };
     let host = authority.host().to_owned();
     let port = authority.port_u16().unwrap_or(80);
+    // Userinfo (`http://other.test:80@allowed.test/`) would reach the upstream in the Host
+    // filled in from it, where a naive server takes what precedes the `:` for the host;
+    // clients send credentials in a header instead.
+    if authority.as_str().contains('@') {
+        let reason = "userinfo in the request target".to_owned();
+        context.refused("http", &host, port, &reason, started);
+        return text(StatusCode::BAD_REQUEST, &reason);
+    }
     // A Host header naming another host than the one decided would reach a virtual host
     // nobody allowed. Several Host headers: the upstream may route by any of them, and
     // only the first would be checked (tests/attack_egress.rs).
@@ -521,6 +529,10 @@ async fn forward(
     }
     if let Some(value) = req.headers().get(HOST) {
         let named = value.to_str().ok().and_then(|v| {
+            // `Host` is host[:port], never userinfo (which would name another host).
+            if v.contains('@') {
+                return None;
+            }
             let a: hyper::http::uri::Authority = v.parse().ok()?;
             Some((
                 policy::network::normalize(a.host()),
