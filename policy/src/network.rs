@@ -114,6 +114,15 @@ impl NetworkPolicy {
         self.decide(&addr.to_string(), port)
             .is_some_and(|r| r.decision == Decision::Allow)
     }
+
+    /// The rule forbidding `addr:port` by its literal, if any: a destination the proxy
+    /// refuses whichever allowed name resolves to it (the strictest rule wins for the
+    /// address as for the name).
+    pub fn forbids_address(&self, addr: IpAddr, port: u16) -> Option<&NetworkRule> {
+        let addr = addr.to_canonical();
+        self.decide(&addr.to_string(), port)
+            .filter(|r| r.decision == Decision::Forbidden)
+    }
 }
 
 /// Lowercase, without surrounding whitespace, trailing dots or IPv6 brackets.
@@ -253,6 +262,60 @@ mod tests {
         assert!(policy.allows_address("::1".parse().unwrap(), 8080));
         assert!(!policy.allows_address("127.0.0.3".parse().unwrap(), 8080));
         assert!(!policy.allows_address("127.0.0.2".parse().unwrap(), 443));
+    }
+
+    #[test]
+    fn an_address_denied_by_literal_is_forbidden_whatever_name_leads_there() {
+        let policy = NetworkPolicy::new(vec![
+            rule("203.0.113.9", Decision::Forbidden),
+            rule("*.example.com", Decision::Allow),
+        ]);
+        assert!(
+            policy
+                .forbids_address("203.0.113.9".parse().unwrap(), 443)
+                .is_some()
+        );
+        assert!(
+            policy
+                .forbids_address("::ffff:203.0.113.9".parse().unwrap(), 443)
+                .is_some()
+        );
+        assert!(
+            policy
+                .forbids_address("203.0.113.9".parse().unwrap(), 22)
+                .is_none()
+        );
+        assert!(
+            policy
+                .forbids_address("203.0.113.8".parse().unwrap(), 443)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn lookalikes_of_allowed_names_are_not_allowed() {
+        let policy = NetworkPolicy::new(vec![
+            rule("*.example.com", Decision::Allow),
+            rule("exact.org", Decision::Allow),
+        ]);
+        for bad in [
+            "evil-example.com",
+            "example.com.evil.org",
+            "xexample.com",
+            "example.com",
+            ".example.com",
+            "a.example.com.evil",
+            "exact.org.evil.org",
+            "xexact.org",
+            "sub.exact.org",
+            "exact.org\0",
+            "ｅｘａｃｔ.org",
+        ] {
+            assert!(policy.decide(bad, 443).is_none(), "{bad}");
+        }
+        for good in ["A.Example.COM.", "exact.org.", "EXACT.ORG"] {
+            assert!(policy.decide(good, 443).is_some(), "{good}");
+        }
     }
 
     #[test]

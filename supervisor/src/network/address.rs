@@ -4,8 +4,12 @@
 //! multicast, unspecified, broadcast, documentation), unless a rule allows that address
 //! by its literal. The proxy connects to the very address it checked, so a name that
 //! resolves differently a moment later (DNS rebinding) changes nothing.
+//!
+//! A public address can still be the supervisor's own host (a server with a routable
+//! address on its interface): connecting to it reaches the host's services as loopback
+//! does, so [`this_host`] refuses the addresses of the supervisor's network namespace too.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 /// Why `addr` is refused, or `None` for a public address.
 pub fn non_public(addr: IpAddr) -> Option<&'static str> {
@@ -73,6 +77,34 @@ fn non_public_v4(v4: Ipv4Addr) -> Option<&'static str> {
     }
 }
 
+/// Why `addr` is an address of this host (of the supervisor's network namespace), or
+/// `None`. Asked of the routing table: a UDP socket "connected" to `addr` (nothing is
+/// sent) gets the source address the kernel would use, which for a local destination is
+/// that destination itself. When the question cannot be asked, the answer is a refusal.
+pub fn this_host(addr: IpAddr) -> Option<String> {
+    let addr = addr.to_canonical();
+    let unspecified = match addr {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let source = UdpSocket::bind(SocketAddr::new(unspecified, 0))
+        .and_then(|socket| {
+            // Any port but 0 (which a connect refuses); the route does not depend on it.
+            socket.connect(SocketAddr::new(addr, 9))?;
+            socket.local_addr()
+        })
+        .map(|local| local.ip().to_canonical());
+    match source {
+        Ok(source) if source == addr => {
+            Some("host's own (on an interface of the supervisor's host)".to_owned())
+        }
+        Ok(_) => None,
+        // No route: the connect would fail as well.
+        Err(e) if e.raw_os_error() == Some(libc::ENETUNREACH) => None,
+        Err(e) => Some(format!("possibly host's own (cannot tell: {e})")),
+    }
+}
+
 /// An address given as a literal by the tree (`CONNECT 10.0.0.1:443`, a SOCKS5 address).
 pub fn literal(host: &str) -> Option<IpAddr> {
     let host = host
@@ -116,6 +148,16 @@ mod tests {
                 "{bad} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn this_hosts_own_addresses_are_recognised() {
+        for own in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert!(this_host(own.parse().unwrap()).is_some(), "{own}");
+        }
+        // A documentation address is no address of any host (here: no route, or another
+        // source address).
+        assert_eq!(this_host("198.51.100.7".parse().unwrap()), None);
     }
 
     #[test]

@@ -36,6 +36,21 @@ pub(crate) const RELAY_BUFFER: usize = 256 * 1024;
 /// How long an upstream connect may take before the tree gets a refusal.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How many of the tree's connections one session's proxy serves at once (tunnels and
+/// forwarded requests included until their relay ends). Each holds a descriptor of the
+/// supervisor, and an upstream one when connected: without a bound, a tree opening
+/// thousands of idle connections exhausts the descriptors of the supervisor, which an MCP
+/// server shares with every other session (tests/attack_egress.rs). Beyond it a new
+/// connection is closed at once.
+pub(crate) const MAX_CONNECTIONS: usize = 512;
+
+/// How long a new connection may take to say what it wants (its first byte, its request
+/// head, its SOCKS5 handshake): an idle connection does not hold a slot for ever.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One slot of [`MAX_CONNECTIONS`], held by a connection and by every relay it starts.
+pub(crate) type Slot = Arc<tokio::sync::OwnedSemaphorePermit>;
+
 /// What one session's proxy shares between its connections.
 pub(crate) struct ProxyContext {
     pub(crate) session: u64,
@@ -102,13 +117,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn serve(listener: TcpListener, context: Arc<ProxyContext>) {
     // Aborting this task drops the set, which aborts every connection.
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut warned = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        if !warned {
+                            tracing::warn!(
+                                "egress proxy: the tree holds {MAX_CONNECTIONS} connections; \
+                                 closing new ones until some end"
+                            );
+                            warned = true;
+                        }
+                        drop(stream);
+                        continue;
+                    };
                     tracing::debug!(%peer, "egress proxy: accepted");
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(one_connection(stream, context.clone()));
+                    connections.spawn(one_connection(stream, context.clone(), Arc::new(slot)));
                 }
                 Err(err) => {
                     tracing::warn!("egress proxy: accept: {err}");
@@ -120,11 +148,11 @@ async fn serve(listener: TcpListener, context: Arc<ProxyContext>) {
     }
 }
 
-async fn one_connection(stream: TcpStream, context: Arc<ProxyContext>) {
+async fn one_connection(stream: TcpStream, context: Arc<ProxyContext>, slot: Slot) {
     let mut first = [0u8; 1];
-    match stream.peek(&mut first).await {
-        Ok(1) if first[0] == 5 => super::socks5::serve(stream, context).await,
-        Ok(1) => serve_http(stream, context).await,
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == 5 => super::socks5::serve(stream, context).await,
+        Ok(Ok(1)) => serve_http(stream, context, slot).await,
         _ => {}
     }
 }
@@ -138,8 +166,17 @@ pub(crate) struct Upstream {
 
 impl ProxyContext {
     /// Runs a relay that is stopped with the session's proxy at the latest.
-    fn spawn_relay(&self, relay: impl std::future::Future<Output = ()> + Send + 'static) {
-        let handle = tokio::spawn(relay).abort_handle();
+    /// It holds the connection's `slot` until it ends.
+    fn spawn_relay(
+        &self,
+        slot: Slot,
+        relay: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let handle = tokio::spawn(async move {
+            relay.await;
+            drop(slot);
+        })
+        .abort_handle();
         let mut relays = lock(&self.relays);
         relays.retain(|r| !r.is_finished());
         relays.push(handle);
@@ -154,6 +191,15 @@ impl ProxyContext {
         port: u16,
     ) -> Result<Upstream, String> {
         let started = Instant::now();
+        // A SOCKS5 domain is any 255 bytes: one that is no host name is refused before it
+        // is decided, and shown escaped (a newline or an escape in it would otherwise reach
+        // the person's terminal as a forged log line).
+        if !plausible_host(host) {
+            let shown = host.escape_debug().to_string();
+            let reason = format!("`{shown}` is not a host name or IP literal");
+            self.refused(protocol, &shown, port, &reason, started);
+            return Err(reason);
+        }
         match self.decide_and_connect(host, port).await {
             Ok(up) => Ok(up),
             Err(reason) => {
@@ -168,9 +214,15 @@ impl ProxyContext {
         let rules = &self.egress.policy;
         let reason = match rules.decide(&host, port) {
             None => {
+                // An IPv6 literal in brackets, so the flag suggested parses.
+                let shown = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.clone()
+                };
                 return Err(format!(
-                    "no rule allows {host}:{port} (ports default to 80 and 443; \
-                     --allow-domain {host}:{port} would)"
+                    "no rule allows {shown}:{port} (ports default to 80 and 443; \
+                     --allow-domain {shown}:{port} would)"
                 ));
             }
             Some(rule) if rule.decision == Decision::Forbidden => {
@@ -224,7 +276,17 @@ impl ProxyContext {
         let mut refused = None;
         let mut last_err = None;
         for ip in candidates {
-            if let Some(why) = address::non_public(ip)
+            if let Some(rule) = rules.forbids_address(ip, port) {
+                refused.get_or_insert(format!(
+                    "{host} resolves to {ip}, which is forbidden by {}",
+                    rule.origin
+                ));
+                continue;
+            }
+            let why = address::non_public(ip)
+                .map(str::to_owned)
+                .or_else(|| address::this_host(ip));
+            if let Some(why) = why
                 && !rules.allows_address(ip, port)
             {
                 refused.get_or_insert(format!(
@@ -316,6 +378,15 @@ impl ProxyContext {
     }
 }
 
+/// Letters, digits, `.-_`, and what IPv6 literals add (`:[]%`): every name DNS or a rule
+/// can hold. Anything else (whitespace, control characters, non-ASCII) is no destination.
+fn plausible_host(host: &str) -> bool {
+    !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:[]%".contains(&b))
+}
+
 fn duration_ms(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -336,29 +407,32 @@ fn text(status: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
-async fn serve_http(stream: TcpStream, context: Arc<ProxyContext>) {
+async fn serve_http(stream: TcpStream, context: Arc<ProxyContext>, slot: Slot) {
     let service = hyper::service::service_fn(move |req| {
         let context = context.clone();
-        async move { Ok::<_, Infallible>(route(req, context).await) }
+        let slot = slot.clone();
+        async move { Ok::<_, Infallible>(route(req, context, slot).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
         .preserve_header_case(true)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades()
         .await;
 }
 
-async fn route(req: Request<Incoming>, context: Arc<ProxyContext>) -> Response<Body> {
+async fn route(req: Request<Incoming>, context: Arc<ProxyContext>, slot: Slot) -> Response<Body> {
     tracing::debug!(method = %req.method(), uri = %req.uri(), "egress proxy: request");
     if req.method() == Method::CONNECT {
-        tunnel(req, context).await
+        tunnel(req, context, slot).await
     } else {
-        forward(req, context).await
+        forward(req, context, slot).await
     }
 }
 
 /// `CONNECT host:port`: decided, connected, answered 200, then relayed byte for byte.
-async fn tunnel(req: Request<Incoming>, context: Arc<ProxyContext>) -> Response<Body> {
+async fn tunnel(req: Request<Incoming>, context: Arc<ProxyContext>, slot: Slot) -> Response<Body> {
     let started = Instant::now();
     let Some((host, port)) = req
         .uri()
@@ -372,7 +446,7 @@ async fn tunnel(req: Request<Incoming>, context: Arc<ProxyContext>) -> Response<
         Err(reason) => return text(StatusCode::FORBIDDEN, &reason),
     };
     let relay = context.clone();
-    relay.spawn_relay(async move {
+    relay.spawn_relay(slot, async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
         };
@@ -409,7 +483,11 @@ const HOP_BY_HOP: [&str; 7] = [
 ];
 
 /// An absolute-form `GET http://host/path`: decided, sent upstream in origin form.
-async fn forward(mut req: Request<Incoming>, context: Arc<ProxyContext>) -> Response<Body> {
+async fn forward(
+    mut req: Request<Incoming>,
+    context: Arc<ProxyContext>,
+    slot: Slot,
+) -> Response<Body> {
     let started = Instant::now();
     let uri = req.uri().clone();
     match uri.scheme_str() {
@@ -433,10 +511,28 @@ async fn forward(mut req: Request<Incoming>, context: Arc<ProxyContext>) -> Resp
     };
     let host = authority.host().to_owned();
     let port = authority.port_u16().unwrap_or(80);
+    // Userinfo (`http://other.test:80@allowed.test/`) would reach the upstream in the Host
+    // filled in from it, where a naive server takes what precedes the `:` for the host;
+    // clients send credentials in a header instead.
+    if authority.as_str().contains('@') {
+        let reason = "userinfo in the request target".to_owned();
+        context.refused("http", &host, port, &reason, started);
+        return text(StatusCode::BAD_REQUEST, &reason);
+    }
     // A Host header naming another host than the one decided would reach a virtual host
-    // nobody allowed.
+    // nobody allowed. Several Host headers: the upstream may route by any of them, and
+    // only the first would be checked (tests/attack_egress.rs).
+    if req.headers().get_all(HOST).iter().count() > 1 {
+        let reason = format!("more than one Host header for {authority}");
+        context.refused("http", &host, port, &reason, started);
+        return text(StatusCode::BAD_REQUEST, &reason);
+    }
     if let Some(value) = req.headers().get(HOST) {
         let named = value.to_str().ok().and_then(|v| {
+            // `Host` is host[:port], never userinfo (which would name another host).
+            if v.contains('@') {
+                return None;
+            }
             let a: hyper::http::uri::Authority = v.parse().ok()?;
             Some((
                 policy::network::normalize(a.host()),
@@ -486,7 +582,7 @@ async fn forward(mut req: Request<Incoming>, context: Arc<ProxyContext>) -> Resp
     // The connection is driven by its own task (send_request waits on it), which also
     // writes the line once the response has been relayed and the connection closed.
     let relay = context.clone();
-    relay.spawn_relay(async move {
+    relay.spawn_relay(slot, async move {
         let _ = connection.await;
         let counts = (
             counters.0.load(Ordering::Relaxed),

@@ -29,47 +29,22 @@ async fn reply(stream: &mut TcpStream, code: u8) -> std::io::Result<()> {
         .await
 }
 
+/// Serves one SOCKS5 connection; the caller's slot (see [`super::proxy::MAX_CONNECTIONS`])
+/// is held until it returns, relay included.
 pub(crate) async fn serve(mut stream: TcpStream, context: Arc<ProxyContext>) {
     let _ = handshake(&mut stream, context).await;
 }
 
 async fn handshake(stream: &mut TcpStream, context: Arc<ProxyContext>) -> std::io::Result<()> {
     let started = Instant::now();
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).await?;
-    let mut methods = vec![0u8; usize::from(head[1])];
-    stream.read_exact(&mut methods).await?;
-    if !methods.contains(&NO_AUTH) {
-        return stream.write_all(&[VERSION, NO_ACCEPTABLE]).await;
-    }
-    stream.write_all(&[VERSION, NO_AUTH]).await?;
-
-    let mut request = [0u8; 4];
-    stream.read_exact(&mut request).await?;
-    let [version, command, _, kind] = request;
-    let host = match kind {
-        1 => {
-            let mut ip = [0u8; 4];
-            stream.read_exact(&mut ip).await?;
-            std::net::Ipv4Addr::from(ip).to_string()
-        }
-        3 => {
-            let len = stream.read_u8().await?;
-            let mut name = vec![0u8; usize::from(len)];
-            stream.read_exact(&mut name).await?;
-            String::from_utf8_lossy(&name).into_owned()
-        }
-        4 => {
-            let mut ip = [0u8; 16];
-            stream.read_exact(&mut ip).await?;
-            std::net::Ipv6Addr::from(ip).to_string()
-        }
-        _ => return reply(stream, REPLY_ADDRESS_UNSUPPORTED).await,
+    // An idle client does not hold its slot for ever (the decision itself may wait on a
+    // person: that part is not bounded here).
+    let request = tokio::time::timeout(super::proxy::HANDSHAKE_TIMEOUT, request(stream))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let Some((host, port)) = request else {
+        return Ok(());
     };
-    let port = stream.read_u16().await?;
-    if version != VERSION || command != CMD_CONNECT {
-        return reply(stream, REPLY_COMMAND_UNSUPPORTED).await;
-    }
     let mut up = match context.open("socks5", &host, port).await {
         Ok(up) => up,
         Err(reason) => {
@@ -94,4 +69,50 @@ async fn handshake(stream: &mut TcpStream, context: Arc<ProxyContext>) -> std::i
         "socks5", &host, port, up.address, &up.reason, counts, started,
     );
     Ok(())
+}
+
+/// The greeting and the request: the destination of a `CONNECT`, or `None` when the
+/// client was answered with a refusal already.
+async fn request(stream: &mut TcpStream) -> std::io::Result<Option<(String, u16)>> {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).await?;
+    let mut methods = vec![0u8; usize::from(head[1])];
+    stream.read_exact(&mut methods).await?;
+    if !methods.contains(&NO_AUTH) {
+        stream.write_all(&[VERSION, NO_ACCEPTABLE]).await?;
+        return Ok(None);
+    }
+    stream.write_all(&[VERSION, NO_AUTH]).await?;
+
+    let mut request = [0u8; 4];
+    stream.read_exact(&mut request).await?;
+    let [version, command, _, kind] = request;
+    let host = match kind {
+        1 => {
+            let mut ip = [0u8; 4];
+            stream.read_exact(&mut ip).await?;
+            std::net::Ipv4Addr::from(ip).to_string()
+        }
+        3 => {
+            let len = stream.read_u8().await?;
+            let mut name = vec![0u8; usize::from(len)];
+            stream.read_exact(&mut name).await?;
+            String::from_utf8_lossy(&name).into_owned()
+        }
+        4 => {
+            let mut ip = [0u8; 16];
+            stream.read_exact(&mut ip).await?;
+            std::net::Ipv6Addr::from(ip).to_string()
+        }
+        _ => {
+            reply(stream, REPLY_ADDRESS_UNSUPPORTED).await?;
+            return Ok(None);
+        }
+    };
+    let port = stream.read_u16().await?;
+    if version != VERSION || command != CMD_CONNECT {
+        reply(stream, REPLY_COMMAND_UNSUPPORTED).await?;
+        return Ok(None);
+    }
+    Ok(Some((host, port)))
 }
