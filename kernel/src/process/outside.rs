@@ -215,7 +215,7 @@ fn child_steps(args: &mut ChildArgs<'_>) -> io::Result<()> {
 /// ignore it; the program should not inherit that). Ignored signals stay ignored, as
 /// across any exec.
 fn reset_signal_handlers() {
-    for signal in 1..libc::SIGRTMAX() {
+    for signal in 1..=libc::SIGRTMAX() {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;
         }
