@@ -10,89 +10,17 @@
 
 #![cfg(target_os = "linux")]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{EXECGATE, Output, Scratch, supervisor_unavailable, wait_bounded, which};
+use common::{EXECGATE, Output, Scratch, wait_bounded, which};
+
+mod egress_harness;
+use egress_harness::{Server as Listener, network_lines};
 
 use testkit::skip_unless;
-
-/// A listener that counts connections and keeps every byte received; it answers one
-/// `200 OK` once a request head is complete.
-struct Listener {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    received: Arc<Mutex<Vec<String>>>,
-}
-
-impl Listener {
-    fn start(bind: &str) -> Listener {
-        let listener = TcpListener::bind((bind, 0)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let (c, r) = (connections.clone(), received.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                c.fetch_add(1, Ordering::SeqCst);
-                let r = r.clone();
-                std::thread::spawn(move || keep(stream, &r));
-            }
-        });
-        Listener {
-            addr,
-            connections,
-            received,
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    fn received(&self) -> String {
-        self.received.lock().unwrap().join("\n---\n")
-    }
-
-    fn reset(&self) {
-        self.connections.store(0, Ordering::SeqCst);
-        self.received.lock().unwrap().clear();
-    }
-}
-
-/// Reads until a second of silence (so a pipelined or smuggled request arrives too), then
-/// answers and closes.
-fn keep(mut stream: TcpStream, received: &Mutex<Vec<String>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let mut all = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => all.extend_from_slice(&buf[..n]),
-        }
-    }
-    received
-        .lock()
-        .unwrap()
-        .push(String::from_utf8_lossy(&all).into_owned());
-    let body = "hello from outside";
-    let _ = write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-}
 
 /// The attacker's client inside: `http RAW` sends RAW (with `\r\n` escapes) to the proxy
 /// and prints the answer's first line; `socks CMD ATYP HOST PORT` speaks SOCKS5; `flood N`
@@ -160,58 +88,20 @@ elif mode == "flood":
     print("flood done", flush=True)
 "#;
 
-/// Runs `execgate supervise --no-default-rules --audit ... ARGS -- bash -c SCRIPT` in the
-/// scratch workdir, with the client in it.
+/// `execgate supervise` (see [`egress_harness::supervise`]) with the attacker's client in
+/// the workdir.
 fn supervise(s: &Scratch, args: &[String], script: &str) -> Output {
-    let mut child = spawn_supervise(s, args, script);
-    let status = wait_bounded(&mut child, || s.read_io("stderr"));
-    Output {
-        status,
-        stdout: s.read_io("stdout"),
-        stderr: s.read_io("stderr"),
-    }
+    std::fs::write(s.work.join("client.py"), CLIENT).unwrap();
+    egress_harness::supervise(s, args, script)
 }
 
 fn spawn_supervise(s: &Scratch, args: &[String], script: &str) -> std::process::Child {
     std::fs::write(s.work.join("client.py"), CLIENT).unwrap();
-    Command::new(EXECGATE)
-        .current_dir(&s.work)
-        .arg("supervise")
-        .arg("--no-default-rules")
-        .arg("--audit")
-        .arg(s.io.join("audit.jsonl"))
-        .args(args)
-        .arg("--")
-        .args(["bash", "-c", script])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(s.io.join("stdout")).unwrap())
-        .stderr(std::fs::File::create(s.io.join("stderr")).unwrap())
-        .spawn()
-        .unwrap()
+    egress_harness::spawn_supervise(s, args, script)
 }
 
-/// The audit log's network lines, as JSON.
-fn network_lines(s: &Scratch) -> Vec<serde_json::Value> {
-    s.read_io("audit.jsonl")
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "network")
-        .collect()
-}
-
-/// Why this machine cannot run these tests, if it cannot.
 fn unavailable() -> Option<String> {
-    if let Some(why) = supervisor_unavailable() {
-        return Some(why);
-    }
-    if which("python3").is_none() {
-        return Some("no python3 on PATH".to_owned());
-    }
-    let out = Command::new(EXECGATE).args(["doctor"]).output().ok()?;
-    if String::from_utf8_lossy(&out.stdout).contains("egress by name: NO") {
-        return Some("no network namespace can be made here (doctor)".to_owned());
-    }
-    None
+    egress_harness::unavailable(&["python3"])
 }
 
 /// A line of the script: the client sending one raw HTTP request to the proxy.
@@ -297,7 +187,7 @@ fn this_host_spellings() -> Vec<String> {
 fn the_hosts_own_services_are_unreachable_by_any_spelling() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let target = Listener::start("::");
+    let target = Listener::listener("::");
     let port = target.port();
     // The listener really is reachable on the spellings that matter, from outside.
     for probe in ["127.0.0.1", "::1", "127.9.9.9"] {
@@ -394,7 +284,7 @@ fn the_hosts_own_services_are_unreachable_by_any_spelling() {
 fn lookalike_names_are_not_allowed_by_a_wildcard_or_an_exact_rule() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let target = Listener::start("127.0.0.21");
+    let target = Listener::listener("127.0.0.21");
     let port = target.port();
     let ip = "127.0.0.21";
     let lookalikes = [
@@ -453,8 +343,8 @@ fn lookalike_names_are_not_allowed_by_a_wildcard_or_an_exact_rule() {
 fn requests_smuggled_behind_an_allowed_one_reach_nothing_else() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let allowed = Listener::start("127.0.0.22");
-    let denied = Listener::start("127.0.0.23");
+    let allowed = Listener::listener("127.0.0.22");
+    let denied = Listener::listener("127.0.0.23");
     let (ap, dp) = (allowed.port(), denied.port());
     let args = vec![
         format!("--allow-domain=pkgs.test:{ap}"),
@@ -553,7 +443,7 @@ fn requests_smuggled_behind_an_allowed_one_reach_nothing_else() {
 fn socks5_bind_udp_and_bad_versions_open_nothing() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let target = Listener::start("127.0.0.24");
+    let target = Listener::listener("127.0.0.24");
     let port = target.port();
     let args = vec![
         format!("--allow-domain=pkgs.test:{port}"),
@@ -598,7 +488,7 @@ fn socks5_bind_udp_and_bad_versions_open_nothing() {
 fn an_allowed_name_on_another_port_reaches_nothing_by_any_protocol() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let target = Listener::start("127.0.0.25");
+    let target = Listener::listener("127.0.0.25");
     let port = target.port();
     let args = vec![
         "--allow-domain=pkgs.test".to_owned(),
@@ -643,7 +533,7 @@ fn an_allowed_name_on_another_port_reaches_nothing_by_any_protocol() {
 fn the_strictest_rule_wins_across_flags_and_rules_files() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let target = Listener::start("127.0.0.26");
+    let target = Listener::listener("127.0.0.26");
     let port = target.port();
     let rules = s.work.join("net.rules");
     std::fs::write(
@@ -721,7 +611,7 @@ fn the_strictest_rule_wins_across_flags_and_rules_files() {
 fn other_socket_families_and_new_namespaces_reach_nothing() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let target = Listener::start("::");
+    let target = Listener::listener("::");
     let port = target.port();
     let own = host_addresses();
     let first_own = own
@@ -781,7 +671,7 @@ for name, fam, typ in [("packet", 17, socket.SOCK_RAW), ("netlink", 16, socket.S
 fn a_connection_flood_neither_kills_nor_exhausts_the_proxy() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let target = Listener::start("127.0.0.27");
+    let target = Listener::listener("127.0.0.27");
     let port = target.port();
     let args = vec![
         format!("--allow-domain=pkgs.test:{port}"),
@@ -921,7 +811,7 @@ kill %1
 fn a_host_name_cannot_forge_log_lines_or_send_terminal_escapes() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let target = Listener::start("127.0.0.28");
+    let target = Listener::listener("127.0.0.28");
     let port = target.port();
     let forged =
         "x\\n1999-01-01T00:00:00Z  INFO FORGED: allowed evil.test\\x1b]0;pwned\\x07\\x1b[2J";
@@ -969,9 +859,9 @@ fn a_host_name_cannot_forge_log_lines_or_send_terminal_escapes() {
 fn odd_connects_answered_by_the_supervisor_reach_nothing() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let target = Listener::start("::");
+    let target = Listener::listener("::");
     let port = target.port();
-    let allowed = Listener::start("127.0.0.29");
+    let allowed = Listener::listener("127.0.0.29");
     let own = host_addresses()
         .first()
         .map(|a| a.trim_start_matches('[').trim_end_matches(']').to_owned())

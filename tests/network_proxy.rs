@@ -6,118 +6,19 @@
 
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 mod common;
-use common::{EXECGATE, Output, Scratch, supervisor_unavailable, wait_bounded, which};
+use common::{EXECGATE, Scratch, supervisor_unavailable, which};
+
+mod egress_harness;
+use egress_harness::{BODY, Server as Upstream, network_lines, supervise};
 
 // For its pty driver only.
 #[allow(unused_macros, unused_imports)]
 mod attack_harness;
 use testkit::skip_unless;
-
-/// A one-page HTTP server on `ip` (an ephemeral port) that counts every connection it
-/// accepts and records each request line.
-struct Upstream {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-const BODY: &str = "hello from upstream";
-
-impl Upstream {
-    fn start(ip: &str) -> Upstream {
-        let listener = TcpListener::bind((ip, 0)).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (c, r) = (connections.clone(), requests.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                c.fetch_add(1, Ordering::SeqCst);
-                let r = r.clone();
-                std::thread::spawn(move || serve_one(stream, &r));
-            }
-        });
-        Upstream {
-            addr,
-            connections,
-            requests,
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    fn ip(&self) -> String {
-        self.addr.ip().to_string()
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-}
-
-fn serve_one(stream: TcpStream, requests: &Mutex<Vec<String>>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut first = String::new();
-    if reader.read_line(&mut first).is_err() {
-        return;
-    }
-    let mut line = String::new();
-    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-        line.clear();
-    }
-    requests.lock().unwrap().push(first.trim().to_owned());
-    let mut stream = stream;
-    let _ = write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
-        BODY.len()
-    );
-}
-
-/// Runs `execgate supervise --no-default-rules --audit ... ARGS -- bash -c SCRIPT` in the
-/// scratch workdir.
-fn supervise(s: &Scratch, args: &[String], script: &str) -> Output {
-    let mut cmd = Command::new(EXECGATE);
-    cmd.current_dir(&s.work)
-        .arg("supervise")
-        .arg("--no-default-rules")
-        .arg("--audit")
-        .arg(s.io.join("audit.jsonl"))
-        .args(args)
-        .arg("--")
-        .args(["bash", "-c", script])
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(s.io.join("stdout")).unwrap())
-        .stderr(std::fs::File::create(s.io.join("stderr")).unwrap());
-    let mut child = cmd.spawn().unwrap();
-    let status = wait_bounded(&mut child, || s.read_io("stderr"));
-    Output {
-        status,
-        stdout: s.read_io("stdout"),
-        stderr: s.read_io("stderr"),
-    }
-}
-
-/// The audit log's network lines, as JSON.
-fn network_lines(s: &Scratch) -> Vec<serde_json::Value> {
-    s.read_io("audit.jsonl")
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["kind"] == "network")
-        .collect()
-}
 
 fn args(list: &[String]) -> Vec<String> {
     list.to_vec()
@@ -125,25 +26,7 @@ fn args(list: &[String]) -> Vec<String> {
 
 /// Why this machine cannot run these tests, if it cannot.
 fn unavailable() -> Option<String> {
-    if let Some(why) = supervisor_unavailable() {
-        return Some(why);
-    }
-    for tool in ["curl", "python3"] {
-        if which(tool).is_none() {
-            return Some(format!("no {tool} on PATH"));
-        }
-    }
-    let out = Command::new(EXECGATE).args(["doctor"]).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if text.contains("egress by name: NO") {
-        return Some(format!(
-            "no network namespace can be made here (doctor: {})",
-            text.lines()
-                .find(|l| l.contains("net ns"))
-                .unwrap_or_default()
-        ));
-    }
-    None
+    egress_harness::unavailable(&["curl", "python3"])
 }
 
 /// curl (absolute-form and CONNECT, `-p`), python's urllib and curl over SOCKS5 all reach
@@ -152,7 +35,7 @@ fn unavailable() -> Option<String> {
 fn an_allowed_name_is_reached_by_curl_python_and_socks() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let up = Upstream::start("127.0.0.2");
+    let up = Upstream::upstream("127.0.0.2");
     let port = up.port();
     let out = supervise(
         &s,
@@ -177,7 +60,7 @@ curl -fsS --proxy socks5h://127.0.0.1:3128 "$url"; echo " socks=$?"
             "{tool}: {out:#?}"
         );
     }
-    assert_eq!(up.connections(), 4, "{:?}", up.requests.lock().unwrap());
+    assert_eq!(up.connections(), 4, "{:?}", up.received());
     let lines = network_lines(&s);
     let allowed: Vec<_> = lines.iter().filter(|l| l["decision"] == "allow").collect();
     assert_eq!(allowed.len(), 4, "{lines:#?}");
@@ -204,7 +87,7 @@ curl -fsS --proxy socks5h://127.0.0.1:3128 "$url"; echo " socks=$?"
 fn a_denied_name_fails_is_audited_and_reaches_nothing() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let up = Upstream::start("127.0.0.3");
+    let up = Upstream::upstream("127.0.0.3");
     let port = up.port();
     let ip = up.ip();
     let out = supervise(
@@ -231,7 +114,7 @@ curl -fsS --proxy socks5h://127.0.0.1:3128 http://bad.corp.test:{port}/; echo " 
             "{tool} got through: {out:#?}"
         );
     }
-    assert_eq!(up.connections(), 0, "{:?}", up.requests.lock().unwrap());
+    assert_eq!(up.connections(), 0, "{:?}", up.received());
     let lines = network_lines(&s);
     let denied: Vec<_> = lines.iter().filter(|l| l["decision"] == "deny").collect();
     assert_eq!(denied.len(), 4, "{lines:#?}");
@@ -253,7 +136,7 @@ curl -fsS --proxy socks5h://127.0.0.1:3128 http://bad.corp.test:{port}/; echo " 
 fn connect_to_a_port_no_rule_allowed_is_refused() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let up = Upstream::start("127.0.0.4");
+    let up = Upstream::upstream("127.0.0.4");
     let port = up.port();
     let ip = up.ip();
     let out = supervise(
@@ -280,7 +163,7 @@ fn connect_to_a_port_no_rule_allowed_is_refused() {
 fn an_allowed_name_resolving_to_a_private_address_is_refused() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let up = Upstream::start("127.0.0.5");
+    let up = Upstream::upstream("127.0.0.5");
     let port = up.port();
     let ip = up.ip();
     let out = supervise(
@@ -320,7 +203,7 @@ fn an_allowed_name_resolving_to_a_private_address_is_refused() {
 fn an_ip_literal_needs_a_rule_of_its_own() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let up = Upstream::start("127.0.0.6");
+    let up = Upstream::upstream("127.0.0.6");
     let port = up.port();
     let ip = up.ip();
     let out = supervise(
@@ -344,7 +227,7 @@ fn an_ip_literal_needs_a_rule_of_its_own() {
 /// /dev/tcp) reaches nothing outside: the tree's namespace has only its own loopback.
 fn direct_socket_bypass(backend: &[String], ip: &str) {
     let s = Scratch::new();
-    let up = Upstream::start(ip);
+    let up = Upstream::upstream(ip);
     let port = up.port();
     let ip = up.ip();
     let out = supervise(
@@ -375,7 +258,7 @@ curl -fsS http://pkgs.test:{port}/ >/dev/null; echo " proxied=$?"
     }
     // The same upstream was reachable all along, through the proxy only.
     assert!(out.stdout.contains(" proxied=0"), "{out:#?}");
-    assert_eq!(up.connections(), 1, "{:?}", up.requests.lock().unwrap());
+    assert_eq!(up.connections(), 1, "{:?}", up.received());
 }
 
 #[test]
@@ -566,7 +449,7 @@ srv.serve_forever()
 #[test]
 fn a_prompt_host_rule_is_answered_by_on_prompt() {
     skip_unless!(unavailable());
-    let up = Upstream::start("127.0.0.9");
+    let up = Upstream::upstream("127.0.0.9");
     let port = up.port();
     let ip = up.ip();
     for (answer, reaches) in [(None, false), (Some("deny"), false), (Some("allow"), true)] {
@@ -705,7 +588,7 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
 fn a_host_header_differing_from_the_target_is_refused() {
     skip_unless!(unavailable());
     let s = Scratch::new();
-    let up = Upstream::start("127.0.0.15");
+    let up = Upstream::upstream("127.0.0.15");
     let port = up.port();
     let ip = up.ip();
     let out = supervise(
@@ -771,7 +654,7 @@ fn doctor_says_whether_egress_by_name_works_here() {
 #[test]
 fn the_terminal_asks_about_a_prompt_host_rule() {
     skip_unless!(unavailable());
-    let up = Upstream::start("127.0.0.16");
+    let up = Upstream::upstream("127.0.0.16");
     let port = up.port();
     let ip = up.ip();
     for (typed, connections) in [("n", 0), ("a", 2)] {
