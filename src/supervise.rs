@@ -15,6 +15,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::termios::{
     self, FlushArg, InputFlags, LocalFlags, SetArg, SpecialCharacterIndices, Termios,
 };
+use supervisor::approval::RuleOffer;
 use supervisor::{Approval, ApprovalRequest, Approver, SessionError, SessionSpec, SessionStdio};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -267,38 +268,19 @@ struct TerminalApprover {
     amend_rules: Option<PathBuf>,
 }
 
-/// A rule "r" would append, as the question shows it.
-struct RuleOffer {
-    prefix: Vec<String>,
-    line: String,
-    file: PathBuf,
-}
-
-impl RuleOffer {
-    fn for_request(request: &ApprovalRequest, file: Option<&PathBuf>) -> Option<RuleOffer> {
-        let prefix = request.proposed_prefix.clone()?;
-        let line = policy::amend::prefix_rule_line(&prefix).ok()?;
-        Some(RuleOffer {
-            prefix,
-            line,
-            file: file?.clone(),
-        })
-    }
-
-    /// Appends the rule; what happened, for the terminal.
-    fn store(&self) -> String {
-        match policy::amend::append_prefix_rule(&self.file, &self.prefix) {
-            Ok(policy::amend::Appended::Added) => {
-                format!("execgate: added to {}\n", self.file.display())
-            }
-            Ok(policy::amend::Appended::AlreadyPresent) => {
-                format!("execgate: already in {}\n", self.file.display())
-            }
-            Err(err) => format!(
-                "execgate: the rule was NOT stored ({}); allowed for this session only\n",
-                supervisor::approval::escape_control(&err.to_string())
-            ),
+/// Appends the rule "r" chose; what happened, for the terminal.
+fn store(offer: &RuleOffer) -> String {
+    match policy::amend::append_prefix_rule(&offer.file, &offer.prefix) {
+        Ok(policy::amend::Appended::Added) => {
+            format!("execgate: added to {}\n", offer.file.display())
         }
+        Ok(policy::amend::Appended::AlreadyPresent) => {
+            format!("execgate: already in {}\n", offer.file.display())
+        }
+        Err(err) => format!(
+            "execgate: the rule was NOT stored ({}); allowed for this session only\n",
+            supervisor::approval::escape_control(&err.to_string())
+        ),
     }
 }
 
@@ -590,7 +572,7 @@ fn ask_on_tty(
             }
         };
         if let Some(offer) = offer.filter(|_| wants_rule(&line)) {
-            let _ = (&tty).write_all(offer.store().as_bytes());
+            let _ = (&tty).write_all(store(offer).as_bytes());
             return Approval::AllowForSession;
         }
         match parse_answer(&line) {

@@ -37,29 +37,7 @@ pub const APPROVE_FOR_SESSION: &str = "approve-for-session";
 /// rule shown in the message to the rules file, for later sessions and Codex.
 pub const APPROVE_AND_REMEMBER: &str = "approve-and-remember";
 
-/// The rule "approve and remember" appends, as the message shows it.
-#[derive(Debug, Clone)]
-pub struct RuleOffer {
-    /// The prefix, as `supervisor::approval::proposed_prefix` derived it.
-    pub prefix: Vec<String>,
-    /// The exact line appended.
-    pub line: String,
-    /// The rules file.
-    pub file: PathBuf,
-}
-
-impl RuleOffer {
-    /// The offer for `request` when it proposes a prefix and `file` is configured.
-    pub fn for_request(request: &ApprovalRequest, file: Option<&PathBuf>) -> Option<RuleOffer> {
-        let prefix = request.proposed_prefix.clone()?;
-        let line = policy::amend::prefix_rule_line(&prefix).ok()?;
-        Some(RuleOffer {
-            prefix,
-            line,
-            file: file?.clone(),
-        })
-    }
-}
+pub use supervisor::approval::RuleOffer;
 
 /// Commands a human approved "for the rest of this session": the MCP connection.
 #[derive(Debug, Default)]

@@ -100,6 +100,31 @@ impl ApprovalRequest {
     }
 }
 
+/// The rule a "remember" answer appends (terminal and MCP elicitation alike), as the
+/// question shows it.
+#[derive(Debug, Clone)]
+pub struct RuleOffer {
+    /// The prefix, as [`proposed_prefix`] derived it.
+    pub prefix: Vec<String>,
+    /// The exact line appended.
+    pub line: String,
+    /// The rules file.
+    pub file: PathBuf,
+}
+
+impl RuleOffer {
+    /// The offer for `request` when it proposes a prefix and `file` is configured.
+    pub fn for_request(request: &ApprovalRequest, file: Option<&PathBuf>) -> Option<RuleOffer> {
+        let prefix = request.proposed_prefix.clone()?;
+        let line = policy::amend::prefix_rule_line(&prefix).ok()?;
+        Some(RuleOffer {
+            prefix,
+            line,
+            file: file?.clone(),
+        })
+    }
+}
+
 /// The prefix an "always" may persist for this exec, as Codex proposes one for a command
 /// its heuristics asked about: the command that was asked about, whole (`program` with
 /// every argument, never a shorter prefix), so the rule is never broader than the question

@@ -130,10 +130,7 @@ impl Shared {
         let proposed_prefix =
             approval::proposed_prefix(&eval, &facts.program, &facts.argv, |name| {
                 this_file.as_ref().is_some_and(|file| {
-                    self.named_by(name).iter().any(|p| {
-                        std::fs::metadata(p)
-                            .is_ok_and(|m| m.dev() == file.dev() && m.ino() == file.ino())
-                    })
+                    self.token_names(name, |m| m.dev() == file.dev() && m.ino() == file.ino())
                 })
             });
         let request = ApprovalRequest {
@@ -393,9 +390,14 @@ impl Shared {
         let Some(token) = m.matched_prefix.first() else {
             return false;
         };
+        self.token_names(token, |meta| executable.is(meta))
+    }
+
+    /// Does program token `token` name a file `is_it` accepts ([`Self::named_by`])?
+    fn token_names(&self, token: &str, is_it: impl Fn(&std::fs::Metadata) -> bool) -> bool {
         self.named_by(token)
             .iter()
-            .any(|p| std::fs::metadata(p).is_ok_and(|meta| executable.is(&meta)))
+            .any(|p| std::fs::metadata(p).is_ok_and(|meta| is_it(&meta)))
     }
 
     /// The files a rule's program token can name.
