@@ -197,7 +197,6 @@ impl ShellServer {
                 let mut result = ShellResult::new(
                     &finished.outcome,
                     finished.captured,
-                    &sandbox,
                     source,
                     warnings,
                     &answered,

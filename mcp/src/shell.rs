@@ -7,7 +7,7 @@ use std::time::Duration;
 use rmcp::ErrorData as McpError;
 use rmcp::schemars;
 use serde::{Deserialize, Serialize};
-use supervisor::{Decider, Enforcement, ExecRecord, RanIn, SandboxPolicy, SessionOutcome};
+use supervisor::{Decider, Enforcement, ExecRecord, RanIn, SessionOutcome};
 
 use crate::capture::{Captured, StreamText};
 use crate::elicitation::Answered;
@@ -281,81 +281,22 @@ pub enum SandboxSource {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[schemars(inline)]
 pub struct SandboxReport {
-    /// read-only, workspace-write or danger-full-access.
-    pub mode: String,
-    /// Outbound network allowed.
-    pub network: bool,
     pub source: SandboxSource,
     /// What the kernel enforced, in one line, e.g. `landlock: full (ABI 6)`.
     pub enforcement: String,
-    /// full, partial, none or not_requested (danger-full-access).
-    pub level: String,
-    /// The kernel's Landlock ABI (0: no Landlock).
-    pub landlock_abi: u8,
-    /// Requested restrictions this kernel cannot enforce, with the kernel that can.
-    pub missing: Vec<String>,
-    /// Directories writable inside the sandbox, as granted (canonical paths).
-    pub writable_roots: Vec<String>,
-    /// Paths kept read-only inside those (`.git`).
-    pub read_only_inside_roots: Vec<String>,
-    /// The call ran in a PID namespace with its own `/proc`: it could see no process
-    /// outside its own tree (nor read their environments).
-    pub pid_namespace: bool,
-    /// Every process of the call's tree held no capability (empty effective, permitted,
-    /// inheritable and ambient sets; `bounding_set_dropped`: the bounding set too).
-    #[serde(default)]
-    pub capabilities_dropped: bool,
-    #[serde(default)]
-    pub bounding_set_dropped: bool,
-    /// The namespaces the call ran in besides the host's (pid, mount, ipc, uts, cgroup,
-    /// user).
-    #[serde(default)]
-    pub namespaces: Vec<String>,
-    /// Unix sockets: `decided` (network off: only the call's own sockets and those the
-    /// server's `--allow-unix-socket` names), `open` (network on), or why not held here.
-    #[serde(default)]
-    pub unix_sockets: String,
-    /// How the call reached the network: `off`, `open`, or `proxy` (its own network
-    /// namespace with only loopback; out only through execgate's proxy, by host rule).
-    #[serde(default)]
-    pub egress: String,
+    /// The session's own report of what was enforced (the same type `supervise` writes
+    /// into the audit log): mode, level, Landlock ABI, what is missing and the kernel that
+    /// has it, writable roots, namespaces, capabilities, unix sockets, egress.
+    #[serde(flatten)]
+    pub enforced: Enforcement,
 }
 
 impl SandboxReport {
-    pub fn new(policy: &SandboxPolicy, source: SandboxSource, enforced: &Enforcement) -> Self {
-        let paths = |v: &[std::path::PathBuf]| v.iter().map(|p| p.display().to_string()).collect();
+    pub fn new(source: SandboxSource, enforced: &Enforcement) -> Self {
         SandboxReport {
-            mode: policy.mode.as_str().to_owned(),
-            network: policy.network,
             source,
             enforcement: enforced.summary(),
-            level: serde_json::to_value(enforced.level)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            landlock_abi: enforced.landlock_abi,
-            missing: enforced
-                .missing
-                .iter()
-                .map(|m| {
-                    let name = serde_json::to_value(m.feature)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    format!(
-                        "{name} (Landlock ABI {}, Linux {})",
-                        m.landlock_abi, m.first_kernel
-                    )
-                })
-                .collect(),
-            writable_roots: paths(&enforced.writable_roots),
-            read_only_inside_roots: paths(&enforced.read_only_inside_roots),
-            pid_namespace: enforced.pid_namespace,
-            capabilities_dropped: enforced.capabilities_dropped,
-            bounding_set_dropped: enforced.bounding_set_dropped,
-            namespaces: enforced.namespaces.clone(),
-            unix_sockets: enforced.unix_sockets.clone(),
-            egress: enforced.egress.clone(),
+            enforced: enforced.clone(),
         }
     }
 }
@@ -437,12 +378,11 @@ impl ShellResult {
     pub fn new(
         outcome: &SessionOutcome,
         captured: Captured,
-        policy: &SandboxPolicy,
         source: SandboxSource,
         warnings: Vec<String>,
         by_person: &Answered,
     ) -> Self {
-        let sandbox = SandboxReport::new(policy, source, &outcome.sandbox);
+        let sandbox = SandboxReport::new(source, &outcome.sandbox);
         let signal = match outcome.status {
             supervisor::ExitStatus::Signaled(sig) => Some(sig),
             supervisor::ExitStatus::Exited(_) => None,

@@ -110,7 +110,9 @@ impl Sessions for Double {
     fn run(&self, spec: SessionSpec, max: usize) -> RunFuture<'_> {
         self.specs.lock().unwrap().push(spec.clone());
         let guard = SetOnDrop(self.dropped.clone());
-        Box::pin(async move {
+        // What a session reports it enforced: the sandbox it was given, on an ABI 6 kernel.
+        let enforced = Enforcement::for_abi(spec.sandbox.mode, spec.sandbox.network, 6);
+        let run = async move {
             match self.behaviour {
                 Behaviour::Exit3 => Ok(finished(3, "out")),
                 Behaviour::Flood => Ok(flood(max)),
@@ -167,6 +169,11 @@ impl Sessions for Double {
                     Ok(done)
                 }
             }
+        };
+        Box::pin(async move {
+            let mut done: Finished = run.await?;
+            done.outcome.sandbox = enforced;
+            Ok(done)
         })
     }
 }

@@ -101,6 +101,7 @@ pub const DEVICE_FILES: &[&str] = &[
 ];
 
 /// A Landlock feature the sandbox asks for, with the ABI and kernel that bring it.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Feature {
@@ -139,6 +140,7 @@ impl Feature {
 }
 
 /// A requested feature the running kernel does not have.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MissingFeature {
     pub feature: Feature,
@@ -157,6 +159,7 @@ impl From<Feature> for MissingFeature {
 }
 
 /// How much of the requested sandbox the kernel enforces.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EnforcementLevel {
@@ -172,6 +175,7 @@ pub enum EnforcementLevel {
 
 /// What the Landlock layer enforces for a session: for `doctor`, the audit log and the
 /// session result.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(inline))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Enforcement {
     pub mode: SandboxMode,
