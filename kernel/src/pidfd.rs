@@ -25,6 +25,20 @@ impl PidFd {
         Ok(PidFd { fd })
     }
 
+    /// A pidfd for the process thread `tid` belongs to (`pidfd_open` wants a thread-group
+    /// leader; a notification names the calling thread).
+    pub fn of_thread(tid: u32) -> io::Result<PidFd> {
+        match PidFd::open(tid) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                let tgid = crate::procfs::read_status(tid)?
+                    .tgid
+                    .ok_or_else(|| io::Error::other("no Tgid in /proc status"))?;
+                PidFd::open(tgid)
+            }
+            other => other,
+        }
+    }
+
     /// A pidfd the kernel handed us another way (`CLONE_PIDFD`).
     pub(crate) fn from_owned(fd: OwnedFd) -> PidFd {
         PidFd { fd }

@@ -61,6 +61,11 @@ pub fn cwd_of(tid: u32) -> PathBuf {
     std::fs::read_link(format!("/proc/{tid}/cwd")).unwrap_or_default()
 }
 
+/// `/proc/PID/status` (or a thread's), parsed.
+pub fn read_status(tid: u32) -> io::Result<Status> {
+    std::fs::read_to_string(format!("/proc/{tid}/status")).map(|t| parse_status(&t))
+}
+
 /// `/proc/self/status`, parsed.
 pub fn read_self_status() -> Status {
     std::fs::read_to_string("/proc/self/status")
@@ -76,6 +81,8 @@ pub fn cgroup2_mount(mounts: &[Mount]) -> Option<&Mount> {
 /// The fields of `/proc/self/status` execgate uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
+    /// `Tgid:` the thread-group (process) id.
+    pub tgid: Option<u32>,
     /// `Seccomp:` 0 disabled, 1 strict, 2 filter.
     pub seccomp: Option<u8>,
     /// `Seccomp_filters:` how many filters are installed (5.9+).
@@ -94,6 +101,7 @@ pub fn parse_status(text: &str) -> Status {
         };
         let value = value.trim();
         match key {
+            "Tgid" => status.tgid = value.parse().ok(),
             "Seccomp" => status.seccomp = value.parse().ok(),
             "Seccomp_filters" => status.seccomp_filters = value.parse().ok(),
             "NoNewPrivs" => status.no_new_privs = value.parse::<u8>().ok().map(|v| v != 0),
@@ -179,13 +187,22 @@ pub fn parse_cgroup_v2_path(text: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    const STATUS: &str = "Name:\tcat\nUmask:\t0022\nState:\tR (running)\n\
+    #[test]
+    fn ppid_parses_a_comm_with_spaces_and_parens() {
+        // Our own stat: comm is the test binary's name, ppid our parent's.
+        let me = std::process::id();
+        let expected = std::os::unix::process::parent_id();
+        assert_eq!(ppid_of(me), Some(expected as i32));
+    }
+
+    const STATUS: &str = "Name:\tcat\nUmask:\t0022\nState:\tR (running)\nTgid:\t4242\n\
         CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001ffffffffff\n\
         NoNewPrivs:\t0\nSeccomp:\t2\nSeccomp_filters:\t3\nSpeculation_Store_Bypass:\tthread vulnerable\n";
 
     #[test]
     fn status_fields() {
         let s = parse_status(STATUS);
+        assert_eq!(s.tgid, Some(4242));
         assert_eq!(s.seccomp, Some(2));
         assert_eq!(s.seccomp_filters, Some(3));
         assert_eq!(s.no_new_privs, Some(false));

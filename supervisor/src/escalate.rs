@@ -26,8 +26,12 @@ use std::os::unix::net::UnixStream;
 use kernel::pidfd::PidFd;
 use kernel::seccomp::listener::{Listener, Notification, Watched};
 
+use policy::Evaluation;
+
 use crate::executable::Executable;
-use crate::session::ExitStatus;
+use crate::gate::decision::{ExecFacts, Gate};
+use crate::gate::{Shared, now_ms};
+use crate::session::{Decider, ExitStatus, RanIn, ResolvedProgram};
 
 /// What the caller asked to run, as read while it waited.
 #[derive(Debug)]
@@ -237,6 +241,101 @@ impl Pool {
 pub trait Registry: Send + Sync {
     fn started(&self, pid: u32, pidfd: Arc<PidFd>);
     fn finished(&self, pid: u32);
+}
+
+/// Escalates a checked exec: takes the caller from its backend (`gate`), builds the copy
+/// (its environment, argv\[0\] from the program), runs it on one of the session's
+/// escalation threads ([`run`]), then records the exec with its status.
+pub(crate) fn start<G: Gate>(
+    shared: &Arc<Shared>,
+    gate: &G,
+    pending: G::Pending,
+    facts: ExecFacts,
+    executable: Executable,
+    eval: Evaluation,
+    decider: Decider,
+) {
+    let time_ms = now_ms();
+    let Some((caller, requested)) = gate.escalation(pending) else {
+        return;
+    };
+    let env = environment(
+        &shared.inner.escalation.base_env,
+        &shared.inner.escalation.pass_env,
+        &requested.env,
+    );
+    let passed: Vec<String> = env.names().collect();
+    // argv[0] names the program the rule named (multi-call programs such as git and
+    // busybox act on it), never what the caller put there.
+    let mut argv = requested.argv;
+    let arg0 = requested
+        .path
+        .file_name()
+        .map(std::ffi::OsStr::to_os_string)
+        .unwrap_or_default();
+    match argv.first_mut() {
+        Some(first) => *first = arg0,
+        None => argv.push(arg0),
+    }
+    let resolved = ResolvedProgram {
+        path: executable.path.clone(),
+        dev: executable.dev,
+        ino: executable.ino,
+    };
+    let copy = Copy {
+        executable,
+        argv,
+        env: env.into_entries(),
+        cwd: requested.cwd,
+        marker: shared.marker.clone(),
+        cgroup: shared.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
+        listener: shared.inner.exec_listener.clone(),
+    };
+    let this = shared.clone();
+    shared.escalations.submit(Box::new(move || {
+        let from = crate::shown(&facts.argv);
+        let deciding = this.clone();
+        let on_exec: OnExec = Arc::new(
+            move |listener: &Arc<kernel::seccomp::listener::Listener>,
+                  n: kernel::seccomp::listener::Notification| {
+                deciding.handle_escalated(listener, n, &from);
+            },
+        );
+        let outcome = run(caller, copy, this.as_ref(), on_exec);
+        let (ran_in, status, duration, reason) = match outcome {
+            Outcome::Ran { status, duration } => (
+                RanIn::Escalated,
+                Some(status),
+                Some(duration),
+                eval.reason(),
+            ),
+            Outcome::Refused(Refused::Stdio(error)) => (
+                RanIn::Denied,
+                None,
+                None,
+                format!("not run outside the sandbox: {error}"),
+            ),
+            Outcome::Refused(Refused::Spawn(error)) => (
+                RanIn::Escalated,
+                None,
+                None,
+                format!("escalated copy failed to start: {error}"),
+            ),
+            Outcome::CallerGone => (
+                RanIn::Escalated,
+                None,
+                None,
+                "the caller went away during escalation".into(),
+            ),
+        };
+        let mut record = this.make_record(facts, Some(&eval), decider, ran_in, reason);
+        record.time_ms = time_ms;
+        record.resolved = Some(resolved);
+        record.escalation_env = Some(passed);
+        record.status = status;
+        record.duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        this.store(record);
+    }));
 }
 
 /// Runs one escalation to its end. Blocking: call on a thread of its own.

@@ -12,7 +12,6 @@ pub mod audit;
 pub mod backend;
 pub mod cgroup;
 mod escalate;
-mod exec_request;
 pub mod executable;
 mod gate;
 pub mod network;

@@ -18,7 +18,7 @@ use crate::audit::AuditLog;
 use crate::teardown::{self};
 
 use crate::escalate;
-use crate::gate::unotify::Reach;
+use crate::gate::paused::Reach;
 use crate::gate::wrapper;
 
 /// Supervisor-wide settings.

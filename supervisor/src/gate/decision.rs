@@ -13,14 +13,13 @@ use std::sync::Arc;
 
 use policy::{DecidedBy, Decision, Evaluation, RuleMatch};
 
-use super::{Shared, lock, now_ms};
+use super::{Shared, lock};
 use crate::approval::{self, Approval, ApprovalRequest};
 use crate::escalate;
 use crate::executable::Executable;
 use crate::routing::{self, Action};
 use crate::sandbox::SandboxMode;
-use crate::session::ResolvedProgram;
-use crate::session::{Decider, ExecRecord, RanIn};
+use crate::session::{Decider, RanIn};
 use crate::stopwatch::PauseGuard;
 
 /// What the audit log and a prompt say about an exec, read only when one needs it.
@@ -219,7 +218,7 @@ impl Shared {
                 let facts = gate.facts(&pending);
                 match self.escalation_target(&facts, &eval) {
                     Ok(executable) => {
-                        self.escalate(gate, pending, facts, executable, eval, decider);
+                        escalate::start(self, gate, pending, facts, executable, eval, decider);
                     }
                     Err(why) => self.not_escalated(gate, pending, &facts, eval, decider, why),
                 }
@@ -237,100 +236,6 @@ impl Shared {
         } else {
             self.sandbox.mode
         }
-    }
-
-    /// Runs the supervisor's copy outside the sandbox on a thread of its own (the one
-    /// escalation engine, [`escalate::run`]), then records the exec with its status.
-    fn escalate<G: Gate>(
-        self: &Arc<Self>,
-        gate: &G,
-        pending: G::Pending,
-        facts: ExecFacts,
-        executable: Executable,
-        eval: Evaluation,
-        decider: Decider,
-    ) {
-        let time_ms = now_ms();
-        let Some((caller, requested)) = gate.escalation(pending) else {
-            return;
-        };
-        let env = escalate::environment(
-            &self.inner.escalation.base_env,
-            &self.inner.escalation.pass_env,
-            &requested.env,
-        );
-        let passed: Vec<String> = env.names().collect();
-        // argv[0] names the program the rule named (multi-call programs such as git and
-        // busybox act on it), never what the caller put there.
-        let mut argv = requested.argv;
-        let arg0 = requested
-            .path
-            .file_name()
-            .map(std::ffi::OsStr::to_os_string)
-            .unwrap_or_default();
-        match argv.first_mut() {
-            Some(first) => *first = arg0,
-            None => argv.push(arg0),
-        }
-        let resolved = ResolvedProgram {
-            path: executable.path.clone(),
-            dev: executable.dev,
-            ino: executable.ino,
-        };
-        let copy = escalate::Copy {
-            executable,
-            argv,
-            env: env.into_entries(),
-            cwd: requested.cwd,
-            marker: self.marker.clone(),
-            cgroup: self.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
-            listener: self.inner.exec_listener.clone(),
-        };
-        let this = self.clone();
-        self.escalations.submit(Box::new(move || {
-            let from = crate::shown(&facts.argv);
-            let deciding = this.clone();
-            let on_exec: escalate::OnExec = Arc::new(
-                move |listener: &Arc<kernel::seccomp::listener::Listener>,
-                      n: kernel::seccomp::listener::Notification| {
-                    deciding.handle_escalated(listener, n, &from);
-                },
-            );
-            let outcome = escalate::run(caller, copy, this.as_ref(), on_exec);
-            let (ran_in, status, duration, reason) = match outcome {
-                escalate::Outcome::Ran { status, duration } => (
-                    RanIn::Escalated,
-                    Some(status),
-                    Some(duration),
-                    eval.reason(),
-                ),
-                escalate::Outcome::Refused(escalate::Refused::Stdio(error)) => (
-                    RanIn::Denied,
-                    None,
-                    None,
-                    format!("not run outside the sandbox: {error}"),
-                ),
-                escalate::Outcome::Refused(escalate::Refused::Spawn(error)) => (
-                    RanIn::Escalated,
-                    None,
-                    None,
-                    format!("escalated copy failed to start: {error}"),
-                ),
-                escalate::Outcome::CallerGone => (
-                    RanIn::Escalated,
-                    None,
-                    None,
-                    "the caller went away during escalation".into(),
-                ),
-            };
-            let mut record = this.make_record(facts, Some(&eval), decider, ran_in, reason);
-            record.time_ms = time_ms;
-            record.resolved = Some(resolved);
-            record.escalation_env = Some(passed);
-            record.status = status;
-            record.duration_ms = duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            this.store(record);
-        }));
     }
 
     /// The file an escalation would run, if the session could not have written it and it
@@ -457,66 +362,6 @@ impl Shared {
                 self.ask(gate, pending, fallback, key);
             }
             action => self.act(gate, pending, fallback, action, Decider::Heuristics),
-        }
-    }
-
-    pub(crate) fn make_record(
-        &self,
-        facts: ExecFacts,
-        eval: Option<&Evaluation>,
-        decider: Decider,
-        ran_in: RanIn,
-        reason: String,
-    ) -> ExecRecord {
-        ExecRecord {
-            pid: facts.pid,
-            program: facts.program,
-            argv: facts.argv,
-            cwd: facts.cwd,
-            decision: eval.map(|e| e.decision).unwrap_or(Decision::Allow),
-            decided_by: decider,
-            matched_rules: eval.map(|e| e.matched_rules.clone()).unwrap_or_default(),
-            ran_in,
-            reason,
-            status: None,
-            time_ms: now_ms(),
-            ppid: facts.ppid,
-            duration_ms: None,
-            session: self.id,
-            resolved: None,
-            escalation_env: None,
-        }
-    }
-
-    /// The record of an exec, built while its caller still waits: once answered, the
-    /// caller may exit at once and its cwd and parent can no longer be read. `None` for a
-    /// sandboxed exec nobody reads about (the hot path).
-    pub(crate) fn record_paused(
-        &self,
-        facts: impl FnOnce() -> ExecFacts,
-        eval: Option<&Evaluation>,
-        decider: Decider,
-        ran_in: RanIn,
-        reason: impl FnOnce() -> String,
-    ) -> Option<ExecRecord> {
-        if matches!(ran_in, RanIn::Sandbox | RanIn::Outside) && self.inner.audit.is_none() {
-            return None;
-        }
-        Some(self.make_record(facts(), eval, decider, ran_in, reason()))
-    }
-
-    pub(crate) fn store_some(&self, record: Option<ExecRecord>) {
-        if let Some(record) = record {
-            self.store(record);
-        }
-    }
-
-    pub(crate) fn store(&self, record: ExecRecord) {
-        if let Some(audit) = &self.inner.audit {
-            audit.write(&record);
-        }
-        if !matches!(record.ran_in, RanIn::Sandbox | RanIn::Outside) {
-            lock(&self.notable).push(record);
         }
     }
 }

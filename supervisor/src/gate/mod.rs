@@ -9,28 +9,30 @@
 //! taking minutes to answer never stalls the other execs of the tree.
 
 use std::collections::HashSet;
-use std::io::{self, Write};
-use std::os::fd::AsFd;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kernel::pidfd::PidFd;
-use kernel::remote_fd::FdHandoff;
+
 use tokio::task::JoinHandle;
 
 use crate::approval::Approver;
 use crate::cgroup::SessionCgroup;
 use crate::escalate;
 use crate::sandbox::SandboxPolicy;
-use crate::session::ExecRecord;
+use crate::session::{Decider, ExecRecord, RanIn};
 use crate::stopwatch::Stopwatch;
 use crate::teardown::SessionTree;
+use decision::ExecFacts;
+use policy::{Decision, Evaluation};
 
 use crate::supervisor::Inner;
 
 pub(crate) mod decision;
+pub(crate) mod paused;
 pub mod sockets;
 pub(crate) mod unotify;
 pub(crate) mod wrapper;
@@ -122,6 +124,69 @@ impl Shared {
     }
 }
 
+/// The session's records: what the audit log and the session's result say about execs.
+impl Shared {
+    pub(crate) fn make_record(
+        &self,
+        facts: ExecFacts,
+        eval: Option<&Evaluation>,
+        decider: Decider,
+        ran_in: RanIn,
+        reason: String,
+    ) -> ExecRecord {
+        ExecRecord {
+            pid: facts.pid,
+            program: facts.program,
+            argv: facts.argv,
+            cwd: facts.cwd,
+            decision: eval.map(|e| e.decision).unwrap_or(Decision::Allow),
+            decided_by: decider,
+            matched_rules: eval.map(|e| e.matched_rules.clone()).unwrap_or_default(),
+            ran_in,
+            reason,
+            status: None,
+            time_ms: now_ms(),
+            ppid: facts.ppid,
+            duration_ms: None,
+            session: self.id,
+            resolved: None,
+            escalation_env: None,
+        }
+    }
+
+    /// The record of an exec, built while its caller still waits: once answered, the
+    /// caller may exit at once and its cwd and parent can no longer be read. `None` for a
+    /// sandboxed exec nobody reads about (the hot path).
+    pub(crate) fn record_paused(
+        &self,
+        facts: impl FnOnce() -> ExecFacts,
+        eval: Option<&Evaluation>,
+        decider: Decider,
+        ran_in: RanIn,
+        reason: impl FnOnce() -> String,
+    ) -> Option<ExecRecord> {
+        if matches!(ran_in, RanIn::Sandbox | RanIn::Outside) && self.inner.audit.is_none() {
+            return None;
+        }
+        Some(self.make_record(facts(), eval, decider, ran_in, reason()))
+    }
+
+    pub(crate) fn store_some(&self, record: Option<ExecRecord>) {
+        if let Some(record) = record {
+            self.store(record);
+        }
+    }
+
+    pub(crate) fn store(&self, record: ExecRecord) {
+        if let Some(audit) = &self.inner.audit {
+            audit.write(&record);
+        }
+        if !matches!(record.ran_in, RanIn::Sandbox | RanIn::Outside) {
+            lock(&self.notable).push(record);
+        }
+    }
+}
+
 impl escalate::Registry for Shared {
     fn started(&self, pid: u32, pidfd: Arc<PidFd>) {
         if let Some(tree) = self.tree.get() {
@@ -155,50 +220,6 @@ pub(crate) fn program_below_pid_namespace(root: u32) -> Option<PidFd> {
     };
     let program = only_child(only_child(root)?)?;
     PidFd::open(program).ok()
-}
-
-/// A pidfd for the process a thread belongs to (pidfd_open wants a thread-group leader).
-pub(crate) fn pidfd_of(tid: u32) -> io::Result<PidFd> {
-    match PidFd::open(tid) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
-            let tgid = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Tgid:"))
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or_else(|| io::Error::other("no Tgid in /proc status"))?;
-            PidFd::open(tgid)
-        }
-        other => other,
-    }
-}
-
-/// Writes `line` on the caller's stderr: why its exec was refused. Bounded: a stderr
-/// nobody reads must not stall the notification thread. With the /proc reopen hand-off a
-/// stderr that is a regular file gets the line at its current offset, which the caller's
-/// own next write does not move past (a separate open file description).
-pub(crate) fn tell_caller(tid: u32, handoff: FdHandoff, mut line: String) {
-    let Ok(pidfd) = pidfd_of(tid) else { return };
-    let fd = match kernel::remote_fd::copy_fd(handoff, &pidfd, tid, 2) {
-        Ok(fd) => fd,
-        Err(err) => {
-            tracing::debug!(tid, "cannot reach the caller's stderr: {err}");
-            return;
-        }
-    };
-    // One write of at most PIPE_BUF bytes into a writable pipe never blocks.
-    if line.len() > 4000 {
-        let mut cut = 4000;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        line.truncate(cut);
-        line.push_str("...");
-    }
-    line.push('\n');
-    if kernel::pidfd::wait_writable(fd.as_fd(), 100) {
-        let _ = std::fs::File::from(fd).write_all(line.as_bytes());
-    }
 }
 
 /// argv as a person would type it (for messages only).

@@ -21,10 +21,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::sync::Arc;
 
 use kernel::memory::RemoteMemory;
+use kernel::pidfd::PidFd;
 use kernel::seccomp::listener::{Listener, Notification};
 use kernel::unix_socket::{self, DiagSocket, UnixAddress};
 
-use super::{Shared, pidfd_of};
+use super::Shared;
 
 /// Whether the tree's unix socket connects are decided (see the module doc), and if not,
 /// why not.
@@ -119,7 +120,7 @@ impl Shared {
         // Connects the caller's own socket (a copy of its descriptor) with `connect`.
         let on_callers_socket = |connect: &dyn Fn(BorrowedFd<'_>) -> io::Result<()>| {
             let fd = i32::try_from(n.args[0]).unwrap_or(-1);
-            match pidfd_of(n.pid).and_then(|p| p.get_fd(fd)) {
+            match PidFd::of_thread(n.pid).and_then(|p| p.get_fd(fd)) {
                 Ok(socket) => errno_of(connect(socket.as_fd())),
                 Err(err) => err.raw_os_error().unwrap_or(libc::EACCES),
             }

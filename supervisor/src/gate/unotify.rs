@@ -2,25 +2,20 @@
 //! tree; one OS thread per session receives them, reads each exec from the paused caller,
 //! and answers (continue, deny) or hands it to a prompt or an escalation.
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::memory::MemoryAccess;
+use kernel::exec_request::ExecRequest;
 use kernel::pidfd::PidFd;
-use kernel::remote_fd::{self, FdHandoff};
 use kernel::seccomp::listener::{Event, Listener, Notification};
 
-use super::decision::{ExecFacts, Gate};
-use super::{Shared, pidfd_of, shown, tell_caller};
-use crate::escalate;
-use crate::exec_request::{self, ExecRequest};
+use super::Shared;
+use super::paused::{Unotified, facts_of};
 use crate::routing::{self, Action};
 use crate::sandbox::SandboxMode;
-use crate::session::{Decider, ExitStatus, RanIn};
-use kernel::ptrace::{self, Resume, Stop};
+use crate::session::{Decider, RanIn};
 
 /// The notification thread: receive the listener from the child, then serve until the
 /// tree is gone or the session stops.
@@ -82,11 +77,11 @@ impl Shared {
         if !self.first_exec_seen.swap(true, Ordering::AcqRel) {
             // The session's own program, started by us: it runs in the sandbox undecided;
             // everything it execs is decided. Paused, so its pid names it.
-            if let Ok(program) = pidfd_of(n.pid) {
+            if let Ok(program) = PidFd::of_thread(n.pid) {
                 let _ = self.program.set(program);
             }
             let record = self.record_paused(
-                || req.facts(),
+                || facts_of(&req),
                 None,
                 Decider::Supervisor,
                 RanIn::Sandbox,
@@ -172,262 +167,4 @@ impl Shared {
         };
         self.decide_evaluated(listener, pending, &program, &argv, eval, action);
     }
-}
-
-/// An exec paused by the seccomp listener.
-pub(crate) struct Unotified {
-    n: Notification,
-    req: ExecRequest,
-    reach: Reach,
-    /// An exec of an escalated copy's tree, outside the sandbox.
-    outside: bool,
-}
-
-/// How the supervisor reaches into a paused caller, decided once at start.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Reach {
-    /// How its fds are copied (`pidfd_getfd`, or the /proc reopen where a container
-    /// profile blocks it).
-    pub fd_handoff: FdHandoff,
-    /// How its exec arguments are read (`process_vm_readv`, or `/proc/PID/mem`).
-    pub memory: MemoryAccess,
-    /// The filter waits killably (5.19+): answer the exec, then catch the caller's stop.
-    /// Otherwise: interrupt first, which withdraws the notification.
-    pub wait_killable: bool,
-}
-
-/// The unotify backend: the listener answers the paused exec.
-impl Gate for Arc<Listener> {
-    type Pending = Unotified;
-
-    fn runs_outside(&self, p: &Unotified) -> bool {
-        p.outside
-    }
-
-    fn still_waiting(&self, p: &Unotified) -> bool {
-        self.id_valid(p.n.id)
-    }
-
-    fn facts(&self, p: &Unotified) -> ExecFacts {
-        p.req.facts()
-    }
-
-    fn run(&self, p: Unotified) {
-        let _ = self.respond_continue(p.n.id);
-    }
-
-    type Caller = PausedCaller;
-
-    fn deny(&self, p: Unotified, reason: &str) {
-        let line = format!(
-            "execgate: denied `{}`: {reason}",
-            shown(&p.req.argv_lossy())
-        );
-        tell_caller(p.req.tid, p.reach.fd_handoff, line);
-        let _ = self.respond_errno(p.n.id, libc::EACCES);
-    }
-
-    fn caller_env(&self, p: &Unotified) -> Vec<std::ffi::OsString> {
-        p.req.read_env(p.reach.memory).unwrap_or_default()
-    }
-
-    fn escalation(&self, p: Unotified) -> Option<(PausedCaller, escalate::Requested)> {
-        let env = match p.req.read_env(p.reach.memory) {
-            Ok(env) => env,
-            Err(err) => {
-                let _ = self.respond_errno(p.n.id, err.errno());
-                return None;
-            }
-        };
-        // Gone already: nothing to answer.
-        let process = pidfd_of(p.req.tid).ok()?;
-        let requested = escalate::Requested {
-            cwd: exec_request::cwd_of(p.req.tid),
-            path: p.req.path,
-            argv: p.req.argv,
-            env,
-        };
-        let caller = PausedCaller {
-            listener: self.clone(),
-            id: p.n.id,
-            tid: p.req.tid,
-            reach: p.reach,
-            process,
-            answered: false,
-        };
-        Some((caller, requested))
-    }
-}
-
-impl ExecRequest {
-    /// Read from `/proc` while the caller is paused.
-    fn facts(&self) -> ExecFacts {
-        ExecFacts {
-            pid: i32::try_from(self.tid).unwrap_or(-1),
-            program: self.path.clone(),
-            argv: self.argv_lossy(),
-            cwd: exec_request::cwd_of(self.tid),
-            ppid: exec_request::ppid_of(self.tid),
-        }
-    }
-}
-
-/// The caller of an escalated exec, paused in its `execve`: held by ptrace while the copy
-/// runs where a signal could withdraw the notification, and ended with the copy's status
-/// by rewriting its registers (`exit_group(status)`).
-pub(crate) struct PausedCaller {
-    listener: Arc<Listener>,
-    id: u64,
-    tid: u32,
-    reach: Reach,
-    process: PidFd,
-    /// Answered (or handed back): dropping it unanswered fails the exec with `EAGAIN`.
-    answered: bool,
-}
-
-impl escalate::Caller for PausedCaller {
-    fn hold(&mut self) -> bool {
-        // Withdraw-first kernels: hold the caller in a ptrace stop for the whole run, so a
-        // signal cannot withdraw the notification and restart the exec as a second request.
-        let held = if self.reach.wait_killable {
-            self.listener.id_valid(self.id)
-        } else {
-            matches!(stop_caller(self.tid), Ok(true))
-        };
-        // A caller that is gone needs no answer.
-        self.answered = !held;
-        held
-    }
-
-    fn stdio(&mut self) -> Result<[Option<OwnedFd>; 3], String> {
-        caller_stdio(self.reach.fd_handoff, &self.process, self.tid)
-    }
-
-    fn process(&self) -> Option<&PidFd> {
-        Some(&self.process)
-    }
-
-    fn refuse(mut self, command: &str, why: &escalate::Refused) {
-        let errno = match why {
-            escalate::Refused::Stdio(error) => {
-                let line =
-                    format!("execgate: `{command}` was not run outside the sandbox: {error}");
-                tell_caller(self.tid, self.reach.fd_handoff, line);
-                libc::EACCES
-            }
-            // Still paused in its exec: the answer is simply that errno, as a real exec
-            // would have failed.
-            escalate::Refused::Spawn(err) => err.raw_os_error().unwrap_or(libc::ENOEXEC),
-        };
-        self.fail(errno);
-    }
-
-    fn hand_back(mut self, status: ExitStatus) -> bool {
-        self.answered = true;
-        let resume = Resume::ExitGroup(status.code() & 0xff);
-        match status {
-            // Mirror a death by signal: queue the signal for the stopped caller, with
-            // exit_group(128+sig) behind it in case the caller ignores or handles it.
-            ExitStatus::Signaled(sig) => finish_with(&self, resume, Some(sig)),
-            ExitStatus::Exited(_) => finish_with(&self, resume, None),
-        }
-    }
-}
-
-impl PausedCaller {
-    /// The exec fails with `errno`: answered directly while the caller waits killably,
-    /// else through the ptrace stop it is held in.
-    fn fail(&mut self, errno: i32) {
-        self.answered = true;
-        if self.reach.wait_killable {
-            let _ = self.listener.respond_errno(self.id, errno);
-        } else {
-            finish_with(self, Resume::Fail(errno), None);
-        }
-    }
-}
-
-impl Drop for PausedCaller {
-    fn drop(&mut self) {
-        if !self.answered {
-            self.fail(libc::EAGAIN);
-        }
-    }
-}
-
-/// Copies of the caller's fds 0, 1 and 2; `None` for one the caller has closed. Any other
-/// failure is the whole escalation's: a command must not run with a substitute for the
-/// stream it was given.
-fn caller_stdio(
-    fd_handoff: FdHandoff,
-    caller: &PidFd,
-    tid: u32,
-) -> Result<[Option<OwnedFd>; 3], String> {
-    const NAMES: [&str; 3] = ["stdin", "stdout", "stderr"];
-    let mut stdio: [Option<OwnedFd>; 3] = [None, None, None];
-    for (fd, slot) in (0..).zip(stdio.iter_mut()) {
-        match remote_fd::copy_fd(fd_handoff, caller, tid, fd) {
-            Ok(copy) => *slot = Some(copy),
-            Err(err) if err.is_not_open() => {}
-            Err(err) => {
-                let name = NAMES.get(fd as usize).copied().unwrap_or("fd");
-                let hint = if fd_handoff == FdHandoff::ProcReopen {
-                    "; pidfd_getfd, which would hand it over, is blocked here (see `execgate doctor`)"
-                } else {
-                    ""
-                };
-                return Err(format!("its {name} cannot be handed over: {err}{hint}"));
-            }
-        }
-    }
-    Ok(stdio)
-}
-
-/// Seize and interrupt the caller, and wait until it is stopped. `Ok(false)`: it is gone.
-fn stop_caller(tid: u32) -> io::Result<bool> {
-    ptrace::seize(tid)?;
-    ptrace::interrupt(tid)?;
-    loop {
-        match ptrace::wait_stop(tid)? {
-            Stop::Interrupt => return Ok(true),
-            Stop::Gone => return Ok(false),
-            // A signal arrived first: suppress it, we are about to end the caller anyway.
-            Stop::Signal(_) => {
-                ptrace::interrupt(tid)?;
-                continue;
-            }
-        }
-    }
-}
-
-/// Brings the caller to a stop right after its exec returned, sets how it resumes (with
-/// `signal` queued first, if any), and detaches. False when the caller is gone.
-fn finish_with(caller: &PausedCaller, resume: Resume, signal: Option<i32>) -> bool {
-    let tid = caller.tid;
-    if caller.reach.wait_killable {
-        // The caller waits killably: interrupt (it keeps waiting), then answer with any
-        // errno. It stops before running one instruction of its own, the errno in rax.
-        if ptrace::seize(tid).is_err() || ptrace::interrupt(tid).is_err() {
-            return false;
-        }
-        if caller
-            .listener
-            .respond_errno(caller.id, libc::EPERM)
-            .is_err()
-        {
-            // Gone (ENOENT): killed while we ran.
-            let _ = ptrace::detach(tid);
-            return false;
-        }
-        match ptrace::wait_stop(tid) {
-            Ok(Stop::Interrupt) | Ok(Stop::Signal(_)) => {}
-            Ok(Stop::Gone) | Err(_) => return false,
-        }
-    }
-    let set = ptrace::set_resume(tid, resume);
-    if let (Ok(()), Some(sig)) = (&set, signal) {
-        let _ = caller.process.send_signal(sig);
-    }
-    let detached = ptrace::detach(tid);
-    set.is_ok() && detached.is_ok()
 }

@@ -25,7 +25,7 @@ use kernel::pidfd::PidFd;
 use super::decision::{ExecFacts, Gate};
 use super::{Shared, shown};
 use crate::escalate::{self};
-use crate::exec_request;
+
 use crate::session::ExitStatus;
 use crate::spawn::SessionError;
 
@@ -158,7 +158,7 @@ impl Gate for Wrapped {
             program: p.request.path.clone(),
             argv: p.argv.clone(),
             cwd: p.request.cwd.clone(),
-            ppid: u32::try_from(p.pid).ok().and_then(exec_request::ppid_of),
+            ppid: u32::try_from(p.pid).ok().and_then(kernel::procfs::ppid_of),
         }
     }
 
