@@ -500,7 +500,7 @@ fn wait_for_file(path: &Path, limit: Duration) -> Option<String> {
 fn leaving_the_session_cgroup(b: Backend) {
     skip_unless_available!(b);
     let Some(root) = cgroup2_root() else {
-        eprintln!("SKIPPED: no cgroup2 mount");
+        testkit::skip("no cgroup2 mount");
         return;
     };
     let s = Scratch::new();

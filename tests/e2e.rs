@@ -1433,6 +1433,86 @@ fn wrapper_backend_without_a_patched_bash_says_where_it_looked() {
     );
     assert!(out.stdout.is_empty(), "nothing ran: {out:?}");
 }
+/// True when the ELF file at `path` has no `PT_INTERP` program header: it starts without
+/// the dynamic loader (static or static-pie).
+fn has_no_interpreter(path: &Path) -> bool {
+    let elf = fs::read(path).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF", "{} is not ELF", path.display());
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    const PT_INTERP: u32 = 3;
+    (0..phnum).all(|i| {
+        let at = phoff + i * phentsize;
+        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) != PT_INTERP
+    })
+}
+
+/// `build-shells` links the exec wrapper statically beside the shells it built (#18: the
+/// wrapper's start-up is paid on every exec), and with no `EXECGATE_EXECVE_WRAPPER` a
+/// session finds and runs that one: a forbidden `touch` is refused through it and leaves
+/// no file, an allowed `echo` runs.
+#[test]
+fn the_wrapper_build_shells_linked_statically_is_the_one_found() {
+    let p = testkit::ok_or_skip!(patched_pieces());
+    let kit = p.bash.parent().unwrap();
+    let wrapper = kit.join("execgate-execve-wrapper");
+    testkit::skip_unless!(
+        (!wrapper.is_file()).then(|| testkit::Skip::patched_shells(format!(
+            "no {}: rerun patches-fallback/build-shells",
+            wrapper.display()
+        )))
+    );
+    assert!(
+        has_no_interpreter(&wrapper),
+        "{} needs the dynamic loader",
+        wrapper.display()
+    );
+    let doctor = Command::new(EXECGATE)
+        .args(["doctor", "--json"])
+        .env("EXECGATE_PATCHED_SHELLS", kit.parent().unwrap())
+        .env_remove("EXECGATE_EXECVE_WRAPPER")
+        .env_remove("EXECGATE_PATCHED_BASH")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(
+        report["patched_shell"]["wrapper"]["path"],
+        wrapper.to_str().unwrap(),
+        "{report}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let rules = work.path().join("deny.rules");
+    fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"touch\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let planted = work.path().join("planted");
+    let out = Command::new(EXECGATE)
+        .args([
+            "supervise",
+            "--backend",
+            "wrapper",
+            "--no-default-rules",
+            "--rules",
+        ])
+        .arg(&rules)
+        .arg("--workdir")
+        .arg(work.path())
+        .args(["--", "bash", "-c", "touch planted; echo \"touch said $?\""])
+        .env("EXECGATE_PATCHED_SHELLS", kit.parent().unwrap())
+        .env_remove("EXECGATE_EXECVE_WRAPPER")
+        .env_remove("EXECGATE_PATCHED_BASH")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("touch said 126"), "{out:?}");
+    assert!(!planted.exists(), "the forbidden touch ran: {out:?}");
+}
+
 #[test]
 fn doctor_shows_both_backends_and_the_wrapper_pieces() {
     let p = testkit::ok_or_skip!(patched_pieces());

@@ -14,14 +14,8 @@ use std::time::Duration;
 
 const EXECGATE: &str = env!("CARGO_BIN_EXE_execgate");
 
-macro_rules! skip_unless {
-    ($why_not:expr) => {
-        if let Some(why) = $why_not {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
-}
+// The one skip helper: `SKIPPED: <test>: <why>`, a failure under EXECGATE_REQUIRE_ALL=1.
+use testkit::skip_unless;
 
 /// Why no session can run here, if none can.
 fn supervisor_unavailable() -> Option<String> {

@@ -20,14 +20,8 @@ const EXECGATE: &str = env!("CARGO_BIN_EXE_execgate");
 /// Generous: the test machines are small and shared. Reaching it means a hang.
 const LIMIT: Duration = Duration::from_secs(120);
 
-macro_rules! skip_unless {
-    ($why_not:expr) => {
-        if let Some(why) = $why_not {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
-}
+// The one skip helper: `SKIPPED: <test>: <why>`, a failure under EXECGATE_REQUIRE_ALL=1.
+use testkit::skip_unless;
 
 /// Why the supervisor (and its escalation, used to make orphans execgate adopts) cannot
 /// run here, if it cannot.

@@ -43,37 +43,35 @@ pub fn pieces() -> Result<&'static Pieces, String> {
     crate::common::patched_pieces().map_err(|skip| skip.why)
 }
 
-/// Why this backend cannot run here (the test then prints SKIPPED and passes, unless
-/// EXECGATE_REQUIRE_PATCHED_SHELLS=1), or None. Also requires root: the attacks are
-/// those of a root supervisor, as CI runs.
-pub fn unavailable(backend: Backend) -> Option<String> {
+/// Why this backend cannot run here, or None: the test then skips through `testkit`
+/// (a failure under EXECGATE_REQUIRE_ALL=1, or for the wrapper backend under
+/// EXECGATE_REQUIRE_PATCHED_SHELLS=1). Also requires root: the attacks are those of a
+/// root supervisor, as CI runs.
+pub fn unavailable(backend: Backend) -> Option<testkit::Skip> {
     if !is_root() {
         return Some("the attacks are run as root (as CI runs)".into());
     }
     if !cfg!(target_arch = "x86_64") {
-        return Some("escalation is implemented for x86_64 only".into());
+        return Some(testkit::Skip::exempt(
+            "escalation is implemented for x86_64 only",
+            testkit::Exempt::NotX86_64,
+        ));
     }
     let actions = fs::read_to_string("/proc/sys/kernel/seccomp/actions_avail").unwrap_or_default();
     if backend == Unotify && !actions.split_whitespace().any(|a| a == "user_notif") {
         return Some("no seccomp user notification".into());
     }
     if backend == Wrapper
-        && let Err(why) = pieces()
+        && let Err(skip) = crate::common::patched_pieces()
     {
-        if std::env::var_os("EXECGATE_REQUIRE_PATCHED_SHELLS").is_some_and(|v| v == "1") {
-            panic!("{why} (EXECGATE_REQUIRE_PATCHED_SHELLS=1)");
-        }
-        return Some(why);
+        return Some(skip.clone());
     }
     None
 }
 
 macro_rules! skip_unless_available {
     ($backend:expr) => {
-        if let Some(why) = $crate::attack_harness::unavailable($backend) {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
+        testkit::skip_unless!($crate::attack_harness::unavailable($backend));
     };
 }
 pub(crate) use skip_unless_available;

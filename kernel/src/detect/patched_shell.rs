@@ -6,9 +6,10 @@
 //! - bash: `--patched-bash PATH` (the caller's `explicit`), `$EXECGATE_PATCHED_BASH`,
 //!   `$EXECGATE_PATCHED_SHELLS/bin/bash`, then `../libexec/execgate/bash` next to the
 //!   running binary (an installed layout). zsh the same with `EXECGATE_PATCHED_ZSH`.
-//! - the wrapper: `$EXECGATE_EXECVE_WRAPPER`, then `execgate-execve-wrapper` in the
-//!   running binary's directory (a cargo build puts both in `target/<profile>/`), then
-//!   `../libexec/execgate/execgate-execve-wrapper` next to it.
+//! - the wrapper: `$EXECGATE_EXECVE_WRAPPER`, then `$EXECGATE_PATCHED_SHELLS/bin/`
+//!   (`build-shells` links it statically there, beside the shells), then
+//!   `execgate-execve-wrapper` in the running binary's directory (a cargo build puts both
+//!   in `target/<profile>/`), then `../libexec/execgate/execgate-execve-wrapper` next to it.
 //!
 //! An explicit path or variable that names nothing usable is reported as such; the
 //! search does not silently fall through to another shell.
@@ -123,6 +124,14 @@ pub fn locate(explicit_bash: Option<&Path>) -> PatchedShell {
         if let Some(p) = env_path(WRAPPER_ENV) {
             candidates.push((format!("${WRAPPER_ENV}"), p, true));
         } else if let Some(dir) = &exe_dir {
+            // The one build-shells linked statically beside the shells it built.
+            if let Some(kit) = env_path(SHELLS_ENV) {
+                candidates.push((
+                    format!("${SHELLS_ENV}/bin:"),
+                    kit.join("bin").join(WRAPPER_NAME),
+                    false,
+                ));
+            }
             candidates.push((
                 "next to execgate:".to_owned(),
                 dir.join(WRAPPER_NAME),
