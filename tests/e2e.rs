@@ -1439,7 +1439,7 @@ fn has_no_interpreter(path: &Path) -> bool {
     let elf = fs::read(path).unwrap();
     assert_eq!(&elf[..4], b"\x7fELF", "{} is not ELF", path.display());
     let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
-    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let phoff = usize::try_from(u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap())).unwrap();
     let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
     const PT_INTERP: u32 = 3;
     (0..phnum).all(|i| {

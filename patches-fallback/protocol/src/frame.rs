@@ -4,9 +4,10 @@
 //! and the tokio side (the supervisor); only the loops around the syscalls differ.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -26,9 +27,9 @@ const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
 const SEND_FLAGS: MsgFlags = MsgFlags::empty();
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-const RECV_FLAGS: MsgFlags = MsgFlags::MSG_CMSG_CLOEXEC;
+const RECV_FLAGS: rustix::net::RecvFlags = rustix::net::RecvFlags::CMSG_CLOEXEC;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-const RECV_FLAGS: MsgFlags = MsgFlags::empty();
+const RECV_FLAGS: rustix::net::RecvFlags = rustix::net::RecvFlags::empty();
 
 /// One message as it goes on the wire.
 pub(crate) fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ProtocolError> {
@@ -107,34 +108,34 @@ type Chunk = Result<usize, ProtocolError>;
 pub(crate) type Frame = (Vec<u8>, Vec<OwnedFd>);
 
 /// `recvmsg(2)` on a stream socket: bytes into `buf`, fds (close-on-exec) into `fds`.
-/// More than [`MAX_FDS`] fds is a refusal, after closing all of them.
+/// More than [`MAX_FDS`] fds is a refusal, after closing all of them. rustix hands the
+/// received fds over as `OwnedFd`s, so taking ownership of them needs no `unsafe` here.
 pub(crate) fn recv_chunk(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<Chunk> {
-    let mut cmsg = nix::cmsg_space!([RawFd; SCM_MAX_FD]);
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, ReturnFlags};
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(SCM_MAX_FD))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = loop {
-        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), RECV_FLAGS) {
-            Err(nix::Error::EINTR) => continue,
+        match rustix::net::recvmsg(sock, &mut iov, &mut cmsg, RECV_FLAGS) {
+            Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
             Ok(msg) => break msg,
         }
     };
-    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-        // Not on Linux (the buffer holds SCM_MAX_FD); elsewhere the cut fds are lost.
-        return Ok(Err(ProtocolError::TooManyFds(SCM_MAX_FD)));
-    }
     let before = fds.len();
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            for fd in raw {
-                // SAFETY: the kernel has just installed `fd` in our table for this
-                // message; nothing else in the process knows the number, so we own it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
+    for message in cmsg.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
         }
+    }
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        // Not on Linux (the buffer holds SCM_MAX_FD); elsewhere the cut fds are lost.
+        fds.truncate(before);
+        return Ok(Err(ProtocolError::TooManyFds(SCM_MAX_FD)));
     }
     if fds.len() > MAX_FDS {
         let got = fds.len() - before;

@@ -47,6 +47,8 @@
 //! `cwd`; `env` is the wrapper's environment without the wrapper's own variables
 //! ([`WRAPPER_ENV_VARS`]).
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod error;
 mod frame;
