@@ -1227,6 +1227,91 @@ fn a_planted_default_rules_directory_gives_the_next_session_nothing_wrapper() {
     planted_default_rules_directory(Wrapper)
 }
 
+/// The patched shell and the exec wrapper are what makes the wrapper backend ask: a session
+/// that could replace them (they lie inside a writable root here) would give the next
+/// session a shell that asks nothing. The first session swaps the patched bash for the
+/// stock one, over the file or through a renamed parent directory; the next must still not
+/// run the forbidden `touch` (seen outside: no file).
+fn wrapper_backend_own_shell_swapped(swap: &str, set_aside: bool) {
+    skip_unless_available!(Wrapper);
+    let s = Scratch::new();
+    let kit = s.path("kit/bin");
+    fs::create_dir_all(&kit).unwrap();
+    let p = pieces().unwrap();
+    fs::copy(&p.bash, kit.join("bash")).unwrap();
+    fs::copy(&p.wrapper, kit.join("execgate-execve-wrapper")).unwrap();
+    let rules = s.io.join("deny.rules");
+    fs::write(
+        &rules,
+        "prefix_rule(pattern = [\"touch\"], decision = \"forbidden\")\n",
+    )
+    .unwrap();
+    let session = |script: &str| {
+        let out = Command::new(EXECGATE)
+            .args([
+                "supervise",
+                "--no-default-rules",
+                "--backend",
+                "wrapper",
+                "--rules",
+            ])
+            .arg(&rules)
+            .arg("--patched-bash")
+            .arg(kit.join("bash"))
+            .args(["--", "bash", "-c", script])
+            .env(
+                "EXECGATE_EXECVE_WRAPPER",
+                kit.join("execgate-execve-wrapper"),
+            )
+            .current_dir(&s.work)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        format!("{out:?}")
+    };
+    let first = session(swap);
+    let second = session("touch planted; echo \"touch=$?\"");
+    assert!(
+        !s.path("planted").exists(),
+        "escaped: one session replaced the patched bash and the next ran a forbidden touch\n\
+         first: {first}\nsecond: {second}"
+    );
+    if set_aside {
+        // How it holds: the file planted at the shell's path was moved aside at the end.
+        let names: Vec<String> = fs::read_dir(&kit)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            names
+                .iter()
+                .any(|n| n.starts_with("bash.execgate-planted-")),
+            "{names:?}\nfirst: {first}\nsecond: {second}"
+        );
+    }
+}
+
+#[test]
+fn the_wrapper_backend_s_own_shell_cannot_be_replaced_for_the_next_session() {
+    wrapper_backend_own_shell_swapped(
+        "cp /bin/bash kit/bin/bash.new && mv -f kit/bin/bash.new kit/bin/bash; echo \"swap=$?\"",
+        false,
+    );
+}
+
+#[test]
+fn the_wrapper_backend_s_own_shell_planted_through_a_renamed_directory_is_set_aside() {
+    wrapper_backend_own_shell_swapped(
+        // One exec of an unpatched sh does it all: once kit/bin is moved, the patched
+        // shell can no longer run its wrapper.
+        "sh -c 'mv kit/bin kit/old && mkdir kit/bin && cp /bin/bash kit/bin/bash && \
+         cp kit/old/execgate-execve-wrapper kit/bin/'; echo \"swap=$?\"",
+        true,
+    );
+}
+
 /// What agents do in a repository still works inside the sandbox: `git add` and
 /// `git commit` in a nested repository write its index, objects and refs.
 fn git_commit_inside_a_nested_repository(b: Backend) {

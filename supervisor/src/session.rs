@@ -263,9 +263,10 @@ impl Session {
         ChildRegistry::global().release(self.root_pid);
         let sweep = self.teardown();
         let _ = tokio::task::spawn_blocking(sweep).await;
-        for (from, to) in self.shared.git_trust.set_aside_created() {
+        for (from, to) in self.shared.git_trust.set_aside_planted() {
             tracing::warn!(
-                "the session created {} (read-only to it, but absent at start): moved to {}",
+                "the session planted {} (read-only to it; absent at start, or put there \
+                 through a renamed parent directory): moved to {}",
                 from.display(),
                 to.display()
             );

@@ -107,13 +107,20 @@ impl Supervisor {
             network: spec.sandbox.network || proxied,
             ..spec.sandbox.clone()
         };
+        // Kept read-only even inside a writable root: the rules files the policy read (and
+        // the default places it reads them from), and the wrapper backend's patched shells
+        // and exec wrapper, which a later session would run to ask.
+        let mut protected = self.inner.policy.paths_read();
+        if let Some(tools) = &self.inner.wrapper {
+            protected.extend(tools.paths().cloned());
+        }
         let landlock = crate::sandbox::landlock::prepare_protecting(
             &landlock_policy,
             &spec.workdir,
             tmpdir.as_deref(),
             self.inner.git_protection,
             self.inner.landlock_abi,
-            &self.inner.policy.paths_read(),
+            &protected,
         )?;
         let git_trust = landlock.git_trust().clone();
         let binds = kernel::namespaces::mount::ReadOnlyBinds::new(landlock.read_only_binds())

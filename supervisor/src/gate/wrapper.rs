@@ -50,6 +50,13 @@ impl Tools {
         })
     }
 
+    /// The patched shells and the wrapper binary: what a session must not replace.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = &PathBuf> {
+        [Some(&self.bash), self.zsh.as_ref(), Some(&self.wrapper)]
+            .into_iter()
+            .flatten()
+    }
+
     /// The patched shell standing in for `argv0` (`bash`, `/bin/bash`, `zsh`...).
     pub(crate) fn shell_for(&self, argv0: &str) -> Result<PathBuf, SessionError> {
         match Path::new(argv0).file_name().and_then(|n| n.to_str()) {

@@ -68,7 +68,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -551,6 +551,16 @@ pub fn prepare_protecting(
         if protection == Protection::MountNamespace {
             // No bind for what does not exist: looked at again when the session ends.
             git_trust.absent_at_start = found.absent.clone();
+            // A bind holds the file, not its name: a session that renames a parent
+            // directory can put another file at the same path. Each one's identity, to
+            // look at again when the session ends.
+            git_trust.present_at_start = read_only_binds
+                .iter()
+                .filter_map(|p| {
+                    let meta = p.symlink_metadata().ok()?;
+                    Some((p.clone(), meta.dev(), meta.ino()))
+                })
+                .collect();
         }
         let mut rules = Vec::new();
         for root in &roots {
@@ -769,8 +779,12 @@ pub struct GitTrust {
     /// Protected paths that did not exist at start, under [`Protection::MountNamespace`]
     /// (a bind needs a target): `.git/commondir`, `.git/hooks`, an absent `~/.bashrc`...
     /// What the session created there is moved aside when it ends
-    /// ([`GitTrust::set_aside_created`]).
+    /// ([`GitTrust::set_aside_planted`]).
     absent_at_start: Vec<PathBuf>,
+    /// Protected paths bound read-only at start, with the identity (device, inode) of
+    /// what they named then: a different file there at the end was put there by the
+    /// session through a renamed parent, and is moved aside too.
+    present_at_start: Vec<(PathBuf, u64, u64)>,
 }
 
 impl Default for GitTrust {
@@ -782,6 +796,7 @@ impl Default for GitTrust {
             since: SystemTime::UNIX_EPOCH,
             truncated: false,
             absent_at_start: Vec::new(),
+            present_at_start: Vec::new(),
         }
     }
 }
@@ -880,14 +895,25 @@ impl GitTrust {
 
     /// After the session's tree is gone: every protected path that was absent at start
     /// and exists now (a `.git/commondir` naming a configured directory, a `hooks/`, a
-    /// start-up file the binds could not cover) is renamed to `NAME.execgate-planted-PID-N`,
-    /// so that git and shells outside do not read it. Returns (from, to) for each.
-    pub fn set_aside_created(&self) -> Vec<(PathBuf, PathBuf)> {
+    /// start-up file the binds could not cover), and every one that names another file
+    /// than at start (planted through a renamed parent directory), is renamed to
+    /// `NAME.execgate-planted-PID-N`, so that git, shells and the next session outside do
+    /// not read it. Returns (from, to) for each.
+    pub fn set_aside_planted(&self) -> Vec<(PathBuf, PathBuf)> {
+        let created = self
+            .absent_at_start
+            .iter()
+            .filter(|path| path.symlink_metadata().is_ok());
+        let replaced = self
+            .present_at_start
+            .iter()
+            .filter(|(path, dev, ino)| {
+                path.symlink_metadata()
+                    .is_ok_and(|now| (now.dev(), now.ino()) != (*dev, *ino))
+            })
+            .map(|(path, _, _)| path);
         let mut moved = Vec::new();
-        for path in &self.absent_at_start {
-            if path.symlink_metadata().is_err() {
-                continue;
-            }
+        for path in created.chain(replaced) {
             let Some(name) = path.file_name() else {
                 continue;
             };
