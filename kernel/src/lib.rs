@@ -5,7 +5,6 @@
 //!
 //! - [`seccomp`]: the filter program and the user-notification listener.
 //! - [`memory`]: reading a paused process's memory.
-//! - [`exec_request`]: the exec a paused caller asked for (path, argv, and on demand envp).
 //! - [`pidfd`]: pidfds (open, wait, signal, `pidfd_getfd`).
 //! - [`ptrace`]: ending a paused exec with a chosen status (one file per architecture).
 //! - [`process`]: every fork and clone, and what runs between fork and exec.
@@ -22,7 +21,6 @@
 
 pub mod capabilities;
 pub mod detect;
-pub mod exec_request;
 pub mod memory;
 pub mod namespaces;
 pub mod pidfd;

@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use kernel::exec_request::ExecRequest;
+use kernel::memory::ExecRequest;
 use kernel::memory::MemoryAccess;
 use kernel::pidfd::PidFd;
 use kernel::procfs;

@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use kernel::exec_request::ExecRequest;
+use kernel::memory::ExecRequest;
 use kernel::pidfd::PidFd;
 use kernel::seccomp::listener::{Event, Listener, Notification};
 
