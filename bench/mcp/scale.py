@@ -76,6 +76,16 @@ async def timed_call(session: ClientSession, call: dict) -> float:
     return elapsed
 
 
+def summary(latencies: list[float], wall: float) -> dict:
+    return {
+        "calls": len(latencies),
+        "wall_s": wall,
+        "calls_per_s": len(latencies) / wall,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
 async def run(args: argparse.Namespace) -> dict:
     workdir = tempfile.mkdtemp(prefix="execgate-scale-")
     rules = Path(workdir) / "empty.rules"
@@ -106,14 +116,7 @@ async def run(args: argparse.Namespace) -> dict:
             for _ in range(args.concurrent):
                 tg.start_soon(one)
         wall = time.perf_counter() - start
-        out["concurrent"] = {
-            "calls": args.concurrent,
-            "wall_s": wall,
-            "calls_per_s": args.concurrent / wall,
-            "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000,
-            "after": usage(pid),
-        }
+        out["concurrent"] = {**summary(latencies, wall), "after": usage(pid)}
 
         latencies = []
         samples = []
@@ -123,14 +126,7 @@ async def run(args: argparse.Namespace) -> dict:
             if (i + 1) % 100 == 0:
                 samples.append({"calls": i + 1, **usage(pid)})
         wall = time.perf_counter() - start
-        out["sequential"] = {
-            "calls": args.sequential,
-            "wall_s": wall,
-            "calls_per_s": args.sequential / wall,
-            "p50_ms": statistics.median(latencies) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000,
-            "samples": samples,
-        }
+        out["sequential"] = {**summary(latencies, wall), "samples": samples}
         await anyio.sleep(1)
         out["end"] = usage(pid)
     return out
