@@ -503,6 +503,51 @@ fn a_nested_repositorys_hooks_and_config_are_read_only_wrapper() {
     nested_repository_hooks_and_config(Wrapper)
 }
 
+/// What the supervisor sets aside at a session's end must stay beneath the writable root:
+/// a session that turns a protected path's parent (a nested repository's `.git`) into a
+/// symlink to a directory outside must not make the supervisor rename a file there (seen
+/// outside: the canary directory's `config`, `hooks` and `commondir` are all still there).
+fn set_aside_follows_no_symlink(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let c = Canary::new();
+    for name in ["config", "hooks", "commondir"] {
+        fs::write(c.path(name), "the host's\n").unwrap();
+    }
+    fs::create_dir(s.path("nested")).unwrap();
+    outside("git", &["init", "-q", "-b", "main"], &s.path("nested"));
+    let out = run(
+        &s,
+        b,
+        &[],
+        &[],
+        &format!(
+            "sh -c 'mv nested/.git nested/old-git && ln -s {} nested/.git'; echo \"swap=$?\"",
+            c.dir.display()
+        ),
+    );
+    for name in ["config", "hooks", "commondir"] {
+        assert!(
+            c.path(name).exists(),
+            "escaped: the supervisor renamed {} outside every writable root\n{out:#?}\n{:?}",
+            c.path(name).display(),
+            fs::read_dir(&c.dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn setting_aside_at_the_end_follows_no_symlink_out_unotify() {
+    set_aside_follows_no_symlink(Unotify)
+}
+#[test]
+fn setting_aside_at_the_end_follows_no_symlink_out_wrapper() {
+    set_aside_follows_no_symlink(Wrapper)
+}
+
 // ---------------------------------------------------------------------------------------
 // 8: network off means no daemons either
 // ---------------------------------------------------------------------------------------

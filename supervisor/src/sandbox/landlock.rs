@@ -899,33 +899,26 @@ impl GitTrust {
     /// than at start (planted through a renamed parent directory), is renamed to
     /// `NAME.execgate-planted-PID-N`, so that git, shells and the next session outside do
     /// not read it. Returns (from, to) for each.
+    ///
+    /// The session may have turned a directory on the way into a symlink: nothing here
+    /// follows one. Each path is walked from the outermost writable root holding it (which
+    /// the session cannot replace), one `O_PATH | O_NOFOLLOW` directory at a time; a
+    /// component that is now a symlink is itself what is set aside, and every rename
+    /// happens inside a directory reached that way, never outside the roots.
     pub fn set_aside_planted(&self) -> Vec<(PathBuf, PathBuf)> {
-        let created = self
-            .absent_at_start
-            .iter()
-            .filter(|path| path.symlink_metadata().is_ok());
-        let replaced = self
-            .present_at_start
-            .iter()
-            .filter(|(path, dev, ino)| {
-                path.symlink_metadata()
-                    .is_ok_and(|now| (now.dev(), now.ino()) != (*dev, *ino))
-            })
-            .map(|(path, _, _)| path);
+        let checks = self.absent_at_start.iter().map(|path| (path, None)).chain(
+            self.present_at_start
+                .iter()
+                .map(|(path, dev, ino)| (path, Some((*dev, *ino)))),
+        );
         let mut moved = Vec::new();
-        for path in created.chain(replaced) {
-            let Some(name) = path.file_name() else {
+        for (path, was) in checks {
+            let Some(root) = self.roots.iter().filter(|r| path.starts_with(r)).min() else {
                 continue;
             };
-            let mut to_name = name.to_owned();
-            to_name.push(format!(
-                ".execgate-planted-{}-{}",
-                std::process::id(),
-                moved.len()
-            ));
-            let to = path.with_file_name(to_name);
-            if std::fs::rename(path, &to).is_ok() {
-                moved.push((path.clone(), to));
+            let suffix = format!(".execgate-planted-{}-{}", std::process::id(), moved.len());
+            if let Some(pair) = set_aside_beneath(root, path, was, &suffix) {
+                moved.push(pair);
             }
         }
         moved
@@ -935,6 +928,47 @@ impl GitTrust {
     pub fn git_dirs(&self) -> impl Iterator<Item = &Path> {
         self.dirs.iter().map(|d| d.path.as_path())
     }
+}
+
+/// [`GitTrust::set_aside_planted`] for one path inside `root`: walks down from `root`
+/// without following symlinks. The first component that is a symlink, or the path itself
+/// when it exists and is not the file it was at start (`was`: device and inode; `None`:
+/// absent at start), is renamed to its name plus `suffix` in the directory holding it.
+fn set_aside_beneath(
+    root: &Path,
+    path: &Path,
+    was: Option<(u64, u64)>,
+    suffix: &str,
+) -> Option<(PathBuf, PathBuf)> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    let below = path.strip_prefix(root).ok()?;
+    let names: Vec<&std::ffi::OsStr> = below.iter().collect();
+    let walk = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut here = root.to_path_buf();
+    for (i, name) in names.iter().enumerate() {
+        let stat = rustix::fs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        let last = i + 1 == names.len();
+        let link = FileType::from_raw_mode(stat.st_mode) == FileType::Symlink;
+        let planted = link || (last && was != Some((stat.st_dev, stat.st_ino)));
+        if planted {
+            let mut to = name.to_os_string();
+            to.push(suffix);
+            rustix::fs::renameat(&dir, *name, &dir, &to).ok()?;
+            return Some((here.join(name), here.join(to)));
+        }
+        if last {
+            return None;
+        }
+        dir = rustix::fs::openat(&dir, *name, walk, Mode::empty()).ok()?;
+        here.push(name);
+    }
+    None
 }
 
 /// `path`, absent, with its deepest existing ancestor resolved (symlinks followed): where
