@@ -23,7 +23,7 @@ use crate::rlimits::ResourceLimits;
 use crate::sandbox::{Enforcement, SandboxPolicy};
 
 /// Where the session's stdin/stdout/stderr go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionStdio {
     /// The supervisor's own stdio, the session in a process group of its own (the CLI
     /// without a terminal).
@@ -35,6 +35,11 @@ pub enum SessionStdio {
     /// questions the person's is the approver reading `/dev/tty` itself after discarding
     /// pending input, and the filter's refusal of TIOCSTI/TIOCLINUX.
     InheritForeground,
+    /// The supervisor's own stdio, except that each of 0-2 that was the person's terminal
+    /// is the slave of the session's own pseudo-terminal, in a session of its own with that
+    /// slave as its controlling terminal (as `sudo`'s `use_pty`; the relay is
+    /// [`crate::terminal::Relay`]). The tree holds no descriptor of the person's terminal.
+    Terminal(kernel::terminal::ControllingTerminal),
     /// Fresh pipes: stdin at EOF, stdout and stderr handed to the caller (MCP).
     Piped,
 }

@@ -223,6 +223,10 @@ impl Supervisor {
             landlock,
             rendezvous_fd,
             drop_caps,
+            terminal: match &spec.stdio {
+                SessionStdio::Terminal(terminal) => Some(terminal.clone()),
+                _ => None,
+            },
         };
         let hooks: Vec<kernel::process::ChildHook> = vec![Box::new(move || plan.apply())];
         let (marker_key, marker_value) = teardown::marker_env(&session_name);
@@ -244,9 +248,12 @@ impl Supervisor {
         if let Some(tools) = &self.inner.wrapper {
             tools.set_env(&mut cmd);
         }
-        let own_group = spec.stdio != SessionStdio::InheritForeground;
-        match spec.stdio {
-            SessionStdio::Inherit | SessionStdio::InheritForeground => {}
+        // A session on its own terminal leads a session (and so a group) of its own, made
+        // by `setsid` in the plan: no process group before it.
+        let own_group = matches!(spec.stdio, SessionStdio::Inherit | SessionStdio::Piped);
+        match &spec.stdio {
+            SessionStdio::Inherit | SessionStdio::InheritForeground | SessionStdio::Terminal(_) => {
+            }
             SessionStdio::Piped => {
                 cmd.stdin(Stdio::null())
                     .stdout(Stdio::piped())
@@ -443,6 +450,10 @@ struct ChildPlan {
     ///     in it and handed to the supervisor (needs the capabilities the PID namespace
     ///     step left, or CAP_SYS_ADMIN).
     network_namespace: Option<kernel::namespaces::net::SessionNetworkNamespace>,
+    /// 4d. The session's own terminal: `setsid`, the pty slave as controlling terminal and
+    ///     on the descriptors that were the person's terminal. In the program's own
+    ///     process (after the PID namespace's forks), before Landlock and the filter.
+    terminal: Option<kernel::terminal::ControllingTerminal>,
     /// 5. Read-only binds (git metadata): before Landlock, which forbids mount changes.
     binds: kernel::namespaces::mount::ReadOnlyBinds,
     /// 6. Landlock `restrict_self`.
@@ -472,6 +483,9 @@ impl ChildPlan {
         }
         if let Some(network) = &self.network_namespace {
             network.enter_in_child()?;
+        }
+        if let Some(terminal) = &self.terminal {
+            terminal.enter_in_child()?;
         }
         self.binds.apply_in_child()?;
         self.landlock
