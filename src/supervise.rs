@@ -136,7 +136,7 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
     // (`--pty never`) it stays in the person's terminal's foreground group, so it can read
     // the terminal and Ctrl-C reaches it directly, as with any program run from a shell.
     let (relay, stdio) = match args.pty {
-        Pty::Auto => match Relay::start() {
+        Pty::Auto => match Relay::start(mode == Mode::Supervise) {
             Ok(Some((relay, stdio))) => (Some(relay), stdio),
             Ok(None) => (None, SessionStdio::Inherit),
             Err(err) => {

@@ -240,3 +240,31 @@ fn pty_never_shares_the_terminal() {
     let name = run.report["name"].as_str().expect("the driver's terminal");
     assert!(run.transcript.contains(&format!("tty={name}")), "{run:#?}");
 }
+
+/// Ctrl-Z under a job-control shell: execgate stops with its session (the shell says
+/// "Stopped", $? is 148, the person's settings are back for the shell), and `fg` continues
+/// both: the session's program finishes.
+#[test]
+fn ctrl_z_suspends_execgate_with_its_session() {
+    skip_unless_available!(Unotify);
+    let s = Scratch::new();
+    let cmd = session(&s, Unotify, &[], &[], "echo ready; sleep 2; echo after");
+    let mut line: Vec<String> = vec![sh_quote(cmd.get_program().to_str().unwrap())];
+    line.extend(cmd.get_args().map(|a| sh_quote(a.to_str().unwrap())));
+    let script = format!(
+        "cd {}; {}; echo \"status=$?\"; stty -a | grep -o -- '-icanon' || echo cooked; fg; echo \"fg=$?\"",
+        sh_quote(s.work.to_str().unwrap()),
+        line.join(" ")
+    );
+    let mut shell = Command::new("/bin/bash");
+    shell.args(["--norc", "--noprofile", "-i", "-c", &script]);
+    let run = attack_harness::drive_pty(&shell, 30, &[("ready", "type:\\x1a")]);
+    assert!(run.transcript.contains("Stopped"), "{run:#?}");
+    assert!(run.transcript.contains("status=148"), "{run:#?}");
+    assert!(
+        run.transcript.contains("cooked"),
+        "the shell got its terminal back in raw mode: {run:#?}"
+    );
+    assert!(run.transcript.contains("after"), "{run:#?}");
+    assert!(run.transcript.contains("fg=0"), "{run:#?}");
+}

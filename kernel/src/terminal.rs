@@ -66,6 +66,17 @@ pub fn set_window_size(fd: BorrowedFd<'_>, size: &WindowSize) -> io::Result<()> 
     Ok(())
 }
 
+/// `TIOCGPTPEER` (Linux 4.13): a new descriptor of the slave of `master`, opened
+/// `O_NOCTTY` and close-on-exec; to read the slave's settings, which the master does not
+/// share.
+pub fn open_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags as an integer and returns a new descriptor.
+    let fd = crate::cvt_int(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) })?;
+    // SAFETY: the ioctl returned a new descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// What the session's child does to take its own terminal: a new session (`setsid`),
 /// the slave as its controlling terminal (`TIOCSCTTY`), and the slave on each standard
 /// descriptor that was the person's terminal; the others (a pipe, a file) stay.

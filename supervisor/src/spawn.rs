@@ -273,6 +273,12 @@ impl Supervisor {
         // The listener decides execs (unotify) and, with the network off, unix socket
         // connects (either backend).
         let listens = rendezvous.is_none() || (!network && self.inner.unix_sockets.is_guarded());
+        enforcement.terminal = match &spec.stdio {
+            SessionStdio::Terminal(_) => "own",
+            SessionStdio::InheritForeground => "shared",
+            SessionStdio::Inherit | SessionStdio::Piped => "none",
+        }
+        .to_owned();
         enforcement.unix_sockets = match &self.inner.unix_sockets {
             _ if network => "open".into(),
             crate::gate::sockets::UnixSocketGuard::SeccompNotify => "decided".into(),

@@ -40,6 +40,8 @@ const DRAIN_QUIET: Duration = Duration::from_millis(200);
 /// Keys typed but not yet taken by the session, at most; beyond, the person's terminal is
 /// not read until the session reads.
 const PENDING_INPUT: usize = 64 * 1024;
+/// How often (ms) the relay looks whether the session's foreground program stopped.
+const STOP_CHECK: u16 = 200;
 
 /// The relay's state, shared by its thread and the questions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +72,9 @@ struct Control {
     saved: Mutex<Option<Termios>>,
     /// `saved` is set: the person's keys go to the session.
     relays_input: bool,
+    /// When the session's foreground program stops (Ctrl-Z went to it), execgate stops
+    /// too, so the person's shell gets its terminal back (`supervise`; not as PID 1).
+    suspends: bool,
 }
 
 impl Control {
@@ -183,7 +188,12 @@ impl Relay {
     /// otherwise). Input is relayed, in raw mode, only when stdin is a terminal whose
     /// foreground group is execgate's (a backgrounded execgate does not take the terminal
     /// from the shell that started it).
-    pub fn start() -> io::Result<Option<(Relay, SessionStdio)>> {
+    ///
+    /// `suspends`: when the session's foreground program stops (Ctrl-Z reached it through
+    /// its line discipline), execgate puts the person's settings back and stops itself
+    /// (SIGTSTP), as sudo does; once continued it takes raw mode again and continues the
+    /// program. Without it the program is continued at once (PID 1 has nobody to stop to).
+    pub fn start(suspends: bool) -> io::Result<Option<(Relay, SessionStdio)>> {
         let replace = [
             io::stdin().is_terminal(),
             io::stdout().is_terminal(),
@@ -234,6 +244,7 @@ impl Relay {
             master,
             relays_input: saved.is_some(),
             saved: Mutex::new(saved),
+            suspends,
         });
         // From here on, dropping the relay puts the person's settings back.
         let mut relay = Relay {
@@ -279,10 +290,22 @@ impl Drop for Relay {
     }
 }
 
+/// Whether a session started here on a terminal can have one of its own (`execgate
+/// doctor`): opens and closes a pseudo-terminal pair.
+pub fn probe() -> io::Result<()> {
+    kernel::terminal::open(None).map(drop)
+}
+
 /// The relay thread.
 fn run(control: &Control, woken: &UnixStream) {
     let mut pending: Vec<u8> = Vec::new();
     let mut input_open = control.relays_input;
+    // The person's suspend key (Ctrl-Z), when execgate suspends with the session.
+    let suspend_key = control
+        .saved()
+        .filter(|_| control.suspends)
+        .map(|t| t.control_chars[termios::SpecialCharacterIndices::VSUSP as usize])
+        .filter(|key| *key != 0);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let state = {
@@ -319,7 +342,14 @@ fn run(control: &Control, woken: &UnixStream) {
         if read_person {
             fds.push(PollFd::new(control.person.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, PollTimeout::NONE) {
+        // With input relayed, look at the foreground program a few times a second: it may
+        // have stopped (Ctrl-Z).
+        let timeout = if control.relays_input {
+            PollTimeout::from(STOP_CHECK)
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(err) => {
                 tracing::warn!("terminal relay: poll: {err}");
@@ -338,6 +368,16 @@ fn run(control: &Control, woken: &UnixStream) {
             PollFlags::empty()
         };
         drop(fds);
+        if control.relays_input
+            && let Some(group) = stopped_foreground(control)
+        {
+            if control.suspends {
+                suspend_with(control, group);
+            } else {
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGCONT);
+            }
+            continue;
+        }
         if !wake_ready.is_empty() {
             drain_wake(woken);
             // A state change: look at it before touching either terminal.
@@ -376,7 +416,19 @@ fn run(control: &Control, woken: &UnixStream) {
             match (&control.person.as_fd()).read_fd(&mut buf[..take]) {
                 // The person's terminal hung up: nothing more to relay from it.
                 Ok(0) => input_open = false,
-                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    let mut chunk = &buf[..n];
+                    while let Some(key) = suspend_key
+                        && let Some(at) = chunk.iter().position(|b| *b == key)
+                        && let Some(group) = suspendable_foreground(control, key)
+                    {
+                        pending.extend_from_slice(&chunk[..at]);
+                        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGSTOP);
+                        suspend_with(control, group);
+                        chunk = &chunk[at + 1..];
+                    }
+                    pending.extend_from_slice(chunk);
+                }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => input_open = false,
             }
@@ -385,6 +437,59 @@ fn run(control: &Control, woken: &UnixStream) {
     drain(control, &mut buf);
     *lock(&control.state) = State::Done;
     control.changed.notify_all();
+}
+
+/// The session's foreground process group, when its leader is stopped (`T`; a ptrace
+/// stop of an escalation is `t`, not this).
+fn stopped_foreground(control: &Control) -> Option<nix::unistd::Pid> {
+    let group = nix::unistd::tcgetpgrp(control.master.as_fd()).ok()?;
+    let stat = kernel::procfs::read_stat(group.as_raw()).ok()?;
+    (stat.state == 'T').then_some(group)
+}
+
+/// The session's foreground group, when the person's suspend `key` would stop it in its
+/// line discipline (ISIG on, the same key) but the kernel would drop that stop: the group
+/// is the session leader's own, orphaned (its parent, execgate's, is in another
+/// session). Ctrl-Z then suspends execgate with the session, as on a shared terminal. A
+/// job-control shell in the session gives its jobs groups of their own: Ctrl-Z is then
+/// its business and passes through.
+fn suspendable_foreground(control: &Control, key: u8) -> Option<nix::unistd::Pid> {
+    let group = nix::unistd::tcgetpgrp(control.master.as_fd()).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", group.as_raw())).ok()?;
+    let session: i32 = kernel::procfs::stat_field(&stat, 6)?.parse().ok()?;
+    if session != group.as_raw() {
+        return None;
+    }
+    let slave = kernel::terminal::open_peer(control.master.as_fd()).ok()?;
+    let settings = termios::tcgetattr(slave.as_fd()).ok()?;
+    let stops = settings.local_flags.contains(termios::LocalFlags::ISIG)
+        && settings.control_chars[termios::SpecialCharacterIndices::VSUSP as usize] == key;
+    stops.then_some(group)
+}
+
+/// The session's foreground program stopped: give the person's terminal back and stop
+/// execgate (only when it [`Control::suspends`]); once continued, raw mode again, the
+/// window size (it may have changed meanwhile), and the program continued.
+fn suspend_with(control: &Control, group: nix::unistd::Pid) {
+    use nix::sys::signal::{Signal, kill, killpg};
+    {
+        let saved = control.saved();
+        if let Some(saved) = &saved {
+            let _ = termios::tcsetattr(control.person.as_fd(), SetArg::TCSADRAIN, saved);
+        }
+        // Stops every thread of execgate here until the person's shell continues it (an
+        // orphaned process group ignores it: nothing to stop to).
+        let _ = kill(nix::unistd::getpid(), Signal::SIGTSTP);
+        if let Some(saved) = saved {
+            let mut raw = saved;
+            termios::cfmakeraw(&mut raw);
+            let _ = termios::tcsetattr(control.person.as_fd(), SetArg::TCSADRAIN, &raw);
+        }
+        if let Ok(size) = kernel::terminal::window_size(control.person.as_fd()) {
+            let _ = kernel::terminal::set_window_size(control.master.as_fd(), &size);
+        }
+    }
+    let _ = killpg(group, Signal::SIGCONT);
 }
 
 /// Copies what is left on the master to the person's terminal: until every slave is

@@ -213,6 +213,10 @@ pub struct Enforcement {
     /// with only loopback; out only through the supervisor's egress proxy, by host rule).
     #[serde(default)]
     pub egress: String,
+    /// The session's terminal: `own` (a pseudo-terminal of its own, relayed: the CLI on a
+    /// terminal), `shared` (the person's, `--pty never`), or `none` (pipes, files: MCP).
+    #[serde(default)]
+    pub terminal: String,
 }
 
 impl Enforcement {
@@ -264,6 +268,7 @@ impl Enforcement {
             egress: if network { "open" } else { "off" }.to_owned(),
             bounding_set_dropped: false,
             namespaces: Vec::new(),
+            terminal: "none".to_owned(),
         }
     }
 
