@@ -249,12 +249,10 @@ fn ctrl_z_suspends_execgate_with_its_session() {
     skip_unless_available!(Unotify);
     let s = Scratch::new();
     let cmd = session(&s, Unotify, &[], &[], "echo ready; sleep 2; echo after");
-    let mut line: Vec<String> = vec![sh_quote(cmd.get_program().to_str().unwrap())];
-    line.extend(cmd.get_args().map(|a| sh_quote(a.to_str().unwrap())));
     let script = format!(
         "cd {}; {}; echo \"status=$?\"; stty -a | grep -o -- '-icanon' || echo cooked; fg; echo \"fg=$?\"",
         sh_quote(s.work.to_str().unwrap()),
-        line.join(" ")
+        command_line(&cmd)
     );
     let mut shell = Command::new("/bin/bash");
     shell.args(["--norc", "--noprofile", "-i", "-c", &script]);
@@ -267,4 +265,134 @@ fn ctrl_z_suspends_execgate_with_its_session() {
     );
     assert!(run.transcript.contains("after"), "{run:#?}");
     assert!(run.transcript.contains("fg=0"), "{run:#?}");
+}
+
+/// The person's settings come back on every way out: SIGTERM to execgate (143), and
+/// `--timeout` killing the tree (124), whatever the session set on its own terminal.
+#[test]
+fn the_persons_settings_come_back_after_sigterm_and_timeout() {
+    skip_unless_available!(Unotify);
+    let s = Scratch::new();
+    let script = "stty -echo raw; echo ready; sleep 100";
+    let run = drive_pty_holding(
+        &session(&s, Unotify, &[], &[], script),
+        30,
+        &[("ready", "signal:TERM")],
+    );
+    assert_eq!(run.code, Some(143), "{run:#?}");
+    assert_eq!(run.report["before"], run.report["after"], "{run:#?}");
+
+    let run = drive_pty_holding(
+        &session(&s, Unotify, &[], &["--timeout", "2"], script),
+        30,
+        &[],
+    );
+    assert_eq!(run.code, Some(124), "{run:#?}");
+    assert!(run.transcript.contains("timed out"), "{run:#?}");
+    assert_eq!(run.report["before"], run.report["after"], "{run:#?}");
+}
+
+/// `execgate init` (PID 1 of a container started with a terminal) gives its command a
+/// terminal of its own too.
+#[test]
+fn init_gives_the_command_its_own_terminal() {
+    skip_unless_available!(Unotify);
+    let s = Scratch::new();
+    let mut cmd = Command::new(common::EXECGATE);
+    cmd.args([
+        "init",
+        "--no-default-rules",
+        "--",
+        "bash",
+        "-c",
+        "stty -echo raw; echo \"tty=$(tty)\"",
+    ])
+    .current_dir(&s.work);
+    let run = drive_pty_holding(&cmd, 30, &[]);
+    let name = run.report["name"].as_str().expect("the driver's terminal");
+    assert!(run.transcript.contains("tty=/dev/pts/"), "{run:#?}");
+    assert!(!run.transcript.contains(&format!("tty={name}")), "{run:#?}");
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert_eq!(run.report["before"], run.report["after"], "{run:#?}");
+}
+
+/// A shell command line for `cmd` (its program and arguments, quoted).
+fn command_line(cmd: &Command) -> String {
+    let mut line: Vec<String> = vec![sh_quote(cmd.get_program().to_str().unwrap())];
+    line.extend(cmd.get_args().map(|a| sh_quote(a.to_str().unwrap())));
+    line.join(" ")
+}
+
+/// The person's terminal by its path (`/dev/pts/N`; `PERSON_TTY`, the name the driver
+/// gives it, stands for what an attacker finds by trying each): the session opens it and
+/// changes its keys; the person's settings, read while the session still runs (the relay
+/// puts them back at the end), did not change. (Only that one: other tests' terminals,
+/// made after this session started, are not hidden.)
+fn other_terminals_cannot_be_opened_by_path(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let script = "echo ready; sleep 2; test -n \"$PERSON_TTY\" || exit 9; \
+                  stty intr ^A eof ^B erase ^X < \"$PERSON_TTY\" && echo reached; \
+                  echo tried; sleep 2";
+    let run = drive_pty_holding(
+        &session(&s, b, &[], &[], script),
+        30,
+        &[("ready", "termios:ready"), ("tried", "termios:tried")],
+    );
+    assert!(run.transcript.contains("tried"), "{run:#?}");
+    assert!(run.report["ready"].is_string(), "{run:#?}");
+    assert_eq!(
+        run.report["ready"], run.report["tried"],
+        "the session changed the person's terminal by its path: {run:#?}"
+    );
+    assert_eq!(run.report["before"], run.report["after"], "{run:#?}");
+}
+
+#[test]
+fn other_terminals_cannot_be_opened_by_path_unotify() {
+    other_terminals_cannot_be_opened_by_path(Unotify)
+}
+#[test]
+fn other_terminals_cannot_be_opened_by_path_wrapper() {
+    other_terminals_cannot_be_opened_by_path(Wrapper)
+}
+
+/// With stdin, stdout and stderr redirected (no terminal among them) the session still
+/// starts from a person's terminal: it has no controlling terminal (`/dev/tty` fails), no
+/// descriptor of the person's terminal, and cannot reach it by path either.
+fn without_a_terminal_on_stdio_the_session_has_none(b: Backend) {
+    skip_unless_available!(b);
+    let s = Scratch::new();
+    let script = "stty -echo raw -isig < /dev/tty && echo reached-dev-tty; \
+                  test -n \"$PERSON_TTY\" || exit 9; \
+                  stty -echo raw -isig < \"$PERSON_TTY\" && echo reached-by-path; \
+                  echo tried; sleep 3";
+    let out = s.io.join("out");
+    let line = format!(
+        "{} < /dev/null > {} 2>&1",
+        command_line(&session(&s, b, &[], &[], script)),
+        sh_quote(out.to_str().unwrap())
+    );
+    let mut shell = Command::new("/bin/sh");
+    shell.args(["-c", &line]).current_dir(&s.work);
+    let run = drive_pty_holding(&shell, 30, &[("", "holders:")]);
+    let printed = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(printed.contains("tried"), "{printed} {run:#?}");
+    assert!(!printed.contains("reached-dev-tty"), "{printed} {run:#?}");
+    assert_eq!(
+        run.report["before"], run.report["after"],
+        "the session changed the person's terminal: {printed} {run:#?}"
+    );
+    let seen = holders(&run);
+    assert_eq!(seen[0]["holding"], serde_json::json!([]), "{run:#?}");
+    assert_eq!(run.code, Some(0), "{printed} {run:#?}");
+}
+
+#[test]
+fn without_a_terminal_on_stdio_the_session_has_none_unotify() {
+    without_a_terminal_on_stdio_the_session_has_none(Unotify)
+}
+#[test]
+fn without_a_terminal_on_stdio_the_session_has_none_wrapper() {
+    without_a_terminal_on_stdio_the_session_has_none(Wrapper)
 }

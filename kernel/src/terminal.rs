@@ -2,12 +2,15 @@
 //! before the fork, the child makes the slave its controlling terminal, and the
 //! supervisor's relay copies the window size through the master.
 //!
-//! Owns: `openpty`, `TIOCSCTTY`, `TIOCGWINSZ`/`TIOCSWINSZ` and the child's `setsid` +
-//! `dup2` onto its standard descriptors. Must never read or write terminal data (the
+//! Owns: `openpty`, `TIOCSCTTY`, `TIOCGWINSZ`/`TIOCSWINSZ`, the child's `setsid` +
+//! `dup2` onto its standard descriptors, and the masks over other terminals' paths. Must never read or write terminal data (the
 //! relay in `supervisor::terminal` does) nor decide whether a session gets a terminal.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A fresh pseudo-terminal pair, both ends close-on-exec in the supervisor.
@@ -108,6 +111,11 @@ impl ControllingTerminal {
         self.replace
     }
 
+    /// The slave's path (`/dev/pts/N`), as `/proc/self/fd` names it.
+    pub fn slave_path(&self) -> io::Result<PathBuf> {
+        std::fs::read_link(format!("/proc/self/fd/{}", self.slave.as_raw_fd()))
+    }
+
     /// Child side (a confinement step, only async-signal-safe calls): must run in the
     /// process that becomes the session's program, and that process must not lead a
     /// process group (`setsid` fails with `EPERM` then). The slave's own descriptor stays
@@ -123,6 +131,62 @@ impl ControllingTerminal {
             if replace {
                 // SAFETY: dup2 on open descriptors; async-signal-safe.
                 crate::cvt_int(unsafe { libc::dup2(slave, target) })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Terminals the session must not reach by path (the person's, other sessions'): each is
+/// covered by a bind mount of `/dev/null` in the tree's own mount namespace, so opening
+/// `/dev/pts/N` there opens `/dev/null`. Terminals made after the session started (by
+/// the session itself through `/dev/ptmx`, say) stay visible.
+#[derive(Debug, Clone, Default)]
+pub struct TerminalMasks {
+    paths: Vec<CString>,
+}
+
+impl TerminalMasks {
+    /// `paths`: absolute paths of terminal devices, listed before the fork.
+    pub fn new(paths: &[PathBuf]) -> io::Result<TerminalMasks> {
+        let paths = paths
+            .iter()
+            .map(|p| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other))
+            .collect::<io::Result<_>>()?;
+        Ok(TerminalMasks { paths })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Child side (async-signal-safe: raw syscalls on prepared strings), with
+    /// `CAP_SYS_ADMIN` over its mount namespace (before the capabilities are dropped): a
+    /// private mount namespace of its own (nothing propagates back to the host), then
+    /// `/dev/null` bound over each path. A path gone since it was listed is skipped.
+    pub fn apply_in_child(&self) -> io::Result<()> {
+        if self.paths.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: unshare takes an integer flag set.
+        crate::cvt_int(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+        crate::namespaces::make_mounts_private()?;
+        for path in &self.paths {
+            // SAFETY: both are valid NUL-terminated strings for the duration of the call.
+            let ret = unsafe {
+                libc::mount(
+                    c"/dev/null".as_ptr(),
+                    path.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            };
+            if ret < 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(err);
+                }
             }
         }
         Ok(())

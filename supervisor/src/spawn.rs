@@ -179,6 +179,28 @@ impl Supervisor {
         } else {
             (None, None)
         };
+        enforcement.terminal = match &spec.stdio {
+            SessionStdio::Terminal(_) => "own",
+            SessionStdio::InheritForeground => "shared",
+            SessionStdio::Inherit | SessionStdio::Piped => "none",
+        }
+        .to_owned();
+        // Other terminals (the person's among them) hidden by path, where the tree gets a
+        // mount namespace; not with the shared terminal (`--pty never`).
+        let own_terminal = match &spec.stdio {
+            SessionStdio::Terminal(terminal) => Some(terminal),
+            _ => None,
+        };
+        let terminal_masks = if confined
+            && (pid_namespace.is_some() || isolate_alone)
+            && spec.stdio != SessionStdio::InheritForeground
+        {
+            kernel::terminal::TerminalMasks::new(&crate::terminal::other_terminals(own_terminal))
+                .map_err(spawn_err)?
+        } else {
+            kernel::terminal::TerminalMasks::default()
+        };
+        enforcement.other_terminals_hidden = !terminal_masks.is_empty();
         let limits = spec.limits.prepare()?;
         let session_name = format!("{}-{id}", std::process::id());
         let mut cgroup = match self
@@ -223,10 +245,8 @@ impl Supervisor {
             landlock,
             rendezvous_fd,
             drop_caps,
-            terminal: match &spec.stdio {
-                SessionStdio::Terminal(terminal) => Some(terminal.clone()),
-                _ => None,
-            },
+            terminal: own_terminal.cloned(),
+            terminal_masks,
         };
         let hooks: Vec<kernel::process::ChildHook> = vec![Box::new(move || plan.apply())];
         let (marker_key, marker_value) = teardown::marker_env(&session_name);
@@ -273,12 +293,6 @@ impl Supervisor {
         // The listener decides execs (unotify) and, with the network off, unix socket
         // connects (either backend).
         let listens = rendezvous.is_none() || (!network && self.inner.unix_sockets.is_guarded());
-        enforcement.terminal = match &spec.stdio {
-            SessionStdio::Terminal(_) => "own",
-            SessionStdio::InheritForeground => "shared",
-            SessionStdio::Inherit | SessionStdio::Piped => "none",
-        }
-        .to_owned();
         enforcement.unix_sockets = match &self.inner.unix_sockets {
             _ if network => "open".into(),
             crate::gate::sockets::UnixSocketGuard::SeccompNotify => "decided".into(),
@@ -460,6 +474,9 @@ struct ChildPlan {
     ///     on the descriptors that were the person's terminal. In the program's own
     ///     process (after the PID namespace's forks), before Landlock and the filter.
     terminal: Option<kernel::terminal::ControllingTerminal>,
+    /// 4e. Every other terminal (`/dev/pts/N`, the person's) covered by `/dev/null` in the
+    ///     tree's own mount namespace, so none can be opened by path.
+    terminal_masks: kernel::terminal::TerminalMasks,
     /// 5. Read-only binds (git metadata): before Landlock, which forbids mount changes.
     binds: kernel::namespaces::mount::ReadOnlyBinds,
     /// 6. Landlock `restrict_self`.
@@ -493,6 +510,7 @@ impl ChildPlan {
         if let Some(terminal) = &self.terminal {
             terminal.enter_in_child()?;
         }
+        self.terminal_masks.apply_in_child()?;
         self.binds.apply_in_child()?;
         self.landlock
             .restrict_self_in_child()

@@ -21,6 +21,7 @@
 use std::io::{self, IsTerminal, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -288,6 +289,45 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The terminal devices a confined session must not open by path
+/// ([`kernel::terminal::TerminalMasks`]): every `/dev/pts/N` but the session's own
+/// (`own`), and the supervisor's own stdin/stdout/stderr when they are terminals elsewhere
+/// (a console, a serial line).
+pub(crate) fn other_terminals(own: Option<&kernel::terminal::ControllingTerminal>) -> Vec<PathBuf> {
+    let own = own.and_then(|t| t.slave_path().ok());
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/dev/pts")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    let stdio = [
+        io::stdin().is_terminal(),
+        io::stdout().is_terminal(),
+        io::stderr().is_terminal(),
+    ];
+    for (fd, is_terminal) in stdio.into_iter().enumerate() {
+        if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            && is_terminal
+            && path.is_absolute()
+            && !path.starts_with("/dev/pts")
+            && !found.contains(&path)
+        {
+            found.push(path);
+        }
+    }
+    found.retain(|p| Some(p) != own.as_ref());
+    found
 }
 
 /// Whether a session started here on a terminal can have one of its own (`execgate

@@ -269,10 +269,10 @@ pub struct PtyRun {
 /// (cue, action): once the terminal showed `cue` (after the previous cue's place), `action`
 /// is done a second later: `type:TEXT` types TEXT (`\n`, `\x03` understood), `signal:TERM`
 /// sends SIGTERM to execgate, `holders:` records (in the report) every descendant of
-/// execgate holding a descriptor of the terminal (its device number, from /proc/PID/fd).
-/// Killed after `limit` seconds. With `hold`, the driver keeps the slave open, records its
-/// settings (tcgetattr) before the start and after the end, and its name, and the run ends
-/// when the command exits.
+/// execgate holding a descriptor of the terminal (its device number, from /proc/PID/fd),
+/// `termios:NAME` (with `hold`) records the terminal's settings as `NAME`. Killed after `limit` seconds. With `hold`, the driver keeps the slave open, records its
+/// settings (tcgetattr) before the start and after the end, and its name (also in the
+/// command's environment as `PERSON_TTY`), and the run ends when the command exits.
 const PTY_DRIVER: &str = r#"
 import json, os, pty, select, signal, stat, sys, termios, time
 spec = json.loads(sys.argv[1])
@@ -281,6 +281,7 @@ report = {"holders": []}
 if hold:
     fd, slave = os.openpty()
     report["name"] = os.ttyname(slave)
+    os.environ["PERSON_TTY"] = report["name"]
     report["before"] = repr(termios.tcgetattr(slave))
     rdev = os.fstat(slave).st_rdev
     pid = os.fork()
@@ -382,6 +383,8 @@ while True:
             os.kill(pid, getattr(signal, "SIG" + arg))
         elif kind == "holders":
             report["holders"].append(holders())
+        elif kind == "termios":
+            report[arg] = repr(termios.tcgetattr(slave))
         step += 1
 if hold:
     report["after"] = repr(termios.tcgetattr(slave))

@@ -217,6 +217,10 @@ pub struct Enforcement {
     /// terminal), `shared` (the person's, `--pty never`), or `none` (pipes, files: MCP).
     #[serde(default)]
     pub terminal: String,
+    /// Every other terminal (the person's, other sessions' `/dev/pts/N`) is hidden from the
+    /// tree by path (`/dev/null` bound over it in the tree's mount namespace).
+    #[serde(default)]
+    pub other_terminals_hidden: bool,
 }
 
 impl Enforcement {
@@ -269,6 +273,7 @@ impl Enforcement {
             bounding_set_dropped: false,
             namespaces: Vec::new(),
             terminal: "none".to_owned(),
+            other_terminals_hidden: false,
         }
     }
 
