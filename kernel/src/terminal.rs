@@ -144,16 +144,24 @@ impl ControllingTerminal {
 #[derive(Debug, Clone, Default)]
 pub struct TerminalMasks {
     paths: Vec<CString>,
+    /// The child is already in a private mount namespace of its own (the PID namespace
+    /// step made one): no second one.
+    in_own_namespace: bool,
 }
 
 impl TerminalMasks {
     /// `paths`: absolute paths of terminal devices, listed before the fork.
-    pub fn new(paths: &[PathBuf]) -> io::Result<TerminalMasks> {
+    /// `in_own_namespace`: the child will already be in a private mount namespace of its
+    /// own when it applies them.
+    pub fn new(paths: &[PathBuf], in_own_namespace: bool) -> io::Result<TerminalMasks> {
         let paths = paths
             .iter()
             .map(|p| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other))
             .collect::<io::Result<_>>()?;
-        Ok(TerminalMasks { paths })
+        Ok(TerminalMasks {
+            paths,
+            in_own_namespace,
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -162,15 +170,18 @@ impl TerminalMasks {
 
     /// Child side (async-signal-safe: raw syscalls on prepared strings), with
     /// `CAP_SYS_ADMIN` over its mount namespace (before the capabilities are dropped): a
-    /// private mount namespace of its own (nothing propagates back to the host), then
-    /// `/dev/null` bound over each path. A path gone since it was listed is skipped.
+    /// private mount namespace of its own unless it is in one already (nothing propagates
+    /// back to the host), then `/dev/null` bound over each path. A path gone since it was
+    /// listed is skipped.
     pub fn apply_in_child(&self) -> io::Result<()> {
         if self.paths.is_empty() {
             return Ok(());
         }
-        // SAFETY: unshare takes an integer flag set.
-        crate::cvt_int(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
-        crate::namespaces::make_mounts_private()?;
+        if !self.in_own_namespace {
+            // SAFETY: unshare takes an integer flag set.
+            crate::cvt_int(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+            crate::namespaces::make_mounts_private()?;
+        }
         for path in &self.paths {
             // SAFETY: both are valid NUL-terminated strings for the duration of the call.
             let ret = unsafe {

@@ -195,8 +195,11 @@ impl Supervisor {
             && (pid_namespace.is_some() || isolate_alone)
             && spec.stdio != SessionStdio::InheritForeground
         {
-            kernel::terminal::TerminalMasks::new(&crate::terminal::other_terminals(own_terminal))
-                .map_err(spawn_err)?
+            kernel::terminal::TerminalMasks::new(
+                &crate::terminal::other_terminals(own_terminal),
+                pid_namespace.is_some(),
+            )
+            .map_err(spawn_err)?
         } else {
             kernel::terminal::TerminalMasks::default()
         };
