@@ -396,3 +396,31 @@ fn without_a_terminal_on_stdio_the_session_has_none_unotify() {
 fn without_a_terminal_on_stdio_the_session_has_none_wrapper() {
     without_a_terminal_on_stdio_the_session_has_none(Wrapper)
 }
+
+/// Only stdin on the terminal, opened read-only (`< /dev/tty`), stdout and stderr in a
+/// file: the session's stdin is its own terminal, what it writes to `/dev/tty` shows on
+/// the person's, and a line typed there reaches it.
+#[test]
+fn only_stdin_on_the_terminal_still_relays_both_ways() {
+    skip_unless_available!(Unotify);
+    let s = Scratch::new();
+    let out = s.io.join("out");
+    let inner = session(
+        &s,
+        Unotify,
+        &[],
+        &[],
+        "echo to-tty > /dev/tty; read x; echo \"got $x\"",
+    );
+    let line = format!(
+        "{} < /dev/tty > {} 2>&1",
+        command_line(&inner),
+        sh_quote(out.to_str().unwrap())
+    );
+    let mut shell = Command::new("/bin/sh");
+    shell.args(["-c", &line]).current_dir(&s.work);
+    let run = attack_harness::drive_pty(&shell, 30, &[("to-tty", "type:hello\n")]);
+    let printed = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(printed.contains("got hello"), "{printed} {run:#?}");
+    assert_eq!(run.code, Some(0), "{printed} {run:#?}");
+}

@@ -204,7 +204,21 @@ impl Relay {
             return Ok(None);
         };
         let person = match first {
-            0 => io::stdin().as_fd().try_clone_to_owned()?,
+            // Only stdin is a terminal, maybe opened read-only (`< /dev/tty`): the same
+            // terminal opened again for reading and writing, so the session's output to
+            // its own terminal shows; else stdin itself.
+            0 => {
+                use std::os::unix::fs::OpenOptionsExt;
+                match std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_NOCTTY)
+                    .open("/proc/self/fd/0")
+                {
+                    Ok(file) => OwnedFd::from(file),
+                    Err(_) => io::stdin().as_fd().try_clone_to_owned()?,
+                }
+            }
             1 => io::stdout().as_fd().try_clone_to_owned()?,
             _ => io::stderr().as_fd().try_clone_to_owned()?,
         };
@@ -321,6 +335,8 @@ pub(crate) fn other_terminals(own: Option<&kernel::terminal::ControllingTerminal
             && is_terminal
             && path.is_absolute()
             && !path.starts_with("/dev/pts")
+            // Each process's own controlling terminal: the session's is its pty.
+            && path != std::path::Path::new("/dev/tty")
             && !found.contains(&path)
         {
             found.push(path);
@@ -426,10 +442,10 @@ fn run(control: &Control, woken: &UnixStream) {
         if master_ready.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
             match (&control.master.as_fd()).read_fd(&mut buf) {
                 Ok(0) => break,
+                // A person's terminal that takes no output (hung up, opened read-only)
+                // loses it; the session is still drained, so it never blocks on it.
                 Ok(n) => {
-                    if write_all(control.person.as_fd(), &buf[..n]).is_err() {
-                        break;
-                    }
+                    let _ = write_all(control.person.as_fd(), &buf[..n]);
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
