@@ -24,6 +24,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Session pids/memory limits: which cgroup hierarchy holds them (creates and removes
     // a probe cgroup).
     let limits = supervisor::cgroup::probe().map(|support| support.limits);
+    // supervise and init on a terminal: the session's own pseudo-terminal (--pty auto).
+    let terminal = match supervisor::terminal::probe() {
+        Ok(()) => "own: on a terminal, supervise and init give the session a pseudo-terminal \
+                   of its own, relayed (--pty auto)"
+            .to_owned(),
+        Err(e) => format!(
+            "SHARED: no pseudo-terminal to be had ({e}): on a terminal the session shares the \
+             person's"
+        ),
+    };
     if args.json {
         let mut value = json(&features, &choice);
         if let Some(map) = value.as_object_mut() {
@@ -32,6 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Err(e) => serde_json::Value::String(e.to_string()),
             };
             map.insert("session_limits".into(), limits);
+            map.insert("session_terminal".into(), terminal.clone().into());
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -44,6 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ),
             Err(e) => println!("session pids/memory limits: NOT HELD (no session cgroup: {e})"),
         }
+        println!("session terminal: {terminal}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ use nix::sys::termios::{
     self, FlushArg, InputFlags, LocalFlags, SetArg, SpecialCharacterIndices, Termios,
 };
 use supervisor::approval::RuleOffer;
+use supervisor::terminal::{Paused, Relay, RelayHandle};
 use supervisor::{Approval, ApprovalRequest, Approver, SessionError, SessionSpec, SessionStdio};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -52,6 +53,13 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
 
+    /// `auto`: when stdin, stdout or stderr is a terminal, the session gets a
+    /// pseudo-terminal of its own, relayed by execgate (as sudo's use_pty): it cannot
+    /// change the person's terminal settings, read keys typed at a question, or hold the
+    /// person's terminal. `never`: the session shares the person's terminal.
+    #[arg(long, value_enum, default_value_t = Pty::Auto)]
+    pty: Pty,
+
     /// The command, normally `bash -c 'SCRIPT'`. Put it after `--`; an option of its own
     /// before `--` is taken for one of execgate's (a misspelt one is an error).
     #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true)]
@@ -73,6 +81,7 @@ impl Args {
             (self.login, "--login"),
             (self.workdir.is_some(), "--workdir"),
             (self.timeout.is_some(), "--timeout"),
+            (self.pty != Pty::Auto, "--pty"),
         ] {
             if is_given {
                 given.push(name);
@@ -80,6 +89,12 @@ impl Args {
         }
         given
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Pty {
+    Auto,
+    Never,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,6 +132,33 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
     } else {
         args.command.clone()
     };
+    // On a terminal the session gets one of its own, relayed (`--pty auto`); or
+    // (`--pty never`) it stays in the person's terminal's foreground group, so it can read
+    // the terminal and Ctrl-C reaches it directly, as with any program run from a shell.
+    let (relay, stdio) = match args.pty {
+        Pty::Auto => match Relay::start(mode == Mode::Supervise) {
+            Ok(Some((relay, stdio))) => (Some(relay), stdio),
+            Ok(None) => (None, SessionStdio::Inherit),
+            Err(err) => {
+                eprintln!(
+                    "execgate: could not give the session a terminal of its own ({err}); it \
+                     shares yours"
+                );
+                (None, shared_terminal())
+            }
+        },
+        Pty::Never => (None, shared_terminal()),
+    };
+    let relay_handle = relay.as_ref().map(Relay::handle);
+    // Finished (drained, the person's settings back) once the session ended, before
+    // execgate says anything of its own; dropped on every other way out.
+    let relay = std::sync::Mutex::new(relay);
+    let end_relay = || {
+        if let Some(relay) = relay.lock().ok().and_then(|mut r| r.take()) {
+            relay.finish();
+        }
+    };
+    let on_terminal = stdio == SessionStdio::InheritForeground;
     // A person who ends the session at a question (Ctrl-C, SIGTERM) is heard here.
     let (ended, mut ended_at_question) = tokio::sync::watch::channel(None::<u8>);
     let approver: Arc<dyn Approver> = match args.on_prompt {
@@ -125,6 +167,7 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             prompt_timeout: config.prompt_timeout,
             ended,
             amend_rules: config.amend_rules.clone(),
+            relay: relay_handle.clone(),
         }),
         OnPrompt::Allow => Arc::new(FixedApprover(Approval::Allow)),
         OnPrompt::Deny => Arc::new(FixedApprover(Approval::Deny {
@@ -137,14 +180,6 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
-    // On a terminal the session stays in its foreground group, so it can read the terminal
-    // and Ctrl-C reaches it directly, as with any program run from a shell.
-    let on_terminal = std::io::stdin().is_terminal();
-    let stdio = if on_terminal {
-        SessionStdio::InheritForeground
-    } else {
-        SessionStdio::Inherit
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -157,6 +192,16 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             Mode::Init => Some(signals::InitSignals::install()?),
             Mode::Supervise => None,
         };
+        if let Some(handle) = relay_handle {
+            tokio::spawn(async move {
+                let Ok(mut resized) = signal(SignalKind::window_change()) else {
+                    return;
+                };
+                while resized.recv().await.is_some() {
+                    handle.copy_window_size();
+                }
+            });
+        }
         let supervisor = args.session.supervisor()?;
         let session = supervisor.spawn(SessionSpec {
             argv,
@@ -174,10 +219,14 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
             Ok(session) => session,
             // As timeout(1), env and nice: 127 when the command is not found.
             Err(err @ SessionError::NotFound(_)) => {
+                end_relay();
                 eprintln!("execgate: {err}");
                 return Ok(ExitCode::from(NOT_FOUND_STATUS));
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => {
+                end_relay();
+                return Err(err.into());
+            }
         };
         let signaller = session.signaller();
         let waiting = async {
@@ -200,6 +249,7 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(code));
             }
         };
+        end_relay();
         if outcome.timed_out {
             eprintln!(
                 "execgate: timed out after {:.1}s; the command's process tree was killed",
@@ -213,7 +263,18 @@ pub(crate) fn run_as(args: Args, mode: Mode) -> anyhow::Result<ExitCode> {
     });
     // A question's reader is called off when its session goes; do not wait long for it.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    end_relay();
     result
+}
+
+/// `--pty never` (or no pseudo-terminal to be had): the session shares the person's
+/// terminal, in its foreground group, when stdin is one.
+fn shared_terminal() -> SessionStdio {
+    if std::io::stdin().is_terminal() {
+        SessionStdio::InheritForeground
+    } else {
+        SessionStdio::Inherit
+    }
 }
 
 /// Answers every prompt the same way.
@@ -266,6 +327,8 @@ struct TerminalApprover {
     ended: tokio::sync::watch::Sender<Option<u8>>,
     /// Where "r" stores its rule (`--amend-rules`, Codex's default file); `None`: not offered.
     amend_rules: Option<PathBuf>,
+    /// The session's own terminal: paused while a question is on screen.
+    relay: Option<RelayHandle>,
 }
 
 /// Appends the rule "r" chose; what happened, for the terminal.
@@ -339,8 +402,14 @@ impl TerminalApprover {
             let call_off = CallOff(state.clone());
             let limit = self.prompt_timeout;
             let deadline = deadline.into_std();
+            let relay = self.relay.clone();
             let mut reader = tokio::task::spawn_blocking(move || {
-                ask_on_tty(text, offer.as_ref(), deadline, limit, &state)
+                // Nothing typed goes to the session, nothing it prints lands in the
+                // question, until answered; the question is asked in the person's own
+                // (cooked) settings, not the relay's raw mode.
+                let paused = relay.as_ref().map(RelayHandle::pause);
+                let cooked = paused.as_ref().and_then(Paused::cooked);
+                ask_on_tty(text, offer.as_ref(), deadline, limit, &state, cooked)
             });
             let stop = |why: u8, status: u8| {
                 let _ = call_off.0.compare_exchange(
@@ -474,10 +543,12 @@ impl Drop for RestoreTermios<'_> {
 
 /// A line discipline a person can answer in, whatever the session set: canonical input,
 /// echo, Ctrl-C as a signal, Enter as the end of a line, and no extra end-of-line
-/// characters (which the session could have set to cut an answer short).
-fn answerable(tty: &File) -> Option<Termios> {
+/// characters (which the session could have set to cut an answer short). Built on `base`
+/// (the person's own settings, under the relay's raw mode) or on the current ones.
+/// Returns the settings to put back.
+fn answerable(tty: &File, base: Option<Termios>) -> Option<Termios> {
     let saved = termios::tcgetattr(tty).ok()?;
-    let mut t = saved.clone();
+    let mut t = base.unwrap_or_else(|| saved.clone());
     t.local_flags |= LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG;
     t.input_flags |= InputFlags::ICRNL;
     t.control_chars[SpecialCharacterIndices::VEOL as usize] = 0;
@@ -492,6 +563,7 @@ fn ask_on_tty(
     deadline: std::time::Instant,
     limit: Duration,
     state: &AtomicU8,
+    cooked: Option<Termios>,
 ) -> Approval {
     let tty = match std::fs::OpenOptions::new()
         .read(true)
@@ -510,7 +582,7 @@ fn ask_on_tty(
     };
     let _restore = RestoreTermios {
         tty: &tty,
-        saved: answerable(&tty),
+        saved: answerable(&tty, cooked),
     };
     let mut text = question;
     loop {

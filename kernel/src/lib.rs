@@ -13,6 +13,7 @@
 //! - [`capabilities`]: the one capability check.
 //! - [`remote_fd`]: copying descriptors out of a paused process.
 //! - [`unix_socket`]: unix socket addresses, `sock_diag`, connecting on a caller's behalf.
+//! - [`terminal`]: the session's own pseudo-terminal (`openpty`, `TIOCSCTTY`, window size).
 //! - [`watchdog`]: the process that kills a session's tree if the supervisor dies.
 //! - [`mod@detect`]: feature detection, run once per process start.
 //!
@@ -29,6 +30,7 @@ pub mod procfs;
 pub mod ptrace;
 pub mod remote_fd;
 pub mod seccomp;
+pub mod terminal;
 pub mod unix_socket;
 pub mod watchdog;
 

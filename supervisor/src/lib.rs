@@ -24,6 +24,7 @@ mod spawner;
 pub mod stopwatch;
 mod supervisor;
 pub mod teardown;
+pub mod terminal;
 
 pub use approval::{Approval, ApprovalRequest, Approver, HostRequest};
 pub use backend::Backend;

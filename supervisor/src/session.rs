@@ -23,18 +23,24 @@ use crate::rlimits::ResourceLimits;
 use crate::sandbox::{Enforcement, SandboxPolicy};
 
 /// Where the session's stdin/stdout/stderr go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionStdio {
-    /// The supervisor's own stdio, the session in a process group of its own (the CLI
-    /// without a terminal).
+    /// The supervisor's own stdio, the session in a session and process group of its own
+    /// without a controlling terminal (the CLI without a terminal on its stdio).
     Inherit,
     /// The supervisor's own stdio, the session staying in the terminal's foreground
-    /// process group so it can read the terminal (the CLI on a terminal). Ctrl-C reaches
-    /// the session's programs directly. The terminal is then shared: the session can read
-    /// and write it and change its modes (docs/threat-model.md, "Known gaps"); what keeps
-    /// questions the person's is the approver reading `/dev/tty` itself after discarding
-    /// pending input, and the filter's refusal of TIOCSTI/TIOCLINUX.
+    /// process group so it can read the terminal (the CLI on a terminal with `--pty
+    /// never`). Ctrl-C reaches the session's programs directly. The terminal is then
+    /// shared: the session can read and write it and change its modes
+    /// (docs/threat-model.md, "Known gaps"); what keeps questions the person's is the
+    /// approver reading `/dev/tty` itself after discarding pending input, and the filter's
+    /// refusal of TIOCSTI/TIOCLINUX.
     InheritForeground,
+    /// The supervisor's own stdio, except that each of 0-2 that was the person's terminal
+    /// is the slave of the session's own pseudo-terminal, in a session of its own with that
+    /// slave as its controlling terminal (as `sudo`'s `use_pty`; the relay is
+    /// [`crate::terminal::Relay`]). The tree holds no descriptor of the person's terminal.
+    Terminal(kernel::terminal::ControllingTerminal),
     /// Fresh pipes: stdin at EOF, stdout and stderr handed to the caller (MCP).
     Piped,
 }

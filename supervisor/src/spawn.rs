@@ -186,6 +186,31 @@ impl Supervisor {
         } else {
             (None, None)
         };
+        enforcement.terminal = match &spec.stdio {
+            SessionStdio::Terminal(_) => "own",
+            SessionStdio::InheritForeground => "shared",
+            SessionStdio::Inherit | SessionStdio::Piped => "none",
+        }
+        .to_owned();
+        // Other terminals (the person's among them) hidden by path, where the tree gets a
+        // mount namespace; not with the shared terminal (`--pty never`).
+        let own_terminal = match &spec.stdio {
+            SessionStdio::Terminal(terminal) => Some(terminal),
+            _ => None,
+        };
+        let terminal_masks = if confined
+            && (pid_namespace.is_some() || isolate_alone)
+            && spec.stdio != SessionStdio::InheritForeground
+        {
+            kernel::terminal::TerminalMasks::new(
+                &crate::terminal::other_terminals(own_terminal),
+                pid_namespace.is_some(),
+            )
+            .map_err(spawn_err)?
+        } else {
+            kernel::terminal::TerminalMasks::default()
+        };
+        enforcement.other_terminals_hidden = !terminal_masks.is_empty();
         let limits = spec.limits.prepare()?;
         let session_name = format!("{}-{id}", std::process::id());
         let mut cgroup = match self
@@ -230,6 +255,8 @@ impl Supervisor {
             landlock,
             rendezvous_fd,
             drop_caps,
+            terminal: own_terminal.cloned(),
+            terminal_masks,
         };
         let hooks: Vec<kernel::process::ChildHook> = vec![Box::new(move || plan.apply())];
         let (marker_key, marker_value) = teardown::marker_env(&session_name);
@@ -251,9 +278,12 @@ impl Supervisor {
         if let Some(tools) = &self.inner.wrapper {
             tools.set_env(&mut cmd);
         }
-        let own_group = spec.stdio != SessionStdio::InheritForeground;
-        match spec.stdio {
-            SessionStdio::Inherit | SessionStdio::InheritForeground => {}
+        // A session on its own terminal leads a session (and so a group) of its own, made
+        // by `setsid` in the plan: no process group before it.
+        let own_group = matches!(spec.stdio, SessionStdio::Inherit | SessionStdio::Piped);
+        match &spec.stdio {
+            SessionStdio::Inherit | SessionStdio::InheritForeground | SessionStdio::Terminal(_) => {
+            }
             SessionStdio::Piped => {
                 cmd.stdin(Stdio::null())
                     .stdout(Stdio::piped())
@@ -450,6 +480,13 @@ struct ChildPlan {
     ///     in it and handed to the supervisor (needs the capabilities the PID namespace
     ///     step left, or CAP_SYS_ADMIN).
     network_namespace: Option<kernel::namespaces::net::SessionNetworkNamespace>,
+    /// 4d. The session's own terminal: `setsid`, the pty slave as controlling terminal and
+    ///     on the descriptors that were the person's terminal. In the program's own
+    ///     process (after the PID namespace's forks), before Landlock and the filter.
+    terminal: Option<kernel::terminal::ControllingTerminal>,
+    /// 4e. Every other terminal (`/dev/pts/N`, the person's) covered by `/dev/null` in the
+    ///     tree's own mount namespace, so none can be opened by path.
+    terminal_masks: kernel::terminal::TerminalMasks,
     /// 5. Read-only binds (git metadata): before Landlock, which forbids mount changes.
     binds: kernel::namespaces::mount::ReadOnlyBinds,
     /// 6. Landlock `restrict_self`.
@@ -480,6 +517,10 @@ impl ChildPlan {
         if let Some(network) = &self.network_namespace {
             network.enter_in_child()?;
         }
+        if let Some(terminal) = &self.terminal {
+            terminal.enter_in_child()?;
+        }
+        self.terminal_masks.apply_in_child()?;
         self.binds.apply_in_child()?;
         self.landlock
             .restrict_self_in_child()

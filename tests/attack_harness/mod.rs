@@ -259,31 +259,101 @@ pub struct PtyRun {
     pub transcript: String,
     /// How long the whole run took.
     pub seconds: f64,
+    /// What the driver observed from its side of the terminal ([`drive_pty_holding`]).
+    pub report: serde_json::Value,
 }
 
 /// Runs CMD (argv, env, cwd of a `Command`) as the session leader of a fresh pty. Steps are
 /// (cue, action): once the terminal showed `cue` (after the previous cue's place), `action`
 /// is done a second later: `type:TEXT` types TEXT (`\n`, `\x03` understood), `signal:TERM`
-/// sends SIGTERM to execgate. Killed after `limit` seconds.
+/// sends SIGTERM to execgate, `holders:` records (in the report) every descendant of
+/// execgate holding a descriptor of the terminal (its device number, from /proc/PID/fd),
+/// `termios:NAME` (with `hold`) records the terminal's settings as `NAME`. Killed after `limit` seconds. With `hold`, the driver keeps the slave open, records its
+/// settings (tcgetattr) before the start and after the end, and its name (also in the
+/// command's environment as `PERSON_TTY`), and the run ends when the command exits.
 const PTY_DRIVER: &str = r#"
-import json, os, pty, select, signal, sys, time
+import json, os, pty, select, signal, stat, sys, termios, time
 spec = json.loads(sys.argv[1])
-pid, fd = pty.fork()
+hold = spec.get("hold", False)
+report = {"holders": []}
+if hold:
+    fd, slave = os.openpty()
+    report["name"] = os.ttyname(slave)
+    os.environ["PERSON_TTY"] = report["name"]
+    report["before"] = repr(termios.tcgetattr(slave))
+    rdev = os.fstat(slave).st_rdev
+    pid = os.fork()
+    if pid == 0:
+        os.close(fd)
+        os.setsid()
+        import fcntl
+        fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+        for i in range(3):
+            os.dup2(slave, i)
+        os.close(slave)
+else:
+    pid, fd = pty.fork()
+    rdev = None
 if pid == 0:
     os.chdir(spec["cwd"])
     env = dict(os.environ)
     env.update(spec["env"])
     os.execve(spec["argv"][0], spec["argv"], env)
+if rdev is None:
+    rdev = os.stat(os.readlink("/proc/%d/fd/0" % pid)).st_rdev
+
+def descendants(root):
+    children = {}
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        children.setdefault(ppid, []).append(int(p))
+    out, todo = [], list(children.get(root, []))
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+def holders():
+    found = []
+    for p in descendants(pid):
+        try:
+            fds = os.listdir("/proc/%d/fd" % p)
+        except OSError:
+            continue
+        for n in fds:
+            try:
+                st = os.stat("/proc/%d/fd/%s" % (p, n))
+            except OSError:
+                continue
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == rdev:
+                found.append([p, int(n)])
+    return {"checked": len(descendants(pid)), "holding": found}
+
 out = b""
 pos = 0
 step = 0
 steps = spec["steps"]
 deadline = time.time() + spec["limit"]
 code = None
+exited_at = None
 while True:
     if time.time() > deadline:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        break
+    if hold and exited_at is None:
+        done, st = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(st)
+            exited_at = time.time()
+    if exited_at is not None and time.time() > exited_at + 0.5:
         break
     r, _, _ = select.select([fd], [], [], 0.1)
     if r:
@@ -292,9 +362,10 @@ while True:
         except OSError:
             d = b""
         if not d:
-            _, st = os.waitpid(pid, 0)
-            code = os.waitstatus_to_exitcode(st)
-            break
+            if not hold:
+                _, st = os.waitpid(pid, 0)
+                code = os.waitstatus_to_exitcode(st)
+                break
         out += d
     while step < len(steps):
         cue, action = steps[step]
@@ -308,16 +379,34 @@ while True:
             os.write(fd, arg.encode().decode("unicode_escape").encode())
         elif kind == "signal":
             os.kill(pid, getattr(signal, "SIG" + arg))
+        elif kind == "holders":
+            report["holders"].append(holders())
+        elif kind == "termios":
+            report[arg] = repr(termios.tcgetattr(slave))
         step += 1
-sys.stdout.buffer.write(b"CODE=" + str(code).encode() + b"\n" + out)
+if hold:
+    report["after"] = repr(termios.tcgetattr(slave))
+sys.stdout.buffer.write(b"CODE=" + str(code).encode() + b"\nREPORT=" + json.dumps(report).encode() + b"\n" + out)
 "#;
 
 /// Runs `cmd` (its program, arguments, environment and directory) as the session leader of
 /// a fresh pseudo-terminal (python's `pty`), reading what a person would see and acting as
 /// one would: `steps` are (cue, action) pairs done in order, each once the terminal showed
 /// its cue after the previous one's place, a second later: `type:TEXT` types TEXT (`\n`,
-/// `\x03` understood), `signal:TERM` signals the command. Killed after `limit` seconds.
+/// `\x03` understood), `signal:TERM` signals the command, `holders:` records which of
+/// its descendants hold the terminal. Killed after `limit` seconds.
 pub fn drive_pty(cmd: &Command, limit: u32, steps: &[(&str, &str)]) -> PtyRun {
+    run_driver(cmd, limit, steps, false)
+}
+
+/// [`drive_pty`], the driver holding the terminal's slave as the person's terminal would
+/// be held: the report has its settings before and after (`before`, `after`), its `name`,
+/// and `holders`.
+pub fn drive_pty_holding(cmd: &Command, limit: u32, steps: &[(&str, &str)]) -> PtyRun {
+    run_driver(cmd, limit, steps, true)
+}
+
+fn run_driver(cmd: &Command, limit: u32, steps: &[(&str, &str)], hold: bool) -> PtyRun {
     let mut argv = vec![cmd.get_program().to_str().unwrap().to_owned()];
     argv.extend(cmd.get_args().map(|a| a.to_str().unwrap().to_owned()));
     let env: serde_json::Map<String, serde_json::Value> = cmd
@@ -334,6 +423,7 @@ pub fn drive_pty(cmd: &Command, limit: u32, steps: &[(&str, &str)]) -> PtyRun {
         "cwd": cwd,
         "steps": steps,
         "limit": limit,
+        "hold": hold,
     });
     let started = std::time::Instant::now();
     let out = Command::new("/usr/bin/python3")
@@ -345,6 +435,13 @@ pub fn drive_pty(cmd: &Command, limit: u32, steps: &[(&str, &str)]) -> PtyRun {
         .expect("python3 pty driver");
     let all = String::from_utf8_lossy(&out.stdout).into_owned();
     let (first, rest) = all.split_once('\n').unwrap_or((&all, ""));
+    let (report, rest) = match rest.split_once('\n') {
+        Some((line, rest)) if line.starts_with("REPORT=") => (
+            serde_json::from_str(&line["REPORT=".len()..]).unwrap_or_default(),
+            rest,
+        ),
+        _ => (serde_json::Value::Null, rest),
+    };
     PtyRun {
         code: first.strip_prefix("CODE=").and_then(|c| c.parse().ok()),
         transcript: format!(
@@ -352,6 +449,7 @@ pub fn drive_pty(cmd: &Command, limit: u32, steps: &[(&str, &str)]) -> PtyRun {
             String::from_utf8_lossy(&out.stderr)
         ),
         seconds: started.elapsed().as_secs_f64(),
+        report,
     }
 }
 

@@ -64,7 +64,8 @@ pub struct Confinement {
     pub listener_channel: Option<OwnedFd>,
     /// The supervisor's pid: if it died before `PR_SET_PDEATHSIG` took effect, give up.
     pub supervisor_pid: libc::pid_t,
-    /// Start a new process group (the session's), so it can be signalled as one.
+    /// Start a new session and process group (the session's), so it can be signalled as
+    /// one and has no controlling terminal.
     pub new_process_group: bool,
     /// Sandbox steps (rlimits, cgroup, Landlock), run in order.
     pub hooks: Vec<ChildHook>,
@@ -90,8 +91,11 @@ pub fn confine(cmd: &mut Command, mut c: Confinement) {
     let closure = move || -> io::Result<()> {
         mark_inherited_fds_cloexec(max_fd);
         if c.new_process_group {
-            // SAFETY: setpgid is async-signal-safe.
-            crate::cvt_int(unsafe { libc::setpgid(0, 0) })?;
+            // A session of its own (and so a process group: pgid == pid, as setpgid(0, 0)
+            // made it), without a controlling terminal: `/dev/tty` is not the person's.
+            // SAFETY: setsid is async-signal-safe; a fresh child leads no group, so it
+            // cannot fail with EPERM.
+            crate::cvt_int(unsafe { libc::setsid() })?;
         }
         // SAFETY: prctl with integer arguments is async-signal-safe.
         crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;

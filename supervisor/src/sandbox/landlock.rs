@@ -217,6 +217,14 @@ pub struct Enforcement {
     /// with only loopback; out only through the supervisor's egress proxy, by host rule).
     #[serde(default)]
     pub egress: String,
+    /// The session's terminal: `own` (a pseudo-terminal of its own, relayed: the CLI on a
+    /// terminal), `shared` (the person's, `--pty never`), or `none` (pipes, files: MCP).
+    #[serde(default)]
+    pub terminal: String,
+    /// Every other terminal (the person's, other sessions' `/dev/pts/N`) is hidden from the
+    /// tree by path (`/dev/null` bound over it in the tree's mount namespace).
+    #[serde(default)]
+    pub other_terminals_hidden: bool,
 }
 
 impl Enforcement {
@@ -268,6 +276,8 @@ impl Enforcement {
             egress: if network { "open" } else { "off" }.to_owned(),
             bounding_set_dropped: false,
             namespaces: Vec::new(),
+            terminal: "none".to_owned(),
+            other_terminals_hidden: false,
         }
     }
 
