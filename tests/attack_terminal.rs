@@ -13,8 +13,8 @@ use common::Scratch;
 
 mod attack_harness;
 use attack_harness::{
-    Backend, Canary, PtyRun, Unotify, Wrapper, drive_pty_holding, sh_quote, skip_unless_available,
-    supervise_command,
+    Backend, Canary, PtyRun, Unotify, Wrapper, drive_pty, drive_pty_holding, sh_quote,
+    skip_unless_available, supervise_command,
 };
 
 const QUESTION: &str = "[y/a/n]: ";
@@ -223,6 +223,24 @@ fn an_escalated_command_gets_the_sessions_terminal() {
         holders(&run)[0]["holding"],
         serde_json::json!([]),
         "{run:#?}"
+    );
+}
+
+/// An escalated copy runs outside the sandbox but must not reach the person's terminal
+/// either: it has no controlling terminal (`/dev/tty` fails), so what it writes there
+/// cannot bypass the relay. The session's own output goes to /dev/null here: a marker on
+/// the person's screen could only have come through `/dev/tty`.
+#[test]
+fn an_escalated_command_cannot_open_the_persons_terminal() {
+    skip_unless_available!(Unotify);
+    let s = Scratch::new();
+    let script = "sh -c 'echo MARKER-THROUGH-TTY > /dev/tty' > /dev/null 2>&1; \
+                  echo \"escalated-sh=$?\" > /dev/null; echo done-here";
+    let run = drive_pty(&session(&s, Unotify, &["sh.rules"], &[], script), 30, &[]);
+    assert!(run.transcript.contains("done-here"), "{run:#?}");
+    assert!(
+        !run.transcript.contains("MARKER-THROUGH-TTY"),
+        "escaped: an escalated command wrote on the person's terminal: {run:#?}"
     );
 }
 

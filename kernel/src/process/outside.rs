@@ -186,6 +186,12 @@ fn child_steps(args: &mut ChildArgs<'_>) -> io::Result<()> {
     if unsafe { libc::getppid() } != args.supervisor_pid {
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
+    // A session of its own, without a controlling terminal: the copy runs outside the
+    // sandbox but must not reach the person's terminal through `/dev/tty` (its stdio are
+    // the caller's: the session's own terminal, a pipe or a file).
+    // SAFETY: setsid is async-signal-safe; the fresh child leads no process group, so it
+    // cannot fail with EPERM.
+    crate::cvt_int(unsafe { libc::setsid() })?;
     for (target, &source) in args.stdio.iter().enumerate() {
         let target = RawFd::try_from(target).unwrap_or(0);
         // SAFETY: dup2 on descriptors open in the child (prepared by the parent, all >= 3);
