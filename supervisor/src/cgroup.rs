@@ -116,6 +116,28 @@ pub fn own_cgroup_dir() -> Result<PathBuf, CgroupError> {
     Ok(mount_point.join(relative))
 }
 
+/// Starts, on a thread of its own, the wait that a session's first cgroup join would
+/// otherwise pay on the critical path, and returns at once.
+///
+/// Moving a process into a cgroup takes the kernel's threadgroup lock for writing, and the
+/// first writer after a quiet spell waits for a full RCU grace period (`rcu_sync_enter`:
+/// 5-15 ms on a loaded VM); a writer within about a grace period of the last one does not
+/// wait. So the supervisor, as it starts, moves this one thread into the cgroup it is
+/// already in (`cgroup.threads`: nothing moves, but the lock is taken), while it probes
+/// the kernel; the session's child then joins its cgroup without the wait, or with what is
+/// left of it. Best effort: any failure only leaves the wait where it was.
+pub fn warm_migration_lock() {
+    let _ = std::thread::Builder::new()
+        .name("execgate-cgroup-warm".into())
+        .spawn(|| {
+            let Ok(own) = own_cgroup_dir() else {
+                return;
+            };
+            let tid = nix::unistd::gettid().as_raw().to_string();
+            let _ = write_file(&own.join("cgroup.threads"), &tid);
+        });
+}
+
 /// `(root within the hierarchy, mount point)` of the first cgroup2 mount (parsed by
 /// `kernel::procfs`, the one mountinfo parser).
 fn cgroup2_mount(mountinfo: &str) -> Option<(PathBuf, PathBuf)> {
