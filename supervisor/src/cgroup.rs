@@ -125,9 +125,10 @@ pub fn own_cgroup_dir() -> Result<PathBuf, CgroupError> {
 /// wait. So the supervisor, as it starts, moves this one thread into the cgroup it is
 /// already in (`cgroup.threads`: nothing moves, but the lock is taken), while it probes
 /// the kernel; the session's child then joins its cgroup without the wait, or with what is
-/// left of it. Best effort: any failure only leaves the wait where it was.
-pub fn warm_migration_lock() {
-    let _ = std::thread::Builder::new()
+/// left of it. Best effort: any failure only leaves the wait where it was. The thread's
+/// handle is for tests; callers let it run.
+pub fn warm_migration_lock() -> Option<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
         .name("execgate-cgroup-warm".into())
         .spawn(|| {
             let Ok(own) = own_cgroup_dir() else {
@@ -135,7 +136,8 @@ pub fn warm_migration_lock() {
             };
             let tid = nix::unistd::gettid().as_raw().to_string();
             let _ = write_file(&own.join("cgroup.threads"), &tid);
-        });
+        })
+        .ok()
 }
 
 /// `(root within the hierarchy, mount point)` of the first cgroup2 mount (parsed by
@@ -715,6 +717,26 @@ mod tests {
             Some("/sys/fs/cgroup/cpu,cpuacct".into())
         );
         assert_eq!(v1_dir_from(mountinfo, cgroups, "memory"), None);
+    }
+
+    #[test]
+    fn warming_the_migration_lock_moves_nothing() {
+        let cgroups = || {
+            let mut all = vec![read("/proc/self/cgroup").unwrap()];
+            for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                if let Ok(text) = std::fs::read_to_string(task.path().join("cgroup")) {
+                    all.push(text);
+                }
+            }
+            all.sort();
+            all.dedup();
+            all
+        };
+        let before = cgroups();
+        if let Some(warm) = warm_migration_lock() {
+            warm.join().unwrap();
+        }
+        assert_eq!(cgroups(), before);
     }
 
     #[test]

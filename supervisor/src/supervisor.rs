@@ -205,7 +205,7 @@ impl Supervisor {
     /// never a run without supervision.
     pub fn new(policy: Arc<Policy>, options: SupervisorOptions) -> Result<Self, SupervisorError> {
         // The first cgroup join's grace period runs beside the probes.
-        crate::cgroup::warm_migration_lock();
+        let _ = crate::cgroup::warm_migration_lock();
         // The network namespace is only probed where something may open a host: without,
         // no session is proxied whatever the probe says.
         let mut features = kernel::detect::detect_with(kernel::detect::Probes {

@@ -275,3 +275,30 @@ pub(crate) fn errno_name_raw(code: i32) -> String {
     };
     name.to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_left_out_says_so_and_the_others_still_run() {
+        let some = detect_with(Probes {
+            network_namespace: false,
+        });
+        assert!(!some.network_namespace.available);
+        assert!(
+            some.network_namespace.detail.contains("not probed"),
+            "{:?}",
+            some.network_namespace
+        );
+        let all = detect();
+        assert!(
+            !all.network_namespace.detail.contains("not probed"),
+            "{:?}",
+            all.network_namespace
+        );
+        assert_eq!(some.pid_namespace, all.pid_namespace);
+        assert_eq!(some.capability_drop, all.capability_drop);
+        assert_eq!(some.user_namespaces, all.user_namespaces);
+    }
+}
