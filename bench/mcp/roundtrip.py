@@ -4,6 +4,10 @@ Both servers are driven by the same client (the official MCP Python SDK) in the 
 initialize, one warm-up call, then N sequential calls to each, interleaved; each call is
 timed from the client (send to parsed and validated result). Prints the medians and the
 ratio.
+
+`--direct` adds the client running the command itself (no MCP, both pipes read to the end)
+in the same rounds: the floor for a large output, e.g. 10 MB:
+`--direct --command 'head -c 10000000 /dev/zero | tr "\\0" a'`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,22 +43,48 @@ async def open_session(
     return session
 
 
+async def run_directly(command: str, workdir: str, login: bool) -> None:
+    """The client's own run of the command, no MCP: bash started with the same flag, both
+    pipes read to their end (what a client pays to read the output itself)."""
+    process = await anyio.open_process(
+        ["bash", "-lc" if login else "-c", command], cwd=workdir, stdin=subprocess.DEVNULL
+    )
+    async with process:
+
+        async def drain(stream) -> None:
+            async for _ in stream:
+                pass
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain, process.stdout)
+            tg.start_soon(drain, process.stderr)
+        if await process.wait() != 0:
+            raise SystemExit(f"{command!r} failed when run directly")
+
+
 async def measure_all(
     servers: list, command: str, calls: int, workdir: str, login: bool
 ) -> list[dict]:
     """Calls the servers in turn (a, b, c, a, b, c, ...) so that load from elsewhere on the
-    machine weighs on all of them alike."""
+    machine weighs on all of them alike. A server whose parameters are `None` is the
+    client running the command itself ([`run_directly`])."""
     call = {"command": command, "workdir": workdir, "login": login}
     async with AsyncExitStack() as stack:
-        sessions = [await open_session(stack, p, sb, workdir) for _, p, sb in servers]
+        sessions = [
+            None if p is None else await open_session(stack, p, sb, workdir)
+            for _, p, sb in servers
+        ]
         samples: list[list[float]] = [[] for _ in servers]
         for i in range(calls + 1):
             for j, session in enumerate(sessions):
                 start = time.perf_counter()
-                result = await session.call_tool("shell", call)
+                if session is None:
+                    await run_directly(command, workdir, login)
+                else:
+                    result = await session.call_tool("shell", call)
+                    if result.is_error:
+                        raise SystemExit(f"{servers[j][0]}: call failed: {result.content}")
                 elapsed = time.perf_counter() - start
-                if result.is_error:
-                    raise SystemExit(f"{servers[j][0]}: call failed: {result.content}")
                 if i > 0:  # the first call of each is a warm-up
                     samples[j].append(elapsed)
     out = []
@@ -87,6 +118,12 @@ def main() -> None:
         help="bash -lc (the tools' default) instead of bash -c: adds the machine's login "
         "profile to every call, on both sides",
     )
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="also time the client running each command itself (bash, both pipes read to "
+        "the end, no MCP): the floor a large output's call is compared with",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line per server")
     args = parser.parse_args()
 
@@ -118,6 +155,8 @@ def main() -> None:
             )
         )
 
+    if args.direct:
+        servers.append(("the client itself (no MCP)", None, None))
     commands = args.command or ["true", "/bin/true"]
     for command in commands:
         results = anyio.run(measure_all, servers, command, args.calls, workdir, args.login)
@@ -132,7 +171,7 @@ def main() -> None:
                     f"  {r['server']:>42}: median {r['median_ms']:6.2f} ms "
                     f"(p10 {r['p10_ms']:.2f}, p90 {r['p90_ms']:.2f})"
                 )
-        if len(results) == 3 and not args.json:
+        if args.codex and not args.json:
             ratio = results[2]["median_ms"] / results[0]["median_ms"]
             verdict = "execgate faster" if ratio >= 1 else "execgate slower"
             print(f"  ratio codex/execgate (danger-full-access) median: {ratio:.2f}x ({verdict})")

@@ -73,7 +73,10 @@ impl std::io::Write for Count {
 /// Cuts `result` until its serialized [`call_result`] is at most `budget` bytes.
 pub fn fit(result: &mut ShellResult, budget: usize) {
     let budget = budget.max(MIN_MAX_RESPONSE_BYTES);
-    if serialized_len(result) <= budget {
+    // Every byte of the texts is at least two bytes of the response (one per copy): past
+    // that bound the whole result (megabytes) need not be serialized to know it is over.
+    let texts_floor = 2 * (result.stdout.len() + result.stderr.len() + result.output.len());
+    if texts_floor <= budget && serialized_len(result) <= budget {
         return;
     }
     let texts = [
@@ -95,7 +98,7 @@ pub fn fit(result: &mut ShellResult, budget: usize) {
         let shares = water_fill(costs, available);
         let mut cut = [0u64; 3];
         let [out, err, both] = std::array::from_fn(|i| {
-            let (text, removed) = cut_to_cost(&texts[i], shares[i], budget, capped[i]);
+            let (text, removed) = cut_to_cost(&texts[i], costs[i], shares[i], budget, capped[i]);
             cut[i] = removed;
             text
         });
@@ -246,13 +249,20 @@ fn water_fill(costs: [usize; 3], available: usize) -> [usize; 3] {
 }
 
 /// `text` within `share` bytes of response: its head and tail, with a marker where the
-/// middle was cut. Returns the text and how many of its bytes were left out.
+/// middle was cut. Returns the text and how many of its bytes were left out. `whole`:
+/// [`cost`] of `text`, counted once by the caller.
 ///
 /// `capped`: bytes the output cap already cut from this stream. Its marker sits in the
 /// middle of the text, so this cut usually takes it: the new marker then says those too,
 /// or the reader would take the gap for this cut alone.
-fn cut_to_cost(text: &str, share: usize, budget: usize, capped: u64) -> (String, u64) {
-    if cost(text) <= share {
+fn cut_to_cost(
+    text: &str,
+    whole: usize,
+    share: usize,
+    budget: usize,
+    capped: u64,
+) -> (String, u64) {
+    if whole <= share {
         return (text.to_owned(), 0);
     }
     let half = share / 2;
@@ -377,7 +387,7 @@ mod tests {
     #[test]
     fn a_cut_keeps_head_and_tail_within_the_share() {
         let text = format!("HEAD{}TAIL", "\u{1}".repeat(10_000));
-        let (cut, removed) = cut_to_cost(&text, 200, 1 << 20, 0);
+        let (cut, removed) = cut_to_cost(&text, cost(&text), 200, 1 << 20, 0);
         assert!(cut.starts_with("HEAD") && cut.ends_with("TAIL"), "{cut}");
         assert!(
             cut.contains(&format!("[... execgate: {removed} more bytes")),
@@ -387,7 +397,7 @@ mod tests {
         assert!(cost(&kept) <= 200, "{}", cost(&kept));
         assert_eq!(removed + kept.len() as u64, text.len() as u64);
         // Never inside a character.
-        let (cut, _) = cut_to_cost(&"€".repeat(1000), 100, 1 << 20, 0);
+        let (cut, _) = cut_to_cost(&"€".repeat(1000), cost(&"€".repeat(1000)), 100, 1 << 20, 0);
         assert!(cut.starts_with('€') && cut.ends_with('€'));
     }
 
@@ -399,7 +409,7 @@ mod tests {
             "h".repeat(1000),
             "t".repeat(1000)
         );
-        let (cut, removed) = cut_to_cost(&capped, 400, 1 << 20, 9000);
+        let (cut, removed) = cut_to_cost(&capped, cost(&capped), 400, 1 << 20, 9000);
         assert!(cut.starts_with('h') && cut.ends_with('t'), "{cut}");
         assert!(
             cut.contains(&format!(
@@ -414,9 +424,9 @@ mod tests {
             "h".repeat(10),
             "t".repeat(5000)
         );
-        let (cut, _) = cut_to_cost(&"x".repeat(3000), 400, 1 << 20, 0);
+        let (cut, _) = cut_to_cost(&"x".repeat(3000), cost(&"x".repeat(3000)), 400, 1 << 20, 0);
         assert!(!cut.contains("besides"), "{cut}");
-        let (cut, _) = cut_to_cost(&off_centre, 1000, 1 << 20, 9000);
+        let (cut, _) = cut_to_cost(&off_centre, cost(&off_centre), 1000, 1 << 20, 9000);
         assert!(cut.contains("9000 bytes cut here ...]"), "{cut}");
         assert!(!cut.contains("besides"), "{cut}");
     }

@@ -116,6 +116,30 @@ pub fn own_cgroup_dir() -> Result<PathBuf, CgroupError> {
     Ok(mount_point.join(relative))
 }
 
+/// Starts, on a thread of its own, the wait that a session's first cgroup join would
+/// otherwise pay on the critical path, and returns at once.
+///
+/// Moving a process into a cgroup takes the kernel's threadgroup lock for writing, and the
+/// first writer after a quiet spell waits for a full RCU grace period (`rcu_sync_enter`:
+/// 5-15 ms on a loaded VM); a writer within about a grace period of the last one does not
+/// wait. So the supervisor, as it starts, moves this one thread into the cgroup it is
+/// already in (`cgroup.threads`: nothing moves, but the lock is taken), while it probes
+/// the kernel; the session's child then joins its cgroup without the wait, or with what is
+/// left of it. Best effort: any failure only leaves the wait where it was. The thread's
+/// handle is for tests; callers let it run.
+pub fn warm_migration_lock() -> Option<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("execgate-cgroup-warm".into())
+        .spawn(|| {
+            let Ok(own) = own_cgroup_dir() else {
+                return;
+            };
+            let tid = nix::unistd::gettid().as_raw().to_string();
+            let _ = write_file(&own.join("cgroup.threads"), &tid);
+        })
+        .ok()
+}
+
 /// `(root within the hierarchy, mount point)` of the first cgroup2 mount (parsed by
 /// `kernel::procfs`, the one mountinfo parser).
 fn cgroup2_mount(mountinfo: &str) -> Option<(PathBuf, PathBuf)> {
@@ -693,6 +717,26 @@ mod tests {
             Some("/sys/fs/cgroup/cpu,cpuacct".into())
         );
         assert_eq!(v1_dir_from(mountinfo, cgroups, "memory"), None);
+    }
+
+    #[test]
+    fn warming_the_migration_lock_moves_nothing() {
+        let cgroups = || {
+            let mut all = vec![read("/proc/self/cgroup").unwrap()];
+            for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+                if let Ok(text) = std::fs::read_to_string(task.path().join("cgroup")) {
+                    all.push(text);
+                }
+            }
+            all.sort();
+            all.dedup();
+            all
+        };
+        let before = cgroups();
+        if let Some(warm) = warm_migration_lock() {
+            warm.join().unwrap();
+        }
+        assert_eq!(cgroups(), before);
     }
 
     #[test]

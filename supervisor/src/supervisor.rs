@@ -204,7 +204,14 @@ impl Supervisor {
     /// audit log. A backend that cannot run here is an error naming what is missing,
     /// never a run without supervision.
     pub fn new(policy: Arc<Policy>, options: SupervisorOptions) -> Result<Self, SupervisorError> {
-        let mut features = kernel::detect();
+        // The first cgroup join's grace period runs beside the probes.
+        let _ = crate::cgroup::warm_migration_lock();
+        // The network namespace is only probed where something may open a host: without,
+        // no session is proxied whatever the probe says.
+        let mut features = kernel::detect::detect_with(kernel::detect::Probes {
+            network_namespace: !options.egress.allow.is_empty()
+                || policy.network().opens_anything(),
+        });
         if options.patched_bash.is_some() {
             features.patched_shell =
                 kernel::detect::patched_shell::locate(options.patched_bash.as_deref());

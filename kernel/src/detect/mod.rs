@@ -137,6 +137,30 @@ pub struct Features {
 /// Probes the running kernel and this process. Never fails: what cannot be found out is
 /// reported as missing, with the reason in its `detail`.
 pub fn detect() -> Features {
+    detect_with(Probes::all())
+}
+
+/// Which of the optional probes [`detect_with`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probes {
+    /// Whether a network namespace can be made for the sandboxed tree: needed only when
+    /// something may open a host (the egress proxy); making and tearing one down is the
+    /// dearest probe (milliseconds of CPU on a loaded VM).
+    pub network_namespace: bool,
+}
+
+impl Probes {
+    /// Every probe (`execgate doctor`).
+    pub fn all() -> Self {
+        Probes {
+            network_namespace: true,
+        }
+    }
+}
+
+/// [`detect`] with the optional probes chosen: one left out is reported unavailable,
+/// saying it was not probed.
+pub fn detect_with(probes: Probes) -> Features {
     let kernel = kernel::uname().unwrap_or_else(|e| Kernel {
         release: format!("unknown (uname: {e})"),
         version: None,
@@ -154,8 +178,14 @@ pub fn detect() -> Features {
         let pid_namespace = beside(scope, "pidns", move || pidns::detect(sys_admin));
         let ptrace = beside(scope, "ptrace", move || ptrace::detect(cap_eff));
         let network_namespace = beside(scope, "netns", move || {
-            crate::namespaces::net::detect(sys_admin)
+            if probes.network_namespace {
+                crate::namespaces::net::detect(sys_admin)
+            } else {
+                crate::namespaces::net::not_probed()
+            }
         });
+        let cap_setpcap = cap(crate::capabilities::CAP_SETPCAP);
+        let capability_drop = beside(scope, "caps", move || capabilities::detect(cap_setpcap));
         Features {
             seccomp: seccomp::detect(&kernel),
             pidfd: pidfd::detect(),
@@ -165,7 +195,7 @@ pub fn detect() -> Features {
             user_namespaces: user_namespaces(),
             pid_namespace: pid_namespace(),
             network_namespace: network_namespace(),
-            capability_drop: capabilities::detect(cap(crate::capabilities::CAP_SETPCAP)),
+            capability_drop: capability_drop(),
             cgroup: cgroup::detect(&kernel),
             process: process::detect(&status),
             patched_shell: patched_shell::locate(None),
@@ -244,4 +274,31 @@ pub(crate) fn errno_name_raw(code: i32) -> String {
         _ => return format!("errno {code}"),
     };
     name.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_left_out_says_so_and_the_others_still_run() {
+        let some = detect_with(Probes {
+            network_namespace: false,
+        });
+        assert!(!some.network_namespace.available);
+        assert!(
+            some.network_namespace.detail.contains("not probed"),
+            "{:?}",
+            some.network_namespace
+        );
+        let all = detect();
+        assert!(
+            !all.network_namespace.detail.contains("not probed"),
+            "{:?}",
+            all.network_namespace
+        );
+        assert_eq!(some.pid_namespace, all.pid_namespace);
+        assert_eq!(some.capability_drop, all.capability_drop);
+        assert_eq!(some.user_namespaces, all.user_namespaces);
+    }
 }

@@ -225,6 +225,15 @@ fn probe(report: &mut [i32; 4], user_namespace: bool) {
 /// Probes the way the supervisor will make the namespace: directly with `CAP_SYS_ADMIN`
 /// (`cap_sys_admin`), else inside a user namespace. `detail` says how, or which step
 /// failed and why.
+/// What [`crate::detect::detect_with`] reports when nothing needed this probe.
+pub fn not_probed() -> Feature {
+    Feature::probed(
+        false,
+        NETWORK_NAMESPACE_SINCE,
+        "not probed: no network rule or --allow-domain opens a host",
+    )
+}
+
 pub fn detect(cap_sys_admin: bool) -> Feature {
     let since = NETWORK_NAMESPACE_SINCE;
     let (probe, how): (fn(&mut [i32; 4]), &str) = if cap_sys_admin {
