@@ -230,18 +230,25 @@ fn an_escalated_command_gets_the_sessions_terminal() {
 /// either: it has no controlling terminal (`/dev/tty` fails), so what it writes there
 /// cannot bypass the relay. The session's own output goes to /dev/null here: a marker on
 /// the person's screen could only have come through `/dev/tty`.
-#[test]
-fn an_escalated_command_cannot_open_the_persons_terminal() {
-    skip_unless_available!(Unotify);
+fn escalated_command_cannot_open_the_persons_terminal(b: Backend) {
+    skip_unless_available!(b);
     let s = Scratch::new();
-    let script = "sh -c 'echo MARKER-THROUGH-TTY > /dev/tty' > /dev/null 2>&1; \
-                  echo \"escalated-sh=$?\" > /dev/null; echo done-here";
-    let run = drive_pty(&session(&s, Unotify, &["sh.rules"], &[], script), 30, &[]);
+    let script = "sh -c 'echo MARKER-THROUGH-TTY > /dev/tty' > /dev/null 2>&1; echo done-here";
+    let run = drive_pty(&session(&s, b, &["sh.rules"], &[], script), 30, &[]);
     assert!(run.transcript.contains("done-here"), "{run:#?}");
     assert!(
         !run.transcript.contains("MARKER-THROUGH-TTY"),
         "escaped: an escalated command wrote on the person's terminal: {run:#?}"
     );
+}
+
+#[test]
+fn an_escalated_command_cannot_open_the_persons_terminal_unotify() {
+    escalated_command_cannot_open_the_persons_terminal(Unotify)
+}
+#[test]
+fn an_escalated_command_cannot_open_the_persons_terminal_wrapper() {
+    escalated_command_cannot_open_the_persons_terminal(Wrapper)
 }
 
 /// `--pty never`: the old shared terminal, kept for whoever needs it: the session's

@@ -123,7 +123,7 @@ pub fn locate(explicit_bash: Option<&Path>) -> PatchedShell {
         let mut candidates = Vec::new();
         if let Some(p) = env_path(WRAPPER_ENV) {
             candidates.push((format!("${WRAPPER_ENV}"), p, true));
-        } else if let Some(dir) = &exe_dir {
+        } else {
             // The one build-shells linked statically beside the shells it built.
             if let Some(kit) = env_path(SHELLS_ENV) {
                 candidates.push((
@@ -132,16 +132,18 @@ pub fn locate(explicit_bash: Option<&Path>) -> PatchedShell {
                     false,
                 ));
             }
-            candidates.push((
-                "next to execgate:".to_owned(),
-                dir.join(WRAPPER_NAME),
-                false,
-            ));
-            candidates.push((
-                "next to execgate:".to_owned(),
-                dir.join("../libexec/execgate").join(WRAPPER_NAME),
-                false,
-            ));
+            if let Some(dir) = &exe_dir {
+                candidates.push((
+                    "next to execgate:".to_owned(),
+                    dir.join(WRAPPER_NAME),
+                    false,
+                ));
+                candidates.push((
+                    "next to execgate:".to_owned(),
+                    dir.join("../libexec/execgate").join(WRAPPER_NAME),
+                    false,
+                ));
+            }
         }
         Found::search(candidates)
     };
