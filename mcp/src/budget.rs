@@ -3,15 +3,16 @@
 //! Clients read a response as one line and cap it (the TypeScript SDKs close the
 //! connection past 10 MiB). The capture caps each stream in raw bytes, but what is sent is
 //! larger: invalid bytes become U+FFFD (3 bytes each), control characters become `\u00XX`
-//! escapes, there are three texts (stdout, stderr, both interleaved), and the result goes
-//! out twice (as JSON text and as `structuredContent`), the text copy escaped once more.
-//! So the budget is counted here on the serialized result, every field and both copies,
-//! and the texts (then, if need be, the `execs` list) are cut until it fits: head and tail
-//! kept, the cut marked, the result's `warnings` saying so.
+//! escapes, there can be three texts (stdout, stderr, and both interleaved when both were
+//! written), and beside `structuredContent` goes a text block ([`ShellResult::text`],
+//! with at most [`crate::shell::TEXT_OUTPUT_BYTES`] of output). So the budget is counted
+//! here on the serialized response, every field and the text block, and the texts (then,
+//! if need be, the `execs` list) are cut until it fits: head and tail kept, the cut
+//! marked, the result's `warnings` saying so.
 
-use rmcp::model::CallToolResult;
+use rmcp::model::{CallToolResult, ContentBlock};
 
-use crate::shell::{ExecReport, ShellResult};
+use crate::shell::{ExecReport, ShellResult, TEXT_OUTPUT_BYTES};
 
 /// Default budget: far under every common client's line limit (10 MiB in the TypeScript
 /// SDKs), and still a lot of output for a model to read.
@@ -23,45 +24,51 @@ pub const MIN_MAX_RESPONSE_BYTES: usize = 16 << 10;
 /// Room left for each cut marker and the JSON around the texts.
 const MARKER_ROOM: usize = 512;
 
-/// The result as it goes to the client: JSON text plus the same as `structuredContent`.
+/// The result as it goes to the client: `structuredContent`, and beside it the short
+/// plain [`ShellResult::text`] as the one text block.
+///
+/// Not the JSON text of the result, which MCP suggests for clients that predate
+/// structured content: the clients that give a model tool results (Codex, Claude Code,
+/// VS Code, Copilot) give it `structuredContent` alone when there is one, so a second copy
+/// of the output would double every large response for nobody.
 pub fn call_result(result: &ShellResult) -> Result<CallToolResult, serde_json::Error> {
-    Ok(CallToolResult::structured(serde_json::to_value(result)?))
+    let mut call = CallToolResult::success(vec![ContentBlock::text(result.text())]);
+    call.structured_content = Some(serde_json::to_value(result)?);
+    Ok(call)
 }
 
-/// Bytes of the serialized [`call_result`] of `result`, counted without building it: the
-/// result's JSON once as `structuredContent`, once more as the text (a JSON string of that
-/// JSON: every `"` and `\\` gains a backslash; it has no raw control characters to
-/// escape), and the envelope around them. [`fit`] calls this for every attempt, on
-/// results of megabytes.
+/// Bytes of the serialized [`call_result`] of `result`, counted without building its
+/// `structuredContent`: the result's JSON, the text block as a JSON string, and the
+/// envelope around them. [`fit`] calls this for every attempt, on results of megabytes.
 pub fn serialized_len(result: &ShellResult) -> usize {
     let mut count = Count::default();
     if serde_json::to_writer(&mut count, result).is_err() {
         return usize::MAX;
     }
-    envelope_len() + 2 * count.bytes + count.escaped
+    let text = serde_json::to_string(&result.text()).map_or(usize::MAX / 2, |t| t.len());
+    envelope_len() + count.bytes + text
 }
 
-/// Bytes of a [`call_result`] besides its two copies of the result.
+/// Bytes of a [`call_result`] besides the result's JSON and the text block's string.
 fn envelope_len() -> usize {
     static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *LEN.get_or_init(|| {
-        let empty = CallToolResult::structured(serde_json::json!({}));
-        // Minus `{}` as structuredContent and `{}` as the text.
+        let mut empty = CallToolResult::success(vec![ContentBlock::text("")]);
+        empty.structured_content = Some(serde_json::json!({}));
+        // Minus `{}` as structuredContent and `""` as the text.
         serde_json::to_vec(&empty).map_or(0, |v| v.len().saturating_sub(4))
     })
 }
 
-/// A writer that only counts: bytes, and those a JSON string of them escapes.
+/// A writer that only counts bytes.
 #[derive(Default)]
 struct Count {
     bytes: usize,
-    escaped: usize,
 }
 
 impl std::io::Write for Count {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.bytes += buf.len();
-        self.escaped += buf.iter().filter(|&&b| b == b'"' || b == b'\\').count();
         Ok(buf.len())
     }
 
@@ -73,25 +80,35 @@ impl std::io::Write for Count {
 /// Cuts `result` until its serialized [`call_result`] is at most `budget` bytes.
 pub fn fit(result: &mut ShellResult, budget: usize) {
     let budget = budget.max(MIN_MAX_RESPONSE_BYTES);
-    // Every byte of the texts is at least two bytes of the response (one per copy): past
-    // that bound the whole result (megabytes) need not be serialized to know it is over.
-    let texts_floor = 2 * (result.stdout.len() + result.stderr.len() + result.output.len());
-    if texts_floor <= budget && serialized_len(result) <= budget {
-        return;
+    // Every byte of the texts is at least a byte of the response: past that bound the
+    // whole result (megabytes) need not be serialized to know it is over.
+    let output_len = result.output.as_ref().map_or(0, String::len);
+    let texts_floor = result.stdout.len() + result.stderr.len() + output_len;
+    let had_output = result.output.is_some();
+    let mut texts = take_texts(result);
+    let costs = texts.each_ref().map(|t| cost(t));
+    if texts_floor <= budget {
+        // Under a bound first, without serializing the megabytes: the rest of the result
+        // serialized (its text block without output), each text's exact cost (a table
+        // lookup per byte), and the text block's share of output at its worst escaping.
+        let shown = texts.iter().map(String::len).max().unwrap_or(0);
+        let bound = serialized_len(result)
+            + costs.iter().sum::<usize>()
+            + 6 * TEXT_OUTPUT_BYTES.min(shown)
+            + MARKER_ROOM;
+        put_texts(result, texts, had_output);
+        if bound <= budget || serialized_len(result) <= budget {
+            return;
+        }
+        texts = take_texts(result);
     }
-    let texts = [
-        std::mem::take(&mut result.stdout),
-        std::mem::take(&mut result.stderr),
-        std::mem::take(&mut result.output),
-    ];
     // The fields besides the texts get at most half the budget.
     fit_execs(result, budget / 2);
     let fixed = serialized_len(result);
-    let costs = texts.each_ref().map(|t| cost(t));
     let capped = [
         result.streams.stdout.cut_bytes,
         result.streams.stderr.cut_bytes,
-        result.streams.output.cut_bytes,
+        result.streams.output.as_ref().map_or(0, |o| o.cut_bytes),
     ];
     let mut available = budget.saturating_sub(fixed + 3 * MARKER_ROOM);
     for _ in 0..8 {
@@ -104,10 +121,12 @@ pub fn fit(result: &mut ShellResult, budget: usize) {
         });
         result.stdout = out;
         result.stderr = err;
-        result.output = both;
+        result.output = had_output.then_some(both);
         result.streams.stdout.budget_cut_bytes = cut[0];
         result.streams.stderr.budget_cut_bytes = cut[1];
-        result.streams.output.budget_cut_bytes = cut[2];
+        if let Some(output) = &mut result.streams.output {
+            output.budget_cut_bytes = cut[2];
+        }
         let size = serialized_len(result);
         if size <= budget {
             break;
@@ -117,9 +136,25 @@ pub fn fit(result: &mut ShellResult, budget: usize) {
     }
     result.warnings.push(format!(
         "the result was over the {budget}-byte response budget (counted on the whole JSON \
-         response, both copies): stdout, stderr and output were cut further, head and tail \
-         kept (see streams.*.budget_cut_bytes)"
+         response): its output texts were cut further, head and tail kept (see \
+         streams.*.budget_cut_bytes)"
     ));
+}
+
+/// Takes stdout, stderr and output (empty when absent) out of `result`.
+fn take_texts(result: &mut ShellResult) -> [String; 3] {
+    [
+        std::mem::take(&mut result.stdout),
+        std::mem::take(&mut result.stderr),
+        result.output.take().unwrap_or_default(),
+    ]
+}
+
+/// Puts back what [`take_texts`] took.
+fn put_texts(result: &mut ShellResult, [out, err, both]: [String; 3], had_output: bool) {
+    result.stdout = out;
+    result.stderr = err;
+    result.output = had_output.then_some(both);
 }
 
 /// Longest error message sent: errors quote what the client sent (a tool name, a serde
@@ -197,36 +232,33 @@ fn shorten_exec(exec: &mut ExecReport) {
     shorten(&mut exec.reason);
 }
 
-/// Bytes `c` takes in the response: escaped once in `structuredContent`, and escaped
-/// twice in the text copy (the JSON text is itself a JSON string).
+/// Bytes `c` takes in `structuredContent`, escaped as a JSON string.
 fn char_cost(c: char) -> usize {
     match c {
-        '"' | '\\' => 2 + 4,
-        '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2 + 3,
-        c if u32::from(c) < 0x20 => 6 + 7,
-        c => 2 * c.len_utf8(),
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8(),
     }
 }
 
-/// Bytes `text` takes in the response, both copies. Counted by byte ([`BYTE_COST`]): a
-/// character of several bytes costs 2 per byte, as [`char_cost`] says.
+/// Bytes `text` takes in `structuredContent`. Counted by byte ([`BYTE_COST`]): a
+/// character of several bytes costs 1 per byte, as [`char_cost`] says.
 pub fn cost(text: &str) -> usize {
     text.bytes()
         .map(|b| usize::from(BYTE_COST[usize::from(b)]))
         .sum()
 }
 
-/// [`char_cost`] of each ASCII byte; 2 for every byte of a longer character.
+/// [`char_cost`] of each ASCII byte; 1 for every byte of a longer character.
 const BYTE_COST: [u8; 256] = {
-    let mut table = [2u8; 256];
+    let mut table = [1u8; 256];
     let mut b: u8 = 0;
     while b < 0x80 {
         // The ASCII arms of `char_cost`, as a table.
         table[b as usize] = match b {
-            b'"' | b'\\' => 6,
-            b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 5,
-            0..0x20 => 13,
-            _ => 2,
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
         };
         b += 1;
     }
@@ -303,7 +335,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cost_counts_both_copies_as_serde_json_writes_them() {
+    fn cost_counts_the_text_as_serde_json_writes_it() {
         for s in [
             "plain",
             "quo\"te",
@@ -313,9 +345,8 @@ mod tests {
             "é€😀\u{FFFD}",
         ] {
             let once = serde_json::to_string(s).unwrap();
-            let twice = serde_json::to_string(&once).unwrap();
-            // Minus the quotes each copy adds around the string (2, then 4 escaped + 2).
-            assert_eq!(cost(s), once.len() - 2 + twice.len() - 6, "{s:?}");
+            // Minus the quotes around the string.
+            assert_eq!(cost(s), once.len() - 2, "{s:?}");
         }
     }
 
@@ -327,10 +358,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn serialized_len_is_the_length_of_what_is_sent() {
-        // A result as the server sent it (with a denied exec: quotes in its reason).
-        let mut result: ShellResult = serde_json::from_str(
+    /// A result as the server sent it (with a denied exec: quotes in its reason).
+    fn sample() -> ShellResult {
+        serde_json::from_str(
             r#"{"duration_ms": 51, "execs": [{"argv": ["rm", "-rf", "/x \"y\""],
             "asked_human": false, "cwd": "/tmp", "decided_by": "supervisor",
             "decision": "prompt", "exit_code": null, "program": "/usr/bin/rm",
@@ -347,18 +377,77 @@ mod tests {
             {"budget_cut_bytes": 0, "cut_bytes": 0, "lossy": false, "total_bytes": 3}},
             "timed_out": false, "warnings": ["a \\ b"]}"#,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn serialized_len_is_the_length_of_what_is_sent() {
+        let mut result = sample();
         for (out, err) in [
             ("", ""),
             ("plain\n", "quo\"te \\ back"),
             ("ctl\u{1}\u{7f} é€😀\u{FFFD}", "\t\r\u{8}\u{c}"),
+            // Past the text block's share of output: its head and tail only.
+            ("wide €\"\n", ""),
         ] {
-            result.stdout = out.repeat(100);
+            result.stdout = out.repeat(5000);
             result.stderr = err.to_owned();
-            result.output = format!("{out}{err}");
+            result.output = (!err.is_empty()).then(|| format!("{}{err}", result.stdout));
             let sent = serde_json::to_vec(&call_result(&result).unwrap()).unwrap();
             assert_eq!(serialized_len(&result), sent.len(), "{out:?} {err:?}");
         }
+    }
+
+    #[test]
+    fn a_megabyte_of_stdout_goes_once_and_whole_within_the_default_budget() {
+        let mut result = sample();
+        result.stdout = "a".repeat(1 << 20);
+        result.output = None;
+        result.streams.output = None;
+        fit(&mut result, DEFAULT_MAX_RESPONSE_BYTES);
+        assert_eq!(result.stdout.len(), 1 << 20, "cut: {:?}", result.warnings);
+        let sent = serde_json::to_vec(&call_result(&result).unwrap()).unwrap();
+        // The megabyte once, the text block's share of it, and the fields.
+        assert!(
+            sent.len() < (1 << 20) + crate::shell::TEXT_OUTPUT_BYTES + 4096,
+            "{}",
+            sent.len()
+        );
+        let sent: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+        assert_eq!(
+            sent["structuredContent"]["stdout"].as_str().unwrap().len(),
+            1 << 20
+        );
+        assert!(sent["structuredContent"].get("output").is_none());
+        let text = sent["content"][0]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("Exit code: 0\nWall time: 51 ms\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Denied: rm -rf /x \"y\": nobody can be asked"),
+            "{text}"
+        );
+        assert!(text.contains("bytes left out of this text"), "{text}");
+        assert!(
+            text.len() < crate::shell::TEXT_OUTPUT_BYTES + 1024,
+            "{}",
+            text.len()
+        );
+    }
+
+    #[test]
+    fn a_small_budget_cuts_the_structured_texts_and_the_text_block_follows() {
+        let mut result = sample();
+        result.stdout = "o".repeat(300_000);
+        result.stderr = "e".repeat(300_000);
+        result.output = Some(format!("{}{}", result.stdout, result.stderr));
+        fit(&mut result, MIN_MAX_RESPONSE_BYTES);
+        let sent = serde_json::to_vec(&call_result(&result).unwrap()).unwrap();
+        assert!(sent.len() <= MIN_MAX_RESPONSE_BYTES, "{}", sent.len());
+        let output = result.output.as_deref().unwrap();
+        assert!(output.starts_with('o') && output.ends_with('e'), "{output}");
+        assert!(result.streams.output.as_ref().unwrap().budget_cut_bytes > 0);
     }
 
     #[test]

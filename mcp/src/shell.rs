@@ -21,7 +21,7 @@ pub const MAX_COMMAND_BYTES: usize = 128 * 1024 - 1;
 pub const DESCRIPTION: &str = "Runs a shell command and returns its output. You MUST provide the workdir as an absolute path.\n\n\
 The command runs in bash (`bash -lc COMMAND`, or `bash -c` with login=false) under execgate: every program it starts is checked against an exec policy. \
 A program can be allowed (it runs inside a sandbox), forbidden (it fails to start and the reason is in `execs`), or need a human's approval (the user is asked; waiting does not count against timeout_ms). \
-The result has `exit_code`, `stdout`, `stderr`, `output` (both interleaved), `duration_ms`, `timed_out`, the `sandbox` the command ran in, and `execs`: every program that was denied or ran outside the sandbox, with the reason. \
+The result has `exit_code`, `stdout`, `stderr`, `output` (both interleaved, only when the command wrote to both), `duration_ms`, `timed_out`, the `sandbox` the command ran in, and `execs`: every program that was denied or ran outside the sandbox, with the reason. \
 A non-zero exit is a normal result, not a tool error. Output over the cap keeps its beginning and end, with a marker where bytes were cut.";
 
 /// The `shell` tool's arguments, with Codex's names and meaning.
@@ -193,7 +193,7 @@ fn check_workdir(raw: &str) -> Result<PathBuf, McpError> {
     }
 }
 
-/// What the `shell` tool returns (`structuredContent`, and the same as JSON text).
+/// What the `shell` tool returns as `structuredContent` (beside it, [`ShellResult::text`]).
 ///
 /// Nested types are inlined in the output schema (no `$ref`): clients validate every
 /// result against it, and a self-contained schema is quicker to check. It has no `format`
@@ -209,8 +209,10 @@ pub struct ShellResult {
     pub stdout: String,
     /// Standard error (capped the same way).
     pub stderr: String,
-    /// Standard output and standard error interleaved in the order they arrived.
-    pub output: String,
+    /// Standard output and standard error interleaved in the order they arrived: present
+    /// only when the command wrote to both (otherwise it would repeat the one it wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
     /// Wall-clock time, including any time spent waiting for a human.
     pub duration_ms: u64,
     /// True when the command was killed for running longer than `timeout_ms`.
@@ -236,7 +238,9 @@ pub struct ShellResult {
 pub struct StreamsReport {
     pub stdout: StreamReport,
     pub stderr: StreamReport,
-    pub output: StreamReport,
+    /// Present with `output`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<StreamReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -387,17 +391,19 @@ impl ShellResult {
             supervisor::ExitStatus::Signaled(sig) => Some(sig),
             supervisor::ExitStatus::Exited(_) => None,
         };
+        // The interleaved view adds something only when both streams were written to.
+        let both = captured.stdout.total_bytes > 0 && captured.stderr.total_bytes > 0;
         ShellResult {
             exit_code: outcome.status.code(),
             signal,
             streams: StreamsReport {
                 stdout: (&captured.stdout).into(),
                 stderr: (&captured.stderr).into(),
-                output: (&captured.output).into(),
+                output: both.then(|| (&captured.output).into()),
             },
             stdout: captured.stdout.text,
             stderr: captured.stderr.text,
-            output: captured.output.text,
+            output: both.then_some(captured.output.text),
             duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
             timed_out: outcome.timed_out,
             sandbox,
@@ -410,6 +416,107 @@ impl ShellResult {
             warnings,
         }
     }
+}
+
+/// Bytes of output the text block carries at most (its head and tail, the cut marked).
+pub const TEXT_OUTPUT_BYTES: usize = 16 << 10;
+
+/// Exec lines the text block lists at most.
+const TEXT_EXEC_LINES: usize = 20;
+
+/// Bytes of one exec line's command and reason at most.
+const TEXT_LINE_BYTES: usize = 240;
+
+impl ShellResult {
+    /// The result as plain text: the `content` block beside `structuredContent`, for a
+    /// client that shows or reads text. Codex, Claude Code, VS Code and Copilot give the
+    /// model `structuredContent` and not this, so it is kept short: the status, the execs
+    /// that were denied or ran outside the sandbox, the warnings, and the output's first
+    /// and last [`TEXT_OUTPUT_BYTES`] / 2 bytes.
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let mut text = String::new();
+        let _ = writeln!(text, "Exit code: {}", self.exit_code);
+        let _ = writeln!(text, "Wall time: {} ms", self.duration_ms);
+        if self.timed_out {
+            text.push_str("Timed out: killed after timeout_ms\n");
+        } else if let Some(signal) = self.signal {
+            let _ = writeln!(text, "Killed by signal {signal}");
+        }
+        for exec in self.execs.iter().take(TEXT_EXEC_LINES) {
+            let verb = match exec.ran_in.as_str() {
+                "denied" => "Denied",
+                "sandbox" => "Ran in the sandbox",
+                _ => "Ran outside the sandbox",
+            };
+            let line = format!("{}: {}", exec.argv.join(" "), exec.reason);
+            let _ = writeln!(text, "{verb}: {}", head(&line, TEXT_LINE_BYTES));
+        }
+        if self.execs.len() > TEXT_EXEC_LINES {
+            let _ = writeln!(
+                text,
+                "({} more execs in structuredContent.execs)",
+                self.execs.len() - TEXT_EXEC_LINES
+            );
+        }
+        if !self.blocked_hosts.is_empty() {
+            let _ = writeln!(text, "Blocked hosts: {}", self.blocked_hosts.join(", "));
+        }
+        for warning in &self.warnings {
+            let _ = writeln!(text, "Warning: {}", head(warning, TEXT_LINE_BYTES));
+        }
+        text.push_str("Output:\n");
+        let output = match &self.output {
+            Some(both) => both.as_str(),
+            None if self.stdout.is_empty() => &self.stderr,
+            None => &self.stdout,
+        };
+        text.push_str(&head_and_tail(output, TEXT_OUTPUT_BYTES));
+        text
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary, the cut marked.
+fn head(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let end = floor_boundary(s, max);
+    format!("{}[... {} bytes cut]", &s[..end], s.len() - end).into()
+}
+
+/// The last character boundary of `s` at or before `i` (`str::floor_char_boundary`, not
+/// stable at this crate's MSRV).
+fn floor_boundary(s: &str, i: usize) -> usize {
+    (0..=i.min(s.len()))
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0)
+}
+
+/// The first character boundary of `s` at or after `i`.
+fn ceil_boundary(s: &str, i: usize) -> usize {
+    (i.min(s.len())..=s.len())
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(s.len())
+}
+
+/// `s` with at most `max` bytes: its first and last halves, with a marker where the middle
+/// was left out.
+fn head_and_tail(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return s.into();
+    }
+    let head_end = floor_boundary(s, max / 2);
+    let tail_start = ceil_boundary(s, s.len() - max / 2);
+    format!(
+        "{}\n[... execgate: {} bytes left out of this text; the output is whole (up to the \
+         output cap) in structuredContent ...]\n{}",
+        &s[..head_end],
+        tail_start - head_end,
+        &s[tail_start..]
+    )
+    .into()
 }
 
 #[cfg(test)]

@@ -142,19 +142,24 @@ async def connect(
 
 
 async def shell(session: ClientSession, command: str, workdir: Path, **extra: Any) -> dict:
-    """Calls `shell`; returns structuredContent after checking it equals the JSON text.
+    """Calls `shell`; returns structuredContent after checking the text block beside it
+    (the status, then the output, whole when short).
 
     `login` defaults to False here: a login shell runs the machine's profile, whose own
     execs (pyenv and the like) have nothing to do with the behaviour under test, and some
     of them wait for locks under $HOME, which a workspace-write sandbox keeps read-only.
     """
-    import json
-
     extra.setdefault("login", False)
     result = await session.call_tool("shell", {"command": command, "workdir": str(workdir), **extra})
     assert not result.is_error, result.content
     structured = result.structured_content
     assert structured is not None
-    text = result.content[0].text  # type: ignore[union-attr]
-    assert json.loads(text) == structured
+    [block] = result.content
+    text = block.text  # type: ignore[union-attr]
+    assert text.startswith(f"Exit code: {structured['exit_code']}\n"), text
+    shown = structured.get("output") or structured["stdout"] or structured["stderr"]
+    if len(shown.encode()) <= 16 * 1024:
+        assert text.endswith("\nOutput:\n" + shown), (text, structured)
+    if "output" in structured:
+        assert structured["stdout"] and structured["stderr"], "output is only sent for both streams"
     return structured
