@@ -118,6 +118,8 @@ where
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
         let supervisor = args.session.supervisor()?;
+        // One call after another: the next call's cgroup is made while the client thinks.
+        supervisor.prepare_cgroups_ahead();
         let sessions = Arc::new(mcp::supervised::SupervisedSessions::new(Arc::new(
             supervisor,
         )));

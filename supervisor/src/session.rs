@@ -280,12 +280,14 @@ impl Session {
         // The caller of the last escalation may have ended the session before the thread
         // recorded it. Bounded: a copy started during teardown is not waited for forever.
         let escalations = self.shared.escalations.take_threads();
-        let joined = tokio::task::spawn_blocking(move || {
-            for thread in escalations {
-                let _ = thread.join();
-            }
-        });
-        let _ = tokio::time::timeout(ESCALATION_RECORD_WAIT, joined).await;
+        if !escalations.is_empty() {
+            let joined = tokio::task::spawn_blocking(move || {
+                for thread in escalations {
+                    let _ = thread.join();
+                }
+            });
+            let _ = tokio::time::timeout(ESCALATION_RECORD_WAIT, joined).await;
+        }
         let notable = std::mem::take(&mut *lock(&self.shared.notable));
         Ok(SessionOutcome {
             status,

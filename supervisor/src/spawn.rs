@@ -27,7 +27,7 @@ use crate::teardown::{self, ChildRegistry, SessionTree};
 use crate::gate::unotify::serve;
 use crate::gate::{Shared, decision::ExecFacts, wrapper};
 use crate::session::{Session, stop_notify_thread};
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Inner, Supervisor};
 
 /// Why a session could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -213,23 +213,10 @@ impl Supervisor {
         enforcement.other_terminals_hidden = !terminal_masks.is_empty();
         let limits = spec.limits.prepare()?;
         let session_name = format!("{}-{id}", std::process::id());
-        let mut cgroup = match self
-            .inner
-            .cgroup_parent
-            .as_deref()
-            .map(|parent| SessionCgroup::create_in(parent, &session_name))
-            .unwrap_or_else(|| SessionCgroup::create(&session_name))
-        {
-            Ok(cg) => Some(cg),
-            Err(err) => {
-                tracing::debug!("no session cgroup, teardown sweeps /proc instead: {err}");
-                None
-            }
+        let cgroup = match self.inner.spare_cgroup.take(&spec.cgroup_limits) {
+            Some(spare) => Some(spare),
+            None => make_cgroup(&self.inner, &session_name, &spec.cgroup_limits),
         };
-        if let Some(cg) = &mut cgroup {
-            let held = cg.limit(&spec.cgroup_limits);
-            tracing::debug!("session cgroup limits: {held:?}");
-        }
         // The wrapper backend's socket, for the patched shell at a fixed descriptor.
         let (rendezvous, rendezvous_fd) = match &self.inner.wrapper {
             Some(_) => {
@@ -415,6 +402,9 @@ impl Supervisor {
             Err(err) => tracing::warn!("tracking the session's tree: {err}"),
         }
         let root = PidFd::open(pid).map_err(spawn_err)?;
+        self.inner
+            .spare_cgroup
+            .prepare(&self.inner, &shared.runtime, spec.cgroup_limits);
         Ok(Session {
             enforcement,
             stdout: child.stdout.take().map(OwnedFd::from),
@@ -458,6 +448,95 @@ impl Supervisor {
         let _entered = shared.runtime.enter();
         crate::network::proxy::SessionProxy::start(std::net::TcpListener::from(listener), context)
     }
+}
+
+/// A session's cgroup in the supervisor's (or our own) cgroup, `limits` put on it; `None`
+/// where none can be made (teardown then sweeps `/proc`).
+fn make_cgroup(
+    inner: &Inner,
+    name: &str,
+    limits: &crate::cgroup::CgroupLimits,
+) -> Option<SessionCgroup> {
+    let made = match inner.cgroup_parent.as_deref() {
+        Some(parent) => SessionCgroup::create_in(parent, name),
+        None => SessionCgroup::create(name),
+    };
+    match made {
+        Ok(mut cgroup) => {
+            let held = cgroup.limit(limits);
+            tracing::debug!("session cgroup limits: {held:?}");
+            Some(cgroup)
+        }
+        Err(err) => {
+            tracing::debug!("no session cgroup, teardown sweeps /proc instead: {err}");
+            None
+        }
+    }
+}
+
+/// The next session's cgroup, made ahead (see [`Supervisor::prepare_cgroups_ahead`]).
+///
+/// What a session could do to it before it is used: nothing in a sandbox (the cgroup
+/// filesystem is read-only there, or not the host's); a danger-full-access session can
+/// write anywhere, this directory included, as it can write any other session's. A
+/// spare that holds a process when it is taken is discarded, not used.
+#[derive(Debug, Default)]
+pub(crate) struct SpareCgroup {
+    enabled: AtomicBool,
+    /// A spare is being made: at most one at a time.
+    making: AtomicBool,
+    ready: Mutex<Option<(crate::cgroup::CgroupLimits, SessionCgroup)>>,
+}
+
+impl SpareCgroup {
+    pub(crate) fn enable(&self) {
+        self.enabled.store(true, Ordering::Release);
+    }
+
+    /// The spare, if one is ready with these limits and still empty.
+    fn take(&self, limits: &crate::cgroup::CgroupLimits) -> Option<SessionCgroup> {
+        let (held, cgroup) = lock(&self.ready).take()?;
+        if held != *limits || !matches!(cgroup.is_populated(), Ok(false)) {
+            // Dropped: removed (what is in it killed first).
+            return None;
+        }
+        Some(cgroup)
+    }
+
+    /// Makes the next spare on a blocking thread, unless one is ready or being made.
+    fn prepare(
+        &self,
+        inner: &Arc<Inner>,
+        runtime: &tokio::runtime::Handle,
+        limits: crate::cgroup::CgroupLimits,
+    ) {
+        if !self.enabled.load(Ordering::Acquire)
+            || lock(&self.ready).is_some()
+            || self.making.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let inner = Arc::clone(inner);
+        runtime.spawn_blocking(move || {
+            let id = inner.next_session.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{}-{id}", std::process::id());
+            let made = make_cgroup(&inner, &name, &limits);
+            let spare = &inner.spare_cgroup;
+            if let Some(cgroup) = made {
+                *lock(&spare.ready) = Some((limits, cgroup));
+            }
+            spare.making.store(false, Ordering::Release);
+        });
+    }
+
+    /// Removes the spare (the supervisor is going away).
+    pub(crate) fn discard(&self) {
+        lock(&self.ready).take();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// What the session's child does to itself between fork and exec, before no-new-privs and

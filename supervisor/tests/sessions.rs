@@ -236,3 +236,139 @@ async fn a_slow_prompt_stalls_neither_the_rest_of_its_tree_nor_other_sessions() 
     assert_eq!(a_outcome.status, ExitStatus::Exited(0), "{a_text}");
     assert_eq!(a_text, "rm status 126\n");
 }
+
+/// The v2 cgroup of `pid` as the host sees it, absolute under the cgroup2 mount.
+fn cgroup_of(pid: u32) -> PathBuf {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a cgroup v2 line");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mount = mountinfo
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .expect("a cgroup2 mount");
+    PathBuf::from(format!("{mount}{rel}"))
+}
+
+/// The `pids.max` that holds `pid`: its v2 cgroup's, else its v1 pids cgroup's.
+fn pids_max_of(pid: u32) -> Option<String> {
+    let v2 = std::fs::read_to_string(cgroup_of(pid).join("pids.max")).ok();
+    let v1 = || {
+        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let rel = own.lines().find_map(|l| {
+            let (_, rest) = l.split_once(':')?;
+            let (controllers, path) = rest.split_once(':')?;
+            controllers
+                .split(',')
+                .any(|c| c == "pids")
+                .then(|| path.to_owned())
+        })?;
+        std::fs::read_to_string(format!("/sys/fs/cgroup/pids{rel}/pids.max")).ok()
+    };
+    v2.filter(|v| v.trim() != "max")
+        .or_else(v1)
+        .map(|v| v.trim().to_owned())
+}
+
+/// With cgroups made ahead (the MCP server's mode), each session still gets a cgroup of
+/// its own with its limits, every one is removed, and a spare someone put a process in
+/// is thrown away (that process with it) rather than used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cgroups_made_ahead_are_fresh_limited_and_removed() {
+    let Some(sup) = supervisor_or_skip() else {
+        return;
+    };
+    sup.prepare_cgroups_ahead();
+    let work = tempfile::tempdir().unwrap();
+    let limited = |script: &str| SessionSpec {
+        cgroup_limits: supervisor::CgroupLimits {
+            pids_max: Some(8),
+            memory_max: None,
+        },
+        ..spec(work.path(), script, Some(Duration::from_secs(20)))
+    };
+    let mut seen = Vec::new();
+    for round in 0..3 {
+        let session = sup.spawn(limited("sleep 0.3")).unwrap();
+        let dir = cgroup_of(session.pid());
+        assert!(
+            !seen.contains(&dir),
+            "round {round} reused {}",
+            dir.display()
+        );
+        assert_eq!(
+            pids_max_of(session.pid()).as_deref(),
+            Some("8"),
+            "round {round}: the session's pids limit"
+        );
+        let outcome = session.wait().await.unwrap();
+        assert_eq!(outcome.status, ExitStatus::Exited(0));
+        assert!(
+            !dir.exists(),
+            "round {round}: {} left behind",
+            dir.display()
+        );
+        seen.push(dir);
+    }
+    // The spare for the next session is a sibling of the sessions' cgroups by now.
+    let parent = seen[0].parent().unwrap().to_path_buf();
+    let spare = (0..100)
+        .find_map(|_| {
+            let found = std::fs::read_dir(&parent)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| {
+                    p.is_dir()
+                        && p.file_name()
+                            .unwrap()
+                            .to_string_lossy()
+                            .starts_with("session-")
+                });
+            if found.is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            found
+        })
+        .expect("a spare cgroup is made ahead");
+    // Someone puts a process into it: the next session must not start there.
+    let mut squatter = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::fs::write(spare.join("cgroup.procs"), squatter.id().to_string()).unwrap();
+    let session = sup.spawn(limited("sleep 0.2")).unwrap();
+    let dir = cgroup_of(session.pid());
+    assert_ne!(dir, spare, "a populated spare was used");
+    session.wait().await.unwrap();
+    // Thrown away: killed (and reaped, by the supervisor's reaper or here) and removed.
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", squatter.id())).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !gone() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(gone(), "the squatter lived on");
+    let _ = squatter.try_wait();
+    assert!(!spare.exists(), "{} left behind", spare.display());
+    drop(sup);
+    let left: Vec<_> = std::fs::read_dir(&parent)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
