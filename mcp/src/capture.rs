@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 const CHUNK: usize = 64 * 1024;
 
 /// The first and last bytes of a stream, with the count of what fell in between.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct HeadTail {
     head_cap: usize,
     tail_cap: usize,
@@ -81,7 +81,7 @@ impl HeadTail {
             // Nothing was dropped: head and tail are contiguous.
             let mut all = self.head;
             all.extend_from_slice(&tail);
-            let (text, lossy) = decode(&all);
+            let (text, lossy) = decode(all);
             return StreamText {
                 text,
                 total_bytes: self.total,
@@ -92,8 +92,8 @@ impl HeadTail {
         let head = &self.head[..utf8_prefix_end(&self.head)];
         let tail = &tail[utf8_suffix_start(&tail)..];
         let cut = self.total - head.len() as u64 - tail.len() as u64;
-        let (head_text, head_lossy) = decode(head);
-        let (tail_text, tail_lossy) = decode(tail);
+        let (head_text, head_lossy) = decode(head.to_vec());
+        let (tail_text, tail_lossy) = decode(tail.to_vec());
         let text = format!(
             "{head_text}\n[... execgate: {cut} bytes cut here; {total} bytes in all, over the \
              {cap}-byte cap, first and last kept ...]\n{tail_text}",
@@ -109,10 +109,11 @@ impl HeadTail {
     }
 }
 
-fn decode(bytes: &[u8]) -> (String, bool) {
-    match String::from_utf8_lossy(bytes) {
-        std::borrow::Cow::Borrowed(s) => (s.to_owned(), false),
-        std::borrow::Cow::Owned(s) => (s, true),
+/// `bytes` as text, without a copy when they are UTF-8; else with U+FFFD for what is not.
+fn decode(bytes: Vec<u8>) -> (String, bool) {
+    match String::from_utf8(bytes) {
+        Ok(text) => (text, false),
+        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
     }
 }
 
@@ -163,8 +164,9 @@ pub struct StreamText {
 pub struct Captured {
     pub stdout: StreamText,
     pub stderr: StreamText,
-    /// Both streams in the order their bytes arrived, bounded like each stream.
-    pub output: StreamText,
+    /// Both streams in the order their bytes arrived, bounded like each stream: only when
+    /// both were written to (else it is the one that was).
+    pub output: Option<StreamText>,
 }
 
 /// Which stream a chunk came from.
@@ -196,7 +198,10 @@ where
 {
     let mut out = HeadTail::new(cap);
     let mut err = HeadTail::new(cap);
-    let mut both = HeadTail::new(cap);
+    // Made when the second stream first writes, as a copy of the first: until then the
+    // interleaved view is that stream. A command that writes to one stream (most) pays
+    // for no third copy of its output.
+    let mut both: Option<HeadTail> = None;
     let mut stdout = stdout;
     let mut stderr = stderr;
     // Filled through `read_buf`: never zeroed, and only the pages a read touches are
@@ -215,12 +220,17 @@ where
         };
         match result {
             Ok(n) if n > 0 => {
-                let (view, bytes) = match stream {
-                    Stream::Stdout => (&mut out, &out_buf[..n]),
-                    Stream::Stderr => (&mut err, &err_buf[..n]),
+                let (view, other, bytes) = match stream {
+                    Stream::Stdout => (&mut out, &err, &out_buf[..n]),
+                    Stream::Stderr => (&mut err, &out, &err_buf[..n]),
                 };
                 view.push(bytes);
-                both.push(bytes);
+                if both.is_none() && other.total() > 0 {
+                    both = Some(other.clone());
+                }
+                if let Some(both) = &mut both {
+                    both.push(bytes);
+                }
             }
             // EOF, or a read error (the pipe is gone): this stream is done.
             Ok(_) | Err(_) => match stream {
@@ -232,7 +242,7 @@ where
     Captured {
         stdout: out.finish(),
         stderr: err.finish(),
-        output: both.finish(),
+        output: both.map(HeadTail::finish),
     }
 }
 
@@ -380,7 +390,39 @@ mod tests {
         let c = task.await.unwrap();
         assert_eq!(c.stdout.text, "one\nthree\n");
         assert_eq!(c.stderr.text, "two\n");
-        assert_eq!(c.output.text, "one\ntwo\nthree\n");
+        assert_eq!(c.output.unwrap().text, "one\ntwo\nthree\n");
+    }
+
+    #[tokio::test]
+    async fn the_interleaved_view_made_late_is_the_same_as_one_fed_from_the_start() {
+        let (mut out_tx, out_rx) = tokio::net::unix::pipe::pipe().unwrap();
+        let (mut err_tx, err_rx) = tokio::net::unix::pipe::pipe().unwrap();
+        let task = tokio::spawn(capture(
+            Some(out_rx),
+            Some(err_rx),
+            1024,
+            CancellationToken::new(),
+        ));
+        // stdout alone first, past the cap; then stderr; then both again.
+        let chunks: [(bool, Vec<u8>); 4] = [
+            (true, (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect()),
+            (false, b"first error\n".to_vec()),
+            (true, b"more out\n".to_vec()),
+            (false, b"last error\n".to_vec()),
+        ];
+        let mut eager = HeadTail::new(1024);
+        for (to_stdout, bytes) in &chunks {
+            if *to_stdout {
+                out_tx.write_all(bytes).await.unwrap();
+            } else {
+                err_tx.write_all(bytes).await.unwrap();
+            }
+            eager.push(bytes);
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        drop((out_tx, err_tx));
+        let c = task.await.unwrap();
+        assert_eq!(c.output.unwrap(), eager.finish());
     }
 
     #[tokio::test]
@@ -403,7 +445,7 @@ mod tests {
         assert_eq!(c.stdout.total_bytes, 64 << 20);
         assert_eq!(c.stdout.cut_bytes, (64 << 20) - cap as u64);
         assert!(c.stdout.text.len() < cap + 200);
-        assert_eq!(c.output.total_bytes, 64 << 20);
+        assert!(c.output.is_none(), "one stream: no interleaved copy");
     }
 
     #[tokio::test]
@@ -433,7 +475,7 @@ mod tests {
             CancellationToken::new(),
         )
         .await;
-        assert_eq!(c.output.text, "");
-        assert_eq!(c.output.total_bytes, 0);
+        assert!(c.output.is_none());
+        assert_eq!(c.stdout.text, "");
     }
 }

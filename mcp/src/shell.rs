@@ -391,19 +391,17 @@ impl ShellResult {
             supervisor::ExitStatus::Signaled(sig) => Some(sig),
             supervisor::ExitStatus::Exited(_) => None,
         };
-        // The interleaved view adds something only when both streams were written to.
-        let both = captured.stdout.total_bytes > 0 && captured.stderr.total_bytes > 0;
         ShellResult {
             exit_code: outcome.status.code(),
             signal,
             streams: StreamsReport {
                 stdout: (&captured.stdout).into(),
                 stderr: (&captured.stderr).into(),
-                output: both.then(|| (&captured.output).into()),
+                output: captured.output.as_ref().map(Into::into),
             },
             stdout: captured.stdout.text,
             stderr: captured.stderr.text,
-            output: both.then_some(captured.output.text),
+            output: captured.output.map(|o| o.text),
             duration_ms: u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
             timed_out: outcome.timed_out,
             sandbox,

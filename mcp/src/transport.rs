@@ -44,7 +44,7 @@ pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// A server transport over `reader`/`writer`, newline-delimited JSON.
 pub struct JsonLines<R, W> {
     reader: BufReader<R>,
-    writer: Arc<Mutex<W>>,
+    writer: Arc<Mutex<Output<W>>>,
     disconnected: CancellationToken,
     /// The line being read; kept across `receive` calls, which rmcp may drop mid-line.
     line: Vec<u8>,
@@ -69,7 +69,10 @@ where
     pub fn new(reader: R, writer: W, disconnected: CancellationToken) -> Self {
         JsonLines {
             reader: BufReader::new(reader),
-            writer: Arc::new(Mutex::new(writer)),
+            writer: Arc::new(Mutex::new(Output {
+                writer,
+                line: Vec::new(),
+            })),
             disconnected,
             line: Vec::new(),
             discarding: false,
@@ -117,14 +120,31 @@ where
     }
 }
 
+/// The client's end, and the buffer each message is serialized into.
+struct Output<W> {
+    writer: W,
+    /// Kept between messages: a response of megabytes is serialized into memory already
+    /// faulted in, not into a vector grown (and copied) from empty every time.
+    line: Vec<u8>,
+}
+
+/// Largest serialization buffer kept for the next message.
+const KEPT_LINE_BYTES: usize = 8 << 20;
+
 async fn write_line<W: AsyncWrite + Unpin>(
-    writer: &Mutex<W>,
+    output: &Mutex<Output<W>>,
     value: &impl serde::Serialize,
 ) -> std::io::Result<()> {
-    let mut bytes = serde_json::to_vec(value)?;
-    bytes.push(b'\n');
-    let mut writer = writer.lock().await;
-    writer.write_all(&bytes).await?;
+    let mut output = output.lock().await;
+    let Output { writer, line } = &mut *output;
+    line.clear();
+    serde_json::to_writer(&mut *line, value)?;
+    line.push(b'\n');
+    let written = writer.write_all(line).await;
+    if line.capacity() > KEPT_LINE_BYTES {
+        *line = Vec::new();
+    }
+    written?;
     writer.flush().await
 }
 
@@ -386,7 +406,7 @@ where
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
-        self.writer.lock().await.flush().await
+        self.writer.lock().await.writer.flush().await
     }
 }
 

@@ -69,7 +69,7 @@ fn finished(code: i32, out: &str) -> Finished {
         captured: Captured {
             stdout: text(out),
             stderr: text("err"),
-            output: text(&format!("{out}err")),
+            output: Some(text(&format!("{out}err"))),
         },
     }
 }
@@ -94,7 +94,7 @@ fn flood(max: usize) -> Finished {
     done.captured = Captured {
         stdout: out.finish(),
         stderr: err.finish(),
-        output: both.finish(),
+        output: Some(both.finish()),
     };
     done
 }
