@@ -285,6 +285,15 @@ fn own_v1_dir(controller: &str) -> Option<PathBuf> {
     v1_dir_from(&mountinfo, &cgroups, controller)
 }
 
+/// Our own directories in the v1 hierarchies that can hold a session's limits (pids,
+/// memory), where those are mounted: each supervisor's `supervisor-<pid>` is made in them.
+pub(crate) fn own_v1_limit_dirs() -> Vec<PathBuf> {
+    [PIDS.name, MEMORY.name]
+        .into_iter()
+        .filter_map(own_v1_dir)
+        .collect()
+}
+
 fn v1_dir_from(mountinfo: &str, cgroups: &str, controller: &str) -> Option<PathBuf> {
     let own = cgroups.lines().find_map(|l| {
         let mut parts = l.splitn(3, ':');

@@ -427,6 +427,10 @@ fn arm_watchdog() -> (Option<PathBuf>, Option<OwnedFd>) {
     };
     let base = own.join("execgate");
     remove_stale_supervisor_cgroups(&base);
+    // On a hybrid host the limits live in v1 hierarchies too, under the same names.
+    for v1 in crate::cgroup::own_v1_limit_dirs() {
+        remove_stale_supervisor_cgroups(&v1);
+    }
     let dir = base.join(format!("supervisor-{}", std::process::id()));
     if std::fs::create_dir_all(&dir).is_err() {
         return (None, None);
@@ -445,8 +449,9 @@ fn arm_watchdog() -> (Option<PathBuf>, Option<OwnedFd>) {
     }
 }
 
-/// Directories of supervisors that died: empty their (empty) session cgroups and remove
-/// them. A cgroup that still holds processes cannot be removed and is left alone.
+/// Directories (`supervisor-<pid>`) of supervisors that died, in `base`: empty their
+/// (empty) session cgroups and remove them. A cgroup that still holds processes cannot be
+/// removed and is left alone.
 fn remove_stale_supervisor_cgroups(base: &Path) {
     let Ok(entries) = std::fs::read_dir(base) else {
         return;

@@ -372,3 +372,40 @@ async fn cgroups_made_ahead_are_fresh_limited_and_removed() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// A supervisor killed on a hybrid host left `supervisor-<pid>/session-*` in the v1 pids
+/// and memory hierarchies, where the session limits live; the next start removes them as
+/// it does the v2 ones (this VM had 232 of them in the pids hierarchy alone).
+#[test]
+fn a_dead_supervisors_v1_cgroups_are_removed_at_the_next_start() {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let Some(rel) = own.lines().find_map(|l| {
+        let (_, rest) = l.split_once(':')?;
+        let (controllers, path) = rest.split_once(':')?;
+        controllers
+            .split(',')
+            .any(|c| c == "pids")
+            .then(|| path.to_owned())
+    }) else {
+        testkit::skip("no v1 pids hierarchy here");
+        return;
+    };
+    let own_dir = PathBuf::from(format!("/sys/fs/cgroup/pids{rel}"));
+    if !own_dir.is_dir() {
+        testkit::skip(format!("{} is not mounted here", own_dir.display()));
+        return;
+    }
+    // A pid that is dead now.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let stale = own_dir.join(format!("supervisor-{dead}"));
+    std::fs::create_dir_all(stale.join(format!("session-{dead}-1"))).unwrap();
+    let Some(sup) = supervisor_or_skip() else {
+        let _ = std::fs::remove_dir(stale.join(format!("session-{dead}-1")));
+        let _ = std::fs::remove_dir(&stale);
+        return;
+    };
+    assert!(!stale.exists(), "{} left in place", stale.display());
+    drop(sup);
+}
