@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 
 /// Read size for each pipe.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 /// The first and last bytes of a stream, with the count of what fell in between.
 #[derive(Debug, Clone)]
@@ -176,8 +176,15 @@ enum Stream {
     Stderr,
 }
 
-/// Turns a pipe's read end into an async reader.
+/// Pipe capacity asked for: a command printing megabytes then blocks (and wakes the
+/// reader) once per this much, not once per 64 KiB, the kernel's default.
+const PIPE_BYTES: usize = 1 << 20;
+
+/// Turns a pipe's read end into an async reader, its capacity raised to [`PIPE_BYTES`]
+/// where the kernel allows it (`/proc/sys/fs/pipe-max-size` bounds users without
+/// CAP_SYS_RESOURCE; the default stays otherwise).
 pub fn pipe_reader(fd: OwnedFd) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
+    let _ = rustix::pipe::fcntl_setpipe_size(&fd, PIPE_BYTES);
     tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
 }
 
@@ -423,6 +430,25 @@ mod tests {
         drop((out_tx, err_tx));
         let c = task.await.unwrap();
         assert_eq!(c.output.unwrap(), eager.finish());
+    }
+
+    #[tokio::test]
+    async fn the_capture_s_pipes_hold_a_megabyte() {
+        let (rx, tx) = std::io::pipe().unwrap();
+        let reader = pipe_reader(OwnedFd::from(rx)).unwrap();
+        let size = rustix::pipe::fcntl_getpipe_size(&reader).unwrap();
+        let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Root may go past pipe-max-size; anyone may go up to it.
+        let root = rustix::process::geteuid().is_root();
+        assert!(
+            size >= PIPE_BYTES || (!root && size >= max.min(PIPE_BYTES)),
+            "{size}"
+        );
+        drop(tx);
     }
 
     #[tokio::test]
