@@ -175,6 +175,9 @@ def main() -> None:
             ratio = results[2]["median_ms"] / results[0]["median_ms"]
             verdict = "execgate faster" if ratio >= 1 else "execgate slower"
             print(f"  ratio codex/execgate (danger-full-access) median: {ratio:.2f}x ({verdict})")
+        if args.direct and not args.json:
+            ratio = results[0]["median_ms"] / results[-1]["median_ms"]
+            print(f"  execgate (danger-full-access) / the client itself: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
