@@ -378,16 +378,26 @@ mod tests {
         assert_eq!(utf8_suffix_start(b"abc"), 0);
     }
 
-    #[tokio::test]
-    async fn captures_both_pipes_in_arrival_order() {
-        let (mut out_tx, out_rx) = tokio::net::unix::pipe::pipe().unwrap();
-        let (mut err_tx, err_rx) = tokio::net::unix::pipe::pipe().unwrap();
+    /// A capture of two fresh pipes with a 1 KiB cap, and the pipes' write ends.
+    fn capture_two() -> (
+        tokio::net::unix::pipe::Sender,
+        tokio::net::unix::pipe::Sender,
+        tokio::task::JoinHandle<Captured>,
+    ) {
+        let (out_tx, out_rx) = tokio::net::unix::pipe::pipe().unwrap();
+        let (err_tx, err_rx) = tokio::net::unix::pipe::pipe().unwrap();
         let task = tokio::spawn(capture(
             Some(out_rx),
             Some(err_rx),
             1024,
             CancellationToken::new(),
         ));
+        (out_tx, err_tx, task)
+    }
+
+    #[tokio::test]
+    async fn captures_both_pipes_in_arrival_order() {
+        let (mut out_tx, mut err_tx, task) = capture_two();
         out_tx.write_all(b"one\n").await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
         err_tx.write_all(b"two\n").await.unwrap();
@@ -402,14 +412,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_interleaved_view_made_late_is_the_same_as_one_fed_from_the_start() {
-        let (mut out_tx, out_rx) = tokio::net::unix::pipe::pipe().unwrap();
-        let (mut err_tx, err_rx) = tokio::net::unix::pipe::pipe().unwrap();
-        let task = tokio::spawn(capture(
-            Some(out_rx),
-            Some(err_rx),
-            1024,
-            CancellationToken::new(),
-        ));
+        let (mut out_tx, mut err_tx, task) = capture_two();
         // stdout alone first, past the cap; then stderr; then both again.
         let chunks: [(bool, Vec<u8>); 4] = [
             (true, (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect()),

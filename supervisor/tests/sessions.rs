@@ -253,19 +253,23 @@ fn cgroup_of(pid: u32) -> PathBuf {
     PathBuf::from(format!("{mount}{rel}"))
 }
 
+/// The path in the v1 pids hierarchy of a `/proc/PID/cgroup` text, if it has one.
+fn v1_pids_path(cgroups: &str) -> Option<String> {
+    cgroups.lines().find_map(|l| {
+        let (_, rest) = l.split_once(':')?;
+        let (controllers, path) = rest.split_once(':')?;
+        controllers
+            .split(',')
+            .any(|c| c == "pids")
+            .then(|| path.to_owned())
+    })
+}
+
 /// The `pids.max` that holds `pid`: its v2 cgroup's, else its v1 pids cgroup's.
 fn pids_max_of(pid: u32) -> Option<String> {
     let v2 = std::fs::read_to_string(cgroup_of(pid).join("pids.max")).ok();
     let v1 = || {
-        let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let rel = own.lines().find_map(|l| {
-            let (_, rest) = l.split_once(':')?;
-            let (controllers, path) = rest.split_once(':')?;
-            controllers
-                .split(',')
-                .any(|c| c == "pids")
-                .then(|| path.to_owned())
-        })?;
+        let rel = v1_pids_path(&std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?)?;
         std::fs::read_to_string(format!("/sys/fs/cgroup/pids{rel}/pids.max")).ok()
     };
     v2.filter(|v| v.trim() != "max")
@@ -378,15 +382,7 @@ async fn cgroups_made_ahead_are_fresh_limited_and_removed() {
 /// it does the v2 ones (this VM had 232 of them in the pids hierarchy alone).
 #[test]
 fn a_dead_supervisors_v1_cgroups_are_removed_at_the_next_start() {
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let Some(rel) = own.lines().find_map(|l| {
-        let (_, rest) = l.split_once(':')?;
-        let (controllers, path) = rest.split_once(':')?;
-        controllers
-            .split(',')
-            .any(|c| c == "pids")
-            .then(|| path.to_owned())
-    }) else {
+    let Some(rel) = v1_pids_path(&std::fs::read_to_string("/proc/self/cgroup").unwrap()) else {
         testkit::skip("no v1 pids hierarchy here");
         return;
     };
