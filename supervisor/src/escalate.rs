@@ -97,6 +97,10 @@ pub(crate) trait Caller: Send + 'static {
     /// Nothing ran; the caller learns why (`command` as a person would type it), as a
     /// failed exec would say it.
     fn refuse(self, command: &str, why: &Refused);
+    /// Called once the copy runs: prepares what it can of the hand-back meanwhile, so that
+    /// less of it is left after the copy's exit. A caller that dies here is seen by the
+    /// watch on [`Self::process`].
+    fn park(&mut self) {}
     /// Ends the caller with the copy's status. `false`: it was gone.
     fn hand_back(self, status: ExitStatus) -> bool;
 }
@@ -119,7 +123,8 @@ pub enum Outcome {
 /// holds an OS thread (ptrace belongs to the thread that seized) while its copy runs.
 pub const MAX_RUNNING: usize = 16;
 
-/// Stack of an escalation thread: it forks nothing itself and holds no deep recursion.
+/// Stack of an escalation thread: its copy starts on a stack of its own, and it holds no
+/// deep recursion.
 const THREAD_STACK: usize = 512 * 1024;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -379,10 +384,23 @@ pub(crate) fn run<C: Caller>(
     let spawned = crate::teardown::ChildRegistry::global().spawn(
         || {
             // The copy's own exec is the listener's first notification, and the spawn
-            // returns only once that exec went through: this thread answers it meanwhile.
-            let pending = crate::spawner::submit(move || spawn_copy(copy, stdio, listener_setup))?;
-            let listener = listener_end.and_then(|end| answer_first_exec(&end));
-            Ok((pending.wait()?, listener))
+            // (on this thread, which outlives the copy: the parent-death signal is tied to
+            // it) returns only once that exec went through: the first-exec thread answers
+            // it meanwhile, woken now while the copy is being set up.
+            let answered = match listener_end {
+                Some(end) => {
+                    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                    crate::spawner::answer_first_exec(move || {
+                        let _ = tx.send(answer_first_exec(&end));
+                    })?;
+                    Some(rx)
+                }
+                None => None,
+            };
+            let child = spawn_copy(copy, stdio, listener_setup)?;
+            // Sent right after the answer, before the exec could even complete.
+            let listener = answered.and_then(|rx| rx.recv().ok().flatten());
+            Ok((child, listener))
         },
         |(c, _)| u32::try_from(c.pid).ok(),
     );
@@ -397,6 +415,8 @@ pub(crate) fn run<C: Caller>(
     let pid = u32::try_from(child.pid).unwrap_or(0);
     let copy_fd = Arc::new(child.pidfd);
     registry.started(pid, copy_fd.clone());
+    // While the copy runs: whatever the hand-back can prepare.
+    caller.park();
     let mut leftovers = None;
     match listener {
         // The policy follows the copy's tree: each of its execs is decided, also after the
@@ -479,6 +499,9 @@ const LEFTOVERS_STACK: usize = 64 * 1024;
 fn answer_first_exec(end: &UnixStream) -> Option<Arc<Listener>> {
     let fd = kernel::process::recv_fd(end.as_raw_fd()).ok().flatten()?;
     let listener = Arc::new(Listener::from_fd(fd));
+    // The copy's tree execs in turn with whoever answers: the same sync wake-ups as the
+    // session's own listener (6.6+; without them, only slower).
+    let _ = listener.set_sync_wakeup();
     if let Ok(Watched::Notification(n)) = listener.wait_any(&[]) {
         let _ = listener.respond_continue(n.id);
     }

@@ -79,7 +79,8 @@ struct ChildArgs<'a> {
 }
 
 /// Starts `program` and returns once it has exec'd. The child dies with the supervisor
-/// (`PR_SET_PDEATHSIG`: call this from a thread that lives as long as the process).
+/// (`PR_SET_PDEATHSIG`, which fires when the *calling thread* ends: call this from a
+/// thread that outlives the child, e.g. one that reaps it before it ends).
 pub fn spawn_outside(program: Outside) -> io::Result<Started> {
     let Outside {
         path,
