@@ -56,7 +56,7 @@ pub struct Copy {
     /// The session's marker variable, so teardown recognises the copy and its children.
     pub marker: (String, String),
     /// Joins the session's cgroup before exec, so a timeout kills the copy's tree too.
-    pub cgroup: Option<crate::cgroup::CgroupJoiner>,
+    pub cgroup: Option<kernel::process::outside::JoinCgroup>,
     /// The exec listener the copy's tree runs under (none where the kernel has no user
     /// notification: the wrapper backend's platforms).
     pub listener: Option<ExecListener>,
@@ -293,7 +293,10 @@ pub(crate) fn start<G: Gate>(
         env: env.into_entries(),
         cwd: requested.cwd,
         marker: shared.marker.clone(),
-        cgroup: shared.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
+        cgroup: shared
+            .cgroup
+            .as_ref()
+            .and_then(|cg| cg.escalation_join().ok()),
         listener: shared.inner.exec_listener.clone(),
     };
     let this = shared.clone();
@@ -534,18 +537,6 @@ fn spawn_copy(
         let number = job.executable.fd_number();
         hooks.push(kernel::process::inherit_fd_hook(fd, number));
     }
-    if let Some(joiner) = job.cgroup {
-        hooks.push(Box::new(move || {
-            joiner
-                .join_in_child()
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            // Rooted at the session's cgroup, the copy and its tree cannot move themselves
-            // out of it (a write to the root `cgroup.procs` fails). Best effort: without
-            // CAP_SYS_ADMIN there is no namespace, and no permission to move out either.
-            let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
-            Ok(())
-        }));
-    }
     if let Some((setup, channel)) = listener {
         // Last: once installed, the copy's own exec is the first notification.
         hooks.push(kernel::process::exec_listener_hook(
@@ -565,6 +556,8 @@ fn spawn_copy(
         env,
         cwd: c_string(job.cwd.as_os_str().as_bytes())?,
         stdio,
+        // Joined first, rooted in a cgroup namespace there (see `JoinCgroup`).
+        cgroup: job.cgroup,
         hooks,
     })
 }
