@@ -158,7 +158,7 @@ pub fn spawn_outside(program: Outside) -> io::Result<Started> {
         max_fd: open_file_limit(),
         error: AtomicI32::new(0),
     };
-    let stack = Stack::new(CHILD_STACK)?;
+    let stack = KeptStack::take()?;
     let mut pidfd: libc::c_int = -1;
     let pid = {
         let _blocked = BlockedSignals::all()?;
@@ -448,6 +448,45 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     let dup = crate::cvt_int(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
     // SAFETY: the kernel just created `dup` for us.
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+thread_local! {
+    /// The calling thread's child stack, kept from one spawn to the next (an escalation
+    /// thread starts one copy after another): a fresh mapping costs an `mmap`, an
+    /// `mprotect` and page faults, and its `munmap` a TLB flush on every CPU the
+    /// supervisor's threads run on, an interrupt to each on a VM.
+    static KEPT_STACK: std::cell::RefCell<Option<Stack>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A [`Stack`] taken from this thread's [`KEPT_STACK`] (or new), given back when dropped.
+/// Dropped only once the child is done with it: `spawn_outside` returns after the child
+/// exec'd or exited (`CLONE_VFORK`).
+struct KeptStack(Option<Stack>);
+
+impl KeptStack {
+    fn take() -> io::Result<KeptStack> {
+        let kept = KEPT_STACK.with(|k| k.borrow_mut().take());
+        Ok(KeptStack(Some(match kept {
+            Some(stack) => stack,
+            None => Stack::new(CHILD_STACK)?,
+        })))
+    }
+}
+
+impl std::ops::Deref for KeptStack {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        // Some until dropped.
+        self.0.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for KeptStack {
+    fn drop(&mut self) {
+        let stack = self.0.take();
+        // At thread exit the slot may be gone already: then the stack is simply unmapped.
+        let _ = KEPT_STACK.try_with(|k| *k.borrow_mut() = stack);
+    }
 }
 
 /// The child's stack: an anonymous mapping with a guard page below it.
