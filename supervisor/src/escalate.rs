@@ -388,14 +388,14 @@ pub(crate) fn run<C: Caller>(
         || {
             // The copy's own exec is the listener's first notification, and the spawn
             // (on this thread, which outlives the copy: the parent-death signal is tied to
-            // it) returns only once that exec went through: the first-exec thread answers
-            // it meanwhile, woken now while the copy is being set up.
+            // it) returns only once that exec went through: this thread's first-exec
+            // companion answers it meanwhile, woken now while the copy is being set up.
             let answered = match listener_end {
                 Some(end) => {
                     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                    crate::spawner::answer_first_exec(move || {
+                    first_exec_thread(Box::new(move || {
                         let _ = tx.send(answer_first_exec(&end));
-                    })?;
+                    }))?;
                     Some(rx)
                 }
                 None => None,
@@ -495,6 +495,45 @@ fn serve_leftovers(listener: Arc<Listener>, on_exec: OnExec) {
 
 /// Stack of the thread that serves an escalated tree's leftovers.
 const LEFTOVERS_STACK: usize = 64 * 1024;
+
+thread_local! {
+    /// The escalation thread's companion that answers its copies' first exec: one per
+    /// escalation thread (not one for all), so a copy stopped before its exec (SIGSTOP from
+    /// another escalated tree) holds up only its own escalation. It ends with its thread.
+    static FIRST_EXEC: std::cell::RefCell<Option<std::sync::mpsc::Sender<Job>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Stack of a first-exec companion: it receives a descriptor and answers one notification.
+const FIRST_EXEC_STACK: usize = 64 * 1024;
+
+/// Runs `job` on this escalation thread's first-exec companion, started at first use.
+fn first_exec_thread(job: Job) -> io::Result<()> {
+    FIRST_EXEC.with(|companion| {
+        let mut companion = companion.borrow_mut();
+        let job = match companion.as_ref() {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return Ok(()),
+                // It is gone (it cannot end on its own): start another.
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("execgate-first-exec".into())
+            .stack_size(FIRST_EXEC_STACK)
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })?;
+        tx.send(job)
+            .map_err(|_| io::Error::other("the first-exec thread is gone"))?;
+        *companion = Some(tx);
+        Ok(())
+    })
+}
 
 /// Receives the copy's listener and lets its first exec (the copy itself, just checked)
 /// through. `None` when the copy failed before sending it. A copy killed before its exec

@@ -1,11 +1,10 @@
-//! Long-lived helper threads: the one that forks every session's process, and the one
-//! that answers escalated copies' first exec.
+//! One long-lived thread that forks every process the supervisor starts.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, not the process.
 //! Forking from a pool thread that the runtime later retires would SIGKILL a live session,
-//! so every session's fork happens here, on a thread that lives as long as the process.
-//! (An escalated copy is started by its escalation thread instead, which outlives it:
-//! the thread reaps the copy before it takes other work or ends.)
+//! so every fork happens here, on a thread that lives as long as the process. (An
+//! escalated copy is cloned by its escalation thread instead, which outlives it: the
+//! thread reaps its copy before it takes other work or ends.)
 
 use std::io;
 use std::process::{Child, Command};
@@ -16,35 +15,18 @@ type Job = Box<dyn FnOnce() + Send>;
 
 fn queue() -> &'static mpsc::Sender<Job> {
     static QUEUE: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
-    QUEUE.get_or_init(|| serve("execgate-spawner"))
-}
-
-/// A thread of its own that runs `Job`s in order, for the life of the process.
-fn serve(name: &str) -> mpsc::Sender<Job> {
-    let (tx, rx) = mpsc::channel::<Job>();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            for job in rx {
-                job();
-            }
-        })
-        .expect("a helper thread starts at first use");
-    tx
-}
-
-/// Runs `job` on the one thread that answers the first exec of every escalated copy (its
-/// listener arrives from the copy, which then waits in that exec until it is answered).
-/// The copy is started by a thread that waits until it has exec'd (`CLONE_VFORK`), so the
-/// answer must come from another thread; this one is always there, and woken while the
-/// copy is still being set up, so the wake-up costs the copy nothing. `job` must not
-/// block on anything but that copy.
-pub(crate) fn answer_first_exec(job: impl FnOnce() + Send + 'static) -> io::Result<()> {
-    static QUEUE: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
-    QUEUE
-        .get_or_init(|| serve("execgate-first-exec"))
-        .send(Box::new(job))
-        .map_err(|_| io::Error::other("the first-exec thread is gone"))
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("execgate-spawner".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .expect("the spawner thread starts at first use");
+        tx
+    })
 }
 
 /// Spawns `cmd` on the spawner thread and returns the child once it has exec'd (or failed).
