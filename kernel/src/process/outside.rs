@@ -312,6 +312,7 @@ fn clone3_refused(err: &io::Error) -> bool {
 static CLONE3_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// `struct clone_args` (Linux 5.7 layout, with `set_tid` and `cgroup`).
+#[cfg(target_arch = "x86_64")]
 #[repr(C)]
 #[derive(Default)]
 struct CloneArgs {
@@ -402,6 +403,7 @@ fn clone_into_cgroup(
 }
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7), a `clone3`-only flag.
+#[cfg(target_arch = "x86_64")]
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Every signal with a handler back to its default, and `SIGPIPE` too (Rust programs
