@@ -551,6 +551,118 @@ fn escalated_code_cannot_leave_the_session_cgroup_wrapper() {
     leaving_the_session_cgroup(Wrapper)
 }
 
+/// The copy joins the session's cgroups before it runs, in every hierarchy: the v2 one
+/// (joined at the clone where the kernel allows it) and each v1 hierarchy where the
+/// session holds a limit (pids, memory on a hybrid host), so those limits and the
+/// timeout's kill hold the escalated tree too. Read from outside while it runs.
+fn the_copy_runs_in_the_session_cgroups(b: Backend) {
+    skip_unless_available!(b);
+    if cgroup2_root().is_none() {
+        testkit::skip("no cgroup2 mount");
+        return;
+    }
+    let s = Scratch::new();
+    let c = Canary::new();
+    let script = format!(
+        "sh -c 'echo $$ > {pid}.tmp; mv {pid}.tmp {pid}; exec sleep 30'; echo \"sh=$?\"",
+        pid = c.p("pid"),
+    );
+    let mut cmd = supervise_command(&s, b, &["sh.rules"], &[], &script);
+    cmd.stdin(Stdio::null())
+        .stdout(fs::File::create(s.io.join("stdout")).unwrap())
+        .stderr(fs::File::create(s.io.join("stderr")).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let pid = wait_for_file(&c.path("pid"), Duration::from_secs(60));
+    // Read while the session (and its cgroup directories) still exist.
+    let cgroups = pid
+        .as_ref()
+        .and_then(|p| fs::read_to_string(format!("/proc/{p}/cgroup")).ok());
+    let v1 = cgroups.as_deref().map(session_v1_cgroups);
+    if let Some(p) = pid.as_ref().and_then(|p| p.parse::<i32>().ok()) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(p.to_string())
+            .status();
+    }
+    let status = wait_bounded(&mut child, || s.read_io("stderr"));
+    let out = Output {
+        status,
+        stdout: s.read_io("stdout"),
+        stderr: s.read_io("stderr"),
+    };
+    let cgroups = cgroups.unwrap_or_else(|| panic!("the escalated sh did not run\n{out:#?}"));
+    let v2 = cgroups
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_default();
+    assert!(
+        v2.contains("/execgate/") && v2.contains("/session-"),
+        "the copy is not in the session's cgroup: {cgroups}\n{out:#?}"
+    );
+    for (controller, expected) in v1.unwrap_or_default() {
+        assert!(
+            cgroups.lines().any(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, names, path) = (f.next(), f.next(), f.next());
+                names.is_some_and(|n| n.split(',').any(|n| n == controller))
+                    && path == Some(expected.as_str())
+            }),
+            "the copy is not in the session's v1 {controller} cgroup {expected}: {cgroups}\n{out:#?}"
+        );
+    }
+}
+
+/// For a process's `/proc/PID/cgroup` text whose v2 cgroup is a session's
+/// (`.../supervisor-PID/session-PID-N`): each v1 hierarchy (pids, memory) in which that
+/// session has a directory now (it holds a limit there), with the path of that directory
+/// as `/proc/PID/cgroup` names it.
+fn session_v1_cgroups(cgroups: &str) -> Vec<(&'static str, String)> {
+    let v2 = cgroups
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_default();
+    let tail: Vec<&str> = v2.rsplit('/').take(2).collect();
+    let [leaf, parent] = tail[..] else {
+        return Vec::new();
+    };
+    let session = format!("{parent}/{leaf}");
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut found = Vec::new();
+    for controller in ["pids", "memory"] {
+        let Some(own_v1) = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, names, path) = (f.next()?, f.next()?, f.next()?);
+            names.split(',').any(|n| n == controller).then_some(path)
+        }) else {
+            continue;
+        };
+        let Some(mount) = mountinfo.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let mut r = right.split_whitespace();
+            let (fs_type, _, opts) = (r.next()?, r.next()?, r.next()?);
+            (fs_type == "cgroup" && opts.split(',').any(|o| o == controller))
+                .then(|| left.split_whitespace().nth(4).map(str::to_owned))?
+        }) else {
+            continue;
+        };
+        let path = format!("{}/{session}", own_v1.trim_end_matches('/'));
+        if Path::new(&format!("{mount}{path}")).is_dir() {
+            found.push((controller, path));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_escalated_copy_runs_in_the_session_cgroups_unotify() {
+    the_copy_runs_in_the_session_cgroups(Unotify)
+}
+#[test]
+fn the_escalated_copy_runs_in_the_session_cgroups_wrapper() {
+    the_copy_runs_in_the_session_cgroups(Wrapper)
+}
+
 /// A daemon (setsid, in the background) started by an escalated command must not outlive
 /// the session.
 fn daemon_outliving_the_session(b: Backend) {

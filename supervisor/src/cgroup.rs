@@ -22,6 +22,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -325,6 +326,8 @@ pub struct SessionCgroup {
     dir: PathBuf,
     /// v1 cgroups (pids, memory) the session joins besides `dir`, removed after it.
     v1_dirs: Vec<PathBuf>,
+    /// What escalated copies join it by, opened at the first ([`Self::escalation_join`]).
+    escalation: std::sync::OnceLock<kernel::process::outside::JoinCgroup>,
     removed: bool,
 }
 
@@ -374,6 +377,7 @@ impl SessionCgroup {
         Ok(SessionCgroup {
             dir,
             v1_dirs: Vec::new(),
+            escalation: std::sync::OnceLock::new(),
             removed: false,
         })
     }
@@ -469,6 +473,38 @@ impl SessionCgroup {
             })
             .collect::<Result<_, _>>()?;
         Ok(CgroupJoiner { procs })
+    }
+
+    /// What an escalated copy joins the session's cgroups by: the v2 directory (joined at
+    /// the clone where the kernel can), its `cgroup.procs`, and the `tasks` of the v1
+    /// cgroups holding limits. Opened once per session and shared by every copy (call
+    /// after [`Self::limit`]).
+    pub fn escalation_join(&self) -> Result<kernel::process::outside::JoinCgroup, CgroupError> {
+        if let Some(join) = self.escalation.get() {
+            return Ok(join.clone());
+        }
+        let open = |path: PathBuf, dir: bool| {
+            let mut options = OpenOptions::new();
+            if dir {
+                options.read(true).custom_flags(libc::O_DIRECTORY);
+            } else {
+                options.write(true);
+            }
+            options
+                .open(&path)
+                .map(|f| std::sync::Arc::new(OwnedFd::from(f)))
+                .map_err(|source| CgroupError::Open { path, source })
+        };
+        let join = kernel::process::outside::JoinCgroup {
+            dir: open(self.dir.clone(), true)?,
+            procs: open(self.dir.join("cgroup.procs"), false)?,
+            v1_tasks: self
+                .v1_dirs
+                .iter()
+                .map(|dir| open(dir.join("tasks"), false))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(self.escalation.get_or_init(|| join).clone())
     }
 
     /// The pids in the cgroup now.

@@ -56,7 +56,7 @@ pub struct Copy {
     /// The session's marker variable, so teardown recognises the copy and its children.
     pub marker: (String, String),
     /// Joins the session's cgroup before exec, so a timeout kills the copy's tree too.
-    pub cgroup: Option<crate::cgroup::CgroupJoiner>,
+    pub cgroup: Option<kernel::process::outside::JoinCgroup>,
     /// The exec listener the copy's tree runs under (none where the kernel has no user
     /// notification: the wrapper backend's platforms).
     pub listener: Option<ExecListener>,
@@ -97,6 +97,10 @@ pub(crate) trait Caller: Send + 'static {
     /// Nothing ran; the caller learns why (`command` as a person would type it), as a
     /// failed exec would say it.
     fn refuse(self, command: &str, why: &Refused);
+    /// Called once the copy runs: prepares what it can of the hand-back meanwhile, so that
+    /// less of it is left after the copy's exit. A caller that dies here is seen by the
+    /// watch on [`Self::process`].
+    fn park(&mut self) {}
     /// Ends the caller with the copy's status. `false`: it was gone.
     fn hand_back(self, status: ExitStatus) -> bool;
 }
@@ -119,7 +123,8 @@ pub enum Outcome {
 /// holds an OS thread (ptrace belongs to the thread that seized) while its copy runs.
 pub const MAX_RUNNING: usize = 16;
 
-/// Stack of an escalation thread: it forks nothing itself and holds no deep recursion.
+/// Stack of an escalation thread: its copy starts on a stack of its own, and it holds no
+/// deep recursion.
 const THREAD_STACK: usize = 512 * 1024;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -288,7 +293,10 @@ pub(crate) fn start<G: Gate>(
         env: env.into_entries(),
         cwd: requested.cwd,
         marker: shared.marker.clone(),
-        cgroup: shared.cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
+        cgroup: shared
+            .cgroup
+            .as_ref()
+            .and_then(|cg| cg.escalation_join().ok()),
         listener: shared.inner.exec_listener.clone(),
     };
     let this = shared.clone();
@@ -379,10 +387,23 @@ pub(crate) fn run<C: Caller>(
     let spawned = crate::teardown::ChildRegistry::global().spawn(
         || {
             // The copy's own exec is the listener's first notification, and the spawn
-            // returns only once that exec went through: this thread answers it meanwhile.
-            let pending = crate::spawner::submit(move || spawn_copy(copy, stdio, listener_setup))?;
-            let listener = listener_end.and_then(|end| answer_first_exec(&end));
-            Ok((pending.wait()?, listener))
+            // (on this thread, which outlives the copy: the parent-death signal is tied to
+            // it) returns only once that exec went through: this thread's first-exec
+            // companion answers it meanwhile, woken now while the copy is being set up.
+            let answered = match listener_end {
+                Some(end) => {
+                    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                    first_exec_thread(Box::new(move || {
+                        let _ = tx.send(answer_first_exec(&end));
+                    }))?;
+                    Some(rx)
+                }
+                None => None,
+            };
+            let child = spawn_copy(copy, stdio, listener_setup)?;
+            // Sent right after the answer, before the exec could even complete.
+            let listener = answered.and_then(|rx| rx.recv().ok().flatten());
+            Ok((child, listener))
         },
         |(c, _)| u32::try_from(c.pid).ok(),
     );
@@ -397,6 +418,8 @@ pub(crate) fn run<C: Caller>(
     let pid = u32::try_from(child.pid).unwrap_or(0);
     let copy_fd = Arc::new(child.pidfd);
     registry.started(pid, copy_fd.clone());
+    // While the copy runs: whatever the hand-back can prepare.
+    caller.park();
     let mut leftovers = None;
     match listener {
         // The policy follows the copy's tree: each of its execs is decided, also after the
@@ -473,12 +496,54 @@ fn serve_leftovers(listener: Arc<Listener>, on_exec: OnExec) {
 /// Stack of the thread that serves an escalated tree's leftovers.
 const LEFTOVERS_STACK: usize = 64 * 1024;
 
+thread_local! {
+    /// The escalation thread's companion that answers its copies' first exec: one per
+    /// escalation thread (not one for all), so a copy stopped before its exec (SIGSTOP from
+    /// another escalated tree) holds up only its own escalation. It ends with its thread.
+    static FIRST_EXEC: std::cell::RefCell<Option<std::sync::mpsc::Sender<Job>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Stack of a first-exec companion: it receives a descriptor and answers one notification.
+const FIRST_EXEC_STACK: usize = 64 * 1024;
+
+/// Runs `job` on this escalation thread's first-exec companion, started at first use.
+fn first_exec_thread(job: Job) -> io::Result<()> {
+    FIRST_EXEC.with(|companion| {
+        let mut companion = companion.borrow_mut();
+        let job = match companion.as_ref() {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return Ok(()),
+                // It is gone (it cannot end on its own): start another.
+                Err(std::sync::mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("execgate-first-exec".into())
+            .stack_size(FIRST_EXEC_STACK)
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })?;
+        tx.send(job)
+            .map_err(|_| io::Error::other("the first-exec thread is gone"))?;
+        *companion = Some(tx);
+        Ok(())
+    })
+}
+
 /// Receives the copy's listener and lets its first exec (the copy itself, just checked)
 /// through. `None` when the copy failed before sending it. A copy killed before its exec
 /// leaves the listener without a process: that is a hangup, not a wait forever.
 fn answer_first_exec(end: &UnixStream) -> Option<Arc<Listener>> {
     let fd = kernel::process::recv_fd(end.as_raw_fd()).ok().flatten()?;
     let listener = Arc::new(Listener::from_fd(fd));
+    // The copy's tree execs in turn with whoever answers: the same sync wake-ups as the
+    // session's own listener (6.6+; without them, only slower).
+    let _ = listener.set_sync_wakeup();
     if let Ok(Watched::Notification(n)) = listener.wait_any(&[]) {
         let _ = listener.respond_continue(n.id);
     }
@@ -511,18 +576,6 @@ fn spawn_copy(
         let number = job.executable.fd_number();
         hooks.push(kernel::process::inherit_fd_hook(fd, number));
     }
-    if let Some(joiner) = job.cgroup {
-        hooks.push(Box::new(move || {
-            joiner
-                .join_in_child()
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            // Rooted at the session's cgroup, the copy and its tree cannot move themselves
-            // out of it (a write to the root `cgroup.procs` fails). Best effort: without
-            // CAP_SYS_ADMIN there is no namespace, and no permission to move out either.
-            let _ = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP);
-            Ok(())
-        }));
-    }
     if let Some((setup, channel)) = listener {
         // Last: once installed, the copy's own exec is the first notification.
         hooks.push(kernel::process::exec_listener_hook(
@@ -542,6 +595,8 @@ fn spawn_copy(
         env,
         cwd: c_string(job.cwd.as_os_str().as_bytes())?,
         stdio,
+        // Joined first, rooted in a cgroup namespace there (see `JoinCgroup`).
+        cgroup: job.cgroup,
         hooks,
     })
 }

@@ -2,7 +2,9 @@
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked a child exits, not the process.
 //! Forking from a pool thread that the runtime later retires would SIGKILL a live session,
-//! so every fork happens here, on a thread that lives as long as the process.
+//! so every fork happens here, on a thread that lives as long as the process. (An
+//! escalated copy is cloned by its escalation thread instead, which outlives it: the
+//! thread reaps its copy before it takes other work or ends.)
 
 use std::io;
 use std::process::{Child, Command};

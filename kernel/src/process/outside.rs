@@ -23,7 +23,8 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use super::{ChildHook, mark_inherited_fds_cloexec, open_file_limit};
 
@@ -37,9 +38,29 @@ pub struct Outside {
     pub cwd: CString,
     /// The child's fds 0, 1 and 2 (`None`: `/dev/null`).
     pub stdio: [Option<OwnedFd>; 3],
+    /// The cgroups the child joins before anything else of its own runs.
+    pub cgroup: Option<JoinCgroup>,
     /// Steps run last before exec, bound by the rules above (no allocation, no locks, no
     /// writes outside the child's own stack).
     pub hooks: Vec<ChildHook>,
+}
+
+/// A session's cgroups, for a child to join: opened once, shared by every child.
+///
+/// A write to a `cgroup.procs` file takes the kernel's global threadgroup lock for writing,
+/// which waits for an RCU grace period when the lock was idle: tens to hundreds of
+/// microseconds per child on a small VM. So the v2 cgroup is joined by the clone itself
+/// (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7, x86_64), and v1 hierarchies through
+/// their `tasks` file (the child's one thread, no global lock); the `cgroup.procs` write
+/// stays the fallback where `clone3` is refused (older kernels, container profiles).
+#[derive(Debug, Clone)]
+pub struct JoinCgroup {
+    /// The cgroup v2 directory.
+    pub dir: Arc<OwnedFd>,
+    /// Its `cgroup.procs`, open for writing.
+    pub procs: Arc<OwnedFd>,
+    /// `tasks` of the v1 cgroups that hold limits the v2 one cannot, open for writing.
+    pub v1_tasks: Vec<Arc<OwnedFd>>,
 }
 
 impl std::fmt::Debug for Outside {
@@ -72,6 +93,12 @@ struct ChildArgs<'a> {
     cwd: *const libc::c_char,
     stdio: [RawFd; 3],
     hooks: &'a mut [ChildHook],
+    /// `cgroup.procs` to write "0" to, -1 when the clone joined the cgroup already.
+    cgroup_procs: RawFd,
+    /// v1 `tasks` files to write "0" to.
+    v1_tasks: &'a [RawFd],
+    /// A cgroup namespace of its own, rooted at the cgroups just joined.
+    cgroup_namespace: bool,
     supervisor_pid: libc::pid_t,
     max_fd: libc::c_uint,
     /// The errno of the step that failed; 0 when the child reached its exec.
@@ -79,7 +106,8 @@ struct ChildArgs<'a> {
 }
 
 /// Starts `program` and returns once it has exec'd. The child dies with the supervisor
-/// (`PR_SET_PDEATHSIG`: call this from a thread that lives as long as the process).
+/// (`PR_SET_PDEATHSIG`, which fires when the *calling thread* ends: call this from a
+/// thread that outlives the child, e.g. one that reaps it before it ends).
 pub fn spawn_outside(program: Outside) -> io::Result<Started> {
     let Outside {
         path,
@@ -87,8 +115,13 @@ pub fn spawn_outside(program: Outside) -> io::Result<Started> {
         env,
         cwd,
         stdio,
+        cgroup,
         mut hooks,
     } = program;
+    let v1_tasks: Vec<RawFd> = cgroup
+        .iter()
+        .flat_map(|c| c.v1_tasks.iter().map(|fd| fd.as_raw_fd()))
+        .collect();
     let argv_ptrs = null_terminated(&argv);
     let env_ptrs = null_terminated(&env);
     let dev_null = std::fs::OpenOptions::new()
@@ -110,42 +143,61 @@ pub fn spawn_outside(program: Outside) -> io::Result<Started> {
         sources[1].as_raw_fd(),
         sources[2].as_raw_fd(),
     ];
-    let args = ChildArgs {
+    let mut args = ChildArgs {
         path: path.as_ptr(),
         argv: argv_ptrs.as_ptr(),
         envp: env_ptrs.as_ptr(),
         cwd: cwd.as_ptr(),
         stdio,
         hooks: &mut hooks,
+        cgroup_procs: -1,
+        v1_tasks: &v1_tasks,
+        cgroup_namespace: cgroup.is_some(),
         // SAFETY: getpid has no preconditions.
         supervisor_pid: unsafe { libc::getpid() },
         max_fd: open_file_limit(),
         error: AtomicI32::new(0),
     };
-    let stack = Stack::new(CHILD_STACK)?;
+    let stack = KeptStack::take()?;
     let mut pidfd: libc::c_int = -1;
     let pid = {
         let _blocked = BlockedSignals::all()?;
-        let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
-        // SAFETY: `child_main` runs on `stack` (ours, mapped until this function returns),
-        // reads only `args`, which outlives the call because CLONE_VFORK keeps this thread
-        // waiting until the child has exec'd or exited, and writes only its own stack and
-        // `args.error` (atomic). All signals are blocked across the clone, so no handler of
-        // the supervisor runs on the child's stack before the child resets them.
-        // CLONE_PIDFD stores the pidfd in `pidfd` (the parent-tid argument).
-        unsafe {
-            libc::clone(
-                child_main,
-                stack.top(),
-                flags,
-                std::ptr::from_ref(&args).cast_mut().cast(),
-                &mut pidfd as *mut libc::c_int,
-            )
+        let mut pid = None;
+        if let Some(cgroup) = &cgroup {
+            match clone_into_cgroup(&stack, &args, cgroup.dir.as_raw_fd(), &mut pidfd) {
+                Ok(child) => pid = Some(child),
+                Err(err) if !clone3_refused(&err) => return Err(err),
+                // The child writes its `cgroup.procs` instead.
+                Err(_) => args.cgroup_procs = cgroup.procs.as_raw_fd(),
+            }
+        }
+        match pid {
+            Some(pid) => pid,
+            None => {
+                let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+                // SAFETY: `child_main` runs on `stack` (ours, mapped until this function
+                // returns), reads only `args`, which outlives the call because CLONE_VFORK
+                // keeps this thread waiting until the child has exec'd or exited, and
+                // writes only its own stack and `args.error` (atomic). All signals are
+                // blocked across the clone, so no handler of the supervisor runs on the
+                // child's stack before the child resets them. CLONE_PIDFD stores the pidfd
+                // in `pidfd` (the parent-tid argument).
+                let pid = unsafe {
+                    libc::clone(
+                        child_main,
+                        stack.top(),
+                        flags,
+                        std::ptr::from_ref(&args).cast_mut().cast(),
+                        &mut pidfd as *mut libc::c_int,
+                    )
+                };
+                if pid < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                pid
+            }
         }
     };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
     // SAFETY: CLONE_PIDFD gave us this descriptor; nothing else owns it.
     let pidfd = crate::pidfd::PidFd::from_owned(unsafe { OwnedFd::from_raw_fd(pidfd) });
     match args.error.load(Ordering::SeqCst) {
@@ -201,6 +253,7 @@ fn child_steps(args: &mut ChildArgs<'_>) -> io::Result<()> {
     mark_inherited_fds_cloexec(args.max_fd);
     // SAFETY: `cwd` is a NUL-terminated string alive while the parent waits.
     crate::cvt_int(unsafe { libc::chdir(args.cwd) })?;
+    join_cgroups(args)?;
     for hook in args.hooks.iter_mut() {
         hook()?;
     }
@@ -216,6 +269,142 @@ fn child_steps(args: &mut ChildArgs<'_>) -> io::Result<()> {
     crate::cvt_int(unsafe { libc::execve(args.path, args.argv, args.envp) })?;
     Ok(())
 }
+
+/// The child's cgroups: v2 (unless the clone joined it), then each v1 hierarchy's
+/// `tasks`, then a cgroup namespace rooted there, so the copy and its tree cannot move
+/// themselves out (a write to the root `cgroup.procs` fails). The namespace is best
+/// effort: without CAP_SYS_ADMIN there is none, and no permission to move out either.
+fn join_cgroups(args: &ChildArgs<'_>) -> io::Result<()> {
+    let this_process = b"0";
+    let targets = (args.cgroup_procs >= 0)
+        .then_some(args.cgroup_procs)
+        .into_iter()
+        .chain(args.v1_tasks.iter().copied());
+    for fd in targets {
+        // SAFETY: write of a 1-byte buffer on a descriptor the parent keeps open while it
+        // waits; async-signal-safe.
+        let written = unsafe { libc::write(fd, this_process.as_ptr().cast(), 1) };
+        if written < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if args.cgroup_namespace {
+        // SAFETY: unshare with an integer flag is async-signal-safe.
+        unsafe { libc::unshare(libc::CLONE_NEWCGROUP) };
+    }
+    Ok(())
+}
+
+/// `clone3` was refused as a call (not by the new process's limits): too old a kernel
+/// for `clone3` or `CLONE_INTO_CGROUP`, a seccomp profile that blocks it, or no `clone3`
+/// here at all. Remembered: later spawns go straight to `clone`.
+fn clone3_refused(err: &io::Error) -> bool {
+    let refused = matches!(
+        err.raw_os_error(),
+        Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM | libc::EOPNOTSUPP)
+    );
+    if refused {
+        CLONE3_REFUSED.store(true, Ordering::Relaxed);
+    }
+    refused
+}
+
+static CLONE3_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// `struct clone_args` (Linux 5.7 layout, with `set_tid` and `cgroup`).
+#[cfg(target_arch = "x86_64")]
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// The clone of [`spawn_outside`], straight into the cgroup v2 directory `cgroup`.
+#[cfg(target_arch = "x86_64")]
+fn clone_into_cgroup(
+    stack: &Stack,
+    args: &ChildArgs<'_>,
+    cgroup: RawFd,
+    pidfd: &mut libc::c_int,
+) -> io::Result<libc::pid_t> {
+    if CLONE3_REFUSED.load(Ordering::Relaxed) {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD;
+    let clone_args = CloneArgs {
+        flags: u64::try_from(flags).unwrap_or(0) | CLONE_INTO_CGROUP,
+        pidfd: std::ptr::from_mut(pidfd) as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.base as u64,
+        stack_size: stack.len as u64,
+        cgroup: u64::try_from(cgroup).unwrap_or(u64::MAX),
+        ..CloneArgs::default()
+    };
+    let entry: extern "C" fn(*mut libc::c_void) -> libc::c_int = child_main;
+    let ret: i64;
+    // SAFETY: clone3 with CLONE_VM | CLONE_VFORK: the child starts on `stack` (ours, mapped
+    // until `spawn_outside` returns; clone3 sets its stack pointer to the top, 16-byte
+    // aligned as a page boundary is), calls `child_main(args)`, which never returns (it
+    // execs or `_exit`s), and exits if it did. `rcx` and `r11` are clobbered by `syscall`;
+    // `r12` and `r13` hold the entry and its argument across it, in both processes. The
+    // parent continues after the label once the child has exec'd or exited (CLONE_VFORK),
+    // so `args` and `clone_args` outlive the child's use of them, exactly as with `clone`
+    // above; the child writes only its own stack and `args.error`.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "mov edi, eax",
+            "mov eax, 60",
+            "syscall",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") std::ptr::from_ref(&clone_args),
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") std::ptr::from_ref(args).cast_mut().cast::<libc::c_void>(),
+            in("r13") entry,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(
+            i32::try_from(-ret).unwrap_or(libc::EINVAL),
+        ));
+    }
+    Ok(libc::pid_t::try_from(ret).unwrap_or(-1))
+}
+
+/// Elsewhere the v2 cgroup is joined by the child's write.
+#[cfg(not(target_arch = "x86_64"))]
+fn clone_into_cgroup(
+    _stack: &Stack,
+    _args: &ChildArgs<'_>,
+    _cgroup: RawFd,
+    _pidfd: &mut libc::c_int,
+) -> io::Result<libc::pid_t> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7), a `clone3`-only flag.
+#[cfg(target_arch = "x86_64")]
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Every signal with a handler back to its default, and `SIGPIPE` too (Rust programs
 /// ignore it; the program should not inherit that). Ignored signals stay ignored, as
@@ -261,6 +450,45 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     let dup = crate::cvt_int(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
     // SAFETY: the kernel just created `dup` for us.
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+thread_local! {
+    /// The calling thread's child stack, kept from one spawn to the next (an escalation
+    /// thread starts one copy after another): a fresh mapping costs an `mmap`, an
+    /// `mprotect` and page faults, and its `munmap` a TLB flush on every CPU the
+    /// supervisor's threads run on, an interrupt to each on a VM.
+    static KEPT_STACK: std::cell::RefCell<Option<Stack>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A [`Stack`] taken from this thread's [`KEPT_STACK`] (or new), given back when dropped.
+/// Dropped only once the child is done with it: `spawn_outside` returns after the child
+/// exec'd or exited (`CLONE_VFORK`).
+struct KeptStack(Option<Stack>);
+
+impl KeptStack {
+    fn take() -> io::Result<KeptStack> {
+        let kept = KEPT_STACK.with(|k| k.borrow_mut().take());
+        Ok(KeptStack(Some(match kept {
+            Some(stack) => stack,
+            None => Stack::new(CHILD_STACK)?,
+        })))
+    }
+}
+
+impl std::ops::Deref for KeptStack {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        // Some until dropped.
+        self.0.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+impl Drop for KeptStack {
+    fn drop(&mut self) {
+        let stack = self.0.take();
+        // At thread exit the slot may be gone already: then the stack is simply unmapped.
+        let _ = KEPT_STACK.try_with(|k| *k.borrow_mut() = stack);
+    }
 }
 
 /// The child's stack: an anonymous mapping with a guard page below it.
@@ -359,6 +587,7 @@ mod tests {
             env: Vec::new(),
             cwd: CString::new(cwd).unwrap(),
             stdio: [None, None, None],
+            cgroup: None,
             hooks: Vec::new(),
         }
     }
@@ -384,6 +613,7 @@ mod tests {
             env: cstrings(&["ONLY=yes"]),
             cwd: CString::new(dir.path().to_str().unwrap()).unwrap(),
             stdio: [None, Some(OwnedFd::from(write)), None],
+            cgroup: None,
             hooks: Vec::new(),
         })
         .unwrap();
@@ -411,6 +641,78 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+    }
+
+    /// The cgroup2 mount and this process's own v2 cgroup, where a child cgroup can be made.
+    fn scratch_cgroup() -> Option<std::path::PathBuf> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mount = mountinfo
+            .lines()
+            .find(|l| l.contains(" - cgroup2 "))?
+            .split_whitespace()
+            .nth(4)?
+            .to_owned();
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
+        let dir = std::path::PathBuf::from(format!(
+            "{mount}{}/outside-test-{}",
+            own.trim_end_matches('/'),
+            std::process::id()
+        ));
+        std::fs::create_dir(&dir).ok()?;
+        Some(dir)
+    }
+
+    #[test]
+    fn joins_the_given_cgroup_at_the_clone_and_by_the_fallback_write() {
+        let Some(dir) = scratch_cgroup() else {
+            eprintln!("SKIP: no cgroup2 directory can be made here (needs root and cgroup2)");
+            return;
+        };
+        let open = |path: &std::path::Path, write: bool| {
+            Arc::new(OwnedFd::from(
+                std::fs::OpenOptions::new()
+                    .read(!write)
+                    .write(write)
+                    .open(path)
+                    .unwrap(),
+            ))
+        };
+        let mut seen = Vec::new();
+        for refused in [false, true] {
+            // `true`: as where clone3 is refused, the child writes `cgroup.procs` itself.
+            CLONE3_REFUSED.store(refused, Ordering::Relaxed);
+            let started = spawn_outside(Outside {
+                cgroup: Some(JoinCgroup {
+                    dir: open(&dir, false),
+                    procs: open(&dir.join("cgroup.procs"), true),
+                    v1_tasks: Vec::new(),
+                }),
+                ..program("/bin/sleep", &["sleep", "30"], "/")
+            })
+            .unwrap();
+            let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", started.pid));
+            let member = std::fs::read_to_string(dir.join("cgroup.procs"));
+            started.pidfd.send_signal(libc::SIGKILL).unwrap();
+            wait(&started);
+            seen.push((refused, cgroup, member, started.pid));
+        }
+        std::fs::remove_dir(&dir).unwrap();
+        for (refused, cgroup, member, pid) in seen {
+            let cgroup = cgroup.unwrap();
+            let leaf = dir.file_name().unwrap().to_str().unwrap();
+            assert!(
+                cgroup
+                    .lines()
+                    .any(|l| l.starts_with("0::") && l.ends_with(leaf)),
+                "clone3 refused: {refused}: not in {}: {cgroup}",
+                dir.display()
+            );
+            assert!(
+                member.unwrap().lines().any(|l| l == pid.to_string()),
+                "clone3 refused: {refused}"
+            );
+        }
     }
 
     #[test]

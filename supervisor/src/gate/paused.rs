@@ -102,6 +102,7 @@ impl Gate for Arc<Listener> {
             tid: p.req.tid,
             reach: p.reach,
             process,
+            stopped: false,
             answered: false,
         };
         Some((caller, requested))
@@ -128,6 +129,10 @@ pub(crate) struct PausedCaller {
     tid: u32,
     reach: Reach,
     process: PidFd,
+    /// Held in a ptrace stop right after its exec syscall (by [`stop_caller`] before the
+    /// copy starts, or by [`escalate::Caller::park`] while it runs): what is left to do
+    /// at the end is set its registers and detach.
+    stopped: bool,
     /// Answered (or handed back): dropping it unanswered fails the exec with `EAGAIN`.
     answered: bool,
 }
@@ -139,11 +144,31 @@ impl escalate::Caller for PausedCaller {
         let held = if self.reach.wait_killable {
             self.listener.id_valid(self.id)
         } else {
-            matches!(stop_caller(self.tid), Ok(true))
+            let stopped = matches!(stop_caller(self.tid), Ok(true));
+            self.stopped = stopped;
+            stopped
         };
         // A caller that is gone needs no answer.
         self.answered = !held;
         held
+    }
+
+    fn park(&mut self) {
+        // The caller waits killably: while the copy runs, take it to the stop the hand-back
+        // needs (interrupt, answer its exec with an errno it never sees, catch the stop),
+        // so that after the copy's exit only its registers are left to set. Off the
+        // critical path: the copy is already running on its own.
+        if !self.reach.wait_killable || self.stopped || self.answered {
+            return;
+        }
+        match park_caller(&self.listener, self.id, self.tid) {
+            Parked::Stopped => self.stopped = true,
+            // Killed while the copy starts: nothing to answer, nothing to hand back (and
+            // its exit, which the copy's watch sees, kills the copy).
+            Parked::Gone => self.answered = true,
+            // Not seized (ptrace refused): the hand-back tries again the slow way.
+            Parked::NotSeized => {}
+        }
     }
 
     fn stdio(&mut self) -> Result<[Option<OwnedFd>; 3], String> {
@@ -170,6 +195,10 @@ impl escalate::Caller for PausedCaller {
     }
 
     fn hand_back(mut self, status: ExitStatus) -> bool {
+        if self.answered && !self.stopped {
+            // Parked and found gone.
+            return false;
+        }
         self.answered = true;
         let resume = Resume::ExitGroup(status.code() & 0xff);
         match status {
@@ -186,7 +215,7 @@ impl PausedCaller {
     /// else through the ptrace stop it is held in.
     fn fail(&mut self, errno: i32) {
         self.answered = true;
-        if self.reach.wait_killable {
+        if self.reach.wait_killable && !self.stopped {
             let _ = self.listener.respond_errno(self.id, errno);
         } else {
             finish_with(self, Resume::Fail(errno), None);
@@ -251,7 +280,7 @@ fn stop_caller(tid: u32) -> io::Result<bool> {
 /// `signal` queued first, if any), and detaches. False when the caller is gone.
 fn finish_with(caller: &PausedCaller, resume: Resume, signal: Option<i32>) -> bool {
     let tid = caller.tid;
-    if caller.reach.wait_killable {
+    if caller.reach.wait_killable && !caller.stopped {
         // The caller waits killably: interrupt (it keeps waiting), then answer with any
         // errno. It stops before running one instruction of its own, the errno in rax.
         if ptrace::seize(tid).is_err() || ptrace::interrupt(tid).is_err() {
@@ -276,7 +305,44 @@ fn finish_with(caller: &PausedCaller, resume: Resume, signal: Option<i32>) -> bo
         let _ = caller.process.send_signal(sig);
     }
     let detached = ptrace::detach(tid);
-    set.is_ok() && detached.is_ok()
+    if set.is_err() || detached.is_err() {
+        // Killed while held: a traced zombie is ours to collect before its own parent
+        // (the shell waiting for it) can see it exit.
+        let _ = ptrace::wait_stop(tid);
+        return false;
+    }
+    true
+}
+
+/// How [`park_caller`] left the caller.
+enum Parked {
+    /// In a ptrace stop right after its exec syscall, which returned an errno.
+    Stopped,
+    /// Killed (and collected).
+    Gone,
+    /// Not seized; still waiting in its exec.
+    NotSeized,
+}
+
+/// Seize and interrupt a caller waiting killably in its exec, answer the exec with an
+/// errno, and wait for the stop it takes before running one instruction of its own.
+fn park_caller(listener: &Listener, id: u64, tid: u32) -> Parked {
+    if ptrace::seize(tid).is_err() {
+        return Parked::NotSeized;
+    }
+    if ptrace::interrupt(tid).is_err() || listener.respond_errno(id, libc::EPERM).is_err() {
+        // Gone (ENOENT: killed while we ran): collect it if it became our traced zombie.
+        if ptrace::detach(tid).is_err() {
+            let _ = ptrace::wait_stop(tid);
+        }
+        return Parked::Gone;
+    }
+    match ptrace::wait_stop(tid) {
+        // A signal-delivery stop is as good: the same registers, and the detach at the
+        // end suppresses that signal (the caller is about to be ended anyway).
+        Ok(Stop::Interrupt) | Ok(Stop::Signal(_)) => Parked::Stopped,
+        Ok(Stop::Gone) | Err(_) => Parked::Gone,
+    }
 }
 
 /// Writes `line` on the caller's stderr: why its exec was refused. Bounded: a stderr
