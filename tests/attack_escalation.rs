@@ -495,18 +495,18 @@ fn wait_for_file(path: &Path, limit: Duration) -> Option<String> {
     None
 }
 
-/// Escalated code writes `0` to the root `cgroup.procs`: read from outside, the process
-/// must still be in the session's cgroup (`.../execgate/supervisor-.../session-...`).
-fn leaving_the_session_cgroup(b: Backend) {
-    skip_unless_available!(b);
-    let Some(root) = cgroup2_root() else {
-        testkit::skip("no cgroup2 mount");
-        return;
-    };
+/// Runs `sh -c 'FIRST echo $$ > PID; exec sleep 30'` escalated (by `sh.rules`), calls
+/// `read` with the pid the escalated sh wrote (the file is written from outside: inside,
+/// the write fails) while it still runs, then kills it and ends the session.
+fn while_an_escalated_sh_runs<T>(
+    b: Backend,
+    first: &str,
+    read: impl FnOnce(&str) -> Option<T>,
+) -> (Option<T>, Output) {
     let s = Scratch::new();
     let c = Canary::new();
     let script = format!(
-        "sh -c 'echo 0 > {root}/cgroup.procs; echo $$ > {pid}.tmp; mv {pid}.tmp {pid}; exec sleep 30'; echo \"sh=$?\"",
+        "sh -c '{first}echo $$ > {pid}.tmp; mv {pid}.tmp {pid}; exec sleep 30'; echo \"sh=$?\"",
         pid = c.p("pid"),
     );
     let mut cmd = supervise_command(&s, b, &["sh.rules"], &[], &script);
@@ -515,11 +515,7 @@ fn leaving_the_session_cgroup(b: Backend) {
         .stderr(fs::File::create(s.io.join("stderr")).unwrap());
     let mut child = cmd.spawn().unwrap();
     let pid = wait_for_file(&c.path("pid"), Duration::from_secs(60));
-    // The pid file is written by the escalated copy outside; inside, the write fails.
-    let cgroup = pid
-        .as_ref()
-        .and_then(|p| p.parse::<u32>().ok())
-        .and_then(unified_cgroup);
+    let read = pid.as_deref().and_then(read);
     if let Some(p) = pid.as_ref().and_then(|p| p.parse::<i32>().ok()) {
         let _ = Command::new("kill")
             .arg("-KILL")
@@ -532,6 +528,21 @@ fn leaving_the_session_cgroup(b: Backend) {
         stdout: s.read_io("stdout"),
         stderr: s.read_io("stderr"),
     };
+    (read, out)
+}
+
+/// Escalated code writes `0` to the root `cgroup.procs`: read from outside, the process
+/// must still be in the session's cgroup (`.../execgate/supervisor-.../session-...`).
+fn leaving_the_session_cgroup(b: Backend) {
+    skip_unless_available!(b);
+    let Some(root) = cgroup2_root() else {
+        testkit::skip("no cgroup2 mount");
+        return;
+    };
+    let (cgroup, out) =
+        while_an_escalated_sh_runs(b, &format!("echo 0 > {root}/cgroup.procs; "), |pid| {
+            pid.parse::<u32>().ok().and_then(unified_cgroup)
+        });
     let cgroup = cgroup.unwrap_or_else(|| panic!("the escalated sh did not run\n{out:#?}"));
     // `.../execgate/supervisor-PID/session-PID-N`
     assert!(
@@ -561,36 +572,13 @@ fn the_copy_runs_in_the_session_cgroups(b: Backend) {
         testkit::skip("no cgroup2 mount");
         return;
     }
-    let s = Scratch::new();
-    let c = Canary::new();
-    let script = format!(
-        "sh -c 'echo $$ > {pid}.tmp; mv {pid}.tmp {pid}; exec sleep 30'; echo \"sh=$?\"",
-        pid = c.p("pid"),
-    );
-    let mut cmd = supervise_command(&s, b, &["sh.rules"], &[], &script);
-    cmd.stdin(Stdio::null())
-        .stdout(fs::File::create(s.io.join("stdout")).unwrap())
-        .stderr(fs::File::create(s.io.join("stderr")).unwrap());
-    let mut child = cmd.spawn().unwrap();
-    let pid = wait_for_file(&c.path("pid"), Duration::from_secs(60));
     // Read while the session (and its cgroup directories) still exist.
-    let cgroups = pid
-        .as_ref()
-        .and_then(|p| fs::read_to_string(format!("/proc/{p}/cgroup")).ok());
-    let v1 = cgroups.as_deref().map(session_v1_cgroups);
-    if let Some(p) = pid.as_ref().and_then(|p| p.parse::<i32>().ok()) {
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(p.to_string())
-            .status();
-    }
-    let status = wait_bounded(&mut child, || s.read_io("stderr"));
-    let out = Output {
-        status,
-        stdout: s.read_io("stdout"),
-        stderr: s.read_io("stderr"),
-    };
-    let cgroups = cgroups.unwrap_or_else(|| panic!("the escalated sh did not run\n{out:#?}"));
+    let (read, out) = while_an_escalated_sh_runs(b, "", |pid| {
+        let cgroups = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let v1 = session_v1_cgroups(&cgroups);
+        Some((cgroups, v1))
+    });
+    let (cgroups, v1) = read.unwrap_or_else(|| panic!("the escalated sh did not run\n{out:#?}"));
     let v2 = cgroups
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
@@ -599,7 +587,7 @@ fn the_copy_runs_in_the_session_cgroups(b: Backend) {
         v2.contains("/execgate/") && v2.contains("/session-"),
         "the copy is not in the session's cgroup: {cgroups}\n{out:#?}"
     );
-    for (controller, expected) in v1.unwrap_or_default() {
+    for (controller, expected) in v1 {
         assert!(
             cgroups.lines().any(|l| {
                 let mut f = l.splitn(3, ':');
