@@ -166,10 +166,7 @@ pub fn clip(message: &str) -> String {
     if message.len() <= MAX_ERROR_MESSAGE_BYTES {
         return message.to_owned();
     }
-    let end = (0..=MAX_ERROR_MESSAGE_BYTES)
-        .rev()
-        .find(|i| message.is_char_boundary(*i))
-        .unwrap_or(0);
+    let end = crate::shell::floor_boundary(message, MAX_ERROR_MESSAGE_BYTES);
     format!(
         "{}[... {} more bytes of this message cut]",
         &message[..end],
@@ -209,14 +206,8 @@ fn fit_execs(result: &mut ShellResult, limit: usize) {
 fn shorten_exec(exec: &mut ExecReport) {
     const KEEP: usize = 256;
     let shorten = |s: &mut String| {
-        if s.len() > KEEP {
-            let end = (0..=KEEP)
-                .rev()
-                .find(|i| s.is_char_boundary(*i))
-                .unwrap_or(0);
-            let cut = s.len() - end;
-            s.truncate(end);
-            s.push_str(&format!("[... {cut} bytes cut]"));
+        if let std::borrow::Cow::Owned(short) = crate::shell::head(s, KEEP) {
+            *s = short;
         }
     };
     if exec.argv.len() > 64 {

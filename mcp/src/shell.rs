@@ -475,7 +475,7 @@ impl ShellResult {
 }
 
 /// `s` cut to at most `max` bytes at a character boundary, the cut marked.
-fn head(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+pub(crate) fn head(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if s.len() <= max {
         return s.into();
     }
@@ -485,7 +485,7 @@ fn head(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
 
 /// The last character boundary of `s` at or before `i` (`str::floor_char_boundary`, not
 /// stable at this crate's MSRV).
-fn floor_boundary(s: &str, i: usize) -> usize {
+pub(crate) fn floor_boundary(s: &str, i: usize) -> usize {
     (0..=i.min(s.len()))
         .rev()
         .find(|&i| s.is_char_boundary(i))

@@ -520,10 +520,11 @@ impl SpareCgroup {
         runtime.spawn_blocking(move || {
             let id = inner.next_session.fetch_add(1, Ordering::Relaxed);
             let name = format!("{}-{id}", std::process::id());
-            let made = make_cgroup(&inner, &name, &limits);
             let spare = &inner.spare_cgroup;
-            if let Some(cgroup) = made {
-                *lock(&spare.ready) = Some((limits, cgroup));
+            match make_cgroup(&inner, &name, &limits) {
+                Some(cgroup) => *lock(&spare.ready) = Some((limits, cgroup)),
+                // Sessions here get none either: stop trying after each one.
+                None => spare.enabled.store(false, Ordering::Release),
             }
             spare.making.store(false, Ordering::Release);
         });
