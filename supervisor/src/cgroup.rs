@@ -7,11 +7,14 @@
 //! sessions' directories.
 //!
 //! Joining: writing a pid into `cgroup.procs` from the parent after spawn is racy (the
-//! child may fork first, and its children would stay outside). So the parent opens
-//! `cgroup.procs` before fork ([`SessionCgroup::joiner`]) and the child writes `"0"` (the
-//! writer itself) to that fd between fork and exec ([`CgroupJoiner::join_in_child`]): one
-//! `write(2)` on a pre-opened fd, async-signal-safe. `CLONE_INTO_CGROUP` would do the same
-//! atomically but needs `clone3`, which `std::process::Command` does not offer.
+//! child may fork first, and its children would stay outside). So a session's processes
+//! are made in it: `clone3(CLONE_INTO_CGROUP)` on the directory opened before the clone
+//! ([`SessionCgroup::joining`], `kernel::process::confined`), v1 cgroups joined by the
+//! child through their `tasks` file. Where `clone3` is refused the child writes `"0"`
+//! (itself) to the pre-opened `cgroup.procs` between fork and exec. That write takes the
+//! kernel's global threadgroup lock, which after a quiet spell waits for an RCU grace
+//! period (milliseconds): the clone avoids it. [`CgroupJoiner`] is that write alone, for
+//! callers with a `std::process::Command`.
 //!
 //! Killing: `cgroup.kill` (Linux 5.14) where present; otherwise freeze the cgroup
 //! (`cgroup.freeze`, 5.2) so nothing forks or exits behind our back, SIGKILL every pid in
@@ -326,8 +329,8 @@ pub struct SessionCgroup {
     dir: PathBuf,
     /// v1 cgroups (pids, memory) the session joins besides `dir`, removed after it.
     v1_dirs: Vec<PathBuf>,
-    /// What escalated copies join it by, opened at the first ([`Self::escalation_join`]).
-    escalation: std::sync::OnceLock<kernel::process::outside::JoinCgroup>,
+    /// What its processes join it by, opened at the first use ([`Self::joining`]).
+    joining: std::sync::OnceLock<kernel::process::outside::JoinCgroup>,
     removed: bool,
 }
 
@@ -377,7 +380,7 @@ impl SessionCgroup {
         Ok(SessionCgroup {
             dir,
             v1_dirs: Vec::new(),
-            escalation: std::sync::OnceLock::new(),
+            joining: std::sync::OnceLock::new(),
             removed: false,
         })
     }
@@ -475,12 +478,12 @@ impl SessionCgroup {
         Ok(CgroupJoiner { procs })
     }
 
-    /// What an escalated copy joins the session's cgroups by: the v2 directory (joined at
-    /// the clone where the kernel can), its `cgroup.procs`, and the `tasks` of the v1
-    /// cgroups holding limits. Opened once per session and shared by every copy (call
-    /// after [`Self::limit`]).
-    pub fn escalation_join(&self) -> Result<kernel::process::outside::JoinCgroup, CgroupError> {
-        if let Some(join) = self.escalation.get() {
+    /// What the session's first process and its escalated copies join the session's
+    /// cgroups by: the v2 directory (joined at the clone where the kernel can), its
+    /// `cgroup.procs`, and the `tasks` of the v1 cgroups holding limits. Opened once per
+    /// session and shared by every process (call after [`Self::limit`]).
+    pub fn joining(&self) -> Result<kernel::process::outside::JoinCgroup, CgroupError> {
+        if let Some(join) = self.joining.get() {
             return Ok(join.clone());
         }
         let open = |path: PathBuf, dir: bool| {
@@ -504,7 +507,7 @@ impl SessionCgroup {
                 .map(|dir| open(dir.join("tasks"), false))
                 .collect::<Result<_, _>>()?,
         };
-        Ok(self.escalation.get_or_init(|| join).clone())
+        Ok(self.joining.get_or_init(|| join).clone())
     }
 
     /// The pids in the cgroup now.

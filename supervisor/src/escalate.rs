@@ -293,10 +293,7 @@ pub(crate) fn start<G: Gate>(
         env: env.into_entries(),
         cwd: requested.cwd,
         marker: shared.marker.clone(),
-        cgroup: shared
-            .cgroup
-            .as_ref()
-            .and_then(|cg| cg.escalation_join().ok()),
+        cgroup: shared.cgroup.as_ref().and_then(|cg| cg.joining().ok()),
         listener: shared.inner.exec_listener.clone(),
     };
     let this = shared.clone();

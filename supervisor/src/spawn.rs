@@ -6,16 +6,13 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use kernel::pidfd::PidFd;
 
-use crate::cgroup::CgroupJoiner;
 use crate::cgroup::SessionCgroup;
 use crate::rlimits::{PreparedLimits, RlimitError};
 use crate::sandbox::LandlockError;
@@ -233,7 +230,6 @@ impl Supervisor {
             None => (None, None),
         };
         let mut plan = ChildPlan {
-            cgroup: cgroup.as_ref().and_then(|cg| cg.joiner().ok()),
             limits,
             pid_namespace,
             isolate_alone,
@@ -250,33 +246,43 @@ impl Supervisor {
         let (channel_parent, channel_child) = UnixStream::pair().map_err(spawn_err)?;
         let (stop_tx, stop_rx) = UnixStream::pair().map_err(spawn_err)?;
 
-        let mut cmd = Command::new(&program);
-        if !spec.inherit_env {
-            cmd.env_clear();
-        }
-        cmd.arg0(argv0)
-            .args(&spec.argv[1..])
-            .current_dir(&spec.workdir)
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .env(&marker_key, &marker_value);
+        let mut env = ChildEnv::new(spec.inherit_env);
+        env.set_all(
+            spec.env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        );
+        env.set((&marker_key).into(), (&marker_value).into());
         if proxied {
-            cmd.envs(crate::network::proxy_env());
+            env.set_all(
+                crate::network::proxy_env()
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into())),
+            );
         }
         if let Some(tools) = &self.inner.wrapper {
-            tools.set_env(&mut cmd);
+            tools.set_env(&mut env);
         }
+        let child_program = kernel::process::confined::Program {
+            path: c_string(program.as_os_str(), "the program's path").map_err(spawn_err)?,
+            argv: std::iter::once(argv0.as_str())
+                .chain(spec.argv[1..].iter().map(String::as_str))
+                .enumerate()
+                .map(|(i, arg)| c_string(arg.as_ref(), &format!("argument {i}")))
+                .collect::<io::Result<_>>()
+                .map_err(spawn_err)?,
+            env: env.entries().map_err(spawn_err)?,
+            cwd: c_string(spec.workdir.as_os_str(), "the workdir").map_err(spawn_err)?,
+        };
         // A session on its own terminal leads a session (and so a group) of its own, made
         // by `setsid` in the plan: no process group before it.
         let own_group = matches!(spec.stdio, SessionStdio::Inherit | SessionStdio::Piped);
-        match &spec.stdio {
+        let child_stdio = match &spec.stdio {
+            SessionStdio::Piped => kernel::process::confined::ChildStdio::Piped,
             SessionStdio::Inherit | SessionStdio::InheritForeground | SessionStdio::Terminal(_) => {
+                kernel::process::confined::ChildStdio::Inherit
             }
-            SessionStdio::Piped => {
-                cmd.stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped());
-            }
-        }
+        };
         let network = !confined || spec.sandbox.network;
         let filter = if !confined {
             self.inner.filter_danger.clone()
@@ -295,17 +301,21 @@ impl Supervisor {
             crate::gate::sockets::UnixSocketGuard::SeccompNotify => "decided".into(),
             crate::gate::sockets::UnixSocketGuard::Unguarded(why) => why.clone(),
         };
-        kernel::process::confine(
-            &mut cmd,
-            kernel::process::Confinement {
-                filter,
-                wait_killable: self.inner.reach.wait_killable,
-                listener_channel: listens.then(|| OwnedFd::from(channel_child)),
-                supervisor_pid: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
-                new_process_group: own_group,
-                hooks,
-            },
-        );
+        let confinement = kernel::process::Confinement {
+            filter,
+            wait_killable: self.inner.reach.wait_killable,
+            listener_channel: listens.then(|| OwnedFd::from(channel_child)),
+            supervisor_pid: libc::pid_t::try_from(std::process::id()).unwrap_or(0),
+            new_process_group: own_group,
+            hooks,
+        };
+        let joining = cgroup.as_ref().and_then(|cg| match cg.joining() {
+            Ok(joining) => Some(joining),
+            Err(err) => {
+                tracing::warn!("the session's first process cannot join its cgroup: {err}");
+                None
+            }
+        });
 
         let shared = Arc::new(Shared {
             id,
@@ -357,9 +367,20 @@ impl Supervisor {
         };
 
         let started = Instant::now();
-        let spawned =
-            ChildRegistry::global().spawn(|| crate::spawner::spawn(cmd), |c| Some(c.id()));
-        let mut child = match spawned {
+        let spawned = ChildRegistry::global().spawn(
+            || {
+                crate::spawner::run(move || {
+                    kernel::process::confined::spawn_confined(
+                        &child_program,
+                        child_stdio,
+                        joining.as_ref(),
+                        confinement,
+                    )
+                })
+            },
+            |child| u32::try_from(child.pid).ok(),
+        );
+        let child = match spawned {
             Ok(child) => child,
             Err(err) => {
                 drop(stop_tx);
@@ -370,7 +391,7 @@ impl Supervisor {
                 return Err(spawn_err(err));
             }
         };
-        let pid = child.id();
+        let pid = u32::try_from(child.pid).unwrap_or(0);
         shared.root_pid.store(pid, Ordering::Release);
         // The child handed its namespace's listener over before its exec.
         let proxy = match egress_channel {
@@ -407,8 +428,8 @@ impl Supervisor {
             .prepare(&self.inner, &shared.runtime, spec.cgroup_limits);
         Ok(Session {
             enforcement,
-            stdout: child.stdout.take().map(OwnedFd::from),
-            stderr: child.stderr.take().map(OwnedFd::from),
+            stdout: child.stdout,
+            stderr: child.stderr,
             shared,
             root: Some(root),
             root_pid: pid,
@@ -522,7 +543,11 @@ impl SpareCgroup {
             let name = format!("{}-{id}", std::process::id());
             let spare = &inner.spare_cgroup;
             match make_cgroup(&inner, &name, &limits) {
-                Some(cgroup) => *lock(&spare.ready) = Some((limits, cgroup)),
+                Some(cgroup) => {
+                    // Its files opened here too, off the next session's path.
+                    let _ = cgroup.joining();
+                    *lock(&spare.ready) = Some((limits, cgroup));
+                }
                 // Sessions here get none either: stop trying after each one.
                 None => spare.enabled.store(false, Ordering::Release),
             }
@@ -541,12 +566,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// What the session's child does to itself between fork and exec, before no-new-privs and
-/// the seccomp filter (`kernel::process::confine` adds those last). Every step's data was
-/// prepared before the fork; [`ChildPlan::apply`] only makes async-signal-safe calls, in
-/// the one order that works.
+/// the seccomp filter (`kernel::process::Confinement` adds those last). Every step's data
+/// was prepared before the fork; [`ChildPlan::apply`] only makes async-signal-safe calls,
+/// in the one order that works.
+///
+/// 1. The session's cgroups are joined before any of this: by the clone itself, or as
+///    the child's first step (`kernel::process::confined`), so everything the child
+///    becomes is inside them.
 struct ChildPlan {
-    /// 1. Join the session's cgroup first, so everything the child becomes is inside it.
-    cgroup: Option<CgroupJoiner>,
     /// 2. Resource limits, inherited by the whole tree.
     limits: PreparedLimits,
     /// 4. A PID namespace with its own `/proc`, and IPC, UTS and cgroup namespaces (after
@@ -581,9 +608,6 @@ struct ChildPlan {
 
 impl ChildPlan {
     fn apply(&mut self) -> io::Result<()> {
-        if let Some(joiner) = &self.cgroup {
-            joiner.join_in_child().map_err(errno_to_io)?;
-        }
         self.limits.apply_in_child().map_err(errno_to_io)?;
         // 3. Orphans of the tree are re-parented to the session's root, not to init, so
         //    teardown finds them.
@@ -613,6 +637,71 @@ impl ChildPlan {
         }
         Ok(())
     }
+}
+
+/// The session's environment as `std::process::Command` would make it: the supervisor's
+/// own (unless cleared), then each change in order, the last for a name winning.
+pub(crate) struct ChildEnv {
+    vars: std::collections::BTreeMap<OsString, OsString>,
+}
+
+impl ChildEnv {
+    fn new(inherit: bool) -> ChildEnv {
+        ChildEnv {
+            vars: if inherit {
+                std::env::vars_os().collect()
+            } else {
+                std::collections::BTreeMap::new()
+            },
+        }
+    }
+
+    pub(crate) fn set(&mut self, name: OsString, value: OsString) {
+        self.vars.insert(name, value);
+    }
+
+    fn set_all(&mut self, vars: impl IntoIterator<Item = (OsString, OsString)>) {
+        self.vars.extend(vars);
+    }
+
+    pub(crate) fn remove(&mut self, name: &str) {
+        self.vars.remove(std::ffi::OsStr::new(name));
+    }
+
+    /// `NAME=value` entries for `execve`; a name or value with a NUL byte is an error
+    /// that names it (no exec could pass it).
+    fn entries(&self) -> io::Result<Vec<std::ffi::CString>> {
+        use std::os::unix::ffi::OsStrExt;
+        self.vars
+            .iter()
+            .map(|(name, value)| {
+                let mut entry = Vec::with_capacity(name.len() + value.len() + 1);
+                entry.extend_from_slice(name.as_bytes());
+                entry.push(b'=');
+                entry.extend_from_slice(value.as_bytes());
+                std::ffi::CString::new(entry).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "the environment variable {} holds a NUL byte",
+                            name.to_string_lossy()
+                        ),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// `s` for `execve`; one with a NUL byte is an error naming `what`.
+fn c_string(s: &std::ffi::OsStr, what: &str) -> io::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(s.as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} holds a NUL byte"),
+        )
+    })
 }
 
 fn errno_to_io(e: nix::errno::Errno) -> io::Error {

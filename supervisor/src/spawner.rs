@@ -7,7 +7,6 @@
 //! thread reaps its copy before it takes other work or ends.)
 
 use std::io;
-use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::sync::mpsc;
 
@@ -29,9 +28,12 @@ fn queue() -> &'static mpsc::Sender<Job> {
     })
 }
 
-/// Spawns `cmd` on the spawner thread and returns the child once it has exec'd (or failed).
-pub(crate) fn spawn(mut cmd: Command) -> io::Result<Child> {
-    submit(move || cmd.spawn())?.wait()
+/// Runs `spawn` on the spawner thread and returns what it returned (a child once it has
+/// exec'd, or why it could not).
+pub(crate) fn run<T: Send + 'static>(
+    spawn: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    submit(spawn)?.wait()
 }
 
 /// A spawn running on the spawner thread.

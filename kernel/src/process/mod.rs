@@ -2,18 +2,20 @@
 //!
 //! The supervisor is multi-threaded, so after fork only async-signal-safe calls are
 //! allowed: everything here was prepared before the fork (the BPF program, the socket, the
-//! sandbox hooks' data), and the closure below only issues syscalls. Order matters:
-//! process group and parent-death signal first, then the sandbox steps (rlimits, cgroup,
-//! Landlock), then `PR_SET_NO_NEW_PRIVS`, and last the filter with its listener, whose fd
+//! sandbox hooks' data), and the child only issues syscalls. Order matters: the cgroup
+//! first (at the clone, [`confined`]), process group and parent-death signal, then the
+//! sandbox steps (rlimits, namespaces, Landlock), then `PR_SET_NO_NEW_PRIVS`, and last the filter with its listener, whose fd
 //! goes to the supervisor over a socketpair. The program's own exec is then the first
 //! notification.
 //!
-//! Owns: every fork and clone of execgate (`fork`, a raw clone; [`outside`]'s
+//! Owns: every fork and clone of execgate (`fork`, a raw clone; [`confined`]'s fork into
+//! the session's cgroup for a session's first process; [`outside`]'s
 //! `CLONE_VM | CLONE_VFORK` for escalated copies) and everything that runs between fork and
-//! exec (the [`ChildHook`]s, [`confine`], the throwaway probe child in [`throwaway`]), plus
+//! exec (the [`ChildHook`]s, `confine_in_child`, the throwaway probe child in [`throwaway`]), plus
 //! [`ExitStatus`], how a process ended. Must never allocate, lock or log in a forked child:
 //! only async-signal-safe raw syscalls on data prepared before fork.
 
+pub mod confined;
 pub mod outside;
 pub mod throwaway;
 
@@ -38,8 +40,6 @@ impl ExitStatus {
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 use crate::seccomp::filter::BpfProgram;
 
@@ -82,45 +82,41 @@ impl std::fmt::Debug for Confinement {
     }
 }
 
-/// Arranges for `cmd`'s child to confine itself and hand its listener fd back.
+/// The child's confinement, between its fork and its exec ([`confined::spawn_confined`]):
+/// every inherited descriptor close-on-exec, its own session and process group if asked,
+/// the parent-death signal, the hooks in order, no-new-privs, and last the filter, whose
+/// listener goes to the supervisor.
 ///
-/// The caller must spawn `cmd` from a thread that lives as long as the session:
-/// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits.
-pub fn confine(cmd: &mut Command, mut c: Confinement) {
-    let max_fd = open_file_limit();
-    let closure = move || -> io::Result<()> {
-        mark_inherited_fds_cloexec(max_fd);
-        if c.new_process_group {
-            // A session of its own (and so a process group: pgid == pid, as setpgid(0, 0)
-            // made it), without a controlling terminal: `/dev/tty` is not the person's.
-            // SAFETY: setsid is async-signal-safe; a fresh child leads no group, so it
-            // cannot fail with EPERM.
-            crate::cvt_int(unsafe { libc::setsid() })?;
-        }
-        // SAFETY: prctl with integer arguments is async-signal-safe.
-        crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;
-        // SAFETY: getppid is async-signal-safe.
-        if unsafe { libc::getppid() } != c.supervisor_pid {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        for hook in &mut c.hooks {
-            hook()?;
-        }
-        // SAFETY: prctl with integer arguments is async-signal-safe.
-        crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
-        let Some(channel) = &c.listener_channel else {
-            return install_plain(&c.filter);
-        };
-        let listener = install_listener(&c.filter, c.wait_killable)?;
-        let sent = send_fd(channel.as_raw_fd(), listener);
-        // SAFETY: `listener` is ours; the supervisor holds its own copy once sent.
-        unsafe { libc::close(listener) };
-        sent
+/// Only async-signal-safe calls (setsid, prctl, getppid, seccomp, sendmsg, close, and
+/// hooks bound by the same contract) on data prepared before the fork; allocates nothing.
+fn confine_in_child(c: &mut Confinement, max_fd: libc::c_uint) -> io::Result<()> {
+    mark_inherited_fds_cloexec(max_fd);
+    if c.new_process_group {
+        // A session of its own (and so a process group: pgid == pid, as setpgid(0, 0)
+        // made it), without a controlling terminal: `/dev/tty` is not the person's.
+        // SAFETY: setsid is async-signal-safe; a fresh child leads no group, so it
+        // cannot fail with EPERM.
+        crate::cvt_int(unsafe { libc::setsid() })?;
+    }
+    // SAFETY: prctl with integer arguments is async-signal-safe.
+    crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) })?;
+    // SAFETY: getppid is async-signal-safe.
+    if unsafe { libc::getppid() } != c.supervisor_pid {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    for hook in &mut c.hooks {
+        hook()?;
+    }
+    // SAFETY: prctl with integer arguments is async-signal-safe.
+    crate::cvt_int(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })?;
+    let Some(channel) = &c.listener_channel else {
+        return install_plain(&c.filter);
     };
-    // SAFETY: the closure only makes async-signal-safe calls (setpgid, prctl, getppid,
-    // seccomp, sendmsg, close, and hooks bound by the same contract) on data prepared
-    // before the fork; it allocates nothing.
-    unsafe { cmd.pre_exec(closure) };
+    let listener = install_listener(&c.filter, c.wait_killable)?;
+    let sent = send_fd(channel.as_raw_fd(), listener);
+    // SAFETY: `listener` is ours; the supervisor holds its own copy once sent.
+    unsafe { libc::close(listener) };
+    sent
 }
 
 /// A [`ChildHook`] that makes `fd` the child's descriptor `target`, inheritable across
@@ -332,4 +328,58 @@ pub(crate) fn fork() -> io::Result<libc::pid_t> {
         )
     })?;
     Ok(libc::pid_t::try_from(pid).unwrap_or(-1))
+}
+
+/// [`fork`] straight into the cgroup v2 directory `cgroup`: `clone3` with
+/// `CLONE_INTO_CGROUP` (Linux 5.7) and no new stack, so the child continues on a copy of
+/// this one, as after fork. An error for which [`outside::clone3_refused`] holds means
+/// `clone3` itself was refused: fork and join by a write instead.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn fork_into_cgroup(cgroup: RawFd) -> io::Result<libc::pid_t> {
+    if outside::clone3_was_refused() {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    let args = outside::CloneArgs {
+        flags: outside::CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: u64::try_from(cgroup).unwrap_or(u64::MAX),
+        ..outside::CloneArgs::default()
+    };
+    // SAFETY: clone3 without CLONE_VM and with no stack is fork: the child continues on a
+    // copy of this stack and memory; `args` is a valid `clone_args` of the size given.
+    let pid = crate::cvt(unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_ref(&args),
+            std::mem::size_of::<outside::CloneArgs>(),
+        )
+    })?;
+    Ok(libc::pid_t::try_from(pid).unwrap_or(-1))
+}
+
+/// Elsewhere the child joins the v2 cgroup by a write.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn fork_into_cgroup(_cgroup: RawFd) -> io::Result<libc::pid_t> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// The cgroup2 mount and this process's own v2 cgroup, where a child cgroup can be made.
+#[cfg(test)]
+pub(crate) fn scratch_cgroup(prefix: &str) -> Option<std::path::PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mountinfo
+        .lines()
+        .find(|l| l.contains(" - cgroup2 "))?
+        .split_whitespace()
+        .nth(4)?
+        .to_owned();
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
+    let dir = std::path::PathBuf::from(format!(
+        "{mount}{}/{prefix}-{}",
+        own.trim_end_matches('/'),
+        std::process::id()
+    ));
+    std::fs::create_dir(&dir).ok()?;
+    Some(dir)
 }

@@ -298,7 +298,7 @@ fn join_cgroups(args: &ChildArgs<'_>) -> io::Result<()> {
 /// `clone3` was refused as a call (not by the new process's limits): too old a kernel
 /// for `clone3` or `CLONE_INTO_CGROUP`, a seccomp profile that blocks it, or no `clone3`
 /// here at all. Remembered: later spawns go straight to `clone`.
-fn clone3_refused(err: &io::Error) -> bool {
+pub(super) fn clone3_refused(err: &io::Error) -> bool {
     let refused = matches!(
         err.raw_os_error(),
         Some(libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM | libc::EOPNOTSUPP)
@@ -309,24 +309,29 @@ fn clone3_refused(err: &io::Error) -> bool {
     refused
 }
 
-static CLONE3_REFUSED: AtomicBool = AtomicBool::new(false);
+pub(super) static CLONE3_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether an earlier `clone3` was refused as a call (see [`clone3_refused`]).
+pub(super) fn clone3_was_refused() -> bool {
+    CLONE3_REFUSED.load(Ordering::Relaxed)
+}
 
 /// `struct clone_args` (Linux 5.7 layout, with `set_tid` and `cgroup`).
 #[cfg(target_arch = "x86_64")]
 #[repr(C)]
 #[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+pub(super) struct CloneArgs {
+    pub(super) flags: u64,
+    pub(super) pidfd: u64,
+    pub(super) child_tid: u64,
+    pub(super) parent_tid: u64,
+    pub(super) exit_signal: u64,
+    pub(super) stack: u64,
+    pub(super) stack_size: u64,
+    pub(super) tls: u64,
+    pub(super) set_tid: u64,
+    pub(super) set_tid_size: u64,
+    pub(super) cgroup: u64,
 }
 
 /// The clone of [`spawn_outside`], straight into the cgroup v2 directory `cgroup`.
@@ -404,7 +409,7 @@ fn clone_into_cgroup(
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7), a `clone3`-only flag.
 #[cfg(target_arch = "x86_64")]
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+pub(super) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Every signal with a handler back to its default, and `SIGPIPE` too (Rust programs
 /// ignore it; the program should not inherit that). Ignored signals stay ignored, as
@@ -433,7 +438,7 @@ fn reset_signal_handlers() {
 }
 
 /// Pointers to `strings`, NULL-terminated, as execve takes them.
-fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+pub(super) fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
     strings
         .iter()
         .map(|s| s.as_ptr())
@@ -442,7 +447,7 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
 }
 
 /// `fd` itself, or a close-on-exec duplicate numbered 3 or above.
-fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+pub(super) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }
@@ -643,29 +648,9 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(libc::EPERM));
     }
 
-    /// The cgroup2 mount and this process's own v2 cgroup, where a child cgroup can be made.
-    fn scratch_cgroup() -> Option<std::path::PathBuf> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-        let mount = mountinfo
-            .lines()
-            .find(|l| l.contains(" - cgroup2 "))?
-            .split_whitespace()
-            .nth(4)?
-            .to_owned();
-        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-        let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
-        let dir = std::path::PathBuf::from(format!(
-            "{mount}{}/outside-test-{}",
-            own.trim_end_matches('/'),
-            std::process::id()
-        ));
-        std::fs::create_dir(&dir).ok()?;
-        Some(dir)
-    }
-
     #[test]
     fn joins_the_given_cgroup_at_the_clone_and_by_the_fallback_write() {
-        let Some(dir) = scratch_cgroup() else {
+        let Some(dir) = super::super::scratch_cgroup("outside-test") else {
             eprintln!("SKIP: no cgroup2 directory can be made here (needs root and cgroup2)");
             return;
         };

@@ -23,7 +23,7 @@
 //! child only issues one `seccomp(2)` call.
 //!
 //! Owns: the BPF program (which syscalls stop, which fail). Must never install it in the
-//! supervisor itself: only the child installs it ([`crate::process::confine`]).
+//! supervisor itself: only the child installs it (`crate::process::confine_in_child`).
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{FromRawFd, OwnedFd};

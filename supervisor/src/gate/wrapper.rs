@@ -15,7 +15,6 @@ use std::ffi::OsString;
 use std::io::{self, Write};
 use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use escalate_protocol::server::{EscalateServer, Escalation, Incoming, Responder};
@@ -78,11 +77,11 @@ impl Tools {
     }
 
     /// The variables that make the patched shell ask: the wrapper, and our socket.
-    pub(crate) fn set_env(&self, cmd: &mut Command) {
-        cmd.env("EXEC_WRAPPER", &self.wrapper)
-            .env(SOCKET_ENV, RENDEZVOUS_FD.to_string())
-            .env_remove("BASH_EXEC_WRAPPER")
-            .env_remove("EXEC_WRAPPER_SHELL");
+    pub(crate) fn set_env(&self, env: &mut crate::spawn::ChildEnv) {
+        env.set("EXEC_WRAPPER".into(), self.wrapper.clone().into_os_string());
+        env.set(SOCKET_ENV.into(), RENDEZVOUS_FD.to_string().into());
+        env.remove("BASH_EXEC_WRAPPER");
+        env.remove("EXEC_WRAPPER_SHELL");
     }
 }
 
