@@ -204,6 +204,9 @@ pub struct Session {
     pub(crate) stopped: Arc<AtomicBool>,
     /// The egress proxy of a session in proxy mode; stops with the session.
     pub(crate) proxy: Option<crate::network::proxy::SessionProxy>,
+    /// Its cgroup's limits: the next session's spare cgroup is made with them once this
+    /// one has ended (see [`crate::Supervisor::prepare_cgroups_ahead`]).
+    pub(crate) cgroup_limits: crate::cgroup::CgroupLimits,
 }
 
 impl std::fmt::Debug for Session {
@@ -269,6 +272,12 @@ impl Session {
         ChildRegistry::global().release(self.root_pid);
         let sweep = self.teardown();
         let _ = tokio::task::spawn_blocking(sweep).await;
+        // The next session's cgroup, made while the caller reads this one's result (not
+        // while this one started, where it took a CPU from the program).
+        let inner = self.shared.inner.clone();
+        inner
+            .spare_cgroup
+            .prepare(&inner, &self.shared.runtime, self.cgroup_limits);
         for (from, to) in self.shared.git_trust.set_aside_planted() {
             tracing::warn!(
                 "the session planted {} (read-only to it; absent at start, or put there \

@@ -423,9 +423,6 @@ impl Supervisor {
             Err(err) => tracing::warn!("tracking the session's tree: {err}"),
         }
         let root = PidFd::open(pid).map_err(spawn_err)?;
-        self.inner
-            .spare_cgroup
-            .prepare(&self.inner, &shared.runtime, spec.cgroup_limits);
         Ok(Session {
             enforcement,
             stdout: child.stdout,
@@ -438,6 +435,7 @@ impl Supervisor {
             notify_thread,
             stopped,
             proxy,
+            cgroup_limits: spec.cgroup_limits,
         })
     }
 
@@ -525,7 +523,7 @@ impl SpareCgroup {
     }
 
     /// Makes the next spare on a blocking thread, unless one is ready or being made.
-    fn prepare(
+    pub(crate) fn prepare(
         &self,
         inner: &Arc<Inner>,
         runtime: &tokio::runtime::Handle,
