@@ -6,7 +6,7 @@
 //! such environments). In a PID namespace of its own, with a `/proc` mounted for that
 //! namespace, the tree sees only itself.
 //!
-//! Shape, all in the child that `std::process::Command` forked (async-signal-safe only,
+//! Shape, all in the session's child (`crate::process::confined`; async-signal-safe only,
 //! forks by raw `clone` so no libc fork handler runs with another thread's lock held):
 //!
 //! ```text
@@ -254,6 +254,12 @@ fn write_file(path: &std::ffi::CStr, bytes: &[u8]) -> io::Result<()> {
 
 /// Reads the argument and environment block addresses of this process (before fork).
 fn own_arg_and_env_blocks() -> io::Result<[(usize, usize); 2]> {
+    // Where the kernel put them at exec: fixed for the process's life (only
+    // `PR_SET_MM`, which execgate never calls, moves them), so read once.
+    static BLOCKS: std::sync::OnceLock<[(usize, usize); 2]> = std::sync::OnceLock::new();
+    if let Some(blocks) = BLOCKS.get() {
+        return Ok(*blocks);
+    }
     let stat = crate::procfs::read_self_stat()?;
     // arg_start 48, arg_end 49, env_start 50, env_end 51.
     let field = |n: usize| -> io::Result<usize> {
@@ -261,7 +267,8 @@ fn own_arg_and_env_blocks() -> io::Result<[(usize, usize); 2]> {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| io::Error::other(format!("no field {n} in /proc/self/stat")))
     };
-    Ok([(field(48)?, field(49)?), (field(50)?, field(51)?)])
+    let blocks = [(field(48)?, field(49)?), (field(50)?, field(51)?)];
+    Ok(*BLOCKS.get_or_init(|| blocks))
 }
 
 /// `PR_SET_PDEATHSIG` (reset by fork). No `getppid` check as after the first fork: inside
@@ -273,7 +280,7 @@ fn die_with_parent() -> io::Result<()> {
 }
 
 /// Closes every descriptor but `keep`: the session's stdio, the listener channel and
-/// std's exec-error pipe belong to `P` alone (a pipe's reader sees its end only when
+/// the spawn's report pipe belong to `P` alone (a pipe's reader sees its end only when
 /// every copy is closed).
 fn close_all_but(keep: libc::c_int) {
     let keep = u32::try_from(keep).unwrap_or(u32::MAX);
