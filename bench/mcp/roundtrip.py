@@ -8,6 +8,10 @@ ratio.
 `--direct` adds the client running the command itself (no MCP, both pipes read to the end)
 in the same rounds: the floor for a large output, e.g. 10 MB:
 `--direct --command 'head -c 10000000 /dev/zero | tr "\\0" a'`.
+
+`--pause MS` waits that long (untimed) before every call, as an agent thinks between
+calls: costs that only show after the machine was idle (an RCU grace period in a cgroup
+move, cold caches, a sleeping CPU woken) are then paid by every call.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ async def run_directly(command: str, workdir: str, login: bool) -> None:
 
 
 async def measure_all(
-    servers: list, command: str, calls: int, workdir: str, login: bool
+    servers: list, command: str, calls: int, workdir: str, login: bool, pause: float
 ) -> list[dict]:
     """Calls the servers in turn (a, b, c, a, b, c, ...) so that load from elsewhere on the
     machine weighs on all of them alike. A server whose parameters are `None` is the
@@ -77,6 +81,8 @@ async def measure_all(
         samples: list[list[float]] = [[] for _ in servers]
         for i in range(calls + 1):
             for j, session in enumerate(sessions):
+                if pause:
+                    await anyio.sleep(pause)
                 start = time.perf_counter()
                 if session is None:
                     await run_directly(command, workdir, login)
@@ -124,6 +130,14 @@ def main() -> None:
         help="also time the client running each command itself (bash, both pipes read to "
         "the end, no MCP): the floor a large output's call is compared with",
     )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0,
+        metavar="MS",
+        help="wait MS milliseconds before each call, untimed (an agent thinking between "
+        "calls); default 0: back to back",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON line per server")
     args = parser.parse_args()
 
@@ -159,10 +173,13 @@ def main() -> None:
         servers.append(("the client itself (no MCP)", None, None))
     commands = args.command or ["true", "/bin/true"]
     for command in commands:
-        results = anyio.run(measure_all, servers, command, args.calls, workdir, args.login)
+        results = anyio.run(
+            measure_all, servers, command, args.calls, workdir, args.login, args.pause / 1000
+        )
         shell = f"bash {'-lc' if args.login else '-c'} {command!r}"
+        paused = f", {args.pause:g} ms apart" if args.pause else ""
         if not args.json:
-            print(f"{shell}, {args.calls} sequential calls to each server, interleaved:")
+            print(f"{shell}, {args.calls} sequential calls to each server{paused}, interleaved:")
         for r in results:
             if args.json:
                 print(json.dumps(r))
