@@ -94,6 +94,11 @@ pub(crate) trait Caller: Send + 'static {
     fn stdio(&mut self) -> Result<[Option<OwnedFd>; 3], String>;
     /// The caller's process: when it dies first, the copy is killed.
     fn process(&self) -> Option<&PidFd>;
+    /// The caller's parent pid, read while the copy runs, for a record whose facts were
+    /// taken without it ([`Gate::escalation_facts`]). `None` when it cannot be told.
+    fn parent(&self) -> Option<i32> {
+        None
+    }
     /// Nothing ran; the caller learns why (`command` as a person would type it), as a
     /// failed exec would say it.
     fn refuse(self, command: &str, why: &Refused);
@@ -174,6 +179,10 @@ impl Pool {
         state.queue.push_back(job);
         if state.idle > 0 {
             state.idle -= 1;
+            // Woken after the unlock: woken under it, the worker would find the lock
+            // held, sleep on it, and need a second wake-up (a futex call and, on a VM, an
+            // interrupt to its CPU) from the unlock.
+            drop(state);
             self.state.1.notify_one();
             return;
         }
@@ -309,7 +318,8 @@ pub(crate) fn start<G: Gate>(
                 deciding.handle_escalated(listener, n, &from);
             },
         );
-        let outcome = run(caller, copy, this.as_ref(), on_exec);
+        let mut facts = facts;
+        let outcome = run(caller, copy, this.as_ref(), on_exec, &mut facts.ppid);
         let (ran_in, status, duration, reason) = match outcome {
             Outcome::Ran { status, duration } => (
                 RanIn::Escalated,
@@ -346,12 +356,14 @@ pub(crate) fn start<G: Gate>(
     }));
 }
 
-/// Runs one escalation to its end. Blocking: call on a thread of its own.
+/// Runs one escalation to its end. Blocking: call on a thread of its own. `parent`, when
+/// `None`, is set to the caller's parent pid once the copy runs ([`Caller::parent`]).
 pub(crate) fn run<C: Caller>(
     mut caller: C,
     mut copy: Copy,
     registry: &dyn Registry,
     on_exec: OnExec,
+    parent: &mut Option<i32>,
 ) -> Outcome {
     if !caller.hold() {
         return Outcome::CallerGone;
@@ -418,8 +430,12 @@ pub(crate) fn run<C: Caller>(
     let pid = u32::try_from(child.pid).unwrap_or(0);
     let copy_fd = Arc::new(child.pidfd);
     registry.started(pid, copy_fd.clone());
-    // While the copy runs: whatever the hand-back can prepare.
+    // While the copy runs: whatever the hand-back can prepare, and what only the record
+    // needs (off the path to the copy's start).
     caller.park();
+    if parent.is_none() {
+        *parent = caller.parent();
+    }
     let mut leftovers = None;
     match listener {
         // The policy follows the copy's tree: each of its execs is decided, also after the
