@@ -94,6 +94,11 @@ pub(crate) trait Caller: Send + 'static {
     fn stdio(&mut self) -> Result<[Option<OwnedFd>; 3], String>;
     /// The caller's process: when it dies first, the copy is killed.
     fn process(&self) -> Option<&PidFd>;
+    /// The caller's parent pid, read while the copy runs, for a record whose facts were
+    /// taken without it ([`Gate::escalation_facts`]). `None` when it cannot be told.
+    fn parent(&self) -> Option<i32> {
+        None
+    }
     /// Nothing ran; the caller learns why (`command` as a person would type it), as a
     /// failed exec would say it.
     fn refuse(self, command: &str, why: &Refused);
@@ -174,6 +179,10 @@ impl Pool {
         state.queue.push_back(job);
         if state.idle > 0 {
             state.idle -= 1;
+            // Woken after the unlock: woken under it, the worker would find the lock
+            // held, sleep on it, and need a second wake-up (a futex call and, on a VM, an
+            // interrupt to its CPU) from the unlock.
+            drop(state);
             self.state.1.notify_one();
             return;
         }
@@ -306,7 +315,8 @@ pub(crate) fn start<G: Gate>(
                 deciding.handle_escalated(listener, n, &from);
             },
         );
-        let outcome = run(caller, copy, this.as_ref(), on_exec);
+        let mut facts = facts;
+        let outcome = run(caller, copy, this.as_ref(), on_exec, &mut facts.ppid);
         let (ran_in, status, duration, reason) = match outcome {
             Outcome::Ran { status, duration } => (
                 RanIn::Escalated,
@@ -343,12 +353,14 @@ pub(crate) fn start<G: Gate>(
     }));
 }
 
-/// Runs one escalation to its end. Blocking: call on a thread of its own.
+/// Runs one escalation to its end. Blocking: call on a thread of its own. `parent`, when
+/// `None`, is set to the caller's parent pid once the copy runs ([`Caller::parent`]).
 pub(crate) fn run<C: Caller>(
     mut caller: C,
     mut copy: Copy,
     registry: &dyn Registry,
     on_exec: OnExec,
+    parent: &mut Option<i32>,
 ) -> Outcome {
     if !caller.hold() {
         return Outcome::CallerGone;
@@ -369,16 +381,16 @@ pub(crate) fn run<C: Caller>(
             return Outcome::Refused(why);
         }
     };
-    let (listener_setup, listener_end) = match copy.listener.take() {
-        Some(setup) => match UnixStream::pair() {
-            Ok((ours, theirs)) => (Some((setup, OwnedFd::from(theirs))), Some(ours)),
+    let channel = match copy.listener.take() {
+        Some(setup) => match ListenerChannel::take() {
+            Ok(channel) => Some((setup, channel)),
             Err(err) => {
                 let why = Refused::Spawn(err);
                 caller.refuse(&command, &why);
                 return Outcome::Refused(why);
             }
         },
-        None => (None, None),
+        None => None,
     };
     let started = Instant::now();
     let spawned = crate::teardown::ChildRegistry::global().spawn(
@@ -387,19 +399,24 @@ pub(crate) fn run<C: Caller>(
             // (on this thread, which outlives the copy: the parent-death signal is tied to
             // it) returns only once that exec went through: this thread's first-exec
             // companion answers it meanwhile, woken now while the copy is being set up.
-            let answered = match listener_end {
-                Some(end) => {
-                    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-                    first_exec_thread(Box::new(move || {
-                        let _ = tx.send(answer_first_exec(&end));
-                    }))?;
-                    Some(rx)
-                }
-                None => None,
+            let Some((setup, channel)) = channel else {
+                return Ok((spawn_copy(copy, stdio, None)?, None));
             };
-            let child = spawn_copy(copy, stdio, listener_setup)?;
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let end = channel.ours.clone();
+            first_exec_thread(Box::new(move || {
+                let _ = tx.send(answer_first_exec(&end));
+            }))?;
+            // On any error below `channel` is dropped: with the copy gone, the companion
+            // sees the end of the stream instead of waiting.
+            let theirs = OwnedFd::from(channel.theirs.try_clone()?);
+            let child = spawn_copy(copy, stdio, Some((setup, theirs)))?;
             // Sent right after the answer, before the exec could even complete.
-            let listener = answered.and_then(|rx| rx.recv().ok().flatten());
+            let listener = rx.recv().ok().flatten();
+            if listener.is_some() {
+                // One message sent, that one read: nothing left in it for the next copy.
+                channel.keep();
+            }
             Ok((child, listener))
         },
         |(c, _)| u32::try_from(c.pid).ok(),
@@ -415,8 +432,12 @@ pub(crate) fn run<C: Caller>(
     let pid = u32::try_from(child.pid).unwrap_or(0);
     let copy_fd = Arc::new(child.pidfd);
     registry.started(pid, copy_fd.clone());
-    // While the copy runs: whatever the hand-back can prepare.
+    // While the copy runs: whatever the hand-back can prepare, and what only the record
+    // needs (off the path to the copy's start).
     caller.park();
+    if parent.is_none() {
+        *parent = caller.parent();
+    }
     let mut leftovers = None;
     match listener {
         // The policy follows the copy's tree: each of its execs is decided, also after the
@@ -530,6 +551,40 @@ fn first_exec_thread(job: Job) -> io::Result<()> {
         *companion = Some(tx);
         Ok(())
     })
+}
+
+/// The socket pair a copy sends its exec listener over, kept by its escalation thread from
+/// one copy to the next (a `socketpair` and two closes per copy otherwise: socket inodes
+/// made and torn down). Kept only after a round in which the one message the copy sends
+/// was read; dropped after any other, so the companion waiting on it sees its end.
+struct ListenerChannel {
+    /// Read by the first-exec companion.
+    ours: Arc<UnixStream>,
+    /// A duplicate goes to each copy (its hook closes it; the copy's exec closes its own).
+    theirs: UnixStream,
+}
+
+thread_local! {
+    static KEPT_CHANNEL: std::cell::RefCell<Option<ListenerChannel>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl ListenerChannel {
+    /// This thread's kept pair, or a new one.
+    fn take() -> io::Result<ListenerChannel> {
+        if let Some(kept) = KEPT_CHANNEL.with(|k| k.borrow_mut().take()) {
+            return Ok(kept);
+        }
+        let (ours, theirs) = UnixStream::pair()?;
+        Ok(ListenerChannel {
+            ours: Arc::new(ours),
+            theirs,
+        })
+    }
+
+    fn keep(self) {
+        KEPT_CHANNEL.with(|k| *k.borrow_mut() = Some(self));
+    }
 }
 
 /// Receives the copy's listener and lets its first exec (the copy itself, just checked)
@@ -755,4 +810,100 @@ pub fn environment(
         }
     }
     Environment { entries }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A caller that is always there, has no stdio, and keeps what it is told.
+    #[derive(Clone, Default)]
+    struct Recorded(Arc<Mutex<Vec<String>>>);
+
+    impl Caller for Recorded {
+        fn hold(&mut self) -> bool {
+            true
+        }
+        fn stdio(&mut self) -> Result<[Option<OwnedFd>; 3], String> {
+            Ok([None, None, None])
+        }
+        fn process(&self) -> Option<&PidFd> {
+            None
+        }
+        fn refuse(self, _command: &str, why: &Refused) {
+            self.0.lock().unwrap().push(format!("refused: {why:?}"));
+        }
+        fn hand_back(self, status: ExitStatus) -> bool {
+            self.0.lock().unwrap().push(format!("{status:?}"));
+            true
+        }
+    }
+
+    struct NoRegistry;
+
+    impl Registry for NoRegistry {
+        fn started(&self, _pid: u32, _pidfd: Arc<PidFd>) {}
+        fn finished(&self, _pid: u32) {}
+    }
+
+    /// `program argv...` escalated under the exec listener, from `cwd`; every exec of its
+    /// tree after its own is counted and let through.
+    fn escalate(program: &str, argv: &[&str], cwd: &str, execs: &Arc<Mutex<u32>>) -> String {
+        let caller = Recorded::default();
+        let told = caller.0.clone();
+        let copy = Copy {
+            executable: Executable::open(std::process::id(), std::path::Path::new(program))
+                .unwrap(),
+            argv: argv.iter().map(OsString::from).collect(),
+            env: Vec::new(),
+            cwd: PathBuf::from(cwd),
+            marker: ("EXECGATE_TEST".into(), "1".into()),
+            cgroup: None,
+            listener: Some(ExecListener {
+                filter: kernel::seccomp::exec_listener::build().unwrap(),
+                wait_killable: false,
+                no_new_privs: true,
+            }),
+        };
+        let counted = execs.clone();
+        let on_exec: OnExec = Arc::new(move |listener, n| {
+            *counted.lock().unwrap() += 1;
+            let _ = listener.respond_continue(n.id);
+        });
+        let mut parent = None;
+        run(caller, copy, &NoRegistry, on_exec, &mut parent);
+        let told = told.lock().unwrap();
+        told.join("; ")
+    }
+
+    #[test]
+    fn copies_started_one_after_another_on_one_thread_each_get_their_listener() {
+        // The first copy makes this thread's channel, the next ones reuse it; failed
+        // rounds (before the copy sends its listener, and after: its exec fails) must
+        // leave nothing in it that a later copy's companion would take for its own.
+        let dir = tempfile::tempdir().unwrap();
+        let not_executable = dir.path().join("data");
+        std::fs::write(&not_executable, "").unwrap();
+        let not_executable = not_executable.to_str().unwrap();
+        let execs = Arc::new(Mutex::new(0));
+        let sh = |code: u8| {
+            escalate(
+                "/bin/sh",
+                &["sh", "-c", &format!("/bin/true; exit {code}")],
+                "/",
+                &execs,
+            )
+        };
+        assert_eq!(sh(3), "Exited(3)");
+        assert_eq!(sh(4), "Exited(4)");
+        let failed = escalate("/bin/sh", &["sh"], "/nonexistent-cwd", &execs);
+        assert!(failed.starts_with("refused"), "{failed}");
+        assert_eq!(sh(5), "Exited(5)");
+        let failed = escalate(not_executable, &["data"], "/", &execs);
+        assert!(failed.starts_with("refused"), "{failed}");
+        assert_eq!(sh(6), "Exited(6)");
+        // Each copy's `/bin/true` was stopped by its listener and decided.
+        assert_eq!(*execs.lock().unwrap(), 4);
+    }
 }

@@ -29,6 +29,8 @@ const WRITABLE_BY_OTHERS: u32 = 0o022;
 pub struct Executable {
     /// `O_PATH`: enough to `fstat`, to exec through `/proc/self/fd/N`, and nothing else.
     file: File,
+    /// Its `fstat`, taken once at the open: what [`Executable::why_untrusted`] judges.
+    meta: Metadata,
     /// Where it really is, symlinks resolved (from the descriptor, not from the path).
     pub path: PathBuf,
     pub dev: u64,
@@ -45,12 +47,15 @@ impl Executable {
         let meta = file.metadata()?;
         let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
         let path = std::fs::read_link(&fd_path)?;
-        let script = is_script(&fd_path);
+        // Only a regular file is read (and only one is ever escalated): opening a FIFO
+        // for reading would wait for a writer, a device's open may act on the device.
+        let script = meta.is_file() && is_script(&fd_path);
         Ok(Executable {
             file,
             path,
             dev: meta.dev(),
             ino: meta.ino(),
+            meta,
             script,
         })
     }
@@ -58,10 +63,7 @@ impl Executable {
     /// Why the session could have written this file, or `None` when it could not.
     /// `agent_roots` are the places the session can write (canonical paths).
     pub fn why_untrusted(&self, agent_roots: &[PathBuf], own_uid: u32) -> Option<String> {
-        let meta = match self.file.metadata() {
-            Ok(meta) => meta,
-            Err(err) => return Some(format!("cannot inspect {}: {err}", self.path.display())),
-        };
+        let meta = &self.meta;
         if !meta.is_file() {
             return Some(format!("{} is not a regular file", self.path.display()));
         }
@@ -72,7 +74,7 @@ impl Executable {
                 root.display()
             ));
         }
-        if let Some(why) = writable_by_others(&self.path, &meta, own_uid) {
+        if let Some(why) = writable_by_others(&self.path, meta, own_uid) {
             return Some(why);
         }
         for dir in self.path.ancestors().skip(1) {
@@ -213,6 +215,52 @@ mod tests {
         let opened = Executable::open(std::process::id(), &open.join("t")).unwrap();
         let why = opened.why_untrusted(&[], own_uid()).unwrap();
         assert!(why.contains("writable by others"), "{why}");
+    }
+
+    #[test]
+    fn a_file_made_writable_between_two_opens_is_untrusted_at_the_second() {
+        // Each exec opens and inspects the file anew: nothing from an earlier exec's check
+        // is taken for this one.
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().canonicalize().unwrap().join("t");
+        std::fs::copy("/bin/true", &exe).unwrap();
+        let set_mode = |mode| {
+            std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .unwrap()
+        };
+        set_mode(0o755);
+        let me = std::process::id();
+        // The file's own verdict (its parents, a temporary directory, may be untrusted for
+        // reasons of their own, judged after it).
+        let file_verdict = |e: &Executable| {
+            e.why_untrusted(&[], own_uid())
+                .filter(|why| why.starts_with(&format!("{} is writable", exe.display())))
+        };
+        let first = Executable::open(me, &exe).unwrap();
+        set_mode(0o775);
+        let second = Executable::open(me, &exe).unwrap();
+        assert_eq!(file_verdict(&first), None);
+        assert!(file_verdict(&second).is_some());
+    }
+
+    #[test]
+    fn a_fifo_is_not_opened_for_reading_and_not_trusted() {
+        // Reading a FIFO's first bytes would wait for a writer, holding up every exec of
+        // the session: only a regular file is read.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().canonicalize().unwrap().join("true");
+        let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(
+            nix::unistd::mkfifo(
+                path.as_c_str(),
+                nix::sys::stat::Mode::from_bits_truncate(0o755)
+            ),
+            Ok(())
+        );
+        let opened = Executable::open(std::process::id(), &fifo).unwrap();
+        assert!(!opened.script);
+        let why = opened.why_untrusted(&[], own_uid()).unwrap();
+        assert!(why.contains("not a regular file"), "{why}");
     }
 
     #[test]

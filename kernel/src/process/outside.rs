@@ -124,17 +124,27 @@ pub fn spawn_outside(program: Outside) -> io::Result<Started> {
         .collect();
     let argv_ptrs = null_terminated(&argv);
     let env_ptrs = null_terminated(&env);
-    let dev_null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
+    // Opened only for a stream the caller did not have (an escalated copy usually gets
+    // all three): one open and one close fewer per copy.
+    let mut dev_null: Option<std::fs::File> = None;
     // The sources must not be numbered 0-2 themselves, or one dup2 could overwrite
     // another's source.
     let mut sources: Vec<OwnedFd> = Vec::with_capacity(3);
     for fd in stdio {
         let fd = match fd {
             Some(fd) => fd,
-            None => OwnedFd::from(dev_null.try_clone()?),
+            None => {
+                let null = match dev_null.take() {
+                    Some(null) => null,
+                    None => std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open("/dev/null")?,
+                };
+                let fd = OwnedFd::from(null.try_clone()?);
+                dev_null = Some(null);
+                fd
+            }
         };
         sources.push(above_stdio(fd)?);
     }

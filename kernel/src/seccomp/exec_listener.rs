@@ -35,3 +35,59 @@ pub fn build() -> Result<BpfProgram, FilterError> {
     .map_err(lib("deny nested listeners"))?;
     super::filter::export(&ctx)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::outside::{Outside, spawn_outside};
+    use crate::seccomp::listener::{Listener, Watched};
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+
+    /// One copy under `filter`: its own exec must be the listener's first notification
+    /// (answered here), and it runs to its status.
+    fn first_exec_is_stopped(filter: BpfProgram) -> (i32, i32) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let answer = std::thread::spawn(move || {
+            let fd = crate::process::recv_fd(ours.as_raw_fd()).unwrap().unwrap();
+            let listener = Listener::from_fd(fd);
+            match listener.wait_any(&[]).unwrap() {
+                Watched::Notification(n) => {
+                    listener.respond_continue(n.id).unwrap();
+                    n.nr
+                }
+                _ => panic!("no notification for the copy's exec"),
+            }
+        });
+        // No new privileges: installable without CAP_SYS_ADMIN too.
+        let hook = crate::process::exec_listener_hook(filter, false, OwnedFd::from(theirs), true);
+        let started = spawn_outside(Outside {
+            path: CString::new("/bin/sh").unwrap(),
+            argv: ["sh", "-c", "exit 7"]
+                .map(|a| CString::new(a).unwrap())
+                .to_vec(),
+            env: Vec::new(),
+            cwd: CString::new("/").unwrap(),
+            stdio: [None, None, None],
+            cgroup: None,
+            hooks: vec![hook],
+        })
+        .unwrap();
+        let nr = answer.join().unwrap();
+        let mut status = 0;
+        // SAFETY: our child, reaped once.
+        unsafe { libc::waitpid(started.pid, &mut status, 0) };
+        (nr, libc::WEXITSTATUS(status))
+    }
+
+    #[test]
+    fn one_built_filter_stops_the_first_exec_of_every_copy_it_is_given_to() {
+        let filter = build().unwrap();
+        for _ in 0..3 {
+            let (nr, code) = first_exec_is_stopped(filter.clone());
+            assert_eq!(i64::from(nr), libc::SYS_execve);
+            assert_eq!(code, 7);
+        }
+    }
+}

@@ -102,10 +102,12 @@ pub enum FilterError {
     Export(#[source] std::io::Error),
 }
 
-/// A classic-BPF seccomp program, ready for `seccomp(SECCOMP_SET_MODE_FILTER)`.
+/// A classic-BPF seccomp program, ready for `seccomp(SECCOMP_SET_MODE_FILTER)`. Built
+/// once and shared: a clone (one per escalated copy, for its exec listener) is a reference
+/// count, not a copy of the instructions; the kernel takes its own copy at each install.
 #[derive(Clone)]
 pub struct BpfProgram {
-    insns: Vec<libc::sock_filter>,
+    insns: std::sync::Arc<[libc::sock_filter]>,
 }
 
 impl std::fmt::Debug for BpfProgram {
@@ -285,7 +287,8 @@ pub(crate) fn export(ctx: &ScmpFilterContext) -> Result<BpfProgram, FilterError>
             jf: c[3],
             k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
         })
-        .collect();
+        .collect::<Vec<_>>()
+        .into();
     Ok(BpfProgram { insns })
 }
 

@@ -43,6 +43,12 @@ pub(crate) trait Gate: Clone + Send + Sync + 'static {
     /// Who execs what, from where. Called only for a record or a prompt.
     fn facts(&self, pending: &Self::Pending) -> ExecFacts;
 
+    /// [`Gate::facts`] for an escalation's checks, before the copy starts: `ppid` may be
+    /// left `None` for [`escalate::Caller::parent`] to read while the copy runs.
+    fn escalation_facts(&self, pending: &Self::Pending) -> ExecFacts {
+        self.facts(pending)
+    }
+
     /// The caller's variables as `NAME=VALUE` (read while it waits): what an escalation
     /// would pass on from them is shown in the question. Empty where unreadable.
     fn caller_env(&self, pending: &Self::Pending) -> Vec<OsString>;
@@ -215,7 +221,7 @@ impl Shared {
                 self.store_some(record);
             }
             Action::Escalate => {
-                let facts = gate.facts(&pending);
+                let facts = gate.escalation_facts(&pending);
                 match self.escalation_target(&facts, &eval) {
                     Ok(executable) => {
                         escalate::start(self, gate, pending, facts, executable, eval, decider);
@@ -298,8 +304,15 @@ impl Shared {
         self.token_names(token, |meta| executable.is(meta))
     }
 
-    /// Does program token `token` name a file `is_it` accepts ([`Self::named_by`])?
+    /// Does program token `token` name a file `is_it` accepts ([`Self::named_by`])? Looked
+    /// up now, every time: the agent may have changed what a name resolves to since the
+    /// last exec.
     fn token_names(&self, token: &str, is_it: impl Fn(&std::fs::Metadata) -> bool) -> bool {
+        if !token.starts_with('/') && self.inner.policy.host_executable_paths(token).is_none() {
+            // One `stat` per directory, the hit's kept (not taken a second time).
+            return first_in_path(&self.inner.escalation.trusted_path, token)
+                .is_some_and(|(_, meta)| is_it(&meta));
+        }
         self.named_by(token)
             .iter()
             .any(|p| std::fs::metadata(p).is_ok_and(|meta| is_it(&meta)))
@@ -313,13 +326,8 @@ impl Shared {
         if let Some(paths) = self.inner.policy.host_executable_paths(token) {
             return paths.to_vec();
         }
-        // The first hit in PATH, as a shell would resolve the name.
-        self.inner
-            .escalation
-            .trusted_path
-            .iter()
-            .map(|dir| dir.join(token))
-            .find(|p| p.is_file())
+        first_in_path(&self.inner.escalation.trusted_path, token)
+            .map(|(path, _)| path)
             .into_iter()
             .collect()
     }
@@ -366,9 +374,75 @@ impl Shared {
     }
 }
 
+/// The first regular file (symlinks followed) named `token` in `dirs`, as a shell would
+/// resolve the name, with its metadata: one `stat` per directory, none for a directory
+/// listed again (`PATH` often repeats one; it answers as it did a moment before).
+fn first_in_path(dirs: &[PathBuf], token: &str) -> Option<(PathBuf, std::fs::Metadata)> {
+    dirs.iter()
+        .enumerate()
+        .filter(|&(i, dir)| !dirs[..i].iter().any(|d| d.as_os_str() == dir.as_os_str()))
+        .find_map(|(_, dir)| {
+            let path = dir.join(token);
+            let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file())?;
+            Some((path, meta))
+        })
+}
+
 fn approval_key(program: &str, argv: &[String]) -> Vec<String> {
     let mut key = Vec::with_capacity(argv.len() + 1);
     key.push(program.to_owned());
     key.extend(argv.iter().skip(1).cloned());
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn ino(meta: &std::fs::Metadata) -> (u64, u64) {
+        (meta.dev(), meta.ino())
+    }
+
+    #[test]
+    fn a_bare_name_is_the_first_regular_file_in_path_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let [a, b, c] = ["a", "b", "c"].map(|d| dir.path().join(d));
+        for d in [&a, &b, &c] {
+            std::fs::create_dir(d).unwrap();
+        }
+        // A directory of that name is no hit; a symlink to a file is.
+        std::fs::create_dir(a.join("tool")).unwrap();
+        std::fs::write(c.join("real"), "").unwrap();
+        std::os::unix::fs::symlink(c.join("real"), b.join("tool")).unwrap();
+        std::fs::write(c.join("tool"), "").unwrap();
+        let dirs = vec![a.clone(), a.clone(), b.clone(), c.clone()];
+        let (path, meta) = first_in_path(&dirs, "tool").unwrap();
+        assert_eq!(path, b.join("tool"));
+        assert_eq!(ino(&meta), ino(&std::fs::metadata(c.join("real")).unwrap()));
+        assert!(first_in_path(&dirs, "missing").is_none());
+    }
+
+    #[test]
+    fn a_file_planted_between_two_lookups_is_what_the_second_finds() {
+        // Nothing is remembered from one exec to the next: a name the agent shadows in an
+        // earlier directory no longer names the file it named before.
+        let dir = tempfile::tempdir().unwrap();
+        let [early, late] = ["early", "late"].map(|d| dir.path().join(d));
+        std::fs::create_dir(&early).unwrap();
+        std::fs::create_dir(&late).unwrap();
+        std::fs::write(late.join("tool"), "").unwrap();
+        let dirs = vec![early.clone(), early.clone(), late.clone()];
+        let (first, before) = first_in_path(&dirs, "tool").unwrap();
+        assert_eq!(first, late.join("tool"));
+        std::fs::write(early.join("tool"), "").unwrap();
+        let (second, after) = first_in_path(&dirs, "tool").unwrap();
+        assert_eq!(second, early.join("tool"));
+        assert_ne!(ino(&before), ino(&after));
+        // And replaced in place (same name, another file): the new file.
+        std::fs::write(early.join("tool.new"), "").unwrap();
+        std::fs::rename(early.join("tool.new"), early.join("tool")).unwrap();
+        let (_, replaced) = first_in_path(&dirs, "tool").unwrap();
+        assert_ne!(ino(&after), ino(&replaced));
+    }
 }

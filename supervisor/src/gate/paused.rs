@@ -6,8 +6,10 @@
 //! Below the decision: [`super::decision`] and [`crate::escalate`] call in here, nothing
 //! here calls back up.
 
+use std::cell::OnceCell;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use kernel::memory::ExecRequest;
@@ -30,6 +32,26 @@ pub(crate) struct Unotified {
     pub reach: Reach,
     /// An exec of an escalated copy's tree, outside the sandbox.
     pub outside: bool,
+    /// The caller's working directory, read once while it waits: the escalation checks
+    /// and the copy use the same reading (a thread of the caller could `chdir` between
+    /// two), and `/proc/PID/cwd` costs a path lookup and a permission check each time.
+    pub cwd: OnceCell<PathBuf>,
+}
+
+impl Unotified {
+    pub fn new(n: Notification, req: ExecRequest, reach: Reach, outside: bool) -> Unotified {
+        Unotified {
+            n,
+            req,
+            reach,
+            outside,
+            cwd: OnceCell::new(),
+        }
+    }
+
+    fn cwd(&self) -> &PathBuf {
+        self.cwd.get_or_init(|| procfs::cwd_of(self.req.tid))
+    }
 }
 
 /// How the supervisor reaches into a paused caller, decided once at start.
@@ -58,7 +80,22 @@ impl Gate for Arc<Listener> {
     }
 
     fn facts(&self, p: &Unotified) -> ExecFacts {
-        facts_of(&p.req)
+        ExecFacts {
+            ppid: procfs::ppid_of(p.req.tid),
+            ..self.escalation_facts(p)
+        }
+    }
+
+    fn escalation_facts(&self, p: &Unotified) -> ExecFacts {
+        // No parent: only the record needs it, and it is read while the copy runs
+        // (`Caller::parent`) rather than before it can start (a /proc open and render).
+        ExecFacts {
+            pid: i32::try_from(p.req.tid).unwrap_or(-1),
+            program: p.req.path.clone(),
+            argv: p.req.argv_lossy(),
+            cwd: p.cwd().clone(),
+            ppid: None,
+        }
     }
 
     fn run(&self, p: Unotified) {
@@ -91,7 +128,8 @@ impl Gate for Arc<Listener> {
         // Gone already: nothing to answer.
         let process = PidFd::of_thread(p.req.tid).ok()?;
         let requested = escalate::Requested {
-            cwd: procfs::cwd_of(p.req.tid),
+            // The directory the checks saw (read once while it waits).
+            cwd: p.cwd().clone(),
             path: p.req.path,
             argv: p.req.argv,
             env,
@@ -177,6 +215,14 @@ impl escalate::Caller for PausedCaller {
 
     fn process(&self) -> Option<&PidFd> {
         Some(&self.process)
+    }
+
+    fn parent(&self) -> Option<i32> {
+        // Held (answered not yet, or in our ptrace stop), so its pid still names it unless
+        // it was killed and reaped meanwhile: a pid that can still be signalled (0: only
+        // checked) after the read was not reused before it.
+        let ppid = procfs::ppid_of(self.tid)?;
+        self.process.send_signal(0).is_ok().then_some(ppid)
     }
 
     fn refuse(mut self, command: &str, why: &escalate::Refused) {

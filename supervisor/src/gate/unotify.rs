@@ -118,12 +118,7 @@ impl Shared {
                 return;
             }
         }
-        let pending = Unotified {
-            n,
-            req,
-            reach: self.inner.reach,
-            outside: false,
-        };
+        let pending = Unotified::new(n, req, self.inner.reach, false);
         self.decide_evaluated(listener, pending, &program, &argv, eval, action);
     }
 
@@ -159,12 +154,7 @@ impl Shared {
             return;
         }
         tracing::debug!(from, program, "an exec of an escalated command's tree");
-        let pending = Unotified {
-            n,
-            req,
-            reach: self.inner.reach,
-            outside: true,
-        };
+        let pending = Unotified::new(n, req, self.inner.reach, true);
         self.decide_evaluated(listener, pending, &program, &argv, eval, action);
     }
 }
