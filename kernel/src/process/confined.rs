@@ -267,15 +267,11 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::test_support::{self, cstrings, wait};
     use std::io::Read;
-    use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
     use crate::seccomp::filter::{FilterOptions, build};
-
-    fn cstrings(items: &[&str]) -> Vec<CString> {
-        items.iter().map(|s| CString::new(*s).unwrap()).collect()
-    }
 
     fn program(path: &str, argv: &[&str], cwd: &str) -> Program {
         Program {
@@ -304,13 +300,6 @@ mod tests {
             new_process_group: true,
             hooks,
         }
-    }
-
-    fn wait(pid: libc::pid_t) -> i32 {
-        let mut status = 0;
-        // SAFETY: our child, reaped once.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        status
     }
 
     fn read_all(fd: OwnedFd) -> String {
@@ -428,24 +417,11 @@ mod tests {
 
     #[test]
     fn joins_the_cgroup_at_the_clone_and_by_the_fallback_write() {
-        let Some(dir) = crate::process::scratch_cgroup("confined-test") else {
+        let Some(dir) = test_support::scratch_cgroup("confined-test") else {
             eprintln!("SKIP: no cgroup2 directory can be made here (needs root and cgroup2)");
             return;
         };
-        let open = |path: &std::path::Path, write: bool| {
-            Arc::new(OwnedFd::from(
-                std::fs::OpenOptions::new()
-                    .read(!write)
-                    .write(write)
-                    .open(path)
-                    .unwrap(),
-            ))
-        };
-        let join = JoinCgroup {
-            dir: open(&dir, false),
-            procs: open(&dir.join("cgroup.procs"), true),
-            v1_tasks: Vec::new(),
-        };
+        let join = test_support::join(&dir);
         let mut seen = Vec::new();
         for refused in [false, true] {
             // `true`: as where clone3 is refused, the child writes `cgroup.procs` itself.

@@ -363,23 +363,60 @@ pub(crate) fn fork_into_cgroup(_cgroup: RawFd) -> io::Result<libc::pid_t> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
-/// The cgroup2 mount and this process's own v2 cgroup, where a child cgroup can be made.
+/// What the spawn tests of [`confined`] and [`outside`] share.
 #[cfg(test)]
-pub(crate) fn scratch_cgroup(prefix: &str) -> Option<std::path::PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = mountinfo
-        .lines()
-        .find(|l| l.contains(" - cgroup2 "))?
-        .split_whitespace()
-        .nth(4)?
-        .to_owned();
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
-    let dir = std::path::PathBuf::from(format!(
-        "{mount}{}/{prefix}-{}",
-        own.trim_end_matches('/'),
-        std::process::id()
-    ));
-    std::fs::create_dir(&dir).ok()?;
-    Some(dir)
+pub(crate) mod test_support {
+    use std::ffi::CString;
+    use std::os::fd::OwnedFd;
+    use std::sync::Arc;
+
+    pub(crate) fn cstrings(items: &[&str]) -> Vec<CString> {
+        items.iter().map(|s| CString::new(*s).unwrap()).collect()
+    }
+
+    /// Waits for our child `pid` (reaped once) and returns its raw status.
+    pub(crate) fn wait(pid: libc::pid_t) -> i32 {
+        let mut status = 0;
+        // SAFETY: our child, reaped once.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        status
+    }
+
+    /// What a child joins the cgroup v2 directory `dir` by (no v1 hierarchy).
+    pub(crate) fn join(dir: &std::path::Path) -> super::outside::JoinCgroup {
+        let open = |path: &std::path::Path, write: bool| {
+            Arc::new(OwnedFd::from(
+                std::fs::OpenOptions::new()
+                    .read(!write)
+                    .write(write)
+                    .open(path)
+                    .unwrap(),
+            ))
+        };
+        super::outside::JoinCgroup {
+            dir: open(dir, false),
+            procs: open(&dir.join("cgroup.procs"), true),
+            v1_tasks: Vec::new(),
+        }
+    }
+
+    /// The cgroup2 mount and this process's own v2 cgroup, where a child cgroup can be made.
+    pub(crate) fn scratch_cgroup(prefix: &str) -> Option<std::path::PathBuf> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mount = mountinfo
+            .lines()
+            .find(|l| l.contains(" - cgroup2 "))?
+            .split_whitespace()
+            .nth(4)?
+            .to_owned();
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.to_owned();
+        let dir = std::path::PathBuf::from(format!(
+            "{mount}{}/{prefix}-{}",
+            own.trim_end_matches('/'),
+            std::process::id()
+        ));
+        std::fs::create_dir(&dir).ok()?;
+        Some(dir)
+    }
 }

@@ -588,11 +588,8 @@ impl Drop for BlockedSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::test_support::{self, cstrings};
     use std::io::Read;
-
-    fn cstrings(items: &[&str]) -> Vec<CString> {
-        items.iter().map(|s| CString::new(*s).unwrap()).collect()
-    }
 
     /// `argv` run from `path` in `cwd`, with no environment, stdio or hooks.
     fn program(path: &str, argv: &[&str], cwd: &str) -> Outside {
@@ -608,10 +605,7 @@ mod tests {
     }
 
     fn wait(started: &Started) -> i32 {
-        let mut status = 0;
-        // SAFETY: our child, reaped once.
-        unsafe { libc::waitpid(started.pid, &mut status, 0) };
-        status
+        test_support::wait(started.pid)
     }
 
     #[test]
@@ -660,29 +654,16 @@ mod tests {
 
     #[test]
     fn joins_the_given_cgroup_at_the_clone_and_by_the_fallback_write() {
-        let Some(dir) = super::super::scratch_cgroup("outside-test") else {
+        let Some(dir) = test_support::scratch_cgroup("outside-test") else {
             eprintln!("SKIP: no cgroup2 directory can be made here (needs root and cgroup2)");
             return;
-        };
-        let open = |path: &std::path::Path, write: bool| {
-            Arc::new(OwnedFd::from(
-                std::fs::OpenOptions::new()
-                    .read(!write)
-                    .write(write)
-                    .open(path)
-                    .unwrap(),
-            ))
         };
         let mut seen = Vec::new();
         for refused in [false, true] {
             // `true`: as where clone3 is refused, the child writes `cgroup.procs` itself.
             CLONE3_REFUSED.store(refused, Ordering::Relaxed);
             let started = spawn_outside(Outside {
-                cgroup: Some(JoinCgroup {
-                    dir: open(&dir, false),
-                    procs: open(&dir.join("cgroup.procs"), true),
-                    v1_tasks: Vec::new(),
-                }),
+                cgroup: Some(test_support::join(&dir)),
                 ..program("/bin/sleep", &["sleep", "30"], "/")
             })
             .unwrap();
