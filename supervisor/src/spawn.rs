@@ -229,6 +229,13 @@ impl Supervisor {
             }
             None => (None, None),
         };
+        let plan_is_syscalls_only = pid_namespace.is_none()
+            && !isolate_alone
+            && network_namespace.is_none()
+            && terminal_masks.is_empty()
+            && binds.is_empty()
+            && !landlock.restricts()
+            && drop_caps.is_none();
         let mut plan = ChildPlan {
             limits,
             pid_namespace,
@@ -367,6 +374,14 @@ impl Supervisor {
         };
 
         let started = Instant::now();
+        // The child may share the supervisor's memory until its exec (no page tables
+        // copied, no copy-on-write faults left behind) only where every step of its plan
+        // is a bare syscall and none forks: danger-full-access, which confines nothing.
+        let memory = if !confined && plan_is_syscalls_only {
+            kernel::process::confined::Memory::Shared
+        } else {
+            kernel::process::confined::Memory::Copied
+        };
         let spawned = ChildRegistry::global().spawn(
             || {
                 crate::spawner::run(move || {
@@ -375,6 +390,7 @@ impl Supervisor {
                         child_stdio,
                         joining.as_ref(),
                         confinement,
+                        memory,
                     )
                 })
             },
@@ -422,7 +438,10 @@ impl Supervisor {
             }
             Err(err) => tracing::warn!("tracking the session's tree: {err}"),
         }
-        let root = PidFd::open(pid).map_err(spawn_err)?;
+        let root = match child.pidfd {
+            Some(pidfd) => pidfd,
+            None => PidFd::open(pid).map_err(spawn_err)?,
+        };
         Ok(Session {
             enforcement,
             stdout: child.stdout,

@@ -8,8 +8,9 @@
 //! goes to the supervisor over a socketpair. The program's own exec is then the first
 //! notification.
 //!
-//! Owns: every fork and clone of execgate (`fork`, a raw clone; [`confined`]'s fork into
-//! the session's cgroup for a session's first process; [`outside`]'s
+//! Owns: every fork and clone of execgate (`fork`, a raw clone; [`confined`]'s fork (or,
+//! for danger-full-access, `CLONE_VM | CLONE_VFORK`) into the session's cgroup for a
+//! session's first process; [`outside`]'s
 //! `CLONE_VM | CLONE_VFORK` for escalated copies) and everything that runs between fork and
 //! exec (the [`ChildHook`]s, `confine_in_child`, the throwaway probe child in [`throwaway`]), plus
 //! [`ExitStatus`], how a process ended. Must never allocate, lock or log in a forked child:

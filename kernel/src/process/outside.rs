@@ -168,48 +168,15 @@ pub fn spawn_outside(program: Outside) -> io::Result<Started> {
         max_fd: open_file_limit(),
         error: AtomicI32::new(0),
     };
-    let stack = KeptStack::take()?;
-    let mut pidfd: libc::c_int = -1;
-    let pid = {
-        let _blocked = BlockedSignals::all()?;
-        let mut pid = None;
-        if let Some(cgroup) = &cgroup {
-            match clone_into_cgroup(&stack, &args, cgroup.dir.as_raw_fd(), &mut pidfd) {
-                Ok(child) => pid = Some(child),
-                Err(err) if !clone3_refused(&err) => return Err(err),
-                // The child writes its `cgroup.procs` instead.
-                Err(_) => args.cgroup_procs = cgroup.procs.as_raw_fd(),
-            }
-        }
-        match pid {
-            Some(pid) => pid,
-            None => {
-                let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
-                // SAFETY: `child_main` runs on `stack` (ours, mapped until this function
-                // returns), reads only `args`, which outlives the call because CLONE_VFORK
-                // keeps this thread waiting until the child has exec'd or exited, and
-                // writes only its own stack and `args.error` (atomic). All signals are
-                // blocked across the clone, so no handler of the supervisor runs on the
-                // child's stack before the child resets them. CLONE_PIDFD stores the pidfd
-                // in `pidfd` (the parent-tid argument).
-                let pid = unsafe {
-                    libc::clone(
-                        child_main,
-                        stack.top(),
-                        flags,
-                        std::ptr::from_ref(&args).cast_mut().cast(),
-                        &mut pidfd as *mut libc::c_int,
-                    )
-                };
-                if pid < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                pid
-            }
-        }
-    };
-    // SAFETY: CLONE_PIDFD gave us this descriptor; nothing else owns it.
-    let pidfd = crate::pidfd::PidFd::from_owned(unsafe { OwnedFd::from_raw_fd(pidfd) });
+    let procs = cgroup.as_ref().map(|c| c.procs.as_raw_fd());
+    let cloned = vfork(
+        &mut args,
+        child_main,
+        cgroup.as_ref().map(|c| c.dir.as_raw_fd()),
+        // The child writes its `cgroup.procs` instead.
+        |args| args.cgroup_procs = procs.unwrap_or(-1),
+    )?;
+    let (pid, pidfd) = (cloned.pid, crate::pidfd::PidFd::from_owned(cloned.pidfd));
     match args.error.load(Ordering::SeqCst) {
         0 => Ok(Started { pid, pidfd }),
         errno => {
@@ -220,6 +187,79 @@ pub fn spawn_outside(program: Outside) -> io::Result<Started> {
             Err(io::Error::from_raw_os_error(errno))
         }
     }
+}
+
+/// A child cloned with `CLONE_VM | CLONE_VFORK`: it has exec'd or exited by now.
+pub(super) struct Vforked {
+    pub(super) pid: libc::pid_t,
+    pub(super) pidfd: OwnedFd,
+    /// The clone itself put it in the cgroup v2 directory given (`CLONE_INTO_CGROUP`).
+    pub(super) joined_at_clone: bool,
+}
+
+/// Runs `entry(args)` in a child that shares this process's memory until it execs or
+/// exits (`CLONE_VM | CLONE_VFORK`, as `posix_spawn` does), on this thread's kept stack,
+/// with every signal blocked across the clone (the child must reset handled signals to
+/// their defaults before it lifts the mask: a handler would run on shared memory). In
+/// `cgroup` (a v2 directory) from the clone where `clone3` allows; where it is refused,
+/// `refused(args)` runs first and the child is cloned where this process is.
+///
+/// `entry` must never return (exec or `_exit`) and must write nothing but its own stack
+/// and what `args` lets it (atomics); it only makes syscalls on prepared data.
+pub(super) fn vfork<A>(
+    args: &mut A,
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    cgroup: Option<RawFd>,
+    refused: impl FnOnce(&mut A),
+) -> io::Result<Vforked> {
+    let stack = KeptStack::take()?;
+    let mut pidfd: libc::c_int = -1;
+    let _blocked = BlockedSignals::all()?;
+    let mut joined_at_clone = false;
+    let mut pid = None;
+    if let Some(dir) = cgroup {
+        let arg = std::ptr::from_mut(args).cast::<libc::c_void>();
+        match clone_into_cgroup(&stack, entry, arg, dir, &mut pidfd) {
+            Ok(child) => {
+                pid = Some(child);
+                joined_at_clone = true;
+            }
+            Err(err) if !clone3_refused(&err) => return Err(err),
+            Err(_) => refused(args),
+        }
+    }
+    let pid = match pid {
+        Some(pid) => pid,
+        None => {
+            let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD;
+            // SAFETY: `entry` runs on `stack` (ours, mapped until this function returns),
+            // reads `args`, which outlives the call because CLONE_VFORK keeps this thread
+            // waiting until the child has exec'd or exited, and writes only its own stack
+            // and what `args` allows (see above). All signals are blocked across the clone,
+            // so no handler of the supervisor runs on the child's stack before the child
+            // resets them. CLONE_PIDFD stores the pidfd in `pidfd` (the parent-tid
+            // argument).
+            let pid = unsafe {
+                libc::clone(
+                    entry,
+                    stack.top(),
+                    flags,
+                    std::ptr::from_mut(args).cast(),
+                    &mut pidfd as *mut libc::c_int,
+                )
+            };
+            if pid < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            pid
+        }
+    };
+    Ok(Vforked {
+        pid,
+        // SAFETY: CLONE_PIDFD gave us this descriptor; nothing else owns it.
+        pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        joined_at_clone,
+    })
 }
 
 /// The child: reset signals, set up fds, cwd and the parent-death signal, run the hooks,
@@ -344,11 +384,12 @@ pub(super) struct CloneArgs {
     pub(super) cgroup: u64,
 }
 
-/// The clone of [`spawn_outside`], straight into the cgroup v2 directory `cgroup`.
+/// The clone of [`vfork`], straight into the cgroup v2 directory `cgroup`.
 #[cfg(target_arch = "x86_64")]
 fn clone_into_cgroup(
     stack: &Stack,
-    args: &ChildArgs<'_>,
+    entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
     cgroup: RawFd,
     pidfd: &mut libc::c_int,
 ) -> io::Result<libc::pid_t> {
@@ -365,16 +406,15 @@ fn clone_into_cgroup(
         cgroup: u64::try_from(cgroup).unwrap_or(u64::MAX),
         ..CloneArgs::default()
     };
-    let entry: extern "C" fn(*mut libc::c_void) -> libc::c_int = child_main;
     let ret: i64;
     // SAFETY: clone3 with CLONE_VM | CLONE_VFORK: the child starts on `stack` (ours, mapped
-    // until `spawn_outside` returns; clone3 sets its stack pointer to the top, 16-byte
-    // aligned as a page boundary is), calls `child_main(args)`, which never returns (it
-    // execs or `_exit`s), and exits if it did. `rcx` and `r11` are clobbered by `syscall`;
+    // until `vfork` returns; clone3 sets its stack pointer to the top, 16-byte aligned as a
+    // page boundary is), calls `entry(arg)`, which never returns (it execs or `_exit`s),
+    // and exits if it did. `rcx` and `r11` are clobbered by `syscall`;
     // `r12` and `r13` hold the entry and its argument across it, in both processes. The
     // parent continues after the label once the child has exec'd or exited (CLONE_VFORK),
-    // so `args` and `clone_args` outlive the child's use of them, exactly as with `clone`
-    // above; the child writes only its own stack and `args.error`.
+    // so `arg` and `clone_args` outlive the child's use of them, exactly as with `clone`
+    // in `vfork`; the child writes only its own stack and what `arg` allows.
     unsafe {
         std::arch::asm!(
             "syscall",
@@ -391,7 +431,7 @@ fn clone_into_cgroup(
             inlateout("rax") libc::SYS_clone3 => ret,
             in("rdi") std::ptr::from_ref(&clone_args),
             in("rsi") std::mem::size_of::<CloneArgs>(),
-            in("r12") std::ptr::from_ref(args).cast_mut().cast::<libc::c_void>(),
+            in("r12") arg,
             in("r13") entry,
             lateout("rcx") _,
             lateout("r11") _,
@@ -410,7 +450,8 @@ fn clone_into_cgroup(
 #[cfg(not(target_arch = "x86_64"))]
 fn clone_into_cgroup(
     _stack: &Stack,
-    _args: &ChildArgs<'_>,
+    _entry: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    _arg: *mut libc::c_void,
     _cgroup: RawFd,
     _pidfd: &mut libc::c_int,
 ) -> io::Result<libc::pid_t> {
@@ -424,7 +465,7 @@ pub(super) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// Every signal with a handler back to its default, and `SIGPIPE` too (Rust programs
 /// ignore it; the program should not inherit that). Ignored signals stay ignored, as
 /// across any exec.
-fn reset_signal_handlers() {
+pub(super) fn reset_signal_handlers() {
     for signal in 1..=libc::SIGRTMAX() {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;

@@ -377,6 +377,12 @@ impl PreparedLandlock {
         &self.git_trust
     }
 
+    /// Whether the child restricts itself at all (`false`: danger-full-access, or no
+    /// Landlock here).
+    pub fn restricts(&self) -> bool {
+        self.ruleset.is_some()
+    }
+
     /// Child side, between fork and exec: enforce the ruleset on the calling thread (the
     /// whole child is single-threaded there). Also sets `PR_SET_NO_NEW_PRIVS` (Landlock
     /// requires it for an unprivileged caller; the spawn sets it again, harmlessly).
@@ -389,6 +395,11 @@ impl PreparedLandlock {
     /// twice is a no-op the second time. Without Landlock (or for `danger-full-access`) it
     /// does nothing.
     pub fn restrict_self_in_child(&mut self) -> Result<(), Errno> {
+        // Nothing written where there is nothing to do: a child sharing the supervisor's
+        // memory runs this too (`kernel::process::confined::Memory::Shared`).
+        if self.ruleset.is_none() {
+            return Ok(());
+        }
         let Some(ruleset) = self.ruleset.take() else {
             return Ok(());
         };
