@@ -229,13 +229,6 @@ impl Supervisor {
             }
             None => (None, None),
         };
-        let plan_is_syscalls_only = pid_namespace.is_none()
-            && !isolate_alone
-            && network_namespace.is_none()
-            && terminal_masks.is_empty()
-            && binds.is_empty()
-            && !landlock.restricts()
-            && drop_caps.is_none();
         let mut plan = ChildPlan {
             limits,
             pid_namespace,
@@ -248,6 +241,7 @@ impl Supervisor {
             terminal: own_terminal.cloned(),
             terminal_masks,
         };
+        let memory = plan.memory();
         let hooks: Vec<kernel::process::ChildHook> = vec![Box::new(move || plan.apply())];
         let (marker_key, marker_value) = teardown::marker_env(&session_name);
         let (channel_parent, channel_child) = UnixStream::pair().map_err(spawn_err)?;
@@ -374,14 +368,6 @@ impl Supervisor {
         };
 
         let started = Instant::now();
-        // The child may share the supervisor's memory until its exec (no page tables
-        // copied, no copy-on-write faults left behind) only where every step of its plan
-        // is a bare syscall and none forks: danger-full-access, which confines nothing.
-        let memory = if !confined && plan_is_syscalls_only {
-            kernel::process::confined::Memory::Shared
-        } else {
-            kernel::process::confined::Memory::Copied
-        };
         let spawned = ChildRegistry::global().spawn(
             || {
                 crate::spawner::run(move || {
@@ -560,6 +546,8 @@ impl SpareCgroup {
             let name = format!("{}-{id}", std::process::id());
             let spare = &inner.spare_cgroup;
             match make_cgroup(&inner, &name, &limits) {
+                // Discarded meanwhile (the supervisor is going away): removed here, now.
+                Some(cgroup) if !spare.enabled.load(Ordering::Acquire) => drop(cgroup),
                 Some(cgroup) => {
                     // Its files opened here too, off the next session's path.
                     let _ = cgroup.joining();
@@ -572,8 +560,15 @@ impl SpareCgroup {
         });
     }
 
-    /// Removes the spare (the supervisor is going away).
+    /// Removes the spare and makes no more (the supervisor is going away). One being made
+    /// is waited for (a `mkdir` and a few writes; bounded), so that none is left once the
+    /// supervisor is dropped.
     pub(crate) fn discard(&self) {
+        self.enabled.store(false, Ordering::Release);
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        while self.making.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         lock(&self.ready).take();
     }
 }
@@ -624,6 +619,25 @@ struct ChildPlan {
 }
 
 impl ChildPlan {
+    /// How the child may hold the supervisor's memory until its exec: shared (no page
+    /// tables copied, no copy-on-write faults left behind) only where every step is a bare
+    /// syscall that writes no memory and none forks; in practice danger-full-access, which
+    /// confines nothing. A step added to the plan must be weighed here.
+    fn memory(&self) -> kernel::process::confined::Memory {
+        let syscalls_only = self.pid_namespace.is_none()
+            && !self.isolate_alone
+            && self.network_namespace.is_none()
+            && self.terminal_masks.is_empty()
+            && self.binds.is_empty()
+            && !self.landlock.restricts()
+            && self.drop_caps.is_none();
+        if syscalls_only {
+            kernel::process::confined::Memory::Shared
+        } else {
+            kernel::process::confined::Memory::Copied
+        }
+    }
+
     fn apply(&mut self) -> io::Result<()> {
         self.limits.apply_in_child().map_err(errno_to_io)?;
         // 3. Orphans of the tree are re-parented to the session's root, not to init, so

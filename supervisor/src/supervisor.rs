@@ -193,6 +193,14 @@ impl EscalationSettings {
     }
 }
 
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // The spare cgroup now, not when the last session or spare maker lets go of `Inner`:
+        // nothing of this supervisor's is left in the cgroup tree once it is dropped.
+        self.inner.spare_cgroup.discard();
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Before the parent: a spare cgroup is a directory in it.

@@ -277,6 +277,41 @@ fn pids_max_of(pid: u32) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
+/// A session's first process is in its own limited cgroup from the start, whichever way it
+/// was cloned: sharing the supervisor's memory (danger-full-access) or with a copy of it
+/// (workspace-write, whose PID namespace forks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mode_starts_in_its_own_limited_cgroup() {
+    let Some(sup) = supervisor_or_skip() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let own = cgroup_of(std::process::id());
+    for mode in [SandboxMode::DangerFullAccess, SandboxMode::WorkspaceWrite] {
+        let session = sup
+            .spawn(SessionSpec {
+                sandbox: SandboxPolicy::new(mode),
+                cgroup_limits: supervisor::CgroupLimits {
+                    pids_max: Some(9),
+                    memory_max: None,
+                },
+                ..spec(work.path(), "sleep 0.3", Some(Duration::from_secs(20)))
+            })
+            .unwrap();
+        let dir = cgroup_of(session.pid());
+        assert!(
+            dir.starts_with(&own) && dir != own,
+            "{mode:?}: the session runs in {}, not in a cgroup of its own under {}",
+            dir.display(),
+            own.display()
+        );
+        assert_eq!(pids_max_of(session.pid()).as_deref(), Some("9"), "{mode:?}");
+        let outcome = session.wait().await.unwrap();
+        assert_eq!(outcome.status, ExitStatus::Exited(0), "{mode:?}");
+        assert!(!dir.exists(), "{mode:?}: {} left behind", dir.display());
+    }
+}
+
 /// With cgroups made ahead (the MCP server's mode), each session still gets a cgroup of
 /// its own with its limits, every one is removed, and a spare someone put a process in
 /// is thrown away (that process with it) rather than used.

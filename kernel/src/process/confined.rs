@@ -25,7 +25,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use super::outside::JoinCgroup;
 use super::{Confinement, confine_in_child, open_file_limit};
@@ -242,24 +242,9 @@ fn child(steps: &mut ChildSteps<'_>, confinement: &mut Confinement) -> ! {
 
 fn child_steps(steps: &mut ChildSteps<'_>, confinement: &mut Confinement) -> io::Result<()> {
     // 1. The session's cgroups first, so everything the child becomes is inside them.
-    let this_process = b"0";
-    let targets = (steps.cgroup_procs >= 0)
-        .then_some(steps.cgroup_procs)
-        .into_iter()
-        .chain(steps.v1_tasks.iter().copied());
-    for fd in targets {
-        // SAFETY: a 1-byte write on a descriptor inherited from the parent.
-        if unsafe { libc::write(fd, this_process.as_ptr().cast(), 1) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    super::outside::join_by_writes(steps.cgroup_procs, steps.v1_tasks)?;
     if let Some(stdio) = steps.stdio {
-        for (target, &source) in stdio.iter().enumerate() {
-            let target = RawFd::try_from(target).unwrap_or(0);
-            // SAFETY: dup2 on descriptors open in the child (all >= 3, see `above_stdio`);
-            // the copy is made without FD_CLOEXEC.
-            crate::cvt_int(unsafe { libc::dup2(source, target) })?;
-        }
+        super::outside::dup_onto_stdio(stdio)?;
     }
     // SAFETY: `cwd` is a NUL-terminated string in this process's copy of the parent's
     // memory.
@@ -320,11 +305,8 @@ fn reap(pid: libc::pid_t) {
 
 /// A close-on-exec pipe: (read end, write end).
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: `fds` is a valid array of two ints for the kernel to fill.
-    crate::cvt_int(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: pipe2 succeeded: both fds are fresh and ours.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let (read, write) = std::io::pipe()?;
+    Ok((OwnedFd::from(read), OwnedFd::from(write)))
 }
 
 #[cfg(test)]

@@ -337,7 +337,7 @@ pub(crate) fn fork() -> io::Result<libc::pid_t> {
 /// `clone3` itself was refused: fork and join by a write instead.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn fork_into_cgroup(cgroup: RawFd) -> io::Result<libc::pid_t> {
-    if outside::clone3_was_refused() {
+    if outside::CLONE3_REFUSED.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(io::Error::from_raw_os_error(libc::ENOSYS));
     }
     let args = outside::CloneArgs {

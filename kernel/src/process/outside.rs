@@ -294,12 +294,7 @@ fn child_steps(args: &mut ChildArgs<'_>) -> io::Result<()> {
     // SAFETY: setsid is async-signal-safe; the fresh child leads no process group, so it
     // cannot fail with EPERM.
     crate::cvt_int(unsafe { libc::setsid() })?;
-    for (target, &source) in args.stdio.iter().enumerate() {
-        let target = RawFd::try_from(target).unwrap_or(0);
-        // SAFETY: dup2 on descriptors open in the child (prepared by the parent, all >= 3);
-        // the copy is made without FD_CLOEXEC.
-        crate::cvt_int(unsafe { libc::dup2(source, target) })?;
-    }
+    dup_onto_stdio(args.stdio)?;
     mark_inherited_fds_cloexec(args.max_fd);
     // SAFETY: `cwd` is a NUL-terminated string alive while the parent waits.
     crate::cvt_int(unsafe { libc::chdir(args.cwd) })?;
@@ -325,22 +320,40 @@ fn child_steps(args: &mut ChildArgs<'_>) -> io::Result<()> {
 /// themselves out (a write to the root `cgroup.procs` fails). The namespace is best
 /// effort: without CAP_SYS_ADMIN there is none, and no permission to move out either.
 fn join_cgroups(args: &ChildArgs<'_>) -> io::Result<()> {
+    join_by_writes(args.cgroup_procs, args.v1_tasks)?;
+    if args.cgroup_namespace {
+        // SAFETY: unshare with an integer flag is async-signal-safe.
+        unsafe { libc::unshare(libc::CLONE_NEWCGROUP) };
+    }
+    Ok(())
+}
+
+/// A child's cgroup joins by write: "0" (itself) to `procs` (the v2 `cgroup.procs`, -1
+/// when the clone joined it already), then to each v1 `tasks` file. Async-signal-safe.
+pub(super) fn join_by_writes(procs: RawFd, v1_tasks: &[RawFd]) -> io::Result<()> {
     let this_process = b"0";
-    let targets = (args.cgroup_procs >= 0)
-        .then_some(args.cgroup_procs)
+    let targets = (procs >= 0)
+        .then_some(procs)
         .into_iter()
-        .chain(args.v1_tasks.iter().copied());
+        .chain(v1_tasks.iter().copied());
     for fd in targets {
-        // SAFETY: write of a 1-byte buffer on a descriptor the parent keeps open while it
-        // waits; async-signal-safe.
+        // SAFETY: write of a 1-byte buffer on a descriptor the parent keeps open;
+        // async-signal-safe.
         let written = unsafe { libc::write(fd, this_process.as_ptr().cast(), 1) };
         if written < 0 {
             return Err(io::Error::last_os_error());
         }
     }
-    if args.cgroup_namespace {
-        // SAFETY: unshare with an integer flag is async-signal-safe.
-        unsafe { libc::unshare(libc::CLONE_NEWCGROUP) };
+    Ok(())
+}
+
+/// `sources` made the child's fds 0, 1 and 2 (each a descriptor numbered 3 or above, see
+/// [`above_stdio`], so no `dup2` overwrites another's source). Async-signal-safe.
+pub(super) fn dup_onto_stdio(sources: [RawFd; 3]) -> io::Result<()> {
+    for (target, source) in (0..).zip(sources) {
+        // SAFETY: dup2 on descriptors open in the child; the copy is made without
+        // FD_CLOEXEC.
+        crate::cvt_int(unsafe { libc::dup2(source, target) })?;
     }
     Ok(())
 }
@@ -360,11 +373,6 @@ pub(super) fn clone3_refused(err: &io::Error) -> bool {
 }
 
 pub(super) static CLONE3_REFUSED: AtomicBool = AtomicBool::new(false);
-
-/// Whether an earlier `clone3` was refused as a call (see [`clone3_refused`]).
-pub(super) fn clone3_was_refused() -> bool {
-    CLONE3_REFUSED.load(Ordering::Relaxed)
-}
 
 /// `struct clone_args` (Linux 5.7 layout, with `set_tid` and `cgroup`).
 #[cfg(target_arch = "x86_64")]
